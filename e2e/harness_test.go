@@ -1,0 +1,318 @@
+// Package e2e drives the built gantry binary against the real Docker
+// engine and the real embedded etcd, as a user would.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/pki"
+)
+
+var (
+	gantryBin string // the binary under test
+	repoRoot  string
+)
+
+// DemoImage is the local image the tests run; TestMain builds it with
+// the same script a new user runs.
+const DemoImage = "gantry-demo:latest"
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	repoRoot = filepath.Dir(filepath.Dir(file))
+	dir, err := os.MkdirTemp("", "gantry-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	gantryBin = filepath.Join(dir, "gantry")
+	build := exec.Command("go", "build", "-o", gantryBin, "./cmd/gantry")
+	build.Dir = repoRoot
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build gantry:", err)
+		os.Exit(1)
+	}
+	img := exec.Command(filepath.Join(repoRoot, "scripts", "build-demo-image.sh"), DemoImage)
+	img.Stdout, img.Stderr = io.Discard, os.Stderr
+	if err := img.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build the demo image (is the Docker engine running?):", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Cluster is a `gantry dev` process with its own data dir and ports.
+type Cluster struct {
+	t       testing.TB
+	DataDir string
+	Addr    string // http://127.0.0.1:port
+	args    []string
+	cmd     *exec.Cmd
+	log     *bytes.Buffer
+	NodeID  string
+	cliArgs []string     // given to every CLI call (TLS flags)
+	http    *http.Client // for API reads; TLS when secure
+	secure  bool
+}
+
+// StartDev starts `gantry dev` on free ports and waits until its node is
+// ready. extra flags are appended.
+func StartDev(t testing.TB, extra ...string) *Cluster {
+	t.Helper()
+	return startDev(t, extra, nil)
+}
+
+// StartDevSecure starts `gantry dev` with TLS flags (and --acl); cliArgs
+// are the CLI's TLS flags. Readiness is read from /v1/status, which needs
+// no token.
+func StartDevSecure(t testing.TB, extra, cliArgs []string) *Cluster {
+	t.Helper()
+	return startDev(t, extra, cliArgs)
+}
+
+func startDev(t testing.TB, extra, cliArgs []string) *Cluster {
+	c := &Cluster{t: t, DataDir: t.TempDir(), cliArgs: cliArgs, http: http.DefaultClient}
+	api := freePort(t)
+	scheme := "http"
+	if cliArgs != nil {
+		c.secure = true
+		scheme = "https"
+		var files pki.Files
+		for i := 0; i+1 < len(cliArgs); i += 2 {
+			switch cliArgs[i] {
+			case "--ca-cert":
+				files.CA = cliArgs[i+1]
+			case "--client-cert":
+				files.Cert = cliArgs[i+1]
+			case "--client-key":
+				files.Key = cliArgs[i+1]
+			}
+		}
+		cfg, err := files.ClientConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.http = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+	c.Addr = fmt.Sprintf("%s://127.0.0.1:%d", scheme, api)
+	c.args = append([]string{"dev",
+		"--data-dir", c.DataDir,
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", api),
+		"--agent-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		"--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		"--node-name", "e2e-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")),
+		"--heartbeat-ttl", "5s",
+	}, extra...)
+	c.Start()
+	t.Cleanup(c.Cleanup)
+	return c
+}
+
+// Start (re)starts the dev process and waits for its node.
+func (c *Cluster) Start() {
+	c.t.Helper()
+	c.log = &bytes.Buffer{}
+	c.cmd = exec.Command(gantryBin, c.args...)
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	if c.secure {
+		c.Eventually(30*time.Second, "the server to answer", func() bool {
+			var st api.StatusResponse
+			return c.GetJSON("/v1/status", &st) == nil && st.Leader
+		})
+		c.Eventually(30*time.Second, "the node to register", func() bool {
+			b, err := os.ReadFile(filepath.Join(c.DataDir, "agent", "node-id"))
+			c.NodeID = strings.TrimSpace(string(b))
+			return err == nil && c.NodeID != "" && strings.Contains(c.log.String(), "node registered")
+		})
+		return
+	}
+	c.Eventually(30*time.Second, "the node to be ready", func() bool {
+		var nodes []*api.Node
+		if c.GetJSON("/v1/nodes", &nodes) != nil {
+			return false
+		}
+		for _, n := range nodes {
+			if n.Status == api.NodeStatusReady {
+				c.NodeID = n.ID
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// Kill9 kills the dev process (not its tasks) the hard way.
+func (c *Cluster) Kill9() {
+	c.t.Helper()
+	c.cmd.Process.Signal(syscall.SIGKILL)
+	c.cmd.Wait()
+}
+
+// Stop stops the dev process gracefully.
+func (c *Cluster) Stop() {
+	if c.cmd == nil || c.cmd.ProcessState != nil {
+		return
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Cleanup stops the process and removes every container of its node.
+func (c *Cluster) Cleanup() {
+	c.Stop()
+	if c.t.Failed() {
+		c.t.Logf("gantry dev log:\n%s", c.log.String())
+	}
+	if c.NodeID != "" {
+		for _, id := range Containers(c.t, c.NodeID, true) {
+			exec.Command("docker", "rm", "-f", id).Run()
+		}
+	}
+	// Exec tasks run under their own executors; stop what is left.
+	exec.Command("pkill", "-f", c.DataDir).Run()
+}
+
+// Result is what a CLI invocation printed and how it exited.
+type Result struct {
+	Code   int
+	Stdout string
+	Stderr string
+}
+
+// Gantry runs the CLI against this cluster.
+func (c *Cluster) Gantry(args ...string) Result {
+	c.t.Helper()
+	return runGantry(c.t, append(append([]string{"--address", c.Addr}, c.cliArgs...), args...)...)
+}
+
+func runGantry(t testing.TB, args ...string) Result {
+	t.Helper()
+	return runGantryStdin(t, "", args...)
+}
+
+// GantryStdin runs the CLI with the given standard input.
+func (c *Cluster) GantryStdin(stdin string, args ...string) Result {
+	c.t.Helper()
+	return runGantryStdin(c.t, stdin, append(append([]string{"--address", c.Addr}, c.cliArgs...), args...)...)
+}
+
+func runGantryStdin(t testing.TB, stdin string, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gantryBin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Stdin = strings.NewReader(stdin)
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("gantry %v: %v", args, err)
+	}
+	return Result{Code: code, Stdout: out.String(), Stderr: errb.String()}
+}
+
+// GetJSON reads an API path into v.
+func (c *Cluster) GetJSON(path string, v any) error {
+	resp, err := c.http.Get(c.Addr + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// Allocs returns a job's allocations.
+func (c *Cluster) Allocs(job string) []*api.Allocation {
+	c.t.Helper()
+	var as []*api.Allocation
+	if err := c.GetJSON("/v1/jobs/"+job+"/allocations", &as); err != nil {
+		c.t.Fatal(err)
+	}
+	return as
+}
+
+// Eventually polls cond until it holds or the timeout passes.
+func (c *Cluster) Eventually(timeout time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Containers lists the IDs of containers Gantry made for a node.
+func Containers(t testing.TB, nodeID string, all bool) []string {
+	t.Helper()
+	args := []string{"ps", "-q", "--no-trunc", "--filter", "label=gantry.node=" + nodeID}
+	if all {
+		args = append(args, "-a")
+	}
+	out, err := exec.Command("docker", args...).Output()
+	if err != nil {
+		t.Fatalf("docker ps: %v", err)
+	}
+	return strings.Fields(string(out))
+}
+
+// WriteSpec writes a job spec into a temp file and returns its path.
+func WriteSpec(t testing.TB, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// specFile returns the path of a file under examples/.
+func specFile(name string) string { return filepath.Join(repoRoot, "examples", name) }

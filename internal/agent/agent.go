@@ -1,0 +1,547 @@
+package agent
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/driver"
+	"github.com/gantryhq/gantry/internal/lb"
+	"github.com/gantryhq/gantry/internal/metrics"
+	"github.com/google/uuid"
+)
+
+// Config configures an agent.
+type Config struct {
+	Servers     []string // server API addresses
+	DataDir     string   // node ID and allocation directories live here
+	NodeName    string
+	NodeAddress string // IP task ports bind to and health checks dial
+	HTTPAddr    string // agent API (logs, exec), e.g. 127.0.0.1:7701
+	Class       string
+	Pool        string
+	Labels      map[string]string
+	Reserved    api.NodeResources
+	PortRange   api.PortRange
+	// CPUOverride and MemoryOverride replace the fingerprinted capacity
+	// (millicores, MiB) when positive.
+	CPUOverride    int
+	MemoryOverride int
+	Drivers        []driver.Driver
+	// TLS, when set, makes the agent speak mutual TLS: Client to the
+	// servers, Server for its own API (which only servers may call for
+	// logs and exec).
+	TLS *TLSConfig
+	// Token is presented to the servers when ACLs are on and TLS is off
+	// (it needs node-write); with TLS the agent certificate suffices.
+	Token string
+	// Transport, when set, carries the agent's requests to the servers
+	// (the load tool shares one HTTP/2 transport among many agents).
+	Transport http.RoundTripper
+	// NoAPI skips the agent's own API listener (logs, exec, metrics):
+	// for simulated nodes of the load tool only.
+	NoAPI bool
+	// KillTimeout is how long a task gets to exit after SIGTERM.
+	KillTimeout time.Duration
+	Version     string
+	// AuditInterval is how often the agent audits every container of its
+	// Docker engine (audit.go); 0 means DefaultAuditInterval, negative
+	// turns the audit off.
+	AuditInterval time.Duration
+	// DockerDaemonConfig is the engine's daemon.json, read for the
+	// settings its API does not report; empty means
+	// DefaultDockerDaemonConfig.
+	DockerDaemonConfig string
+	// GPU is how the agent finds and uses the node's GPUs.
+	GPU GPUConfig
+	// Metrics is the registry served at /metrics; nil: a new one. The
+	// agent adds its node, GPU and allocation collector to it.
+	Metrics *metrics.Registry
+	// SampleInterval is how often the node's usage is read; 0 means
+	// DefaultSampleInterval.
+	SampleInterval time.Duration
+	// LB runs a load balancer on this node (proxy.go).
+	LB LBConfig
+}
+
+// Agent runs the allocations the servers assign to its node.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	srv      *serverClient
+	drivers  map[string]driver.Driver
+	nodeID   string
+	httpAddr string
+	allocDir string
+
+	leaseMu sync.Mutex
+	lease   int64
+	node    *api.Node
+
+	mu        sync.Mutex
+	runners   map[string]*allocRunner
+	recovered map[string]map[string][]*driver.Handle // alloc → task → handles found at start
+
+	updates        *updater
+	heartbeatEvery time.Duration
+	jobs           *jobCache
+	audit          auditor
+	wg             sync.WaitGroup
+
+	gpus    *gpuManager
+	sampler *sampler
+	metrics *metrics.Registry
+	fpKick  chan struct{} // a fingerprint is due now (a GPU changed)
+	lbMu    sync.Mutex
+	lb      *lb.Manager // nil unless LB.Enabled
+}
+
+// New prepares an agent: its data directory and node identity.
+func New(cfg Config, log *slog.Logger) (*Agent, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("agent needs at least one server address (--servers)")
+	}
+	if cfg.KillTimeout == 0 {
+		cfg.KillTimeout = 5 * time.Second
+	}
+	if cfg.NodeName == "" {
+		cfg.NodeName, _ = os.Hostname()
+	}
+	if cfg.NodeAddress == "" {
+		cfg.NodeAddress = "127.0.0.1"
+	}
+	if cfg.PortRange.Min == 0 {
+		cfg.PortRange = api.DefaultPortRange
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create agent data dir %s: %w", cfg.DataDir, err)
+	}
+	id, err := loadNodeID(filepath.Join(cfg.DataDir, "node-id"))
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:       cfg,
+		log:       log,
+		srv:       newServerClient(cfg.Servers, cfg.TLS.client(), cfg.Token, cfg.Transport),
+		drivers:   map[string]driver.Driver{},
+		nodeID:    id,
+		allocDir:  filepath.Join(cfg.DataDir, "allocs"),
+		runners:   map[string]*allocRunner{},
+		recovered: map[string]map[string][]*driver.Handle{},
+	}
+	for _, d := range cfg.Drivers {
+		a.drivers[d.Name()] = d
+	}
+	a.updates = newUpdater(a)
+	a.jobs = &jobCache{srv: a.srv, jobs: map[string]*api.Job{}}
+	a.fpKick = make(chan struct{}, 1)
+	a.gpus = newGPUManager(cfg.GPU, cfg.DataDir, log, a.kickFingerprint)
+	a.sampler = newSampler(a)
+	a.metrics = cfg.Metrics
+	if a.metrics == nil {
+		a.metrics = metrics.NewRegistry()
+	}
+	if err := a.metrics.Register(metrics.NewNodeCollector(a.sampler.latest)); err != nil {
+		return nil, fmt.Errorf("register the node metrics: %w", err)
+	}
+	if err := a.metrics.Register(a.AuditCollector()); err != nil {
+		return nil, fmt.Errorf("register the audit metrics: %w", err)
+	}
+	return a, nil
+}
+
+// loadNodeID reads the node's ID, creating it on first start so the node
+// keeps its identity (and its allocations) across restarts.
+func loadNodeID(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	}
+	id := uuid.NewString()
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("save node id to %s: %w", path, err)
+	}
+	return id, nil
+}
+
+// NodeID is this node's identity.
+func (a *Agent) NodeID() string { return a.nodeID }
+
+// Metrics is the registry the agent serves at /metrics; others add their
+// collectors to it with Register.
+func (a *Agent) Metrics() *metrics.Registry { return a.metrics }
+
+// Run registers the node and runs its allocations until ctx ends. Tasks
+// keep running when the agent stops; a restarted agent re-attaches.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.allocDir, 0o755); err != nil {
+		return fmt.Errorf("create allocation dir %s: %w", a.allocDir, err)
+	}
+	if !a.cfg.NoAPI {
+		ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("listen for the agent API on %s: %w (pick another with --agent-addr)", a.cfg.HTTPAddr, err)
+		}
+		a.httpAddr = advertise(ln.Addr().(*net.TCPAddr), a.cfg.NodeAddress)
+		if a.cfg.TLS != nil {
+			ln = tls.NewListener(ln, a.cfg.TLS.Server)
+		}
+		hs := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
+		go hs.Serve(ln)
+		defer hs.Close()
+	}
+
+	a.recoverTasks(ctx)
+	if err := a.registerUntilDone(ctx); err != nil {
+		return err
+	}
+	a.startLB(ctx)
+	a.wg.Add(7)
+	go func() { defer a.wg.Done(); a.heartbeatLoop(ctx) }()
+	go func() { defer a.wg.Done(); a.fingerprintLoop(ctx) }()
+	go func() { defer a.wg.Done(); a.updates.run(ctx) }()
+	go func() { defer a.wg.Done(); a.auditLoop(ctx) }()
+	go func() { defer a.wg.Done(); a.gpus.watchXID(ctx) }()
+	go func() { defer a.wg.Done(); a.migReapLoop(ctx) }()
+	go func() {
+		defer a.wg.Done()
+		if a.cfg.SampleInterval < 0 {
+			return // sampling off (simulated nodes)
+		}
+		a.sampler.run(ctx, cmp.Or(a.cfg.SampleInterval, DefaultSampleInterval))
+	}()
+	a.watchLoop(ctx)
+	a.wg.Wait()
+	a.mu.Lock()
+	for _, r := range a.runners {
+		r.detach()
+	}
+	a.mu.Unlock()
+	return nil
+}
+
+// recoverTasks collects the tasks the drivers still know of for this node.
+func (a *Agent) recoverTasks(ctx context.Context) {
+	for _, d := range a.drivers {
+		hs, err := d.Recover(ctx, a.nodeID)
+		if err != nil {
+			a.log.Warn("could not recover tasks", "driver", d.Name(), "err", err)
+			continue
+		}
+		for _, h := range hs {
+			byTask := a.recovered[h.AllocID]
+			if byTask == nil {
+				byTask = map[string][]*driver.Handle{}
+				a.recovered[h.AllocID] = byTask
+			}
+			byTask[h.Task] = append(byTask[h.Task], h)
+		}
+		if len(hs) > 0 {
+			a.log.Info("found tasks from an earlier run", "driver", d.Name(), "count", len(hs))
+		}
+	}
+}
+
+func (a *Agent) registerUntilDone(ctx context.Context) error {
+	backoff := 500 * time.Millisecond
+	for {
+		err := a.register(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.log.Warn("cannot register with the servers; retrying", "servers", a.cfg.Servers, "err", err)
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (a *Agent) register(ctx context.Context) error {
+	n := a.fingerprint(ctx)
+	resp, err := a.srv.register(ctx, n)
+	if err != nil {
+		return err
+	}
+	a.leaseMu.Lock()
+	a.lease, a.node = resp.LeaseID, n
+	a.heartbeatEvery = max(resp.HeartbeatTTL.D()/3, 500*time.Millisecond)
+	a.leaseMu.Unlock()
+	a.log.Info("node registered", "node", n.Name, "id", a.nodeID, "drivers", driverSummary(n))
+	return nil
+}
+
+func driverSummary(n *api.Node) string {
+	var parts []string
+	for name, d := range n.Drivers {
+		if d.Healthy {
+			parts = append(parts, name)
+		} else {
+			parts = append(parts, name+" (unavailable: "+d.Reason+")")
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (a *Agent) heartbeatLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		a.leaseMu.Lock()
+		every := a.heartbeatEvery
+		a.leaseMu.Unlock()
+		sleep(ctx, every)
+		a.leaseMu.Lock()
+		lease := a.lease
+		a.leaseMu.Unlock()
+		err := a.srv.heartbeat(ctx, a.nodeID, lease, a.sampler.unsent(), every)
+		if isStatus(err, http.StatusBadRequest) {
+			// A server older than this agent refuses the sample: beat
+			// without it.
+			err = a.srv.heartbeat(ctx, a.nodeID, lease, nil, every)
+		}
+		switch {
+		case err == nil:
+		case isStatus(err, http.StatusNotFound):
+			a.log.Warn("server no longer knows this node; registering again", "reason", err)
+			if err := a.registerUntilDone(ctx); err != nil {
+				return
+			}
+		default:
+			if ctx.Err() == nil {
+				a.log.Warn("heartbeat failed", "err", err)
+			}
+		}
+	}
+}
+
+// fingerprintLoop re-registers when the node's drivers change (an engine
+// stopped or came back) or its GPUs do (health, MIG instances), at once
+// when kicked.
+func (a *Agent) fingerprintLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(15 * time.Second):
+		case <-a.fpKick:
+		}
+		n := a.fingerprint(ctx)
+		a.leaseMu.Lock()
+		changed := a.node == nil || !reflect.DeepEqual(a.node.Drivers, n.Drivers) || !reflect.DeepEqual(a.node.GPUs, n.GPUs)
+		a.leaseMu.Unlock()
+		if changed && ctx.Err() == nil {
+			a.log.Info("drivers or GPUs changed; updating the node", "drivers", driverSummary(n), "gpus", gpuSummary(n))
+			if err := a.register(ctx); err != nil {
+				a.log.Warn("update node", "err", err)
+			}
+		}
+	}
+}
+
+func (a *Agent) kickFingerprint() {
+	select {
+	case a.fpKick <- struct{}{}:
+	default:
+	}
+}
+
+func gpuSummary(n *api.Node) string {
+	if len(n.GPUs) == 0 {
+		return n.Attributes["gpu.status"]
+	}
+	var parts []string
+	for _, g := range n.GPUs {
+		s := fmt.Sprintf("%d:%s", g.Index, g.Model)
+		if g.MIGEnabled {
+			s += fmt.Sprintf(" (MIG, %d instances)", len(g.MIGInstances))
+		}
+		if g.Unhealthy {
+			s += " UNHEALTHY: " + g.HealthReason
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// migReapLoop destroys idle MIG instances the agent created, on GPUs it
+// manages.
+func (a *Agent) migReapLoop(ctx context.Context) {
+	if len(a.cfg.GPU.ManageMIG) == 0 || a.cfg.GPU.Runtime == nil {
+		return
+	}
+	every := min(max(a.gpus.cfg.MIGIdle/4, time.Second), time.Minute)
+	for ctx.Err() == nil {
+		sleep(ctx, every)
+		if ctx.Err() == nil {
+			a.gpus.reap(time.Now(), a.instancesInUse())
+		}
+	}
+}
+
+// watchLoop follows the node's allocations with blocking queries.
+func (a *Agent) watchLoop(ctx context.Context) {
+	var index int64
+	first := true
+	backoff := 500 * time.Millisecond
+	// known is the node's allocations as the servers decided them; each
+	// answer carries only what changed after index, plus every ID.
+	known := map[string]*api.Allocation{}
+	for ctx.Err() == nil {
+		resp, err := a.srv.allocs(ctx, a.nodeID, index, 15*time.Second)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("cannot fetch allocations; retrying", "err", err)
+				sleep(ctx, backoff)
+				backoff = min(backoff*2, 5*time.Second)
+			}
+			continue
+		}
+		backoff = 500 * time.Millisecond
+		if resp.Index < index {
+			// A server whose view lags (or was rebuilt) answered: ask it
+			// for everything rather than trust a delta.
+			index = 0
+			continue
+		}
+		index = resp.Index
+		for _, al := range resp.Allocs {
+			known[al.ID] = al
+		}
+		if resp.IDs != nil {
+			keep := make(map[string]bool, len(resp.IDs))
+			for _, id := range resp.IDs {
+				keep[id] = true
+			}
+			for id := range known {
+				if !keep[id] {
+					delete(known, id)
+				}
+			}
+		}
+		all := make([]*api.Allocation, 0, len(known))
+		for _, al := range known {
+			all = append(all, al)
+		}
+		a.sync(ctx, all, first)
+		first = false
+	}
+}
+
+// sync brings the runners in line with the server's allocations.
+func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, first bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	seen := map[string]bool{}
+	for _, al := range allocs {
+		seen[al.ID] = true
+		if r := a.runners[al.ID]; r != nil {
+			r.update(al)
+			continue
+		}
+		handles := a.recovered[al.ID]
+		delete(a.recovered, al.ID)
+		if al.DesiredStatus == api.AllocDesiredRun && !al.ClientTerminal() {
+			r := newAllocRunner(a, al, handles)
+			a.runners[al.ID] = r
+			go r.run(ctx)
+			continue
+		}
+		// Terminal or stopped: nothing runs; clean up what is left unless
+		// it holds the logs of finished work the server still keeps.
+		if al.DesiredStatus == api.AllocDesiredStop || al.ClientStatus == api.AllocLost {
+			a.destroyHandles(ctx, handles)
+			if !al.ClientTerminal() {
+				a.updates.push(api.AllocUpdate{ID: al.ID, ClientStatus: api.AllocComplete, ClientReason: "stopped before it ran on this node", TaskStates: al.TaskStates})
+			}
+		} else if len(handles) > 0 {
+			r := newAllocRunner(a, al, handles)
+			a.runners[al.ID] = r
+			go r.run(ctx)
+		}
+	}
+	for id, r := range a.runners {
+		if !seen[id] {
+			delete(a.runners, id)
+			go r.destroy(context.WithoutCancel(ctx))
+		}
+	}
+	if first {
+		// Whatever was found at start and the server does not know is an
+		// orphan: remove it.
+		for id, byTask := range a.recovered {
+			a.log.Warn("removing task of an allocation this node no longer has", "alloc", api.ShortID(id))
+			a.destroyHandles(ctx, byTask)
+		}
+		a.recovered = map[string]map[string][]*driver.Handle{}
+	}
+}
+
+func (a *Agent) destroyHandles(ctx context.Context, byTask map[string][]*driver.Handle) {
+	for _, hs := range byTask {
+		for _, h := range hs {
+			d := a.drivers[h.Driver]
+			if d == nil {
+				continue
+			}
+			go func() {
+				if h.Running {
+					d.Stop(ctx, h, a.cfg.KillTimeout)
+				}
+				if err := d.Destroy(ctx, h); err != nil {
+					a.log.Warn("destroy task", "alloc", api.ShortID(h.AllocID), "task", h.Task, "err", err)
+				}
+			}()
+		}
+	}
+}
+
+// runner returns the runner of an allocation.
+func (a *Agent) runner(id string) *allocRunner {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.runners[id]
+}
+
+// advertise is the address servers use to reach the agent's API: the
+// listener's, with an unspecified IP (0.0.0.0) replaced by the node
+// address.
+func advertise(l *net.TCPAddr, nodeAddr string) string {
+	host := l.IP.String()
+	if l.IP.IsUnspecified() && nodeAddr != "" {
+		host = nodeAddr
+	}
+	return net.JoinHostPort(host, fmt.Sprint(l.Port))
+}
+
+// TLSConfig holds the agent's two TLS configurations.
+type TLSConfig struct {
+	Client *tls.Config // to the servers
+	Server *tls.Config // for its own API
+}
+
+func (t *TLSConfig) client() *tls.Config {
+	if t == nil {
+		return nil
+	}
+	return t.Client
+}

@@ -1,0 +1,17 @@
+// Package agent owns what happens on one node: its fingerprint and
+// registration, heartbeats, following the allocations the servers assign
+// to it, running their tasks through drivers (restarts per policy, health
+// checks), reporting every transition, re-attaching to its tasks after a
+// restart, serving their logs and exec sessions, auditing every
+// container of its Docker engine for isolation (audit.go), and, with --lb,
+// a load balancer for the cluster's services that drains an allocation's
+// endpoints before its tasks are stopped (proxy.go). It also owns the node
+// side of GPUs (gpu.go: discovery through a GPURuntime, MIG instances
+// created before a task starts and destroyed once idle on managed GPUs,
+// XID/ECC health, MPS limits for shares; docs/gpu.md) and the sampling of
+// node, GPU and task usage for /metrics and the servers' history
+// (sampler.go).
+//
+// It must never decide placement or desired state, and never talk to the
+// state store: everything goes through the servers' HTTP API.
+package agent

@@ -1,0 +1,146 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/driver"
+)
+
+var checkClient = &http.Client{
+	Transport: &http.Transport{DisableKeepAlives: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	},
+}
+
+// runCheck runs one health check every interval after its grace period,
+// reporting healthy on success and unhealthy after `failures` consecutive
+// failures.
+func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *driver.Handle) {
+	interval, timeout, failures := c.Interval.D(), c.Timeout.D(), c.Failures
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	if timeout <= 0 || timeout > interval {
+		timeout = min(2*time.Second, interval)
+	}
+	if failures <= 0 {
+		failures = 3
+	}
+	if g := c.Grace.D(); g > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(g):
+		}
+	}
+	failed := 0
+	lastErr := ""
+	// The first probe comes quickly so a healthy task is seen as such
+	// without waiting a whole interval; then it settles to the interval.
+	next := min(interval, 200*time.Millisecond)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next):
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		err := tr.probe(cctx, c, h)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			failed = 0
+			lastErr = ""
+			tr.checkResult(i, api.HealthHealthy)
+			next = interval
+			continue
+		}
+		failed++
+		if failed >= failures {
+			if msg := err.Error(); msg != lastErr {
+				lastErr = msg
+				tr.ar.a.log.Warn("health check failing", "alloc", tr.ar.alloc.ShortID(), "task", tr.task.Name, "check", c.Type, "err", err)
+			}
+			tr.checkResult(i, api.HealthUnhealthy)
+		}
+		next = min(interval, time.Duration(failed)*500*time.Millisecond)
+	}
+}
+
+func (tr *taskRunner) probe(ctx context.Context, c api.Check, h *driver.Handle) error {
+	switch c.Type {
+	case api.CheckHTTP, api.CheckTCP:
+		addr, err := tr.checkAddr(c.Port)
+		if err != nil {
+			return err
+		}
+		if c.Type == api.CheckTCP {
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return err
+			}
+			return conn.Close()
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+c.Path, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("User-Agent", "gantry-health-check")
+		resp, err := checkClient.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+			return fmt.Errorf("GET %s answered %s", c.Path, resp.Status)
+		}
+		return nil
+	case api.CheckExec:
+		ex, ok := tr.drv.(driver.Execer)
+		if !ok {
+			return fmt.Errorf("driver %s cannot run exec checks", tr.drv.Name())
+		}
+		var out bytes.Buffer
+		code, err := ex.Exec(ctx, h, &driver.ExecRequest{Cmd: c.Command, Stdout: &out, Stderr: &out})
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return fmt.Errorf("%v exited %d: %s", c.Command, code, bytes.TrimSpace(out.Bytes()))
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown check type %q", c.Type)
+}
+
+// checkAddr is where a check dials: the node address and the host port
+// allocated for the named port.
+func (tr *taskRunner) checkAddr(port string) (string, error) {
+	al := tr.ar.current()
+	r := al.Resources[tr.task.Name]
+	if r == nil {
+		return "", fmt.Errorf("task has no allocated resources")
+	}
+	p, ok := r.Port(port)
+	if !ok {
+		return "", fmt.Errorf("check port %q is not a port of the task", port)
+	}
+	host := tr.ar.a.cfg.NodeAddress
+	if host == "" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p.Host)), nil
+}

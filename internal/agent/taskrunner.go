@@ -1,0 +1,387 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/driver"
+)
+
+// taskRunner starts one task, waits for it, restarts it per the group's
+// policy, runs its health checks and records every transition.
+type taskRunner struct {
+	ar        *allocRunner
+	task      *api.Task
+	jobType   api.JobType
+	policy    api.RestartPolicy
+	drv       driver.Driver
+	recovered []*driver.Handle
+
+	mu       sync.Mutex
+	state    api.TaskState
+	handle   *driver.Handle
+	stopping bool
+	checks   []string // health per check: "", healthy, unhealthy
+	winStart time.Time
+	winCount int
+
+	stopCh chan struct{}
+	done   chan struct{}
+}
+
+func newTaskRunner(ar *allocRunner, job *api.Job, t *api.Task, policy api.RestartPolicy, prev *api.TaskState, recovered []*driver.Handle) *taskRunner {
+	tr := &taskRunner{
+		ar: ar, task: t, jobType: job.Type, policy: policy, drv: ar.a.drivers[t.Driver],
+		recovered: recovered, stopCh: make(chan struct{}), done: make(chan struct{}),
+	}
+	if prev != nil {
+		tr.state = *prev
+		tr.state.Events = append([]api.TaskEvent(nil), prev.Events...)
+	} else {
+		tr.state.State = api.TaskPending
+	}
+	return tr
+}
+
+func (tr *taskRunner) snapshot() *api.TaskState {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	st := tr.state
+	st.Events = append([]api.TaskEvent(nil), tr.state.Events...)
+	return &st
+}
+
+// event records a transition and reports the allocation.
+func (tr *taskRunner) event(typ, msg string, mutate func(*api.TaskState)) {
+	tr.mu.Lock()
+	if mutate != nil {
+		mutate(&tr.state)
+	}
+	tr.state.AddEvent(api.TaskEvent{Time: time.Now(), Type: typ, Message: msg})
+	tr.mu.Unlock()
+	tr.ar.a.log.Info("task "+typ, "alloc", tr.ar.alloc.ShortID(), "task", tr.task.Name, "msg", msg)
+	tr.ar.report()
+}
+
+func (tr *taskRunner) config() *driver.TaskConfig {
+	al := tr.ar.current()
+	cfg := &driver.TaskConfig{
+		NodeID:      tr.ar.a.nodeID,
+		AllocID:     al.ID,
+		Namespace:   al.Namespace,
+		Job:         al.Job,
+		Group:       al.Group,
+		Index:       al.Index,
+		Task:        tr.task,
+		Resources:   al.Resources[tr.task.Name],
+		AllocDir:    tr.ar.dir(),
+		BindAddress: tr.ar.a.cfg.NodeAddress,
+	}
+	if cfg.Resources == nil {
+		cfg.Resources = &api.AllocatedResources{CPU: tr.task.Resources.CPU, Memory: tr.task.Resources.Memory}
+	}
+	cfg.Env = driver.TaskEnv(cfg, tr.task.Driver == api.DriverExec)
+	return cfg
+}
+
+func (tr *taskRunner) isStopping() bool {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.stopping
+}
+
+// keepFinished adopts the handles of a task that ended before the agent
+// started, so its logs stay readable; it runs nothing.
+func (tr *taskRunner) keepFinished() {
+	tr.mu.Lock()
+	if len(tr.recovered) > 0 {
+		tr.handle = tr.recovered[0]
+	}
+	tr.mu.Unlock()
+	close(tr.done)
+}
+
+// adopt picks a recovered task to re-attach to: a running one if any. The
+// others are duplicates and are removed.
+func (tr *taskRunner) adopt(ctx context.Context) *driver.Handle {
+	var keep *driver.Handle
+	for _, h := range tr.recovered {
+		if h.Running && keep == nil {
+			keep = h
+		}
+	}
+	if keep == nil && len(tr.recovered) > 0 {
+		keep = tr.recovered[0]
+	}
+	for _, h := range tr.recovered {
+		if h != keep {
+			tr.ar.a.log.Warn("removing duplicate task", "alloc", api.ShortID(h.AllocID), "task", h.Task, "id", h.ID)
+			if h.Running {
+				tr.drv.Stop(ctx, h, tr.ar.a.cfg.KillTimeout)
+			}
+			tr.drv.Destroy(ctx, h)
+		}
+	}
+	tr.recovered = nil
+	return keep
+}
+
+// run is the task's life: start (or re-attach), wait, restart, until the
+// task ends for good, is stopped, or the agent shuts down (ctx).
+func (tr *taskRunner) run(ctx context.Context) {
+	defer close(tr.done)
+	if tr.drv == nil {
+		tr.event(api.TaskEventDriverFailure, fmt.Sprintf("driver %q is not available on this node", tr.task.Driver), func(s *api.TaskState) {
+			s.State, s.Failed, s.FinishedAt = api.TaskDead, true, time.Now()
+		})
+		return
+	}
+	h := tr.adopt(ctx)
+	if h != nil {
+		tr.mu.Lock()
+		tr.handle = h
+		tr.mu.Unlock()
+		if h.Running {
+			tr.event(api.TaskEventRecovered, "re-attached after agent restart", func(s *api.TaskState) { s.State = api.TaskRunning })
+		}
+	}
+	for {
+		if h == nil {
+			if tr.isStopping() {
+				return
+			}
+			var err error
+			h, err = tr.start(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				permanent := errors.Is(err, driver.ErrImageNotFound)
+				tr.event(api.TaskEventDriverFailure, err.Error(), nil)
+				if permanent {
+					tr.event(api.TaskEventNotRestarting, "task could not be started: "+err.Error(), func(s *api.TaskState) {
+						s.State, s.Failed, s.FinishedAt = api.TaskDead, true, time.Now()
+					})
+					return
+				}
+				if !tr.restartAfter(ctx, &driver.ExitResult{ExitCode: -1, Err: err}) {
+					return
+				}
+				continue
+			}
+		}
+		res := tr.wait(ctx, h)
+		if ctx.Err() != nil {
+			return // agent shutting down: the task keeps running
+		}
+		if tr.isStopping() {
+			return // stop() records the end
+		}
+		msg := exitMessage(res)
+		tr.event(api.TaskEventTerminated, msg, func(s *api.TaskState) { s.ExitCode = res.ExitCode })
+		if tr.jobType == api.JobBatch && res.Successful() {
+			tr.event(api.TaskEventNotRestarting, "task finished successfully", func(s *api.TaskState) {
+				s.State, s.Failed, s.FinishedAt = api.TaskDead, false, time.Now()
+			})
+			return
+		}
+		if !tr.restartAfter(ctx, res) {
+			return
+		}
+		tr.drv.Destroy(ctx, h)
+		h = nil
+	}
+}
+
+func exitMessage(r *driver.ExitResult) string {
+	switch {
+	case r.Err != nil:
+		return fmt.Sprintf("lost track of the task: %v", r.Err)
+	case r.OOMKilled:
+		return fmt.Sprintf("killed: out of memory (exit code %d)", r.ExitCode)
+	case r.Signal != 0:
+		return fmt.Sprintf("exit code %d, signal %d", r.ExitCode, r.Signal)
+	}
+	return fmt.Sprintf("exit code %d", r.ExitCode)
+}
+
+func (tr *taskRunner) start(ctx context.Context) (*driver.Handle, error) {
+	cfg := tr.config()
+	if err := tr.prepareGPU(cfg); err != nil {
+		return nil, err
+	}
+	h, err := tr.drv.Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	tr.mu.Lock()
+	tr.handle = h
+	tr.checks = make([]string, len(tr.task.Checks))
+	tr.mu.Unlock()
+	tr.event(api.TaskEventStarted, "", func(s *api.TaskState) {
+		s.State, s.StartedAt, s.FinishedAt, s.Failed, s.Health = api.TaskRunning, time.Now(), time.Time{}, false, ""
+	})
+	return h, nil
+}
+
+// wait blocks until the task exits, running its health checks meanwhile.
+func (tr *taskRunner) wait(ctx context.Context, h *driver.Handle) *driver.ExitResult {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tr.mu.Lock()
+	if len(tr.checks) != len(tr.task.Checks) {
+		tr.checks = make([]string, len(tr.task.Checks))
+	}
+	tr.mu.Unlock()
+	if len(tr.task.Checks) == 0 {
+		tr.setHealth(api.HealthHealthy)
+	}
+	for i, c := range tr.task.Checks {
+		go tr.runCheck(cctx, i, c, h)
+	}
+	res, err := tr.drv.Wait(ctx, h)
+	if err != nil {
+		if errors.Is(err, driver.ErrTaskNotFound) {
+			return &driver.ExitResult{ExitCode: -1, Err: err}
+		}
+		return &driver.ExitResult{ExitCode: -1, Err: err}
+	}
+	return res
+}
+
+// restartAfter applies the restart policy after an exit: it waits out the
+// delay and returns true to restart, or records the end and returns false.
+func (tr *taskRunner) restartAfter(ctx context.Context, res *driver.ExitResult) bool {
+	now := time.Now()
+	p := tr.policy
+	tr.mu.Lock()
+	if tr.winStart.IsZero() || now.Sub(tr.winStart) > p.Interval.D() {
+		tr.winStart, tr.winCount = now, 0
+	}
+	tr.winCount++
+	count, winEnd := tr.winCount, tr.winStart.Add(p.Interval.D())
+	tr.mu.Unlock()
+	delay := p.Delay.D()
+	if count > p.Attempts {
+		if p.Mode != api.RestartModeDelay {
+			tr.event(api.TaskEventNotRestarting, fmt.Sprintf("exceeded %d restart attempts within %s; last: %s", p.Attempts, p.Interval, exitMessage(res)), func(s *api.TaskState) {
+				s.State, s.Failed, s.FinishedAt = api.TaskDead, true, time.Now()
+			})
+			return false
+		}
+		delay = max(delay, winEnd.Sub(now))
+		tr.mu.Lock()
+		tr.winStart, tr.winCount = time.Time{}, 0
+		tr.mu.Unlock()
+	}
+	tr.event(api.TaskEventRestarting, fmt.Sprintf("restarting in %s", delay.Round(time.Millisecond)), func(s *api.TaskState) {
+		s.State, s.Restarts, s.Health = api.TaskPending, s.Restarts+1, ""
+	})
+	select {
+	case <-time.After(delay):
+		return !tr.isStopping()
+	case <-tr.stopCh:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// stop kills the task (SIGTERM, then SIGKILL after the kill timeout) and
+// waits for its runner to finish.
+func (tr *taskRunner) stop(ctx context.Context) {
+	tr.mu.Lock()
+	if tr.stopping {
+		tr.mu.Unlock()
+		<-tr.done
+		return
+	}
+	tr.stopping = true
+	close(tr.stopCh)
+	h := tr.handle
+	wasDead := tr.state.State == api.TaskDead
+	tr.mu.Unlock()
+	if !wasDead {
+		tr.event(api.TaskEventKilling, fmt.Sprintf("sent SIGTERM, SIGKILL after %s", tr.ar.a.cfg.KillTimeout), nil)
+	}
+	if h != nil && tr.drv != nil {
+		if err := tr.drv.Stop(ctx, h, tr.ar.a.cfg.KillTimeout); err != nil && !errors.Is(err, driver.ErrTaskNotFound) {
+			tr.ar.a.log.Warn("stop task", "alloc", tr.ar.alloc.ShortID(), "task", tr.task.Name, "err", err)
+		}
+	}
+	<-tr.done
+	if !wasDead {
+		tr.event(api.TaskEventKilled, "task stopped", func(s *api.TaskState) {
+			s.State, s.FinishedAt, s.Health = api.TaskDead, time.Now(), ""
+		})
+	}
+}
+
+// destroy removes the task's container or process leftovers.
+func (tr *taskRunner) destroy(ctx context.Context) {
+	tr.mu.Lock()
+	h := tr.handle
+	tr.handle = nil
+	tr.mu.Unlock()
+	if h != nil && tr.drv != nil {
+		if err := tr.drv.Destroy(ctx, h); err != nil {
+			tr.ar.a.log.Warn("destroy task", "alloc", tr.ar.alloc.ShortID(), "task", tr.task.Name, "err", err)
+		}
+	}
+}
+
+// currentHandle is the task's handle, for logs and exec.
+func (tr *taskRunner) currentHandle() *driver.Handle {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.handle
+}
+
+func (tr *taskRunner) setHealth(h string) {
+	tr.mu.Lock()
+	changed := tr.state.Health != h && tr.state.State == api.TaskRunning
+	if changed {
+		tr.state.Health = h
+	}
+	tr.mu.Unlock()
+	if changed {
+		typ := api.TaskEventHealthy
+		if h == api.HealthUnhealthy {
+			typ = api.TaskEventUnhealthy
+		}
+		tr.event(typ, "", nil)
+	}
+}
+
+// checkResult records one check's verdict and derives the task's health:
+// healthy when every check passes, unhealthy when any fails.
+func (tr *taskRunner) checkResult(i int, verdict string) {
+	tr.mu.Lock()
+	if i >= len(tr.checks) {
+		tr.mu.Unlock()
+		return
+	}
+	tr.checks[i] = verdict
+	health := api.HealthHealthy
+	for _, v := range tr.checks {
+		switch v {
+		case api.HealthUnhealthy:
+			health = api.HealthUnhealthy
+		case "":
+			if health == api.HealthHealthy {
+				health = ""
+			}
+		}
+	}
+	tr.mu.Unlock()
+	if health != "" {
+		tr.setHealth(health)
+	}
+}
+
+func (tr *taskRunner) logDir() string { return filepath.Join(tr.ar.dir(), "logs") }

@@ -1,0 +1,198 @@
+package api
+
+import (
+	"fmt"
+	"time"
+)
+
+// Desired statuses of an allocation, set by the server.
+const (
+	AllocDesiredRun  = "run"
+	AllocDesiredStop = "stop"
+)
+
+// Client statuses of an allocation, reported by its agent (or "lost", set
+// by the server when the node is gone).
+const (
+	AllocPending  = "pending"
+	AllocRunning  = "running"
+	AllocComplete = "complete"
+	AllocFailed   = "failed"
+	AllocLost     = "lost"
+)
+
+// Health of an allocation or task.
+const (
+	HealthUnknown   = ""
+	HealthHealthy   = "healthy"
+	HealthUnhealthy = "unhealthy"
+)
+
+// Allocation is one replica of a group placed on one node.
+type Allocation struct {
+	ID         string `json:"id"`
+	Namespace  string `json:"namespace"`
+	Job        string `json:"job"`
+	JobVersion uint64 `json:"job_version"`
+	Group      string `json:"group"`
+	Index      int    `json:"index"` // replica number within the group
+	Priority   int    `json:"priority"`
+	NodeID     string `json:"node_id"`
+	NodeName   string `json:"node_name"`
+	EvalID     string `json:"eval_id"`
+
+	Resources map[string]*AllocatedResources `json:"resources"` // by task name
+
+	DesiredStatus string                `json:"desired_status"`
+	DesiredReason string                `json:"desired_reason,omitempty"`
+	ClientStatus  string                `json:"client_status"`
+	ClientReason  string                `json:"client_reason,omitempty"`
+	Health        string                `json:"health,omitempty"`
+	TaskStates    map[string]*TaskState `json:"task_states,omitempty"`
+
+	PreviousAlloc string `json:"previous_alloc,omitempty"` // the allocation this one replaces
+	DeploymentID  string `json:"deployment_id,omitempty"`  // the deployment that placed it
+	Canary        bool   `json:"canary,omitempty"`         // placed as a canary beside the old version
+	Reschedules   int    `json:"reschedules,omitempty"`    // how many replacements led to this one
+
+	CreateTime  time.Time `json:"create_time"`
+	ModifyTime  time.Time `json:"modify_time"`
+	ModifyIndex int64     `json:"modify_index"`
+}
+
+// Name is the allocation's readable name: "<job>.<group>[<index>]".
+func (a *Allocation) Name() string { return fmt.Sprintf("%s.%s[%d]", a.Job, a.Group, a.Index) }
+
+// JobKey is the identity of the allocation's job.
+func (a *Allocation) JobKey() string { return JobKey(a.Namespace, a.Job) }
+
+// ClientTerminal reports whether the allocation's tasks have stopped for
+// good on the node.
+func (a *Allocation) ClientTerminal() bool {
+	switch a.ClientStatus {
+	case AllocComplete, AllocFailed, AllocLost:
+		return true
+	}
+	return false
+}
+
+// Terminal reports whether the allocation holds no resources any more:
+// its tasks are done, or the server wants it stopped and the node has
+// confirmed.
+func (a *Allocation) Terminal() bool { return a.ClientTerminal() }
+
+// ShortID is the first eight characters of the ID, as the CLI shows it.
+func (a *Allocation) ShortID() string { return ShortID(a.ID) }
+
+// ShortID shortens an ID for display.
+func ShortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// AllocatedResources is what the scheduler granted one task.
+type AllocatedResources struct {
+	CPU    int             `json:"cpu"`
+	Memory int             `json:"memory"`
+	Disk   int             `json:"disk,omitempty"`
+	Ports  []AllocatedPort `json:"ports,omitempty"`
+	GPU    *AllocatedGPU   `json:"gpu,omitempty"`
+}
+
+// Port returns the allocated port with the given name.
+func (r *AllocatedResources) Port(name string) (AllocatedPort, bool) {
+	for _, p := range r.Ports {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return AllocatedPort{}, false
+}
+
+// AllocatedPort maps a named port to a host port (and the container port
+// it forwards to).
+type AllocatedPort struct {
+	Name string `json:"name"`
+	Host int    `json:"host"`
+	To   int    `json:"to"`
+}
+
+// AllocatedGPU holds exactly one of the three GPU forms.
+type AllocatedGPU struct {
+	Devices []string         `json:"devices,omitempty"` // whole GPUs by UUID
+	MIG     *MIGAssignment   `json:"mig,omitempty"`
+	Share   *ShareAssignment `json:"share,omitempty"`
+}
+
+// MIGAssignment is one MIG instance on one GPU. Create asks the agent to
+// create the instance at Start before the task starts.
+type MIGAssignment struct {
+	GPU          string `json:"gpu"` // parent GPU UUID
+	Profile      string `json:"profile"`
+	Start        int    `json:"start"`
+	Size         int    `json:"size"`
+	InstanceUUID string `json:"instance_uuid,omitempty"`
+	Create       bool   `json:"create,omitempty"`
+}
+
+// ShareAssignment is a fraction of one GPU.
+type ShareAssignment struct {
+	GPU     string `json:"gpu"`
+	Milli   int    `json:"milli"`
+	Memory  int    `json:"memory"`
+	Enforce bool   `json:"enforce,omitempty"`
+}
+
+// Task states.
+const (
+	TaskPending = "pending"
+	TaskRunning = "running"
+	TaskDead    = "dead"
+)
+
+// TaskState is a task's lifecycle on its node.
+type TaskState struct {
+	State      string      `json:"state"`
+	Failed     bool        `json:"failed,omitempty"`
+	ExitCode   int         `json:"exit_code,omitempty"`
+	Restarts   int         `json:"restarts,omitempty"`
+	Health     string      `json:"health,omitempty"`
+	StartedAt  time.Time   `json:"started_at,omitzero"`
+	FinishedAt time.Time   `json:"finished_at,omitzero"`
+	Events     []TaskEvent `json:"events,omitempty"`
+}
+
+// MaxTaskEvents bounds the events kept per task.
+const MaxTaskEvents = 20
+
+// TaskEvent is one transition in a task's life, with its reason.
+type TaskEvent struct {
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Message string    `json:"message,omitempty"`
+}
+
+// Task event types.
+const (
+	TaskEventReceived      = "Received"
+	TaskEventDriverFailure = "Driver Failure"
+	TaskEventStarted       = "Started"
+	TaskEventTerminated    = "Terminated"
+	TaskEventRestarting    = "Restarting"
+	TaskEventNotRestarting = "Not Restarting"
+	TaskEventKilling       = "Killing"
+	TaskEventKilled        = "Killed"
+	TaskEventRecovered     = "Recovered"
+	TaskEventHealthy       = "Healthy"
+	TaskEventUnhealthy     = "Unhealthy"
+)
+
+// AddEvent appends an event, keeping at most MaxTaskEvents.
+func (s *TaskState) AddEvent(e TaskEvent) {
+	s.Events = append(s.Events, e)
+	if n := len(s.Events); n > MaxTaskEvents {
+		s.Events = append([]TaskEvent(nil), s.Events[n-MaxTaskEvents:]...)
+	}
+}

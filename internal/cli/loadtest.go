@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/loadgen"
+	"github.com/spf13/cobra"
+)
+
+func newLoadtestCmd(g *globals) *cobra.Command {
+	o := loadgen.Options{}
+	cmd := &cobra.Command{
+		Use:   "loadtest",
+		Short: "Benchmark: simulate many nodes (real agents, null driver) and submit jobs until every allocation runs",
+		Long: `Benchmark a server: start --nodes simulated nodes in this process (each a
+real agent with the null driver, talking the real agent protocol), submit
+--jobs jobs of --tasks allocations through the API, and report how long it
+took until every allocation reported running. bench/scale.sh runs it
+against a fresh server and adds the server's CPU, memory and etcd size.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Address = g.client().base
+			o.Progress = g.errw
+			if o.DataDir == "" {
+				dir, err := os.MkdirTemp("", "gantry-loadtest")
+				if err != nil {
+					return exitf(ExitError, "%v", err)
+				}
+				defer os.RemoveAll(dir)
+				o.DataDir = dir
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			res, err := loadgen.Run(ctx, o)
+			if err != nil {
+				return exitf(ExitError, "load test: %v", err)
+			}
+			if g.json {
+				return printJSON(g.out, res)
+			}
+			fmt.Fprintf(g.out, "nodes %d, allocations %d\nnodes ready after     %s\njobs accepted after   %s\nall placed after      %s\nall running after     %s\nsustained             %.0f allocations/s (peak %.0f/s)\n",
+				res.Nodes, res.Allocations, res.RegisterTime.Round(time.Millisecond), res.SubmitTime.Round(time.Millisecond),
+				res.PlacedTime.Round(time.Millisecond), res.RunningTime.Round(time.Millisecond), res.AllocsPerSec, res.PeakAllocsPerS)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&o.Nodes, "nodes", 1000, "simulated nodes")
+	cmd.Flags().IntVar(&o.Jobs, "jobs", 100, "jobs to submit")
+	cmd.Flags().IntVar(&o.Tasks, "tasks", 100, "allocations per job")
+	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 4, "jobs submitted at once")
+	cmd.Flags().IntVar(&o.NodeCPU, "node-cpu", 4000, "millicores per simulated node")
+	cmd.Flags().IntVar(&o.NodeMemory, "node-memory", 16384, "MiB per simulated node")
+	cmd.Flags().IntVar(&o.TaskCPU, "task-cpu", 10, "millicores per allocation")
+	cmd.Flags().IntVar(&o.TaskMemory, "task-memory", 10, "MiB per allocation")
+	cmd.Flags().StringVar(&o.DataDir, "data-dir", "", "where simulated nodes keep their identity (default: a temp dir)")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", time.Hour, "give up after this long")
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
+	return cmd
+}

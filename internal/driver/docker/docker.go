@@ -1,0 +1,154 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/driver"
+)
+
+// Name is the driver's name in job specs.
+const Name = api.DriverDocker
+
+// Defaults of Config.
+const (
+	DefaultPullTimeout        = 30 * time.Second
+	DefaultFingerprintTimeout = 5 * time.Second
+)
+
+// Config says which engine to use and how patient to be with it.
+type Config struct {
+	// Host is the engine's address (unix:///var/run/docker.sock,
+	// tcp://host:2376). Empty: DOCKER_HOST, else the default socket.
+	Host string
+	// PullTimeout bounds the pull attempted when an image is absent.
+	// Zero: DefaultPullTimeout.
+	PullTimeout time.Duration
+	// FingerprintTimeout bounds the engine's answer to a fingerprint.
+	// Zero: DefaultFingerprintTimeout.
+	FingerprintTimeout time.Duration
+}
+
+// Driver runs tasks as containers of one Docker engine. It is safe for
+// concurrent use and holds no state of its own besides the client: every
+// fact about a task lives on the engine, under the task's labels.
+type Driver struct {
+	cfg Config
+	cli *client.Client
+}
+
+var (
+	_ driver.Driver = (*Driver)(nil)
+	_ driver.Logs   = (*Driver)(nil)
+	_ driver.Execer = (*Driver)(nil)
+)
+
+// New makes a driver for the engine Config names. It does not contact the
+// engine: an engine that is down makes Fingerprint unhealthy, not New fail.
+// New fails only on a malformed host or TLS setting.
+func New(cfg Config) (*Driver, error) {
+	if cfg.PullTimeout <= 0 {
+		cfg.PullTimeout = DefaultPullTimeout
+	}
+	if cfg.FingerprintTimeout <= 0 {
+		cfg.FingerprintTimeout = DefaultFingerprintTimeout
+	}
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if cfg.Host != "" {
+		opts = append(opts, client.WithHost(cfg.Host))
+	}
+	cli, err := client.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker: client for %q: %w", cfg.Host, err)
+	}
+	return &Driver{cfg: cfg, cli: cli}, nil
+}
+
+// Close releases the client's connections.
+func (d *Driver) Close() error { return d.cli.Close() }
+
+// Host is the address of the engine the driver talks to.
+func (d *Driver) Host() string { return d.cli.DaemonHost() }
+
+// Client exposes the engine client, for tests and for tools that need
+// what the driver contract does not say.
+func (d *Driver) Client() *client.Client { return d.cli }
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return Name }
+
+// Fingerprint implements driver.Driver: it pings the engine and reads its
+// version and cgroup setup. An engine that does not answer gives
+// Detected=false with the address tried and the error.
+func (d *Driver) Fingerprint(ctx context.Context) api.DriverInfo {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.FingerprintTimeout)
+	defer cancel()
+	if _, err := d.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return api.DriverInfo{
+			Reason: fmt.Sprintf("docker engine at %s does not answer: %v", d.cli.DaemonHost(), err),
+		}
+	}
+	v, err := d.cli.ServerVersion(ctx, client.ServerVersionOptions{})
+	if err != nil {
+		return api.DriverInfo{
+			Detected: true,
+			Reason:   fmt.Sprintf("docker engine at %s answers ping but not version: %v", d.cli.DaemonHost(), err),
+		}
+	}
+	info := api.DriverInfo{Detected: true, Healthy: true, Version: v.Version}
+	res, err := d.cli.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		info.Isolation = "containers (engine details unavailable: " + err.Error() + ")"
+		return info
+	}
+	in := res.Info
+	var b strings.Builder
+	b.WriteString("containers: own pid, network, mount, uts and ipc namespaces")
+	if in.CgroupVersion != "" {
+		fmt.Fprintf(&b, "; cgroup v%s (%s driver)", in.CgroupVersion, in.CgroupDriver)
+	}
+	var enforced, missing []string
+	for _, l := range []struct {
+		name string
+		ok   bool
+	}{{"memory", in.MemoryLimit}, {"cpu", in.CPUCfsQuota}, {"pids", in.PidsLimit}} {
+		if l.ok {
+			enforced = append(enforced, l.name)
+		} else {
+			missing = append(missing, l.name)
+		}
+	}
+	if len(enforced) > 0 {
+		fmt.Fprintf(&b, "; %s limits enforced", strings.Join(enforced, ", "))
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(&b, "; %s limits NOT enforced (the engine reports no kernel support)", strings.Join(missing, ", "))
+	}
+	if !in.SwapLimit {
+		b.WriteString("; swap not limited")
+	}
+	var sec []string
+	for _, s := range in.SecurityOptions {
+		// "name=seccomp,profile=default" → "seccomp"
+		name := strings.TrimPrefix(strings.SplitN(s, ",", 2)[0], "name=")
+		sec = append(sec, name)
+	}
+	if len(sec) > 0 {
+		fmt.Fprintf(&b, "; security: %s", strings.Join(sec, ", "))
+	}
+	if in.Driver != "" {
+		fmt.Fprintf(&b, "; storage %s", in.Driver)
+	}
+	if _, ok := in.Runtimes["nvidia"]; ok {
+		b.WriteString("; GPUs: only the GPUs or MIG instances allocated, requested by UUID from the engine's nvidia device driver, are in the container (device isolation); an MPS-enforced GPU share joins the host IPC namespace and the MPS pipe directory, as MPS requires")
+	} else {
+		b.WriteString("; GPUs: requested by UUID from the engine's nvidia device driver, but this engine lists no nvidia runtime (NVIDIA Container Toolkit): GPU tasks may fail to start here")
+	}
+	info.Isolation = b.String()
+	return info
+}

@@ -1,0 +1,159 @@
+// Package null owns the null driver: it pretends to run tasks, holding each
+// as a timer inside the agent's process. Fault tests and the scale
+// benchmark use it to run many nodes per process through the real agent
+// code without starting containers.
+//
+// A task runs until stopped; `config.command: "exit <duration> [code]"`
+// makes it end by itself. It must never start a process or touch the
+// machine; its tasks do not survive the agent (Recover finds none).
+package null
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/driver"
+	"github.com/google/uuid"
+)
+
+// Name is the driver's name in job specs.
+const Name = "null"
+
+// Driver holds pretend tasks in memory.
+type Driver struct {
+	mu    sync.Mutex
+	tasks map[string]*task
+}
+
+type task struct {
+	done chan struct{}
+	once sync.Once
+	code int
+}
+
+func (t *task) end(code int) {
+	t.once.Do(func() {
+		t.code = code
+		close(t.done)
+	})
+}
+
+// New makes a null driver.
+func New() *Driver { return &Driver{tasks: map[string]*task{}} }
+
+var _ driver.Driver = (*Driver)(nil)
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return Name }
+
+// Fingerprint implements driver.Driver: always available.
+func (d *Driver) Fingerprint(context.Context) api.DriverInfo {
+	return api.DriverInfo{Detected: true, Healthy: true, Version: "1", Isolation: "none: tasks are pretended, nothing runs"}
+}
+
+// parseExit reads "exit <duration> [code]".
+func parseExit(cmd string) (time.Duration, int, bool, error) {
+	f := strings.Fields(cmd)
+	if len(f) == 0 {
+		return 0, 0, false, nil
+	}
+	if f[0] != "exit" || len(f) > 3 || len(f) < 2 {
+		return 0, 0, false, fmt.Errorf("null driver: command %q: use \"exit <duration> [code]\" or none", cmd)
+	}
+	d, err := time.ParseDuration(f[1])
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("null driver: command %q: %v", cmd, err)
+	}
+	code := 0
+	if len(f) == 3 {
+		if code, err = strconv.Atoi(f[2]); err != nil {
+			return 0, 0, false, fmt.Errorf("null driver: exit code %q: %v", f[2], err)
+		}
+	}
+	return d, code, true, nil
+}
+
+// Start implements driver.Driver.
+func (d *Driver) Start(_ context.Context, cfg *driver.TaskConfig) (*driver.Handle, error) {
+	after, code, exits, err := parseExit(cfg.Task.Config.Command)
+	if err != nil {
+		return nil, err
+	}
+	t := &task{done: make(chan struct{})}
+	id := uuid.NewString()
+	d.mu.Lock()
+	d.tasks[id] = t
+	d.mu.Unlock()
+	if exits {
+		time.AfterFunc(after, func() { t.end(code) })
+	}
+	return &driver.Handle{Driver: Name, ID: id, AllocID: cfg.AllocID, Task: cfg.Task.Name, Started: time.Now(), Running: true}, nil
+}
+
+func (d *Driver) get(h *driver.Handle) (*task, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := d.tasks[h.ID]
+	if t == nil {
+		return nil, driver.ErrTaskNotFound
+	}
+	return t, nil
+}
+
+// Wait implements driver.Driver.
+func (d *Driver) Wait(ctx context.Context, h *driver.Handle) (*driver.ExitResult, error) {
+	t, err := d.get(h)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-t.done:
+		return &driver.ExitResult{ExitCode: t.code}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Stop implements driver.Driver.
+func (d *Driver) Stop(_ context.Context, h *driver.Handle, _ time.Duration) error {
+	t, err := d.get(h)
+	if err != nil {
+		return err
+	}
+	t.end(143)
+	return nil
+}
+
+// Destroy implements driver.Driver.
+func (d *Driver) Destroy(_ context.Context, h *driver.Handle) error {
+	d.mu.Lock()
+	if t := d.tasks[h.ID]; t != nil {
+		t.end(137)
+		delete(d.tasks, h.ID)
+	}
+	d.mu.Unlock()
+	return nil
+}
+
+// Recover implements driver.Driver: pretend tasks die with the agent.
+func (d *Driver) Recover(context.Context, string) ([]*driver.Handle, error) { return nil, nil }
+
+// Running counts the tasks currently held.
+func (d *Driver) Running() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, t := range d.tasks {
+		select {
+		case <-t.done:
+		default:
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,280 @@
+// Package loadgen owns the scale benchmark's load: many simulated nodes,
+// each a real agent (the same code `gantry agent` runs) with the null
+// driver, all in one process, and jobs submitted through the real API. It
+// measures how long the servers take until every allocation reports
+// running.
+//
+// It must never take a shortcut a real cluster would not: no writes to
+// etcd, no calls into the server's packages; only the HTTP API and the
+// agent protocol.
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/agent"
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/driver"
+	"github.com/gantryhq/gantry/internal/driver/null"
+)
+
+// Options size the load.
+type Options struct {
+	Address     string // server API, e.g. http://127.0.0.1:7800
+	Nodes       int
+	Jobs        int
+	Tasks       int // per job
+	Concurrency int // jobs submitted at once
+	DataDir     string
+	NodeCPU     int // millicores per simulated node
+	NodeMemory  int // MiB per simulated node
+	TaskCPU     int
+	TaskMemory  int
+	Progress    io.Writer
+	Timeout     time.Duration
+}
+
+// Result is what the run measured.
+type Result struct {
+	Nodes          int           `json:"nodes"`
+	Allocations    int           `json:"allocations"`
+	RegisterTime   time.Duration `json:"register_time"`
+	SubmitTime     time.Duration `json:"submit_time"`    // until the last job was accepted
+	PlacedTime     time.Duration `json:"placed_time"`    // until every allocation existed
+	RunningTime    time.Duration `json:"running_time"`   // until every allocation reported running
+	AllocsPerSec   float64       `json:"allocs_per_sec"` // allocations / RunningTime
+	PeakAllocsPerS float64       `json:"peak_allocs_per_sec"`
+}
+
+// h2c is one HTTP/2 transport without TLS shared by every simulated
+// node: their long-polls multiplex over a few connections, as they would
+// over many hosts' own connections.
+func h2c() *http.Transport {
+	t := &http.Transport{MaxIdleConnsPerHost: 64}
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetUnencryptedHTTP2(true)
+	return t
+}
+
+// Run starts the nodes, submits the jobs and waits until every
+// allocation runs.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.Timeout == 0 {
+		o.Timeout = time.Hour
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	rt := h2c()
+	hc := &http.Client{Transport: rt}
+	res := &Result{Nodes: o.Nodes, Allocations: o.Jobs * o.Tasks}
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+
+	// 1. Nodes.
+	start := time.Now()
+	actx, stopAgents := context.WithCancel(context.Background())
+	defer stopAgents()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	var failed atomic.Value
+	for i := 0; i < o.Nodes; i++ {
+		dir := filepath.Join(o.DataDir, fmt.Sprintf("node-%05d", i))
+		a, err := agent.New(agent.Config{
+			Servers: []string{o.Address}, DataDir: dir,
+			NodeName: fmt.Sprintf("sim-%05d", i), NodeAddress: "127.0.0.1", NoAPI: true,
+			Labels:      map[string]string{"zone": fmt.Sprintf("z%d", i%4), "rack": fmt.Sprintf("r%d", i%40)},
+			CPUOverride: o.NodeCPU, MemoryOverride: o.NodeMemory,
+			Drivers: []driver.Driver{null.New()}, SampleInterval: -1, AuditInterval: -1,
+			Transport: rt, KillTimeout: time.Second,
+		}, quiet)
+		if err != nil {
+			return nil, fmt.Errorf("simulated node %d: %w", i, err)
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			<-sem
+			if err := a.Run(actx); err != nil && actx.Err() == nil {
+				failed.Store(err)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer stopAgents()
+	if err := waitReady(ctx, hc, o, start); err != nil {
+		return nil, err
+	}
+	res.RegisterTime = time.Since(start)
+	fmt.Fprintf(o.Progress, "%d nodes ready after %s\n", o.Nodes, res.RegisterTime.Round(time.Millisecond))
+
+	// 2. Jobs.
+	t0 := time.Now()
+	jobs := make(chan int)
+	errs := make(chan error, o.Concurrency)
+	var sub sync.WaitGroup
+	for w := 0; w < o.Concurrency; w++ {
+		sub.Add(1)
+		go func() {
+			defer sub.Done()
+			for j := range jobs {
+				if err := submit(ctx, hc, o, j); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		for j := 0; j < o.Jobs; j++ {
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	submitted := make(chan struct{})
+	go func() { sub.Wait(); close(submitted) }()
+
+	// 3. Until every allocation runs.
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	lastRun, lastAt := 0, t0
+	for {
+		select {
+		case err := <-errs:
+			return nil, err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("not every allocation runs after %s: %w", o.Timeout, ctx.Err())
+		case <-submitted:
+			if res.SubmitTime == 0 {
+				res.SubmitTime = time.Since(t0)
+			}
+			submitted = nil
+			continue
+		case <-tick.C:
+		}
+		if v := failed.Load(); v != nil {
+			return nil, fmt.Errorf("a simulated node stopped: %v", v)
+		}
+		placed, running, err := count(ctx, hc, o)
+		if err != nil {
+			fmt.Fprintf(o.Progress, "  (status read failed: %v)\n", err)
+			continue
+		}
+		now := time.Now()
+		rate := float64(running-lastRun) / now.Sub(lastAt).Seconds()
+		res.PeakAllocsPerS = max(res.PeakAllocsPerS, rate)
+		lastRun, lastAt = running, now
+		fmt.Fprintf(o.Progress, "%7.1fs  placed %7d  running %7d  (%6.0f/s)\n", now.Sub(t0).Seconds(), placed, running, rate)
+		if placed >= res.Allocations && res.PlacedTime == 0 {
+			res.PlacedTime = now.Sub(t0)
+		}
+		if running >= res.Allocations {
+			res.RunningTime = now.Sub(t0)
+			res.AllocsPerSec = float64(res.Allocations) / res.RunningTime.Seconds()
+			return res, nil
+		}
+	}
+}
+
+func get(ctx context.Context, hc *http.Client, url string, v any) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("GET %s: %s %s", url, resp.Status, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func waitReady(ctx context.Context, hc *http.Client, o Options, start time.Time) error {
+	for {
+		var nodes []*api.Node
+		if err := get(ctx, hc, o.Address+"/v1/nodes", &nodes); err == nil {
+			ready := 0
+			for _, n := range nodes {
+				if n.Status == api.NodeStatusReady && strings.HasPrefix(n.Name, "sim-") {
+					ready++
+				}
+			}
+			if ready >= o.Nodes {
+				return nil
+			}
+			fmt.Fprintf(o.Progress, "%7.1fs  %d/%d nodes ready\n", time.Since(start).Seconds(), ready, o.Nodes)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nodes not ready: %w", ctx.Err())
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func submit(ctx context.Context, hc *http.Client, o Options, j int) error {
+	job := &api.Job{
+		Name: fmt.Sprintf("load-%04d", j), Namespace: api.DefaultNamespace, Type: api.JobService, Priority: 50,
+		Groups: []*api.Group{{Name: "g", Count: o.Tasks, Tasks: []*api.Task{{
+			Name: "t", Driver: api.DriverNull, Resources: api.Resources{CPU: o.TaskCPU, Memory: o.TaskMemory},
+		}}}},
+	}
+	body, _ := json.Marshal(job)
+	for attempt := 0; ; attempt++ {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, o.Address+"/v1/jobs", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+			err = fmt.Errorf("submit %s: %s %s", job.Name, resp.Status, b)
+		}
+		if attempt >= 5 || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// count reads how many allocations of the load's jobs exist and run.
+func count(ctx context.Context, hc *http.Client, o Options) (placed, running int, err error) {
+	var list []*api.JobSummary
+	if err := get(ctx, hc, o.Address+"/v1/jobs", &list); err != nil {
+		return 0, 0, err
+	}
+	for _, s := range list {
+		if !strings.HasPrefix(s.Job.Name, "load-") {
+			continue
+		}
+		for _, g := range s.Groups {
+			placed += g.Pending + g.Running + g.Complete + g.Failed
+			running += g.Running
+		}
+	}
+	return placed, running, nil
+}

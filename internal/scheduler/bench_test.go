@@ -1,0 +1,188 @@
+package scheduler_test
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/scheduler"
+	. "github.com/gantryhq/gantry/internal/scheduler/schedtest"
+)
+
+// BenchmarkPlace/<workload>/<nodes> fills a heterogeneous fleet (six CPU
+// and six GPU node shapes, random zone and rack labels; 30% GPU nodes for
+// gpu-mixed and gang8) to 50% with the workload, untimed, then times the
+// placement of the jobs that bring the arrived demand (placed or not)
+// from there to 90% of the dominant resource (cpu or GPUs). It reports
+// placements/s, the replicas that found no room, and packing: nodes in
+// use against the lower bound max over cpu, memory and GPUs of
+// ceil(demand placed / largest node) (the bound), and the
+// tighter number of largest nodes needed to hold the demand. Run with -benchtime=1x -count=5 and
+// take medians.
+func BenchmarkPlace(b *testing.B) {
+	for _, w := range []string{WorkloadCPU, WorkloadGPUMixed, WorkloadGang8} {
+		for _, n := range []int{1000, 5000, 10000} {
+			b.Run(fmt.Sprintf("%s/%d", w, n), func(b *testing.B) { benchPlace(b, w, n) })
+		}
+	}
+}
+
+func benchPlace(b *testing.B, kind string, size int) {
+	gpuFrac := 0.3
+	if kind == WorkloadCPU {
+		gpuFrac = 0
+	}
+	nodes := Fleet(42, size, gpuFrac)
+	cpuCap, _, gpus := Capacity(nodes)
+	var maxCPU, maxMem, maxGPU int
+	var cpus, mems, gpuCounts []int64
+	for _, n := range nodes {
+		a := n.Allocatable()
+		maxCPU, maxMem, maxGPU = max(maxCPU, a.CPU), max(maxMem, a.Memory), max(maxGPU, len(n.GPUs))
+		cpus, mems, gpuCounts = append(cpus, int64(a.CPU)), append(mems, int64(a.Memory)), append(gpuCounts, int64(1000*len(n.GPUs)))
+	}
+	for _, s := range [][]int64{cpus, mems, gpuCounts} {
+		slices.SortFunc(s, func(a, b int64) int { return cmp.Compare(b, a) })
+	}
+	util := func(r scheduler.Resources) float64 {
+		u := float64(r.CPU) / float64(cpuCap)
+		if gpus > 0 {
+			u = math.Max(u, float64(r.GPU)/float64(1000*gpus))
+		}
+		return u
+	}
+	eng := scheduler.New(scheduler.Config{})
+	var placed, unplaced, used, lower, tight int
+	b.ReportAllocs()
+	b.StopTimer()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c := eng.NewCluster(&scheduler.Snapshot{Nodes: nodes})
+		w := NewWorkload(kind, uint64(i+1))
+		var demand scheduler.Resources
+		for util(demand) < 0.5 {
+			plan, err := eng.Plan(c, Request(w.Next()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, a := range plan.Placed {
+				demand = demand.Add(scheduler.AllocResources(a))
+			}
+		}
+		var reqs []*scheduler.Request
+		arrived := demand
+		for util(arrived) < 0.9 {
+			j := w.Next()
+			reqs = append(reqs, Request(j))
+			for _, g := range j.Groups {
+				arrived = arrived.Add(scheduler.GroupResources(g).Scale(int64(g.Count)))
+			}
+		}
+		runtime.GC()
+		b.StartTimer()
+		for _, r := range reqs {
+			plan, err := eng.Plan(c, r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			placed += len(plan.Placed)
+			for _, ex := range plan.Failed {
+				unplaced += ex.Unplaced
+			}
+		}
+		b.StopTimer()
+		var total scheduler.Resources
+		for _, n := range c.Nodes() {
+			if len(n.Allocs()) > 0 {
+				used++
+			}
+			for _, a := range n.Allocs() {
+				total = total.Add(scheduler.AllocResources(a))
+			}
+		}
+		lb := max(ceilDiv(total.CPU, int64(maxCPU)), ceilDiv(total.Memory, int64(maxMem)))
+		if maxGPU > 0 {
+			lb = max(lb, ceilDiv(total.GPU, int64(1000*maxGPU)))
+		}
+		lower += int(lb)
+		tight += max(largestNeeded(cpus, total.CPU), largestNeeded(mems, total.Memory), largestNeeded(gpuCounts, total.GPU))
+	}
+	b.ReportMetric(float64(placed)/b.Elapsed().Seconds(), "placements/s")
+	b.ReportMetric(float64(unplaced)/float64(b.N), "unplaced/op")
+	b.ReportMetric(float64(used)/float64(b.N), "nodes-used")
+	b.ReportMetric(float64(lower)/float64(b.N), "nodes-lower-bound")
+	b.ReportMetric(float64(used)/float64(lower), "used/bound")
+	b.ReportMetric(float64(tight)/float64(b.N), "nodes-k-largest")
+}
+
+// largestNeeded is how many of the largest nodes (capacities sorted
+// descending) it takes to hold demand: a lower bound on nodes in use that
+// is tighter than demand / largest node on a heterogeneous fleet.
+func largestNeeded(sorted []int64, demand int64) int {
+	for i, c := range sorted {
+		if demand <= 0 {
+			return i
+		}
+		demand -= c
+	}
+	return len(sorted)
+}
+
+var testNow = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
+
+// BenchmarkHeap measures memory for 10,000 nodes (30% with 8 or 4 GPUs)
+// holding 100,000 allocations: the live heap of the snapshot, of the
+// snapshot plus the scheduler's Cluster, and the heap the runtime reserved
+// (HeapSys, an upper bound of the peak) after a Schedule call that builds
+// its own Cluster and places a 10-replica job.
+func BenchmarkHeap(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		nodes := Fleet(7, 10000, 0.3)
+		eng := scheduler.New(scheduler.Config{})
+		c := eng.NewCluster(&scheduler.Snapshot{Nodes: nodes})
+		w := NewWorkload(WorkloadGPUMixed, 3)
+		var allocs []*api.Allocation
+		for len(allocs) < 100000 {
+			plan, err := eng.Plan(c, Request(w.Next()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, a := range plan.Placed {
+				a.ID = fmt.Sprintf("alloc-%07d-0000-0000-0000-000000000000", len(allocs))
+				a.ClientStatus, a.DesiredStatus = api.AllocRunning, api.AllocDesiredRun
+				allocs = append(allocs, a)
+			}
+		}
+		snap := &scheduler.Snapshot{Nodes: nodes, Allocs: allocs}
+		c = nil
+		w = nil
+		base := liveHeap()
+		c2 := eng.NewCluster(snap)
+		withCluster := liveHeap()
+		plan, err := eng.Schedule(snap, Request(Job("probe", Group("g", 10, Task("t", 500, 512)))), testNow)
+		if err != nil || len(plan.Placed) != 10 {
+			b.Fatalf("probe: %v %v", err, plan.Failed)
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(base)/(1<<20), "snapshot-MiB")
+		b.ReportMetric(float64(withCluster-base)/(1<<20), "cluster-MiB")
+		b.ReportMetric(float64(ms.HeapSys)/(1<<20), "heap-sys-MiB")
+		runtime.KeepAlive(c2)
+		runtime.KeepAlive(snap)
+	}
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}

@@ -1,0 +1,128 @@
+package scheduler
+
+import (
+	"math/bits"
+	"sort"
+)
+
+// freeIndex buckets the schedulable nodes by capacity class (the power of
+// two of their cpu, and whether they have GPUs) and, inside a class, by
+// free cpu (about four buckets per power of two). A placement looks, in
+// every class, at the nodes that can hold it, tightest first (binpack) or
+// emptiest first (spread) — the nodes that score best inside the class —
+// instead of scoring every node. It is updated as allocations come and go.
+type freeIndex struct {
+	classes []*classIndex // by class id; nil when unused
+	order   []int         // class ids in use, ascending
+	class   []int16       // per node index: its class
+	bucket  []int16       // per node index: its bucket, or -1
+	pos     []int32       // per node index: its position in the bucket
+}
+
+type classIndex struct {
+	buckets  [nBuckets][]int32
+	nonEmpty [nBuckets / 64]uint64
+	size     int
+}
+
+const nBuckets = 256
+
+// bucketOf maps free millicores to a bucket; it is monotone in free.
+func bucketOf(free int) int {
+	if free <= 0 {
+		return 0
+	}
+	l := bits.Len(uint(free))
+	if l <= 2 {
+		return l
+	}
+	b := 3 + (l-3)*4 + (free>>(l-3))&3
+	if b >= nBuckets {
+		return nBuckets - 1
+	}
+	return b
+}
+
+func classOf(n *NodeState) int {
+	c := bits.Len(uint(max(n.capCPU, 0))) * 2
+	if len(n.gpus) > 0 {
+		c++
+	}
+	return c
+}
+
+func newFreeIndex(nodes []*NodeState) *freeIndex {
+	x := &freeIndex{class: make([]int16, len(nodes)), bucket: make([]int16, len(nodes)), pos: make([]int32, len(nodes))}
+	for i, n := range nodes {
+		c := classOf(n)
+		x.class[i] = int16(c)
+		x.bucket[i] = -1
+		for len(x.classes) <= c {
+			x.classes = append(x.classes, nil)
+		}
+		if x.classes[c] == nil {
+			x.classes[c] = &classIndex{}
+			x.order = append(x.order, c)
+		}
+	}
+	sort.Ints(x.order)
+	return x
+}
+
+// update moves node i to bucket b of its class (b < 0: out of the index).
+func (x *freeIndex) update(i int, b int) {
+	old := int(x.bucket[i])
+	if old == b {
+		return
+	}
+	ci := x.classes[x.class[i]]
+	if old >= 0 {
+		l := ci.buckets[old]
+		p := x.pos[i]
+		last := l[len(l)-1]
+		l[p] = last
+		x.pos[last] = p
+		ci.buckets[old] = l[:len(l)-1]
+		if len(ci.buckets[old]) == 0 {
+			ci.nonEmpty[old/64] &^= 1 << (old % 64)
+		}
+		ci.size--
+	}
+	x.bucket[i] = int16(b)
+	if b >= 0 {
+		x.pos[i] = int32(len(ci.buckets[b]))
+		ci.buckets[b] = append(ci.buckets[b], int32(i))
+		ci.nonEmpty[b/64] |= 1 << (b % 64)
+		ci.size++
+	}
+}
+
+// next returns the first non-empty bucket at or above b going up (or at
+// or below b going down), or -1.
+func (ci *classIndex) next(b int, up bool) int {
+	for b >= 0 && b < nBuckets {
+		w := ci.nonEmpty[b/64]
+		if up {
+			w >>= b % 64
+			if w != 0 {
+				return b + bits.TrailingZeros64(w)
+			}
+			b = (b/64 + 1) * 64
+		} else {
+			w <<= 63 - b%64
+			if w != 0 {
+				return b - bits.LeadingZeros64(w)
+			}
+			b = b/64*64 - 1
+		}
+	}
+	return -1
+}
+
+func (c *Cluster) reindex(n *NodeState) {
+	b := -1
+	if n.schedulable {
+		b = bucketOf(n.capCPU - n.cpu)
+	}
+	c.index.update(n.index, b)
+}

@@ -1,0 +1,1074 @@
+package scheduler
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/gpu"
+)
+
+// groupPlan is a validated, compiled group plus the state one Plan call
+// keeps about it.
+type groupPlan struct {
+	group         *api.Group
+	cpu, mem      int
+	disk          int
+	static        []int
+	dynamic       int
+	gpu           []GPUAsk
+	gpuTask       []int // task index of each GPU ask
+	constraints   []*matcher
+	distinct      bool
+	affinities    []weighted
+	affinityTotal int
+	spreads       []*spreadPlan
+	gang          int
+	demand        Resources
+
+	ready       bool
+	drivers     uint64
+	slowDrivers bool     // a driver beyond the 64 the bitmask holds
+	missing     int      // task whose driver no node reports, or -1
+	statics     []reason // per node: 0 unknown, okStatic, or the constraint that failed
+	onNode      map[int32]int
+	total       int // replicas of the group the cluster holds now
+	models      [][]uint64
+	ask         Ask
+	exhausted   bool // a placement found no node: later ones cannot either
+}
+
+type weighted struct {
+	m *matcher
+	w int
+}
+
+type spreadPlan struct {
+	attr    attrRef
+	targets map[string]int
+	sum     int
+	counts  map[string]int
+	values  int // distinct values over schedulable nodes (even spread)
+}
+
+// reason is why a node was rejected: a code and an argument (a task,
+// constraint, port or GPU ask with its stage).
+type reason uint32
+
+const okStatic reason = 1
+
+const (
+	cNotReady reason = iota + 1
+	cDriver
+	cConstraint
+	cDistinct
+	cCPU
+	cMemory
+	cDisk
+	cPort
+	cDynPorts
+	cGPU
+	cScorer
+)
+
+func mkReason(code reason, arg int) reason { return code<<16 | reason(arg&0xffff) }
+func (r reason) code() reason              { return r >> 16 }
+func (r reason) arg() int                  { return int(r & 0xffff) }
+
+// Stages of GPU eligibility, in the order they are checked. A node's GPU
+// reason is the furthest stage any of its GPUs reached.
+const (
+	sNoGPUs = iota
+	sModel
+	sMemMin
+	sCC
+	sHealth
+	sMode
+	sEnforce
+	sProfile
+	sCap
+	sOK
+)
+
+type reasonCount struct {
+	r reason
+	n int
+}
+
+type logEntry struct {
+	a     *api.Allocation
+	g     *groupPlan
+	added bool
+}
+
+// planner is the state of one Plan call.
+type planner struct {
+	e          *Engine
+	c          *Cluster
+	job        *api.Job
+	jobKey     string
+	queue      string
+	spread     bool
+	seed       uint64
+	selections uint64
+	plan       *Plan
+	placed     map[*api.Allocation]bool
+	log        []logEntry
+
+	choice  Choice // the node under test
+	best    Choice // picks of the best node so far
+	saved   [][]int
+	scratch []gpu.Device
+	reasons []reasonCount
+	// explaining is set while every node is checked to explain a failure:
+	// checks then find the precise reason instead of the quickest one.
+	explaining bool
+	visited    int
+	fit        int
+}
+
+// Plan places the request against the cluster and updates the cluster
+// with the result: placed allocations are added, preempted and stopping
+// ones removed. Use it to plan many requests against one evolving
+// cluster; Schedule is Plan on a fresh Cluster. An invalid request
+// returns an error matching ErrInvalid and leaves the cluster unchanged.
+func (e *Engine) Plan(c *Cluster, req *Request) (plan *Plan, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			plan, err = nil, fmt.Errorf("%w: %v", ErrInternal, r)
+		}
+	}()
+	if req == nil || req.Job == nil {
+		return nil, &ValidationError{Msg: "request without a job"}
+	}
+	job := req.Job
+	groups, err := compileJob(job)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", job.Key(), err)
+	}
+	byName := make(map[string]*groupPlan, len(groups))
+	for _, g := range groups {
+		byName[g.group.Name] = g
+	}
+	var order []*groupPlan
+	perGroup := map[*groupPlan][]Placement{}
+	for i, pl := range req.Place {
+		g := byName[pl.Group]
+		if g == nil {
+			return nil, fmt.Errorf("job %s: %w", job.Key(), verr(fmt.Sprintf("place[%d].group", i), "job has no group %q", pl.Group))
+		}
+		if perGroup[g] == nil {
+			order = append(order, g)
+		}
+		perGroup[g] = append(perGroup[g], pl)
+	}
+	for _, id := range req.Stopping {
+		if a := c.byAlloc[id]; a != nil {
+			c.Remove(a)
+		}
+	}
+	p := &planner{
+		e: e, c: c, job: job, jobKey: job.Key(),
+		queue:  c.queues.of(job.Namespace),
+		spread: job.Placement == api.PlacementSpread || (job.Placement == "" && e.cfg.Algorithm == api.PlacementSpread),
+		plan:   &Plan{Failed: map[string]*api.Explanation{}},
+		placed: map[*api.Allocation]bool{},
+	}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%d", p.jobKey, job.Version)
+	p.seed = h.Sum64()
+	for _, g := range order {
+		p.placeGroup(g, perGroup[g])
+	}
+	for _, ex := range p.plan.Failed {
+		ex.SortReasons()
+	}
+	if len(p.plan.Failed) == 0 {
+		p.plan.Failed = nil
+	}
+	return p.plan, nil
+}
+
+// prepare fills a group's per-call state on first use.
+func (p *planner) prepare(g *groupPlan) {
+	if g.ready {
+		return
+	}
+	g.ready = true
+	g.missing = -1
+	for ti, t := range g.group.Tasks {
+		bit, known := p.c.drivers[t.Driver]
+		switch {
+		case !known:
+			if g.missing < 0 {
+				g.missing = ti
+			}
+		case bit == 0:
+			g.slowDrivers = true
+		default:
+			g.drivers |= bit
+		}
+	}
+	if len(g.constraints) > 0 {
+		g.statics = make([]reason, len(p.c.nodes))
+	}
+	g.onNode = map[int32]int{}
+	for _, sp := range g.spreads {
+		sp.counts = map[string]int{}
+		if sp.targets == nil {
+			seen := map[string]bool{}
+			for _, n := range p.c.nodes {
+				if v, ok := sp.attr.get(n.node); ok && n.schedulable {
+					seen[v] = true
+				}
+			}
+			sp.values = len(seen)
+		}
+	}
+	for _, a := range p.c.byJob[p.jobKey] {
+		if a.Group == g.group.Name {
+			if n := p.c.byID[a.NodeID]; n != nil {
+				g.count(n, 1)
+			}
+		}
+	}
+	g.models = make([][]uint64, len(g.gpu))
+	for k := range g.gpu {
+		if g.gpu[k].Model != "" {
+			g.models[k] = p.c.modelMask(g.gpu[k].Model)
+		}
+	}
+	g.ask = Ask{Job: p.job, Group: g.group, CPU: g.cpu, Memory: g.mem, Disk: g.disk, GPU: g.gpu, Spread: p.spread}
+}
+
+// count records (sign 1) or forgets (sign −1) a replica of the group on n.
+func (g *groupPlan) count(n *NodeState, sign int) {
+	g.onNode[int32(n.index)] += sign
+	g.total += sign
+	for _, sp := range g.spreads {
+		if v, ok := sp.attr.get(n.node); ok {
+			sp.counts[v] += sign
+		}
+	}
+}
+
+func (p *planner) mark() (log, placed, preempt int) {
+	return len(p.log), len(p.plan.Placed), len(p.plan.Preempt)
+}
+
+// rollback undoes every change made since mark.
+func (p *planner) rollback(log, placed, preempt int) {
+	for i := len(p.log) - 1; i >= log; i-- {
+		u := p.log[i]
+		if u.added {
+			n := p.c.byID[u.a.NodeID]
+			p.c.Remove(u.a)
+			delete(p.placed, u.a)
+			u.g.count(n, -1)
+		} else {
+			p.c.Add(u.a)
+		}
+	}
+	p.log = p.log[:log]
+	p.plan.Placed = p.plan.Placed[:placed]
+	p.plan.Preempt = p.plan.Preempt[:preempt]
+}
+
+func (p *planner) placeGroup(g *groupPlan, list []Placement) {
+	p.prepare(g)
+	if g.gang == 0 {
+		for i, pl := range list {
+			if g.exhausted || !p.placeOne(g, pl) {
+				p.failed(g).Unplaced += len(list) - i
+				return
+			}
+		}
+		return
+	}
+	// A gang places at least gang.min replicas (counting those it already
+	// has) in this plan, or nothing.
+	lm, pm, xm := p.mark()
+	existing := g.total
+	placed := 0
+	for _, pl := range list {
+		if !p.placeOne(g, pl) {
+			break
+		}
+		placed++
+	}
+	if existing+placed >= g.gang {
+		if placed < len(list) {
+			p.failed(g).Unplaced += len(list) - placed
+		}
+		return
+	}
+	nodes := map[string]bool{}
+	for _, a := range p.plan.Placed[pm:] {
+		nodes[a.NodeID] = true
+	}
+	p.rollback(lm, pm, xm)
+	ex := p.failed(g)
+	ex.Unplaced += len(list)
+	ex.Reasons = append(ex.Reasons, api.ReasonCount{
+		Reason: fmt.Sprintf("gang min %d not met: %d of %d replicas fit", g.gang, existing+placed, existing+len(list)),
+		Nodes:  len(nodes),
+	})
+}
+
+// failed returns the group's explanation, creating it with the reasons of
+// the last node search.
+func (p *planner) failed(g *groupPlan) *api.Explanation {
+	name := g.group.Name
+	if ex := p.plan.Failed[name]; ex != nil {
+		return ex
+	}
+	ex := &api.Explanation{Group: name, NodesEvaluated: p.visited, NodesFit: p.fit}
+	for _, rc := range p.reasons {
+		ex.Reasons = append(ex.Reasons, api.ReasonCount{Reason: p.reasonText(g, rc.r), Nodes: rc.n})
+	}
+	p.plan.Failed[name] = ex
+	return ex
+}
+
+// placeOne places one replica, preempting if it must. It reports false
+// when it cannot; p.reasons then says why.
+func (p *planner) placeOne(g *groupPlan, pl Placement) bool {
+	p.reasons = p.reasons[:0]
+	p.visited, p.fit = 0, 0
+	if err := p.c.queues.limitErr(p.queue, p.c.queues.usage[p.queue], g.demand); err != nil {
+		p.visited = len(p.c.nodes)
+		ex := p.failed(g)
+		ex.Reasons = []api.ReasonCount{{Reason: err.Error(), Nodes: len(p.c.nodes)}}
+		g.exhausted = true
+		return false
+	}
+	n := p.selectNode(g)
+	if n == nil {
+		n = p.preempt(g)
+		if n == nil {
+			g.exhausted = true
+			return false
+		}
+		if p.check(g, n) != 0 {
+			panic("node chosen for preemption does not fit")
+		}
+		if _, ok := p.score(g, n); !ok {
+			p.check(g, n) // the scorer said no: the core picks
+		}
+		p.keep()
+	}
+	p.commit(g, n, pl)
+	return true
+}
+
+// selectNode finds the best node for one replica of g, or nil. Work
+// without GPUs looks at nodes through the free-cpu index until it has
+// SampleSize feasible ones; GPU work (GPUSampleSize 0) and any search that
+// found nothing look at every node, which also counts the reasons.
+func (p *planner) selectNode(g *groupPlan) *NodeState {
+	limit := p.e.cfg.SampleSize
+	if len(g.gpu) > 0 {
+		limit = p.e.cfg.GPUSampleSize
+	}
+	nodes := p.c.nodes
+	p.selections++
+	var best *NodeState
+	bestScore := 0.0
+	found := 0
+	consider := func(n *NodeState, explain bool) bool {
+		r := p.check(g, n)
+		if r == 0 {
+			s, ok := p.score(g, n)
+			if ok {
+				found++
+				if best == nil || s > bestScore {
+					best, bestScore = n, s
+					p.keep()
+				}
+				return limit > 0 && found >= limit
+			}
+			r = mkReason(cScorer, 0)
+		}
+		if explain {
+			p.countReason(r)
+		}
+		return false
+	}
+	switch {
+	case limit > 0 && limit < len(nodes):
+		// Every capacity class offers its tightest (spread: emptiest)
+		// feasible nodes, up to a share of the sample each.
+		x := p.c.index
+		up := !p.spread
+		lo := bucketOf(g.cpu)
+		quota := max(2, (limit+len(x.order)-1)/len(x.order))
+		for _, ci := range x.order {
+			cl := x.classes[ci]
+			if cl.size == 0 {
+				continue
+			}
+			if len(g.gpu) > 0 && ci%2 == 0 {
+				continue
+			}
+			found = 0
+			b := lo
+			if !up {
+				b = nBuckets - 1
+			}
+		walk:
+			for b = cl.next(b, up); b >= lo; b = cl.next(b+step(up), up) {
+				l := cl.buckets[b]
+				off := int(mix(p.seed, uint64(b), p.selections) % uint64(len(l)))
+				for j := range l {
+					if consider(nodes[l[(off+j)%len(l)]], false) || found >= quota {
+						break walk
+					}
+				}
+			}
+		}
+		if best != nil {
+			return best
+		}
+	case len(g.gpu) > 0 && len(p.c.gpuNodes) < len(nodes):
+		// Only nodes with GPUs can take GPU work; the full scan below runs
+		// only to explain a failure.
+		for _, n := range p.c.gpuNodes {
+			if consider(n, false) {
+				break
+			}
+		}
+		if best != nil {
+			p.visited, p.fit = len(nodes), found
+			return best
+		}
+	}
+	p.reasons = p.reasons[:0]
+	found = 0
+	p.explaining = true
+	for _, n := range nodes {
+		if consider(n, true) {
+			break
+		}
+	}
+	p.explaining = false
+	p.visited, p.fit = len(nodes), found
+	return best
+}
+
+func step(up bool) int {
+	if up {
+		return 1
+	}
+	return -1
+}
+
+// mix is a small deterministic hash (splitmix64) of its inputs.
+// portSalt varies where a replica's dynamic ports start with its node
+// and with each replacement, so that a replacement of an allocation whose
+// port something outside the cluster took does not ask for it again, and
+// two clusters sharing a host do not start from the same port. It stays
+// a function of the input: the same input still gives the same plan.
+func portSalt(n *NodeState, pl Placement) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(n.node.ID))
+	if pl.PreviousAlloc != nil {
+		fmt.Fprintf(h, "/%d/%s", pl.PreviousAlloc.Reschedules+1, pl.PreviousAlloc.ID)
+	}
+	return h.Sum64()
+}
+
+func mix(a, b, c uint64) uint64 {
+	x := a ^ b*0x9e3779b97f4a7c15 ^ c*0xbf58476d1ce4e5b9
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+func (p *planner) countReason(r reason) {
+	for i := range p.reasons {
+		if p.reasons[i].r == r {
+			p.reasons[i].n++
+			return
+		}
+	}
+	p.reasons = append(p.reasons, reasonCount{r, 1})
+}
+
+// check returns 0 when one replica of g fits n now, else why not. For GPU
+// work it leaves the eligible devices (and for several GPU tasks the
+// picks) in p.choice.
+func (p *planner) check(g *groupPlan, n *NodeState) reason {
+	if !n.schedulable {
+		switch {
+		case n.node.Status != api.NodeStatusReady:
+			return mkReason(cNotReady, 0)
+		case n.node.Ineligible:
+			return mkReason(cNotReady, 1)
+		}
+		return mkReason(cNotReady, 2)
+	}
+	if g.missing >= 0 {
+		return mkReason(cDriver, g.missing)
+	}
+	if n.drivers&g.drivers != g.drivers || g.slowDrivers {
+		for ti, t := range g.group.Tasks {
+			if d, ok := n.node.Drivers[t.Driver]; !ok || !d.Detected || !d.Healthy {
+				return mkReason(cDriver, ti)
+			}
+		}
+	}
+	if g.statics != nil {
+		s := g.statics[n.index]
+		if s == 0 {
+			s = okStatic
+			for i, m := range g.constraints {
+				if !m.match(n.node) {
+					s = mkReason(cConstraint, i)
+					break
+				}
+			}
+			g.statics[n.index] = s
+		}
+		if s != okStatic {
+			return s
+		}
+	}
+	if g.distinct && g.onNode[int32(n.index)] > 0 {
+		return mkReason(cDistinct, 0)
+	}
+	switch {
+	case n.cpu+g.cpu > n.capCPU:
+		return mkReason(cCPU, 0)
+	case n.mem+g.mem > n.capMem:
+		return mkReason(cMemory, 0)
+	case n.capDisk > 0 && n.disk+g.disk > n.capDisk:
+		return mkReason(cDisk, 0)
+	}
+	if len(g.static) > 0 || g.dynamic > 0 {
+		free := n.freeDynamicPorts()
+		for i, port := range g.static {
+			if n.portUsed(port) {
+				return mkReason(cPort, i)
+			}
+			if port >= n.portMin && port <= n.portMax {
+				free--
+			}
+		}
+		if free < g.dynamic {
+			return mkReason(cDynPorts, 0)
+		}
+	}
+	if len(g.gpu) > 0 {
+		return p.checkGPU(g, n)
+	}
+	return 0
+}
+
+func (p *planner) resetPicks(k int) {
+	for len(p.choice.Eligible) < k {
+		p.choice.Eligible = append(p.choice.Eligible, nil)
+		p.choice.Picked = append(p.choice.Picked, nil)
+		p.best.Picked = append(p.best.Picked, nil)
+		p.saved = append(p.saved, nil)
+	}
+	p.choice.Eligible = p.choice.Eligible[:k]
+	p.choice.Picked = p.choice.Picked[:k]
+	for i := 0; i < k; i++ {
+		p.choice.Picked[i] = p.choice.Picked[i][:0]
+	}
+}
+
+func (g *groupPlan) mask(k int, n *NodeState) uint64 {
+	if g.models[k] == nil {
+		return math.MaxUint64
+	}
+	return g.models[k][n.index]
+}
+
+func (p *planner) checkGPU(g *groupPlan, n *NodeState) reason {
+	if len(n.gpus) == 0 {
+		return mkReason(cGPU, sNoGPUs)
+	}
+	p.resetPicks(len(g.gpu))
+	if len(g.gpu) == 1 {
+		a := &g.gpu[0]
+		if !p.explaining {
+			switch {
+			case a.Form == gpu.FormWhole && n.gpuIdle < a.Count,
+				a.Form == gpu.FormShare && n.gpuShareMax < a.Milli,
+				a.Form == gpu.FormMIG && n.gpuMIG == 0:
+				return mkReason(cGPU, sCap)
+			}
+		}
+		el, st := eligible(n.gpus, g.mask(0, n), a, p.choice.Eligible[0][:0])
+		p.choice.Eligible[0] = el
+		if len(el) < a.Count {
+			return mkReason(cGPU, min(st, sCap))
+		}
+		return 0
+	}
+	// Several GPU tasks: choose them one after the other on a copy of the
+	// devices, so that they never collide.
+	p.scratch = p.scratch[:0]
+	for i := range n.gpus {
+		p.scratch = append(p.scratch, n.gpus[i].Clone())
+	}
+	for k := range g.gpu {
+		a := &g.gpu[k]
+		el, st := eligible(p.scratch, g.mask(k, n), a, p.choice.Eligible[k][:0])
+		p.choice.Eligible[k] = el
+		if len(el) < a.Count {
+			return mkReason(cGPU, k<<8|min(st, sCap))
+		}
+		picks := defaultPickOne(p.scratch, a, el, p.choice.Picked[k][:0])
+		p.choice.Picked[k] = picks
+		for _, i := range picks {
+			takeGPU(&p.scratch[i], a)
+		}
+	}
+	return 0
+}
+
+// takeGPU accounts ask a on device d (for the multi-task simulation and
+// for building assignments).
+func takeGPU(d *gpu.Device, a *GPUAsk) *api.AllocatedGPU {
+	switch a.Form {
+	case gpu.FormWhole:
+		d.AddWhole(false)
+		return &api.AllocatedGPU{Devices: []string{d.UUID}}
+	case gpu.FormShare:
+		mem := gpu.ShareMemory(a.Milli, a.Memory, d.Memory)
+		d.AddShare(a.Milli, mem, false)
+		return &api.AllocatedGPU{Share: &api.ShareAssignment{GPU: d.UUID, Milli: a.Milli, Memory: mem, Enforce: a.Enforce}}
+	default:
+		m := &api.MIGAssignment{GPU: d.UUID, Profile: a.Profile}
+		if i := d.FreeInstance(a.Profile); i >= 0 {
+			in := d.Instances[i]
+			m.Start, m.Size, m.InstanceUUID = in.Start, in.Size, in.UUID
+		} else {
+			prof, _ := d.Profile(a.Profile)
+			start, _ := d.BestStart(&prof)
+			m.Start, m.Size, m.Create = start, prof.Size, true
+		}
+		d.AddMIG(m.Profile, m.Start, m.Size, m.InstanceUUID, false)
+		return &api.AllocatedGPU{MIG: m}
+	}
+}
+
+// eligible appends to out the devices that can serve a now, and returns
+// the furthest stage any device reached.
+func eligible(devs []gpu.Device, mask uint64, a *GPUAsk, out []int) ([]int, int) {
+	best := sModel
+	for i := range devs {
+		d := &devs[i]
+		st := sModel
+		switch {
+		case i >= 64 || mask&(1<<i) == 0:
+		case d.Memory < a.MemoryMin:
+			st = sMemMin
+		case a.CCMin > 0 && d.CC < a.CCMin:
+			st = sCC
+		case !d.Healthy:
+			st = sHealth
+		case d.MIGEnabled != (a.Form == gpu.FormMIG):
+			st = sMode
+		default:
+			st = eligibleForm(d, a)
+		}
+		if st == sOK {
+			out = append(out, i)
+		}
+		best = max(best, st)
+	}
+	return out, best
+}
+
+func eligibleForm(d *gpu.Device, a *GPUAsk) int {
+	switch a.Form {
+	case gpu.FormWhole:
+		if d.Users > 0 {
+			return sCap
+		}
+	case gpu.FormShare:
+		if a.Enforce && !d.SharingEnforced {
+			return sEnforce
+		}
+		if !d.CanShare(a.Milli, gpu.ShareMemory(a.Milli, a.Memory, d.Memory)) {
+			return sCap
+		}
+	case gpu.FormMIG:
+		if d.FreeInstance(a.Profile) >= 0 {
+			return sOK
+		}
+		prof, ok := a.profile(d)
+		if !ok {
+			return sProfile
+		}
+		if !d.MIGManaged {
+			return sCap
+		}
+		for _, s := range prof.Starts {
+			if d.CanCreate(&prof, s) {
+				return sOK
+			}
+		}
+		return sCap
+	}
+	return sOK
+}
+
+// defaultPickOne is DefaultPick for one ask over a device slice.
+func defaultPickOne(devs []gpu.Device, a *GPUAsk, el []int, out []int) []int {
+	switch a.Form {
+	case gpu.FormWhole:
+		return gpu.PickConnected(devs, el, a.Count, out)
+	case gpu.FormShare:
+		best := -1
+		for _, i := range el {
+			if best < 0 || devs[i].FreeMilli < devs[best].FreeMilli ||
+				(devs[i].FreeMilli == devs[best].FreeMilli && devs[i].FreeMemory < devs[best].FreeMemory) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			out = append(out, best)
+		}
+	case gpu.FormMIG:
+		best, bestFree := -1, false
+		for _, i := range el {
+			free := devs[i].FreeInstance(a.Profile) >= 0
+			switch {
+			case best < 0, free && !bestFree:
+				best, bestFree = i, free
+			case free == bestFree && devs[i].Compute > devs[best].Compute:
+				best = i
+			}
+		}
+		if best >= 0 {
+			out = append(out, best)
+		}
+	}
+	return out
+}
+
+// validPicks reports whether picks are Count distinct eligible devices.
+func validPicks(a *GPUAsk, el, picks []int) bool {
+	if len(picks) != a.Count {
+		return false
+	}
+	for i, x := range picks {
+		if !in(el, x) || in(picks[:i], x) {
+			return false
+		}
+	}
+	return true
+}
+
+func in(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// score rates a node that passed check. For GPU work it asks the GPU
+// scorer, which also picks devices.
+func (p *planner) score(g *groupPlan, n *NodeState) (float64, bool) {
+	var s float64
+	if len(g.gpu) > 0 {
+		multi := len(g.gpu) > 1
+		if multi {
+			for k := range g.gpu {
+				p.saved[k] = append(p.saved[k][:0], p.choice.Picked[k]...)
+			}
+		}
+		var ok bool
+		s, ok = p.e.cfg.GPUScorer.ScoreGPU(n, &g.ask, &p.choice)
+		if !ok || math.IsNaN(s) {
+			return 0, false
+		}
+		for k := range g.gpu {
+			if multi {
+				p.choice.Picked[k] = append(p.choice.Picked[k][:0], p.saved[k]...)
+			} else if len(p.choice.Picked[k]) > 0 && !validPicks(&g.gpu[k], p.choice.Eligible[k], p.choice.Picked[k]) {
+				p.choice.Picked[k] = p.choice.Picked[k][:0] // the core picks, if this node wins
+			}
+		}
+	} else if cs, ok := p.e.cfg.GPUScorer.(CPUScorer); ok {
+		var fits bool
+		if s, fits = cs.ScoreCPU(n, &g.ask); !fits || math.IsNaN(s) {
+			return 0, false
+		}
+	} else {
+		s = fitScore(n, g.cpu, g.mem, p.spread)
+		if len(n.gpus) > 0 {
+			s-- // keep GPU nodes for GPU work: use them last
+		}
+	}
+	terms := 0
+	sum := s
+	if len(g.affinities) > 0 {
+		a := 0
+		for _, w := range g.affinities {
+			if w.m.match(n.node) {
+				a += w.w
+			}
+		}
+		sum += float64(a) / float64(g.affinityTotal)
+		terms++
+	}
+	if len(g.spreads) > 0 {
+		b := 0.0
+		for _, sp := range g.spreads {
+			b += sp.boost(n.node, g.total, g.group.Count)
+		}
+		sum += b / float64(len(g.spreads))
+		terms++
+	}
+	if c := g.onNode[int32(n.index)]; c > 0 && p.job.Type != api.JobBatch {
+		sum -= math.Min(1, float64(c)/float64(max(g.group.Count, 1)))
+		terms++
+	}
+	if terms == 0 {
+		return s, true
+	}
+	return sum / float64(terms+1), true
+}
+
+// fitScore rates the node for cpu and mem in [0, 1]. It starts from
+// Nomad's best-fit form 20 − (10^freeCPU + 10^freeMem) after placement,
+// scaled to [0, 1]. Binpack prefers nodes already in use (tightest
+// first) and opens an empty node only when none fits, the largest first,
+// so that work lands on few nodes; spread prefers the emptiest node.
+func fitScore(n *NodeState, cpu, mem int, spread bool) float64 {
+	fc, fm := 0.0, 0.0
+	if n.capCPU > 0 {
+		fc = float64(n.capCPU-n.cpu-cpu) / float64(n.capCPU)
+	}
+	if n.capMem > 0 {
+		fm = float64(n.capMem-n.mem-mem) / float64(n.capMem)
+	}
+	t := math.Pow(10, fc) + math.Pow(10, fm)
+	fit := (20 - t) / 18
+	switch {
+	case spread:
+		return 1 - fit
+	case len(n.allocs) > 0:
+		return (1 + fit) / 2
+	}
+	return (1 - fit) / 2
+}
+
+// boost is a node's spread term in [-1, 1]: positive when its value of the
+// attribute, with this replica, holds fewer replicas than its target (or
+// than the mean, with no targets), negative when it would hold more.
+func (sp *spreadPlan) boost(n *api.Node, total, count int) float64 {
+	v, ok := sp.attr.get(n)
+	if !ok {
+		return -1
+	}
+	have := float64(sp.counts[v]) + 1 // with this replica
+	var b float64
+	if sp.targets != nil {
+		pct := sp.targets[v]
+		desired := float64(pct) / 100 * float64(max(count, total+1))
+		if desired <= 0 {
+			return -1
+		}
+		b = (desired - have) / desired
+	} else {
+		mean := float64(total+1) / float64(max(sp.values, 1))
+		b = (mean - have) / mean
+	}
+	return math.Max(-1, math.Min(1, b))
+}
+
+// keep copies the picks of the node under test as the best so far.
+func (p *planner) keep() {
+	for k := range p.choice.Picked {
+		p.best.Picked[k] = append(p.best.Picked[k][:0], p.choice.Picked[k]...)
+	}
+}
+
+// commit builds the allocation of one replica on n with the kept picks
+// and adds it to the cluster.
+func (p *planner) commit(g *groupPlan, n *NodeState, pl Placement) {
+	job := p.job
+	a := &api.Allocation{
+		Namespace: job.Namespace, Job: job.Name, JobVersion: job.Version,
+		Group: g.group.Name, Index: pl.Index, Priority: job.Priority,
+		NodeID: n.node.ID, NodeName: n.node.Name,
+		Resources: make(map[string]*api.AllocatedResources, len(g.group.Tasks)),
+	}
+	if pl.PreviousAlloc != nil {
+		a.PreviousAlloc = pl.PreviousAlloc.ID
+		a.Reschedules = pl.PreviousAlloc.Reschedules + 1
+	}
+	if len(g.gpu) > 0 {
+		p.pickRest(g, n)
+	}
+	var taken []int
+	next := -1
+	type tmp struct {
+		d *gpu.Device
+		g *api.AllocatedGPU
+	}
+	var undo []tmp
+	for ti, t := range g.group.Tasks {
+		r := &api.AllocatedResources{CPU: t.Resources.CPU, Memory: t.Resources.Memory, Disk: t.Resources.Disk}
+		for _, ps := range t.Config.Ports {
+			host := ps.Static
+			if host == 0 {
+				if next < 0 {
+					next = int(mix(p.seed^portSalt(n, pl), uint64(pl.Index), uint64(len(g.group.Name))) % uint64(n.portMax-n.portMin+1))
+				}
+				host, next = p.dynamicPort(n, g, next, taken)
+			}
+			taken = append(taken, host)
+			to := ps.To
+			if to == 0 {
+				to = host
+			}
+			r.Ports = append(r.Ports, api.AllocatedPort{Name: ps.Name, Host: host, To: to})
+		}
+		for k, gt := range g.gpuTask {
+			if gt != ti {
+				continue
+			}
+			ask := &g.gpu[k]
+			for _, i := range p.best.Picked[k] {
+				d := &n.gpus[i]
+				got := takeGPU(d, ask)
+				undo = append(undo, tmp{d, got})
+				if r.GPU == nil {
+					r.GPU = got
+				} else {
+					r.GPU.Devices = append(r.GPU.Devices, got.Devices...)
+				}
+			}
+		}
+		a.Resources[t.Name] = r
+	}
+	for i := len(undo) - 1; i >= 0; i-- {
+		u := undo[i]
+		switch {
+		case u.g.Share != nil:
+			u.d.RemoveShare(u.g.Share.Milli, u.g.Share.Memory)
+		case u.g.MIG != nil:
+			u.d.RemoveMIG(u.g.MIG.Start, u.g.MIG.Size, u.g.MIG.InstanceUUID)
+		default:
+			u.d.RemoveWhole()
+		}
+	}
+	p.c.Add(a)
+	p.placed[a] = true
+	g.count(n, 1)
+	p.log = append(p.log, logEntry{a: a, g: g, added: true})
+	p.plan.Placed = append(p.plan.Placed, a)
+}
+
+// pickRest fills the kept picks the scorer left empty with DefaultPick on
+// the winning node.
+func (p *planner) pickRest(g *groupPlan, n *NodeState) {
+	for k := range g.gpu {
+		if len(p.best.Picked[k]) == 0 {
+			if p.check(g, n) != 0 {
+				panic("the chosen node no longer fits")
+			}
+			for k := range g.gpu {
+				if len(p.best.Picked[k]) == 0 {
+					p.best.Picked[k] = defaultPickOne(n.gpus, &g.gpu[k], p.choice.Eligible[k], p.best.Picked[k][:0])
+				}
+			}
+			return
+		}
+	}
+}
+
+// dynamicPort returns a free host port of n's range, probing from next,
+// and the position to probe from for the following port.
+func (p *planner) dynamicPort(n *NodeState, g *groupPlan, next int, taken []int) (int, int) {
+	span := n.portMax - n.portMin + 1
+	for i := 0; i < span; i++ {
+		c := n.portMin + (next+i)%span
+		if !n.portUsed(c) && !in(taken, c) && !in(g.static, c) {
+			return c, (next + i + 1) % span
+		}
+	}
+	panic("no free dynamic port after check said there was one")
+}
+
+// reasonText renders a rejection reason for explanations.
+func (p *planner) reasonText(g *groupPlan, r reason) string {
+	switch r.code() {
+	case cNotReady:
+		switch r.arg() {
+		case 0:
+			return "node not ready"
+		case 1:
+			return "node ineligible"
+		}
+		return "node draining"
+	case cDriver:
+		return fmt.Sprintf("driver %s unavailable", g.group.Tasks[r.arg()].Driver)
+	case cConstraint:
+		return "constraint " + g.constraints[r.arg()].text
+	case cDistinct:
+		return "constraint distinct_hosts"
+	case cCPU:
+		return "cpu exhausted"
+	case cMemory:
+		return "memory exhausted"
+	case cDisk:
+		return "disk exhausted"
+	case cPort:
+		return fmt.Sprintf("port %d in use", g.static[r.arg()])
+	case cDynPorts:
+		return "dynamic ports exhausted"
+	case cGPU:
+		return gpuReason(&g.gpu[r.arg()>>8], r.arg()&0xff)
+	case cScorer:
+		return "rejected by the GPU scorer"
+	}
+	return "unknown"
+}
+
+func gpuReason(a *GPUAsk, st int) string {
+	switch st {
+	case sNoGPUs:
+		return "no GPUs"
+	case sModel:
+		return "no GPU of model " + a.Model
+	case sMemMin:
+		return fmt.Sprintf("no GPU with %d MiB of memory", a.MemoryMin)
+	case sCC:
+		return fmt.Sprintf("no GPU of compute capability %d.%d", a.CCMin/100, a.CCMin%100)
+	case sHealth:
+		return "GPUs unhealthy"
+	case sMode:
+		if a.Form == gpu.FormMIG {
+			return "no GPU in MIG mode"
+		}
+		return "GPUs in MIG mode"
+	case sEnforce:
+		return "no GPU enforces shares"
+	case sProfile:
+		return "MIG profile " + a.Profile + " not offered"
+	}
+	switch a.Form {
+	case gpu.FormWhole:
+		return fmt.Sprintf("GPUs exhausted: %d idle needed", a.Count)
+	case gpu.FormMIG:
+		return "MIG profile " + a.Profile + ": no free slot"
+	}
+	if a.Memory > 0 {
+		return fmt.Sprintf("GPU share: no GPU with %d milli and %d MiB free", a.Milli, a.Memory)
+	}
+	return fmt.Sprintf("GPU share: no GPU with %d milli free", a.Milli)
+}

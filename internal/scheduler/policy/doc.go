@@ -1,0 +1,16 @@
+// Package policy holds GPU placement policies that plug into the scheduler
+// core as scheduler.GPUScorer (and scheduler.CPUScorer, so that work
+// without GPUs follows the same policy).
+//
+// Six reproduce the policies of the FGD study ("Beware of Fragmentation",
+// USENIX ATC 2023) as its published simulator computed them, down to the
+// integer scores of the Kubernetes scheduling framework and its random
+// choice among the nodes that tie for the best score: random, dotprod,
+// clustering, packing, bestfit and fgd. The seventh, gantry, is Gantry's
+// own (see gantry.go). The trace simulator (internal/sim) replays the
+// Alibaba GPU trace through the core with each of them.
+//
+// Everything here is pure: no clock, no I/O, randomness only from the
+// seeded source a policy owns. A policy instance serves one Cluster on one
+// goroutine.
+package policy

@@ -1,0 +1,53 @@
+package scheduler
+
+import (
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+)
+
+// Scheduler turns a request for placements into a plan. Implementations
+// are pure functions of their arguments.
+type Scheduler interface {
+	Schedule(snap *Snapshot, req *Request, now time.Time) (*Plan, error)
+}
+
+// Snapshot is the cluster as the scheduler sees it: every node and every
+// allocation that still holds resources. Callers must not modify it while
+// a Schedule call runs; the scheduler never modifies it.
+type Snapshot struct {
+	Nodes  []*api.Node
+	Allocs []*api.Allocation // non-terminal allocations of every job
+	Queues []*api.Queue
+}
+
+// Request asks for replicas of one job's groups to be placed.
+type Request struct {
+	Job   *api.Job
+	Place []Placement
+	// Stopping lists allocations the caller stops in the same plan; their
+	// resources count as free.
+	Stopping []string
+}
+
+// Placement is one replica to place.
+type Placement struct {
+	Group         string
+	Index         int
+	PreviousAlloc *api.Allocation // the allocation this one replaces, if any
+}
+
+// Plan is the scheduler's decision. Placed allocations carry NodeID,
+// NodeName, Group, Index and Resources; the caller assigns IDs and
+// statuses.
+type Plan struct {
+	Placed  []*api.Allocation
+	Preempt []Preemption
+	Failed  map[string]*api.Explanation // by group
+}
+
+// Preemption is an allocation evicted to make room, with the reason.
+type Preemption struct {
+	AllocID string
+	Reason  string
+}

@@ -1,0 +1,387 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/gantryhq/gantry/internal/acl"
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/pki"
+	"github.com/gantryhq/gantry/internal/state"
+	"github.com/google/uuid"
+)
+
+// scope says how a route is authorized.
+type scope int
+
+const (
+	// public routes need nothing: health and the one-time bootstrap.
+	public scope = iota
+	// agentProto routes are the agent protocol: an agent (or server)
+	// certificate, or without TLS a token with node-write.
+	agentProto
+	// namespaced routes need cap in the namespace of ?namespace=
+	// (default "default"); list routes without ?namespace= need any valid
+	// token and show only what it may read.
+	namespaced
+	// inHandler routes are authorized by their handler, against the
+	// namespace of the object they read (an allocation, a job in a body).
+	inHandler
+	// global routes need a cluster-wide capability.
+	global
+	// authenticated routes need any valid token.
+	authenticated
+	// management routes need the management token.
+	management
+)
+
+// rule is a route's authorization: its scope and capability. agentToo
+// lets agents (by certificate) call a route users call too.
+type rule struct {
+	scope    scope
+	cap      acl.Capability
+	list     bool
+	agentToo bool
+}
+
+// routeRules authorizes every route the server registers; a route without
+// a rule is refused (and a test fails), so no endpoint is ever open by
+// omission.
+var routeRules = map[string]rule{
+	"GET /v1/status":         {scope: public},
+	"GET /metrics":           {scope: global, cap: acl.OperatorRead},
+	"POST /v1/acl/bootstrap": {scope: public},
+
+	"GET /v1/jobs":                           {scope: namespaced, cap: acl.Read, list: true},
+	"POST /v1/jobs":                          {scope: inHandler, cap: acl.SubmitJob},
+	"POST /v1/jobs/plan":                     {scope: inHandler, cap: acl.SubmitJob},
+	"POST /v1/jobs/validate":                 {scope: inHandler, cap: acl.Read},
+	"GET /v1/jobs/{name}":                    {scope: namespaced, cap: acl.Read},
+	"DELETE /v1/jobs/{name}":                 {scope: namespaced, cap: acl.SubmitJob},
+	"GET /v1/jobs/{name}/versions":           {scope: namespaced, cap: acl.Read},
+	"GET /v1/jobs/{name}/versions/{version}": {scope: namespaced, cap: acl.Read, agentToo: true},
+	"GET /v1/jobs/{name}/allocations":        {scope: namespaced, cap: acl.Read},
+	"GET /v1/jobs/{name}/evaluations":        {scope: namespaced, cap: acl.Read},
+
+	"GET /v1/allocations":              {scope: namespaced, cap: acl.Read, list: true},
+	"GET /v1/allocations/{id}":         {scope: inHandler, cap: acl.Read},
+	"GET /v1/allocations/{id}/logs":    {scope: inHandler, cap: acl.ReadLogs},
+	"GET /v1/allocations/{id}/exec":    {scope: inHandler, cap: acl.AllocExec},
+	"GET /v1/allocations/{id}/metrics": {scope: inHandler, cap: acl.Read},
+	"GET /v1/evaluations/{id}":         {scope: inHandler, cap: acl.Read},
+
+	"GET /v1/nodes":                   {scope: global, cap: acl.NodeRead},
+	"GET /v1/nodes/{id}":              {scope: global, cap: acl.NodeRead},
+	"GET /v1/nodes/{id}/metrics":      {scope: global, cap: acl.NodeRead},
+	"POST /v1/nodes/{id}/drain":       {scope: global, cap: acl.NodeWrite},
+	"POST /v1/nodes/{id}/eligibility": {scope: global, cap: acl.NodeWrite},
+
+	"POST /v1/nodes/register":         {scope: agentProto},
+	"PUT /v1/nodes/{id}/heartbeat":    {scope: agentProto},
+	"GET /v1/nodes/{id}/allocations":  {scope: agentProto},
+	"POST /v1/nodes/{id}/allocations": {scope: agentProto},
+	"POST /v1/nodes/{id}/audit":       {scope: agentProto},
+
+	"GET /v1/queues":           {scope: authenticated},
+	"GET /v1/queues/{name}":    {scope: authenticated},
+	"PUT /v1/queues":           {scope: global, cap: acl.Operator},
+	"DELETE /v1/queues/{name}": {scope: global, cap: acl.Operator},
+
+	"GET /v1/events": {scope: namespaced, cap: acl.Read, list: true},
+
+	"GET /v1/services":                {scope: namespaced, cap: acl.Read, list: true},
+	"GET /v1/services/{name}":         {scope: namespaced, cap: acl.Read},
+	"GET /v1/service-catalog":         {scope: global, cap: acl.NodeRead, agentToo: true},
+	"GET /v1/deployments":             {scope: namespaced, cap: acl.Read},
+	"GET /v1/deployments/{id}":        {scope: inHandler, cap: acl.Read},
+	"GET /v1/jobs/{name}/deployment":  {scope: namespaced, cap: acl.Read},
+	"GET /v1/jobs/{name}/deployments": {scope: namespaced, cap: acl.Read},
+	"POST /v1/jobs/{name}/promote":    {scope: namespaced, cap: acl.SubmitJob},
+	"POST /v1/jobs/{name}/revert":     {scope: namespaced, cap: acl.SubmitJob},
+
+	"GET /v1/policy":    {scope: global, cap: acl.OperatorRead},
+	"PUT /v1/policy":    {scope: global, cap: acl.Operator},
+	"DELETE /v1/policy": {scope: global, cap: acl.Operator},
+	"GET /v1/audit":     {scope: global, cap: acl.OperatorRead},
+
+	// The web UI: the shell and its assets hold no data; each page's
+	// fragment is authorized like the API endpoints that read the same
+	// objects.
+	"GET /ui":                            {scope: public},
+	"GET /ui/{path...}":                  {scope: public},
+	"GET /ui/assets/{file}":              {scope: public},
+	"GET /ui/fragments/{rest...}":        {scope: public}, // answers 404 only
+	"GET /ui/fragments/overview":         {scope: authenticated},
+	"GET /ui/fragments/jobs":             {scope: namespaced, cap: acl.Read, list: true},
+	"GET /ui/fragments/jobs/{name}":      {scope: namespaced, cap: acl.Read},
+	"GET /ui/fragments/allocations/{id}": {scope: inHandler, cap: acl.Read},
+	"GET /ui/fragments/nodes":            {scope: global, cap: acl.NodeRead},
+	"GET /ui/fragments/nodes/{id}":       {scope: global, cap: acl.NodeRead},
+
+	"GET /v1/acl/tokens":               {scope: management},
+	"POST /v1/acl/tokens":              {scope: management},
+	"DELETE /v1/acl/tokens/{accessor}": {scope: management},
+	"GET /v1/acl/tokens/self":          {scope: authenticated},
+	"GET /v1/acl/policies":             {scope: management},
+	"PUT /v1/acl/policies":             {scope: management},
+	"DELETE /v1/acl/policies/{name}":   {scope: management},
+}
+
+type ctxKey int
+
+const (
+	aclKey ctxKey = iota
+	ruleKey
+)
+
+// routeRule is the rule of the route serving r.
+func routeRule(r *http.Request) rule {
+	rl, _ := r.Context().Value(ruleKey).(rule)
+	return rl
+}
+
+// requestACL is the caller's ACL, nil when ACLs are off.
+func requestACL(r *http.Request) *acl.ACL {
+	a, _ := r.Context().Value(aclKey).(*acl.ACL)
+	return a
+}
+
+// tokenOf reads the caller's secret from X-Gantry-Token or a bearer
+// Authorization header.
+func tokenOf(r *http.Request) string {
+	if t := r.Header.Get("X-Gantry-Token"); t != "" {
+		return t
+	}
+	if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return strings.TrimSpace(v)
+	}
+	return ""
+}
+
+// peerRole is the role in the caller's verified certificate, "" without
+// TLS.
+func peerRole(r *http.Request) (pki.Role, error) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		return "", nil
+	}
+	return pki.RoleOf(r.TLS.VerifiedChains[0][0])
+}
+
+func denied(format string, args ...any) error {
+	return &httpError{status: http.StatusForbidden, msg: fmt.Sprintf(format, args...)}
+}
+
+// authorize checks the certificate role and the token against the route's
+// rule. It returns the request, carrying the caller's ACL.
+func (s *Server) authorize(pattern string, r *http.Request) (*http.Request, error) {
+	rl, ok := routeRules[pattern]
+	if !ok {
+		return nil, denied("endpoint %s has no access rule; refusing it", pattern)
+	}
+	role, err := peerRole(r)
+	if err != nil {
+		return nil, denied("%v", err)
+	}
+	if role != "" {
+		switch {
+		case role == pki.RoleAgent && rl.scope != agentProto && rl.scope != public && !rl.agentToo:
+			return nil, denied("an agent certificate may not call %s: it is for users and servers", pattern)
+		case role == pki.RoleCLI && rl.scope == agentProto:
+			return nil, denied("a cli certificate may not call %s: it is the agent protocol", pattern)
+		}
+	}
+	r = r.WithContext(context.WithValue(r.Context(), ruleKey, rl))
+	if rl.scope == public || !s.cfg.ACL {
+		return r, nil
+	}
+	if (role == pki.RoleAgent || role == pki.RoleServer) && (rl.scope == agentProto || rl.agentToo) {
+		return r, nil
+	}
+	secret := tokenOf(r)
+	if secret == "" {
+		return nil, &httpError{status: http.StatusUnauthorized, msg: "an ACL token is required: pass --token or set GANTRY_TOKEN"}
+	}
+	t, ok := s.store.TokenByHash(acl.Hash(secret))
+	if !ok {
+		return nil, &httpError{status: http.StatusUnauthorized, msg: "the ACL token is unknown or was deleted"}
+	}
+	a := acl.Compile(t, s.store.ACLPolicies(t.Policies...))
+	r = r.WithContext(context.WithValue(r.Context(), aclKey, a))
+	var need error
+	switch rl.scope {
+	case agentProto, global:
+		c := rl.cap
+		if rl.scope == agentProto {
+			c = acl.NodeWrite
+		}
+		need = a.Allow("", c)
+	case namespaced:
+		ns := r.URL.Query().Get("namespace")
+		if ns == "" && rl.list {
+			break // the handler shows only what the token may read
+		}
+		if ns == "" {
+			ns = api.DefaultNamespace
+		}
+		need = a.Allow(ns, rl.cap)
+	case management:
+		if !a.Management() {
+			need = fmt.Errorf("%w: only the management token may call %s", acl.ErrDenied, pattern)
+		}
+	}
+	if need != nil {
+		return nil, denied("%v", need)
+	}
+	return r, nil
+}
+
+// allow is the handlers' check for inHandler routes: cap in namespace ns.
+func (s *Server) allow(r *http.Request, ns string, c acl.Capability) error {
+	if !s.cfg.ACL {
+		return nil
+	}
+	if role, _ := peerRole(r); role == pki.RoleServer {
+		return nil
+	}
+	if err := requestACL(r).Allow(ns, c); err != nil {
+		return denied("%v", err)
+	}
+	return nil
+}
+
+// visible reports whether list results of namespace ns may be shown.
+func (s *Server) visible(r *http.Request, ns string) bool {
+	return s.allow(r, ns, acl.Read) == nil
+}
+
+// ACL endpoints.
+
+// TokenRequest is the body of POST /v1/acl/tokens.
+type TokenRequest struct {
+	Name       string   `json:"name"`
+	Policies   []string `json:"policies"`
+	Management bool     `json:"management,omitempty"`
+}
+
+// TokenResponse carries a new token's secret, shown this once.
+type TokenResponse struct {
+	acl.Token
+	Secret string `json:"secret"`
+}
+
+func (s *Server) newToken(name string, policies []string, mgmt bool) (*acl.Token, string, error) {
+	secret, err := acl.NewSecret()
+	if err != nil {
+		return nil, "", err
+	}
+	return &acl.Token{AccessorID: uuid.NewString(), Name: name, SecretHash: acl.Hash(secret), Policies: policies, Management: mgmt, CreateTime: s.now()}, secret, nil
+}
+
+func (s *Server) handleACLBootstrap(w http.ResponseWriter, r *http.Request) error {
+	t, secret, err := s.newToken("bootstrap", nil, true)
+	if err != nil {
+		return err
+	}
+	if err := s.store.BootstrapACL(r.Context(), t); err != nil {
+		if errors.Is(err, state.ErrBootstrapped) {
+			return &httpError{status: http.StatusConflict, msg: err.Error()}
+		}
+		return err
+	}
+	writeJSON(w, http.StatusOK, TokenResponse{Token: *t, Secret: secret})
+	return nil
+}
+
+func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) error {
+	var req TokenRequest
+	if err := s.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if !api.ValidName(req.Name) {
+		return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("token name %q %s", req.Name, api.NameRule), field: "name"}
+	}
+	if !req.Management && len(req.Policies) == 0 {
+		return &httpError{status: http.StatusBadRequest, msg: "a token needs at least one policy (or management: true)", field: "policies"}
+	}
+	for _, p := range req.Policies {
+		if len(s.store.ACLPolicies(p)) == 0 {
+			return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("policy %q does not exist: apply it first with 'gantry acl policy apply'", p), field: "policies"}
+		}
+	}
+	t, secret, err := s.newToken(req.Name, req.Policies, req.Management)
+	if err != nil {
+		return err
+	}
+	if err := s.store.PutToken(r.Context(), t); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, TokenResponse{Token: *t, Secret: secret})
+	return nil
+}
+
+func (s *Server) handleTokenList(w http.ResponseWriter, r *http.Request) error {
+	out := []acl.Token{}
+	for _, t := range s.store.Tokens() {
+		c := *t
+		c.SecretHash = ""
+		out = append(out, c)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) handleTokenSelf(w http.ResponseWriter, r *http.Request) error {
+	secret := tokenOf(r)
+	t, ok := s.store.TokenByHash(acl.Hash(secret))
+	if !ok {
+		return notFound("no token in this request, or ACLs are off")
+	}
+	c := *t
+	c.SecretHash = ""
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Server) handleTokenDelete(w http.ResponseWriter, r *http.Request) error {
+	if err := s.store.DeleteToken(r.Context(), r.PathValue("accessor")); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
+}
+
+func (s *Server) handleACLPolicyList(w http.ResponseWriter, r *http.Request) error {
+	ps := s.store.ACLPolicies()
+	if ps == nil {
+		ps = []*acl.Policy{}
+	}
+	writeJSON(w, http.StatusOK, ps)
+	return nil
+}
+
+func (s *Server) handleACLPolicyApply(w http.ResponseWriter, r *http.Request) error {
+	var p acl.Policy
+	if err := s.decodeBody(w, r, &p); err != nil {
+		return err
+	}
+	p.ModifyIndex = 0
+	if err := p.Validate(); err != nil {
+		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
+	}
+	if err := s.store.PutPolicy(r.Context(), &p); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, &p)
+	return nil
+}
+
+func (s *Server) handleACLPolicyDelete(w http.ResponseWriter, r *http.Request) error {
+	if err := s.store.DeletePolicy(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
+}

@@ -1,0 +1,408 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/acl"
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/reconcile"
+	"github.com/gantryhq/gantry/internal/state"
+	"github.com/google/uuid"
+)
+
+// Deployments: the reconciler decides (rolling.go in internal/reconcile);
+// this file feeds it the job's newest deployment, writes what it decides
+// with the plan, and, while leading, watches running deployments: it asks
+// for an evaluation whenever their allocations change health, and
+// registers the stable version again when a deployment failed with
+// auto_revert.
+
+// deploymentInput adds what the reconciler needs about deployments.
+func (s *Server) deploymentInput(in *reconcile.Input, namespace, name string) {
+	if d, ok := s.store.LatestDeployment(namespace, name); ok {
+		in.Deployment = d
+	}
+	in.DeploymentID = uuid.NewString()
+	if in.Job != nil {
+		in.Stable = s.stableVersion(namespace, name, in.Job.Version)
+	}
+}
+
+// stableVersion is the newest version below `below` whose deployment
+// succeeded.
+func (s *Server) stableVersion(namespace, name string, below uint64) *uint64 {
+	for _, d := range s.store.Deployments(namespace, name) {
+		if d.Status == api.DeploymentSuccessful && d.JobVersion < below {
+			v := d.JobVersion
+			return &v
+		}
+	}
+	return nil
+}
+
+// markPlacements copies the deployment and canary marks of the
+// reconciler's placements onto the allocations the scheduler placed.
+func markPlacements(placed []*api.Allocation, wanted []reconcile.Placement) {
+	type key struct {
+		group string
+		index int
+	}
+	byKey := make(map[key]reconcile.Placement, len(wanted))
+	for _, p := range wanted {
+		byKey[key{p.Group, p.Index}] = p
+	}
+	for _, a := range placed {
+		if p, ok := byKey[key{a.Group, a.Index}]; ok {
+			a.DeploymentID, a.Canary = p.Deployment, p.Canary
+		}
+	}
+}
+
+// hasFollowUp reports whether the job already has a pending evaluation
+// due at t, so a retry is not asked for twice.
+func (s *Server) hasFollowUp(namespace, job string, t time.Time) bool {
+	for _, e := range s.store.Evals(namespace, job) {
+		if e.Status == api.EvalPending && e.WaitUntil.Equal(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// deploymentLoop runs while leading: it asks for an evaluation of a job
+// whose running deployment's allocations changed (health, status), and
+// rolls back failed deployments that ask for it.
+func (s *Server) deploymentLoop(ctx context.Context, fence *state.Fence) error {
+	seen := map[string]string{} // deployment → allocation signature last evaluated
+	nextGC := s.now().Add(time.Minute)
+	for ctx.Err() == nil {
+		changed := s.store.Changed()
+		if now := s.now(); now.After(nextGC) {
+			nextGC = now.Add(time.Minute)
+			if err := s.store.DeleteDeployments(ctx, s.oldDeployments()); err != nil {
+				s.log.Warn("garbage-collect deployments", "err", err)
+			}
+		}
+		if err := s.watchDeployments(ctx, fence, seen); errors.Is(err, state.ErrNotLeader) {
+			return err
+		} else if err != nil && ctx.Err() == nil {
+			s.log.Warn("deployment watcher", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-time.After(5 * time.Second):
+		}
+		sleep(ctx, 20*time.Millisecond) // let a burst of changes land together
+	}
+	return nil
+}
+
+func (s *Server) watchDeployments(ctx context.Context, fence *state.Fence, seen map[string]string) error {
+	now := s.now()
+	live := map[string]bool{}
+	var evals []*api.Evaluation
+	var sigs []func()
+	for _, d := range s.store.OpenDeployments() {
+		switch {
+		case d.Active():
+			live[d.ID] = true
+			sig := allocSignature(s.store.Allocs(state.AllocFilter{Namespace: d.Namespace, Job: d.Job}))
+			if seen[d.ID] == sig || s.hasDueEval(d.Namespace, d.Job, now) {
+				continue
+			}
+			e := s.newEval(d.Namespace, d.Job, api.TriggerDeployment)
+			e.JobVersion = d.JobVersion
+			if j, ok := s.store.Job(d.Namespace, d.Job); ok {
+				e.Priority = j.Priority
+			}
+			evals = append(evals, e)
+			id := d.ID
+			sigs = append(sigs, func() { seen[id] = sig })
+		case d.Status == api.DeploymentFailed && d.RevertTo != nil && d.RevertedAs == nil:
+			if err := s.autoRevert(ctx, fence, d); err != nil {
+				return err
+			}
+		}
+	}
+	for id := range seen {
+		if !live[id] {
+			delete(seen, id)
+		}
+	}
+	if err := s.store.CreateEvals(ctx, fence, evals...); err != nil {
+		return err
+	}
+	for _, f := range sigs {
+		f()
+	}
+	return nil
+}
+
+// keepDeploymentsPerJob bounds the finished deployments kept per job
+// (the newest successful one is always kept: rollbacks go there).
+const keepDeploymentsPerJob = 10
+
+// oldDeployments lists finished deployments beyond the newest
+// keepDeploymentsPerJob of their job, except the newest successful one.
+func (s *Server) oldDeployments() []string {
+	var ids []string
+	kept := map[string]int{}
+	stable := map[string]bool{}
+	for _, d := range s.store.Deployments("", "") { // newest first per job
+		k := d.JobKey()
+		kept[k]++
+		switch {
+		case d.Active():
+		case d.Status == api.DeploymentSuccessful && !stable[k]:
+			stable[k] = true
+		case kept[k] > keepDeploymentsPerJob:
+			ids = append(ids, d.ID)
+		}
+	}
+	return ids
+}
+
+// hasDueEval reports whether the job has an evaluation waiting to run now.
+func (s *Server) hasDueEval(namespace, job string, now time.Time) bool {
+	for _, e := range s.store.Evals(namespace, job) {
+		if e.Status == api.EvalPending && !now.Before(e.WaitUntil) {
+			return true
+		}
+	}
+	return false
+}
+
+// allocSignature summarizes what a deployment's progress depends on.
+func allocSignature(allocs []*api.Allocation) string {
+	var b strings.Builder
+	for _, a := range allocs {
+		fmt.Fprintf(&b, "%s/%d/%s/%s/%s;", a.ID, a.JobVersion, a.DesiredStatus, a.ClientStatus, a.Health)
+	}
+	return b.String()
+}
+
+// autoRevert registers the version a failed deployment names again, as a
+// new version, unless the job moved on meanwhile.
+func (s *Server) autoRevert(ctx context.Context, fence *state.Fence, d *api.Deployment) error {
+	job, ok := s.store.Job(d.Namespace, d.Job)
+	note := func(as uint64, msg string) error {
+		_, _, err := s.store.UpdateDeployment(ctx, fence, d.ID, func(cur *api.Deployment) error {
+			if cur.RevertedAs != nil {
+				return errUnchanged
+			}
+			cur.RevertedAs = &as
+			cur.StatusDescription += msg
+			cur.ModifyTime = s.now()
+			return nil
+		})
+		if errors.Is(err, errUnchanged) {
+			return nil
+		}
+		return err
+	}
+	if !ok || job.Stop || job.Version != d.JobVersion {
+		v := uint64(0)
+		if ok {
+			v = job.Version
+		}
+		return note(v, "; not rolled back: the job was stopped or changed meanwhile")
+	}
+	target, err := s.store.JobVersion(ctx, d.Namespace, d.Job, *d.RevertTo)
+	if err != nil {
+		return note(job.Version, fmt.Sprintf("; not rolled back: %v", err))
+	}
+	spec := *target
+	spec.Stop = false
+	eval := s.newEval(d.Namespace, d.Job, api.TriggerJobRevert)
+	res, err := s.store.RegisterJob(ctx, &spec, eval, s.now())
+	if err != nil {
+		return err
+	}
+	s.log.Warn("deployment failed; rolled back", "job", d.JobKey(), "failed_version", d.JobVersion,
+		"reverted_to", *d.RevertTo, "as_version", res.Job.Version, "reason", d.StatusDescription)
+	return note(res.Job.Version, fmt.Sprintf(" (registered as version %d)", res.Job.Version))
+}
+
+// HTTP API.
+
+func (s *Server) handleDeploymentList(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	ns := q.Get("namespace")
+	if ns != "" && !api.ValidName(ns) {
+		return badRequest("namespace %q %s", ns, api.NameRule)
+	}
+	if q.Get("job") != "" && ns == "" {
+		ns = api.DefaultNamespace
+	}
+	out := s.store.Deployments(ns, q.Get("job"))
+	if out == nil {
+		out = []*api.Deployment{}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) handleDeploymentRead(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if d, ok := s.store.Deployment(id); ok {
+		if err := s.allow(r, d.Namespace, acl.Read); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, d)
+		return nil
+	}
+	if len(id) < 4 {
+		return badRequest("deployment ID prefix %q is too short: give at least 4 characters", id)
+	}
+	var match []*api.Deployment
+	for _, d := range s.store.Deployments("", "") {
+		if strings.HasPrefix(d.ID, id) {
+			match = append(match, d)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return notFound("deployment %q not found", id)
+	case 1:
+		if err := s.allow(r, match[0].Namespace, acl.Read); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, match[0])
+		return nil
+	}
+	return badRequest("deployment prefix %q is ambiguous: %d deployments match", id, len(match))
+}
+
+// handleJobDeployment answers the job's newest deployment, or the one of
+// ?version=N.
+func (s *Server) handleJobDeployment(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.lookupJob(r)
+	if err != nil {
+		return err
+	}
+	ds := s.store.Deployments(j.Namespace, j.Name)
+	if v := r.URL.Query().Get("version"); v != "" {
+		var want uint64
+		if _, err := fmt.Sscan(v, &want); err != nil {
+			return badRequest("version %q must be a non-negative integer", v)
+		}
+		for _, d := range ds {
+			if d.JobVersion == want {
+				writeJSON(w, http.StatusOK, d)
+				return nil
+			}
+		}
+		return notFound("job %q has no deployment for version %d", j.Name, want)
+	}
+	if len(ds) == 0 {
+		return notFound("job %q has no deployment: only groups with an update block are deployed", j.Name)
+	}
+	writeJSON(w, http.StatusOK, ds[0])
+	return nil
+}
+
+func (s *Server) handleJobDeployments(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.lookupJob(r)
+	if err != nil {
+		return err
+	}
+	ds := s.store.Deployments(j.Namespace, j.Name)
+	if ds == nil {
+		ds = []*api.Deployment{}
+	}
+	writeJSON(w, http.StatusOK, ds)
+	return nil
+}
+
+// handleJobPromote promotes the canaries of the job's running deployment:
+// the rollout goes on and replaces the remaining old replicas.
+func (s *Server) handleJobPromote(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.lookupJob(r)
+	if err != nil {
+		return err
+	}
+	d, ok := s.store.LatestDeployment(j.Namespace, j.Name)
+	if !ok || !d.Active() {
+		return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("job %q has no running deployment to promote", j.Name)}
+	}
+	if !d.RequiresPromotion() {
+		return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("deployment %s of job %q has no canaries waiting for promotion", api.ShortID(d.ID), j.Name)}
+	}
+	healthy := map[string]int{}
+	for _, a := range s.store.Allocs(state.AllocFilter{Namespace: j.Namespace, Job: j.Name, Live: true}) {
+		if a.DeploymentID == d.ID && a.Canary && a.DesiredStatus == api.AllocDesiredRun &&
+			a.ClientStatus == api.AllocRunning && a.Health == api.HealthHealthy {
+			healthy[a.Group]++
+		}
+	}
+	for name, g := range d.Groups {
+		if g.DesiredCanaries > 0 && !g.Promoted && healthy[name] < g.DesiredCanaries {
+			return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("group %s: %d of %d canaries are healthy; promote once they all are (gantry deployment status %s)",
+				name, healthy[name], g.DesiredCanaries, api.ShortID(d.ID))}
+		}
+	}
+	eval := s.newEval(j.Namespace, j.Name, api.TriggerPromote)
+	eval.Priority, eval.JobVersion = j.Priority, j.Version
+	_, rev, err := s.store.UpdateDeployment(r.Context(), nil, d.ID, func(cur *api.Deployment) error {
+		if !cur.Active() {
+			return &httpError{status: http.StatusConflict, msg: fmt.Sprintf("deployment %s is %s now", api.ShortID(cur.ID), cur.Status)}
+		}
+		now := s.now()
+		for name, g := range cur.Groups {
+			if g.DesiredCanaries == 0 {
+				continue
+			}
+			g.Promoted = true
+			// The wait for promotion does not count against progress.
+			if jg := j.LookupGroup(name); jg != nil && jg.Update != nil && jg.Update.ProgressDeadline > 0 {
+				g.RequireProgressBy = now.Add(jg.Update.ProgressDeadline.D())
+			}
+		}
+		cur.StatusDescription = "promoted; rolling out"
+		cur.ModifyTime = now
+		return nil
+	}, eval)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.PromoteResponse{DeploymentID: d.ID, EvalID: eval.ID, Index: rev})
+	return nil
+}
+
+// handleJobRevert registers an older version's spec again as a new
+// version.
+func (s *Server) handleJobRevert(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.lookupJob(r)
+	if err != nil {
+		return err
+	}
+	var req api.RevertRequest
+	if err := s.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if req.Version == j.Version && !j.Stop {
+		return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("job %q already runs version %d", j.Name, j.Version), field: "version"}
+	}
+	target, err := s.store.JobVersion(r.Context(), j.Namespace, j.Name, req.Version)
+	if err != nil {
+		if errors.Is(err, state.ErrNotFound) {
+			return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("job %q has no version %d (see gantry job history %s)", j.Name, req.Version, j.Name), field: "version"}
+		}
+		return err
+	}
+	spec := *target
+	spec.Stop = false
+	eval := s.newEval(j.Namespace, j.Name, api.TriggerJobRevert)
+	res, err := s.store.RegisterJob(r.Context(), &spec, eval, s.now())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.RegisterResponse{EvalID: res.Eval.ID, JobVersion: res.Job.Version, Changed: res.Changed, Index: res.Index})
+	return nil
+}

@@ -1,0 +1,15 @@
+// Package server owns the control plane of a Gantry server: the /v1 HTTP
+// API, leader election, the evaluation broker and worker that turn
+// evaluations into plans (reconciler, then scheduler), the plan applier
+// that re-checks each plan against the latest state and commits it in one
+// guarded etcd transaction, the node monitor that marks silent nodes down,
+// the deployment watcher (evaluations as a rollout's allocations change
+// health, automatic rollback), the service catalog behind /v1/services
+// and DNS, garbage collection, and the container isolation policy:
+// admission of jobs against it and the nodes' audit reports (audit.go).
+//
+// It is the shell around the pure cores: it reads the clock and the store
+// and hands their values to the reconciler and scheduler. It must never
+// start tasks or talk to a container engine (that is the agent's job), and
+// must never write to the store except through the state package.
+package server

@@ -1,0 +1,202 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/gantryhq/gantry/internal/acl"
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/state"
+)
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	// Every route goes through authorize: its certificate role and token
+	// are checked against routeRules before the handler runs.
+	handle := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+		s.patterns = append(s.patterns, pattern)
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			r2, err := s.authorize(pattern, r)
+			if err == nil {
+				err = h(w, r2)
+			}
+			if err != nil {
+				s.writeError(w, r, err)
+			}
+		})
+	}
+	handle("GET /v1/status", s.handleStatus)
+
+	handle("GET /v1/jobs", s.handleJobList)
+	handle("POST /v1/jobs", s.handleJobRegister)
+	handle("POST /v1/jobs/plan", s.handleJobPlan)
+	handle("POST /v1/jobs/validate", s.handleJobValidate)
+	handle("GET /v1/jobs/{name}", s.handleJobRead)
+	handle("DELETE /v1/jobs/{name}", s.handleJobStop)
+	handle("GET /v1/jobs/{name}/versions", s.handleJobVersions)
+	handle("GET /v1/jobs/{name}/versions/{version}", s.handleJobVersion)
+	handle("GET /v1/jobs/{name}/allocations", s.handleJobAllocs)
+	handle("GET /v1/jobs/{name}/evaluations", s.handleJobEvals)
+
+	handle("GET /v1/allocations", s.handleAllocList)
+	handle("GET /v1/allocations/{id}", s.handleAllocRead)
+	handle("GET /v1/allocations/{id}/logs", s.handleAllocLogs)
+	handle("GET /v1/allocations/{id}/exec", s.handleAllocExec)
+	handle("GET /v1/allocations/{id}/metrics", s.handleAllocMetrics)
+
+	handle("GET /v1/evaluations/{id}", s.handleEvalRead)
+
+	handle("GET /v1/nodes", s.handleNodeList)
+	handle("GET /v1/nodes/{id}", s.handleNodeRead)
+	handle("POST /v1/nodes/{id}/drain", s.handleNodeDrain)
+	handle("POST /v1/nodes/{id}/eligibility", s.handleNodeEligibility)
+	handle("GET /v1/nodes/{id}/metrics", s.handleNodeMetrics)
+
+	// Agent protocol.
+	handle("POST /v1/nodes/register", s.handleNodeRegister)
+	handle("PUT /v1/nodes/{id}/heartbeat", s.handleNodeHeartbeat)
+	handle("GET /v1/nodes/{id}/allocations", s.handleNodeAllocs)
+	handle("POST /v1/nodes/{id}/allocations", s.handleNodeAllocUpdate)
+
+	handle("GET /v1/queues", s.handleQueueList)
+	handle("PUT /v1/queues", s.handleQueueApply)
+	handle("GET /v1/queues/{name}", s.handleQueueRead)
+	handle("DELETE /v1/queues/{name}", s.handleQueueDelete)
+
+	handle("GET /v1/events", s.handleEvents)
+	metricsHandler := s.registry.Handler()
+	handle("GET /metrics", func(w http.ResponseWriter, r *http.Request) error {
+		metricsHandler.ServeHTTP(w, r)
+		return nil
+	})
+
+	handle("GET /v1/policy", s.handlePolicyRead)
+	handle("PUT /v1/policy", s.handlePolicyApply)
+	handle("DELETE /v1/policy", s.handlePolicyReset)
+	handle("GET /v1/audit", s.handleAudit)
+	handle("POST /v1/nodes/{id}/audit", s.handleNodeAuditReport) // agent protocol
+
+	handle("POST /v1/acl/bootstrap", s.handleACLBootstrap)
+	handle("GET /v1/acl/tokens", s.handleTokenList)
+	handle("POST /v1/acl/tokens", s.handleTokenCreate)
+	handle("GET /v1/acl/tokens/self", s.handleTokenSelf)
+	handle("DELETE /v1/acl/tokens/{accessor}", s.handleTokenDelete)
+	handle("GET /v1/acl/policies", s.handleACLPolicyList)
+	handle("PUT /v1/acl/policies", s.handleACLPolicyApply)
+	handle("DELETE /v1/acl/policies/{name}", s.handleACLPolicyDelete)
+
+	s.networkRoutes(handle)
+	s.uiRoutes(handle)
+
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, notFound("no API endpoint %s %s: see the README for the /v1 endpoints", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// httpError is an error with an HTTP status and, optionally, the field it
+// is about.
+type httpError struct {
+	status int
+	msg    string
+	field  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) error {
+	return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf(format, args...)}
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusInternalServerError
+	body := api.Error{Error: err.Error()}
+	var he *httpError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &he):
+		status, body.Field = he.status, he.field
+	case errors.As(err, &mbe):
+		status = http.StatusRequestEntityTooLarge
+		body.Error = fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)
+	case errors.Is(err, state.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, state.ErrConflict):
+		status = http.StatusConflict
+	case errors.Is(err, state.ErrNotLeader):
+		status = http.StatusServiceUnavailable
+	case errors.Is(err, state.ErrIndexCompacted):
+		status = http.StatusGone
+	case errors.Is(err, acl.ErrDenied):
+		status = http.StatusForbidden
+	}
+	if status == http.StatusInternalServerError {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// decodeBody reads one JSON value into v, rejecting unknown fields,
+// trailing data and bodies over the size limit.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return &httpError{status: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("request body must be JSON (Content-Type application/json), not %s", ct)}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			return err
+		case errors.Is(err, io.EOF):
+			return badRequest("request body is empty: send a JSON object")
+		case errors.As(err, &se):
+			return badRequest("request body is not valid JSON at byte %d: %v", se.Offset, err)
+		case errors.As(err, &te):
+			return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("field %s: expected %s, got %s", te.Field, te.Type, te.Value), field: te.Field}
+		default:
+			return badRequest("request body: %v", err)
+		}
+	}
+	if dec.More() {
+		return badRequest("request body has data after the JSON object")
+	}
+	return nil
+}
+
+func namespaceParam(r *http.Request) (string, error) {
+	ns := r.URL.Query().Get("namespace")
+	if ns == "" {
+		return api.DefaultNamespace, nil
+	}
+	if !api.ValidName(ns) {
+		return "", &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("namespace %q %s", ns, api.NameRule), field: "namespace"}
+	}
+	return ns, nil
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, api.StatusResponse{
+		Server: s.cfg.ID, Leader: s.IsLeader(), Index: s.store.Index(), Version: s.cfg.Version, Time: s.now(),
+	})
+	return nil
+}

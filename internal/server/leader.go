@@ -1,0 +1,328 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/state"
+	"github.com/google/uuid"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// runElection campaigns for leadership until ctx ends; while it leads it
+// runs the broker, the node monitor and garbage collection.
+func (s *Server) runElection(ctx context.Context) {
+	cli := s.store.Client()
+	for ctx.Err() == nil {
+		sess, err := concurrency.NewSession(cli, concurrency.WithTTL(10), concurrency.WithContext(ctx))
+		if err != nil {
+			s.log.Warn("cannot open an election session; retrying", "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		s.clearStaleCandidacy(ctx, sess.Lease())
+		el := concurrency.NewElection(sess, s.store.LeaderPrefix())
+		if err := el.Campaign(ctx, s.cfg.ID); err != nil {
+			sess.Close()
+			if ctx.Err() == nil {
+				s.log.Warn("election campaign failed; retrying", "err", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		fence := &state.Fence{Key: el.Key(), Rev: el.Rev()}
+		s.log.Info("became leader", "server", s.cfg.ID, "fence", fence.Rev)
+		lctx, cancel := context.WithCancel(ctx)
+		s.leaderMu.Lock()
+		s.fence = fence
+		s.leaderMu.Unlock()
+		go func() {
+			select {
+			case <-sess.Done():
+				s.log.Warn("leadership session ended")
+			case <-lctx.Done():
+			}
+			cancel()
+		}()
+		s.lead(lctx, fence, cancel)
+		cancel()
+		s.leaderMu.Lock()
+		s.fence = nil
+		s.leaderMu.Unlock()
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		el.Resign(rctx)
+		rcancel()
+		sess.Close()
+		s.log.Info("stopped leading", "server", s.cfg.ID)
+	}
+}
+
+// clearStaleCandidacy removes election keys left by an earlier run of this
+// same server (after a crash its lease lingers until it expires), so a
+// restarted server does not wait for itself.
+func (s *Server) clearStaleCandidacy(ctx context.Context, own clientv3.LeaseID) {
+	resp, err := s.store.Client().Get(ctx, s.store.LeaderPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return
+	}
+	for _, kv := range resp.Kvs {
+		if string(kv.Value) == s.cfg.ID && clientv3.LeaseID(kv.Lease) != own {
+			s.store.Client().Txn(ctx).
+				If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
+				Then(clientv3.OpDelete(string(kv.Key))).Commit()
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// lead runs the leader's loops until ctx ends or one of them finds that
+// leadership moved (it then calls stepDown).
+func (s *Server) lead(ctx context.Context, fence *state.Fence, stepDown func()) {
+	var wg sync.WaitGroup
+	loops := []func(context.Context, *state.Fence) error{s.brokerLoop, s.nodeMonitorLoop, s.gcLoop, s.deploymentLoop}
+	for _, loop := range loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := loop(ctx, fence); errors.Is(err, state.ErrNotLeader) {
+				s.log.Warn("leadership lost", "err", err)
+				stepDown()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// brokerLoop hands evaluations to the worker one at a time: highest
+// priority first, then oldest; at most one per job; delayed ones when
+// due; blocked ones again once the cluster's capacity changed.
+func (s *Server) brokerLoop(ctx context.Context, fence *state.Fence) error {
+	s.invalidateWork() // whatever an earlier leadership knew is stale
+	failures := map[string]int{}
+	for ctx.Err() == nil {
+		changed := s.store.Changed()
+		now := s.now()
+		e, wake := s.nextEval(now)
+		if e == nil {
+			timer := time.NewTimer(wake)
+			select {
+			case <-ctx.Done():
+			case <-changed:
+			case <-timer.C:
+			}
+			timer.Stop()
+			continue
+		}
+		err := s.processEval(ctx, fence, e)
+		switch {
+		case err == nil:
+			delete(failures, e.ID)
+			if cur, ok := s.store.Eval(e.ID); ok {
+				s.evalDone(cur.Status)
+			}
+		case errors.Is(err, state.ErrNotLeader):
+			return err
+		case ctx.Err() != nil:
+			return nil
+		default:
+			failures[e.ID]++
+			s.evalDone("error")
+			s.log.Error("evaluation failed", "eval", e.ID, "job", e.JobKey(), "attempt", failures[e.ID], "err", err)
+			if failures[e.ID] >= 5 {
+				f := *e
+				f.Status, f.StatusDescription, f.ModifyTime = api.EvalFailed, err.Error(), s.now()
+				if err := s.store.UpdateEval(ctx, fence, &f); errors.Is(err, state.ErrNotLeader) {
+					return err
+				}
+				delete(failures, e.ID)
+			} else {
+				sleep(ctx, time.Duration(failures[e.ID])*200*time.Millisecond)
+			}
+		}
+	}
+	return nil
+}
+
+// nextEval picks the next evaluation to run, or says how long to wait.
+func (s *Server) nextEval(now time.Time) (*api.Evaluation, time.Duration) {
+	wake := 5 * time.Second
+	capIdx := s.store.CapacityIndex()
+	var ready []*api.Evaluation
+	for _, e := range s.store.Evals("", "") {
+		switch e.Status {
+		case api.EvalPending:
+			if now.Before(e.WaitUntil) {
+				wake = min(wake, e.WaitUntil.Sub(now))
+				continue
+			}
+		case api.EvalBlocked:
+			if capIdx <= e.ModifyIndex {
+				continue
+			}
+		default:
+			continue
+		}
+		ready = append(ready, e)
+	}
+	if len(ready) == 0 {
+		return nil, wake
+	}
+	sort.Slice(ready, func(i, j int) bool {
+		a, b := ready[i], ready[j]
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
+		}
+		return a.ModifyIndex < b.ModifyIndex
+	})
+	return s.orderReady(ready)[0], 0
+}
+
+// nodeMonitorLoop marks nodes down once their heartbeat lease expired,
+// and asks for evaluations of the jobs that ran there.
+func (s *Server) nodeMonitorLoop(ctx context.Context, fence *state.Fence) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		for _, n := range s.store.Nodes() {
+			if n.Status != api.NodeStatusReady || s.store.Alive(n.ID) {
+				continue
+			}
+			reason := fmt.Sprintf("no heartbeat within %s", s.cfg.HeartbeatTTL)
+			_, err := s.store.UpdateNode(ctx, fence, n.ID, func(cur *api.Node) error {
+				if cur.Status != api.NodeStatusReady {
+					return errUnchanged
+				}
+				cur.Status, cur.StatusReason, cur.StatusChanged = api.NodeStatusDown, reason, s.now()
+				return nil
+			})
+			switch {
+			case errors.Is(err, errUnchanged):
+				continue
+			case errors.Is(err, state.ErrNotLeader):
+				return err
+			case err != nil:
+				s.log.Error("mark node down", "node", n.Name, "err", err)
+				continue
+			}
+			s.log.Warn("node down", "node", n.Name, "reason", reason)
+			if err := s.evalJobsOnNode(ctx, fence, n.ID, api.TriggerNodeUpdate); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+var errUnchanged = errors.New("unchanged")
+
+// evalJobsOnNode creates one evaluation per job with live allocations on
+// the node.
+func (s *Server) evalJobsOnNode(ctx context.Context, fence *state.Fence, nodeID, trigger string) error {
+	seen := map[string]bool{}
+	var evals []*api.Evaluation
+	allocs, _ := s.store.NodeAllocs(nodeID)
+	for _, a := range allocs {
+		if a.ClientTerminal() || seen[a.JobKey()] {
+			continue
+		}
+		seen[a.JobKey()] = true
+		e := s.newEval(a.Namespace, a.Job, trigger)
+		e.NodeID = nodeID
+		e.Priority = a.Priority
+		evals = append(evals, e)
+	}
+	return s.store.CreateEvals(ctx, fence, evals...)
+}
+
+func (s *Server) newEval(namespace, job, trigger string) *api.Evaluation {
+	now := s.now()
+	return &api.Evaluation{
+		ID:          uuid.NewString(),
+		Namespace:   namespace,
+		Job:         job,
+		Priority:    api.DefaultPriority,
+		TriggeredBy: trigger,
+		Status:      api.EvalPending,
+		CreateTime:  now,
+		ModifyTime:  now,
+	}
+}
+
+// gcLoop removes evaluations and allocations nobody needs any more:
+// finished evaluations after EvalGCAge (keeping each job's latest few), and
+// terminal allocations after AllocGCAge once they were replaced or their
+// job stopped.
+func (s *Server) gcLoop(ctx context.Context, fence *state.Fence) error {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if s.leaderFence() != fence {
+			return state.ErrNotLeader
+		}
+		now := s.now()
+		var evalIDs []string
+		perJob := map[string]int{}
+		evals := s.store.Evals("", "")
+		for i := len(evals) - 1; i >= 0; i-- {
+			e := evals[i]
+			if e.Status != api.EvalComplete && e.Status != api.EvalFailed {
+				continue
+			}
+			perJob[e.JobKey()]++
+			if perJob[e.JobKey()] > keepEvalsPerJob && now.Sub(e.ModifyTime) > EvalGCAge {
+				evalIDs = append(evalIDs, e.ID)
+			}
+		}
+		if err := s.store.DeleteEvals(ctx, evalIDs); err != nil {
+			s.log.Warn("garbage-collect evaluations", "err", err)
+		}
+		var allocIDs []string
+		newer := map[string]bool{}
+		all := s.store.Allocs(state.AllocFilter{})
+		for _, a := range all {
+			if a.PreviousAlloc != "" {
+				newer[a.PreviousAlloc] = true
+			}
+		}
+		for _, a := range all {
+			if !a.ClientTerminal() || now.Sub(a.ModifyTime) < AllocGCAge {
+				continue
+			}
+			j, ok := s.store.Job(a.Namespace, a.Job)
+			if newer[a.ID] || !ok || j.Stop || a.DesiredStatus == api.AllocDesiredStop {
+				allocIDs = append(allocIDs, a.ID)
+			}
+		}
+		if err := s.store.DeleteAllocs(ctx, allocIDs); err != nil {
+			s.log.Warn("garbage-collect allocations", "err", err)
+		}
+	}
+}
+
+// Garbage collection ages.
+const (
+	EvalGCAge       = 15 * time.Minute
+	AllocGCAge      = time.Hour
+	keepEvalsPerJob = 5
+)

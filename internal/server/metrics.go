@@ -1,0 +1,120 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/metrics"
+)
+
+// serverMetrics are the server's own series: how long scheduling takes,
+// how many evaluations wait, how many plans the applier turned back.
+type serverMetrics struct {
+	latency    prometheus.Histogram
+	rejections *prometheus.CounterVec
+	evals      *prometheus.CounterVec
+}
+
+func newServerMetrics(s *Server) *serverMetrics {
+	m := &serverMetrics{
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    metrics.SchedulingLatency,
+			Help:    "Time the scheduler took to plan the placements of one job, in seconds.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metrics.PlanRejections,
+			Help: "Plans the plan applier turned back because the cluster changed under them (reason: recheck, when the latest state no longer fits them; commit, when a node changed before the commit). The evaluation is planned again.",
+		}, []string{"reason"}),
+		evals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metrics.EvalsProcessed,
+			Help: "Evaluations this server processed while it led, by outcome (complete, blocked, failed, error).",
+		}, []string{"status"}),
+	}
+	for _, r := range []string{"recheck", "commit"} {
+		m.rejections.WithLabelValues(r)
+	}
+	return m
+}
+
+func (m *serverMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.latency, m.rejections, m.evals}
+}
+
+// stateCollector publishes, at each scrape, what the server's view of the
+// store holds: evaluations waiting by status, nodes by status.
+type stateCollector struct {
+	s           *Server
+	queue, node *prometheus.Desc
+}
+
+func newStateCollector(s *Server) *stateCollector {
+	return &stateCollector{
+		s:     s,
+		queue: prometheus.NewDesc(metrics.EvalQueueDepth, "Evaluations waiting to be processed: pending (ready or delayed) and blocked (waiting for capacity).", []string{"status"}, nil),
+		node:  prometheus.NewDesc(metrics.Nodes, "Nodes by status.", []string{"status"}, nil),
+	}
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.queue; ch <- c.node }
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	q := map[string]int{api.EvalPending: 0, api.EvalBlocked: 0}
+	for _, e := range c.s.store.Evals("", "") {
+		if _, ok := q[e.Status]; ok {
+			q[e.Status]++
+		}
+	}
+	for st, n := range q {
+		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(n), st)
+	}
+	nodes := map[string]int{api.NodeStatusReady: 0, api.NodeStatusDown: 0, api.NodeStatusInit: 0}
+	for _, n := range c.s.store.Nodes() {
+		nodes[n.Status]++
+	}
+	for st, n := range nodes {
+		ch <- prometheus.MustNewConstMetric(c.node, prometheus.GaugeValue, float64(n), st)
+	}
+}
+
+// observeSchedule records one scheduler call.
+func (s *Server) observeSchedule(d time.Duration) { s.met.latency.Observe(d.Seconds()) }
+
+// planRejected counts a plan the applier turned back.
+func (s *Server) planRejected(reason string) { s.met.rejections.WithLabelValues(reason).Inc() }
+
+// evalDone counts a processed evaluation by outcome.
+func (s *Server) evalDone(status string) { s.met.evals.WithLabelValues(status).Inc() }
+
+// Metrics is the registry the server serves at /metrics; others add their
+// collectors to it with Register.
+func (s *Server) Metrics() *metrics.Registry { return s.registry }
+
+// recordSample keeps a node's usage sample, sent with its heartbeat.
+func (s *Server) recordSample(nodeID string, sample *api.NodeSample) {
+	if sample == nil {
+		return
+	}
+	s.history.Add(nodeID, *sample)
+	if s.history.Len() > len(s.store.Nodes()) {
+		s.history.Retain(func(id string) bool { _, ok := s.store.Node(id); return ok })
+	}
+}
+
+// handleNodeMetrics answers GET /v1/nodes/{id}/metrics: the node's recent
+// usage samples that this server holds, oldest first.
+func (s *Server) handleNodeMetrics(w http.ResponseWriter, r *http.Request) error {
+	n, err := s.findNode(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	samples := s.history.Get(n.ID)
+	if samples == nil {
+		samples = []api.NodeSample{}
+	}
+	writeJSON(w, http.StatusOK, api.NodeMetricsResponse{NodeID: n.ID, Samples: samples})
+	return nil
+}

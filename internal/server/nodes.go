@@ -1,0 +1,208 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/state"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+var hostnamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$`)
+
+func (s *Server) handleNodeRegister(w http.ResponseWriter, r *http.Request) error {
+	var n api.Node
+	if err := s.decodeBody(w, r, &n); err != nil {
+		return err
+	}
+	switch {
+	case n.ID == "" || len(n.ID) > 64:
+		return &httpError{status: http.StatusBadRequest, msg: "node id is required (at most 64 characters)", field: "id"}
+	case !hostnamePattern.MatchString(n.Name):
+		return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("node name %q must be a host name", n.Name), field: "name"}
+	case n.Resources.CPU < 0 || n.Resources.Memory < 0 || n.Resources.Disk < 0:
+		return &httpError{status: http.StatusBadRequest, msg: "node resources must not be negative", field: "resources"}
+	}
+	lease, err := s.store.RegisterNode(r.Context(), &n, s.cfg.HeartbeatTTL, s.now())
+	if err != nil {
+		return err
+	}
+	s.log.Info("node registered", "node", n.Name, "id", api.ShortID(n.ID))
+	writeJSON(w, http.StatusOK, api.NodeRegisterResponse{NodeID: n.ID, LeaseID: int64(lease), HeartbeatTTL: api.Duration(s.cfg.HeartbeatTTL)})
+	return nil
+}
+
+func (s *Server) handleNodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
+	var req api.HeartbeatRequest
+	if err := s.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	n, ok := s.store.Node(r.PathValue("id"))
+	if !ok || n.Status == api.NodeStatusDown {
+		return notFound("node %s is not registered or was marked down: register again", r.PathValue("id"))
+	}
+	if err := s.store.Heartbeat(r.Context(), clientv3.LeaseID(req.LeaseID)); err != nil {
+		if errors.Is(err, state.ErrLeaseExpired) {
+			return notFound("node %s: %v", n.Name, err)
+		}
+		return err
+	}
+	s.recordSample(n.ID, req.Sample)
+	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
+}
+
+// handleNodeAllocs answers an agent's blocking query for its allocations:
+// it returns once they changed after index, or after wait.
+func (s *Server) handleNodeAllocs(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	q := r.URL.Query()
+	index, _ := strconv.ParseInt(q.Get("index"), 10, 64)
+	wait := 30 * time.Second
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > 5*time.Minute {
+			return badRequest("wait %q must be a duration up to 5m", v)
+		}
+		wait = d
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		allocs, ids, idx, changed := s.store.NodeAllocsSince(id, index)
+		idx = max(idx, 1)
+		if index == 0 || idx > index {
+			writeJSON(w, http.StatusOK, api.NodeAllocsResponse{Index: idx, Allocs: allocs, IDs: ids})
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			writeJSON(w, http.StatusOK, api.NodeAllocsResponse{Index: idx, Allocs: allocs, IDs: ids})
+			return nil
+		case <-r.Context().Done():
+			return nil
+		}
+	}
+}
+
+func (s *Server) handleNodeAllocUpdate(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, ok := s.store.Node(id); !ok {
+		return notFound("node %s is not registered", id)
+	}
+	var req api.AllocUpdateRequest
+	if err := s.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	for i, u := range req.Updates {
+		switch u.ClientStatus {
+		case api.AllocPending, api.AllocRunning, api.AllocComplete, api.AllocFailed:
+		default:
+			return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("updates[%d].client_status %q is not one of pending, running, complete, failed", i, u.ClientStatus), field: fmt.Sprintf("updates[%d].client_status", i)}
+		}
+	}
+	err := s.reports.submit(r.Context(), id, req.Updates)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
+}
+
+// findNode resolves a node by ID, ID prefix or name.
+func (s *Server) findNode(key string) (*api.Node, error) {
+	if n, ok := s.store.Node(key); ok {
+		return n, nil
+	}
+	var matches []*api.Node
+	for _, n := range s.store.Nodes() {
+		if n.Name == key || strings.HasPrefix(n.ID, key) {
+			matches = append(matches, n)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return nil, notFound("node %q not found", key)
+	case 1:
+		return matches[0], nil
+	}
+	return nil, badRequest("node %q is ambiguous: %d nodes match; use the full ID", key, len(matches))
+}
+
+func (s *Server) handleNodeList(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, s.store.Nodes())
+	return nil
+}
+
+func (s *Server) handleNodeRead(w http.ResponseWriter, r *http.Request) error {
+	n, err := s.findNode(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, n)
+	return nil
+}
+
+func (s *Server) handleNodeDrain(w http.ResponseWriter, r *http.Request) error {
+	n, err := s.findNode(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	var req api.DrainRequest
+	if err := s.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if req.Deadline < 0 {
+		return &httpError{status: http.StatusBadRequest, msg: "deadline must not be negative", field: "deadline"}
+	}
+	now := s.now()
+	updated, err := s.store.UpdateNode(r.Context(), nil, n.ID, func(cur *api.Node) error {
+		if req.Enable {
+			d := req.Deadline.D()
+			if d == 0 {
+				d = time.Hour
+			}
+			cur.Drain = &api.Drain{StartedAt: now, Deadline: now.Add(d)}
+		} else {
+			cur.Drain = nil
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if req.Enable {
+		if err := s.evalJobsOnNode(r.Context(), nil, n.ID, api.TriggerNodeUpdate); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, updated)
+	return nil
+}
+
+func (s *Server) handleNodeEligibility(w http.ResponseWriter, r *http.Request) error {
+	n, err := s.findNode(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	var req api.EligibilityRequest
+	if err := s.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	updated, err := s.store.UpdateNode(r.Context(), nil, n.ID, func(cur *api.Node) error {
+		cur.Ineligible = !req.Eligible
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, updated)
+	return nil
+}

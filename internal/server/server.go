@@ -1,0 +1,191 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/metrics"
+	"github.com/gantryhq/gantry/internal/scheduler"
+	"github.com/gantryhq/gantry/internal/state"
+)
+
+// Config configures a server.
+type Config struct {
+	// ID identifies this server in elections; stable across restarts.
+	ID string
+	// HTTPAddr is where the API listens, e.g. 127.0.0.1:7700.
+	HTTPAddr string
+	// HeartbeatTTL is how long a node may stay silent before it is down.
+	HeartbeatTTL time.Duration
+	// LostBatchGrace is how long batch work on a down node waits for the
+	// node to come back before it is replaced elsewhere.
+	LostBatchGrace time.Duration
+	// Scheduler places work; nil means the default scheduler.
+	Scheduler scheduler.Scheduler
+	// Now is the clock; nil means time.Now. Only the shell reads it: the
+	// reconciler and scheduler receive its value.
+	Now func() time.Time
+	// MaxBodyBytes bounds request bodies; 0 means 4 MiB.
+	MaxBodyBytes int64
+	// PlanChunk bounds the placements committed in one transaction (0:
+	// 500, which the embedded etcd's limits allow; an existing etcd
+	// cluster with its default of 128 operations per transaction needs
+	// 50).
+	PlanChunk int
+	// Version is reported by /v1/status.
+	Version string
+	// TLS, when set, makes the API speak mutual TLS: every client
+	// presents a certificate signed by the cluster CA, whose role decides
+	// which endpoints it may call.
+	TLS *tls.Config
+	// ClientTLS is what the server presents when it calls agents (logs,
+	// exec).
+	ClientTLS *tls.Config
+	// ACL requires a token on every endpoint but health.
+	ACL bool
+	// Metrics is the registry served at /metrics; nil: a new one. The
+	// server adds its scheduling, queue and node series to it.
+	Metrics *metrics.Registry
+	// NodeHistory is how many usage samples are kept per node; 0 means
+	// metrics.DefaultHistory.
+	NodeHistory int
+	// HistoryInterval keeps at most one sample per node per interval (0:
+	// every sample a heartbeat brings).
+	HistoryInterval time.Duration
+	// HistoryFile, when set, keeps the metrics history across restarts:
+	// it is loaded at start and saved every HistorySave (default one
+	// minute) and at shutdown.
+	HistoryFile string
+	HistorySave time.Duration
+}
+
+// Server is the HTTP API plus, while it leads, the evaluation broker,
+// workers and node monitor.
+type Server struct {
+	cfg   Config
+	store *state.Store
+	sched scheduler.Scheduler
+	log   *slog.Logger
+	now   func() time.Time
+
+	httpSrv  *http.Server
+	listener net.Listener
+	patterns []string // every route registered, for the authorization test
+
+	reports *reportBatcher
+
+	// work is the leader's working scheduler cluster; only the broker
+	// goroutine touches it.
+	work struct {
+		cluster  *scheduler.Cluster
+		capIndex int64
+	}
+
+	leaderMu sync.RWMutex
+	fence    *state.Fence // non-nil while this server leads
+
+	catalog catalogCache // services, by store index (services.go)
+
+	wg sync.WaitGroup
+
+	registry *metrics.Registry
+	met      *serverMetrics
+	history  *metrics.History
+	ui       uiState
+}
+
+// New builds a server over an open store.
+func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
+	if cfg.HeartbeatTTL == 0 {
+		cfg.HeartbeatTTL = 15 * time.Second
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 4 << 20
+	}
+	if cfg.PlanChunk == 0 {
+		cfg.PlanChunk = 500
+	}
+	s := &Server{cfg: cfg, store: store, sched: cfg.Scheduler, log: log, now: cfg.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.sched == nil {
+		s.sched = scheduler.New(scheduler.Config{})
+	}
+	s.registry = cfg.Metrics
+	if s.registry == nil {
+		s.registry = metrics.NewRegistry()
+	}
+	s.met = newServerMetrics(s)
+	s.registry.MustRegister(append(s.met.collectors(), newStateCollector(s), newClusterCollector(s))...)
+	s.history = metrics.NewHistory(cfg.NodeHistory)
+	return s
+}
+
+// Addr is the address the API listens on once Start returned.
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// Start binds the API listener and starts serving and campaigning for
+// leadership in the background until ctx ends.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen for the API on %s: %w (is another gantry running? pick another address with --http-addr)", s.cfg.HTTPAddr, err)
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
+	s.listener = ln
+	s.startHistory(ctx)
+	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	// HTTP/2 too (over TLS by ALPN, and unencrypted with prior
+	// knowledge), so many agents' long-polls share few connections.
+	s.httpSrv.Protocols = new(http.Protocols)
+	s.httpSrv.Protocols.SetHTTP1(true)
+	s.httpSrv.Protocols.SetHTTP2(true)
+	s.httpSrv.Protocols.SetUnencryptedHTTP2(true)
+	s.httpSrv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 4096}
+	s.reports = newReportBatcher(s)
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		s.reports.run(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("API server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.runElection(ctx)
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		s.httpSrv.Shutdown(sctx)
+	}()
+	return nil
+}
+
+// Wait blocks until the server has stopped after its context ended.
+func (s *Server) Wait() { s.wg.Wait() }
+
+// leaderFence returns the fence of the current leadership, or nil.
+func (s *Server) leaderFence() *state.Fence {
+	s.leaderMu.RLock()
+	defer s.leaderMu.RUnlock()
+	return s.fence
+}
+
+// IsLeader reports whether this server currently leads.
+func (s *Server) IsLeader() bool { return s.leaderFence() != nil }

@@ -1,0 +1,301 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/reconcile"
+	"github.com/gantryhq/gantry/internal/scheduler"
+	"github.com/gantryhq/gantry/internal/state"
+	"github.com/google/uuid"
+)
+
+// processEval runs one evaluation to completion, retrying when a plan
+// conflicts with a concurrent change.
+func (s *Server) processEval(ctx context.Context, fence *state.Fence, e *api.Evaluation) error {
+	for attempt := 0; ; attempt++ {
+		err := s.tryEval(ctx, fence, e)
+		if err != nil {
+			// What the working cluster absorbed did not (all) commit.
+			s.invalidateWork()
+		}
+		if !errors.Is(err, state.ErrConflict) || attempt >= 8 {
+			return err
+		}
+		// Someone changed what the plan depended on: catch up and redo.
+		resp, gerr := s.store.Client().Get(ctx, "gantry-sync-probe")
+		if gerr != nil {
+			return gerr
+		}
+		if err := s.store.WaitIndex(ctx, resp.Header.Revision); err != nil {
+			return err
+		}
+		cur, ok := s.store.Eval(e.ID)
+		if !ok || (cur.Status != api.EvalPending && cur.Status != api.EvalBlocked) {
+			return nil
+		}
+		e = cur
+	}
+}
+
+// planned is a reconciled and scheduled change for one job, not yet
+// committed.
+type planned struct {
+	job     *api.Job
+	result  *reconcile.Result
+	updates []*api.Allocation // stops, lost, preempted, in-place
+	placed  []*api.Allocation
+	failed  map[string]*api.Explanation
+	snap    *state.Snapshot
+}
+
+// planJob reconciles a job against its allocations and schedules the
+// placements it needs, without writing anything. job may be nil (purged).
+func (s *Server) planJob(ctx context.Context, namespace, name string, job *api.Job, evalID string, now time.Time, dry bool) (p *planned, err error) {
+	allocs := s.store.Allocs(state.AllocFilter{Namespace: namespace, Job: name})
+	in := &reconcile.Input{Job: job, Allocs: allocs, Nodes: map[string]*api.Node{}, Versions: map[uint64]*api.Job{}, Now: now, LostBatchGrace: s.cfg.LostBatchGrace}
+	s.deploymentInput(in, namespace, name)
+	for _, a := range allocs {
+		if n, ok := s.store.Node(a.NodeID); ok {
+			in.Nodes[a.NodeID] = n
+		}
+		if job != nil && a.JobVersion != job.Version && !a.ClientTerminal() {
+			if _, ok := in.Versions[a.JobVersion]; !ok {
+				old, err := s.store.JobVersion(ctx, namespace, name, a.JobVersion)
+				if err != nil && !errors.Is(err, state.ErrNotFound) {
+					return nil, err
+				}
+				in.Versions[a.JobVersion] = old
+			}
+		}
+	}
+	res := reconcile.Reconcile(in)
+	p = &planned{job: job, result: res}
+	stopping := make([]string, 0, len(res.Stop))
+	for _, st := range res.Stop {
+		c := copyAlloc(st.Alloc)
+		c.DesiredStatus, c.DesiredReason, c.ModifyTime = api.AllocDesiredStop, st.Reason, now
+		if st.Lost {
+			c.ClientStatus, c.ClientReason = api.AllocLost, st.Reason
+		}
+		p.updates = append(p.updates, c)
+		stopping = append(stopping, c.ID)
+	}
+	for _, a := range res.InPlace {
+		c := copyAlloc(a)
+		c.JobVersion, c.ModifyTime = job.Version, now
+		p.updates = append(p.updates, c)
+	}
+	if len(res.Place) == 0 {
+		return p, nil
+	}
+	req := &scheduler.Request{Job: job, Stopping: stopping}
+	for _, pl := range res.Place {
+		req.Place = append(req.Place, scheduler.Placement{Group: pl.Group, Index: pl.Index, PreviousAlloc: pl.Previous})
+	}
+	var plan *scheduler.Plan
+	if dry {
+		snap := s.store.Snapshot()
+		plan, err = s.schedule(snap, req, now)
+	} else {
+		plan, err = s.scheduleIncremental(req, now)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.failed = plan.Failed
+	for _, pe := range plan.Preempt {
+		if a, ok := s.store.Alloc(pe.AllocID); ok {
+			c := copyAlloc(a)
+			c.DesiredStatus, c.DesiredReason, c.ModifyTime = api.AllocDesiredStop, "preempted: "+pe.Reason, now
+			p.updates = append(p.updates, c)
+		}
+	}
+	for _, a := range plan.Placed {
+		a.ID = uuid.NewString()
+		a.EvalID = evalID
+		a.DesiredStatus = api.AllocDesiredRun
+		a.ClientStatus = api.AllocPending
+		a.CreateTime, a.ModifyTime = now, now
+		p.placed = append(p.placed, a)
+	}
+	markPlacements(p.placed, res.Place)
+	return p, nil
+}
+
+// scheduleIncremental plans against the leader's working cluster, which
+// follows the store without being rebuilt for every evaluation: it is
+// built from a snapshot when capacity changed in the store (a node
+// changed, an allocation stopped or went away) or after a plan failed to
+// commit, and otherwise only absorbs this worker's own plans. With a
+// scheduler that cannot plan incrementally it falls back to a snapshot.
+func (s *Server) scheduleIncremental(req *scheduler.Request, now time.Time) (plan *scheduler.Plan, err error) {
+	eng, ok := s.sched.(*scheduler.Engine)
+	if !ok {
+		return s.schedule(s.store.Snapshot(), req, now)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("scheduler panic", "job", req.Job.Key(), "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("scheduler failed on job %s: %v", req.Job.Key(), r)
+		}
+		if err != nil {
+			s.work.cluster = nil
+		}
+	}()
+	start := time.Now()
+	defer func() { s.observeSchedule(time.Since(start)) }()
+	if capIdx := s.store.CapacityIndex(); s.work.cluster == nil || capIdx != s.work.capIndex {
+		snap := s.store.Snapshot()
+		s.work.cluster = eng.NewCluster(&scheduler.Snapshot{Nodes: snap.Nodes, Allocs: snap.Allocs, Queues: snap.Queues})
+		s.work.capIndex = capIdx
+	}
+	return eng.Plan(s.work.cluster, req)
+}
+
+// invalidateWork drops the working cluster (a plan did not commit).
+func (s *Server) invalidateWork() { s.work.cluster = nil }
+
+// schedule calls the scheduler, turning a panic into an error so that a
+// scheduler bug fails one evaluation instead of the server.
+func (s *Server) schedule(snap *state.Snapshot, req *scheduler.Request, now time.Time) (plan *scheduler.Plan, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("scheduler panic", "job", req.Job.Key(), "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("scheduler failed on job %s: %v", req.Job.Key(), r)
+		}
+	}()
+	start := time.Now()
+	defer func() { s.observeSchedule(time.Since(start)) }()
+	return s.sched.Schedule(&scheduler.Snapshot{Nodes: snap.Nodes, Allocs: snap.Allocs, Queues: snap.Queues}, req, now)
+}
+
+func (s *Server) tryEval(ctx context.Context, fence *state.Fence, e *api.Evaluation) error {
+	now := s.now()
+	job, _ := s.store.Job(e.Namespace, e.Job)
+	p, err := s.planJob(ctx, e.Namespace, e.Job, job, e.ID, now, false)
+	if err != nil {
+		return err
+	}
+	if err := s.recheck(p); err != nil {
+		s.planRejected("recheck")
+		return err
+	}
+
+	final := *e
+	final.ModifyTime = now
+	final.Placed, final.Stopped = len(p.placed), len(p.result.Stop)
+	final.FailedGroups = p.failed
+	final.Status, final.StatusDescription = api.EvalComplete, ""
+	if len(p.failed) > 0 {
+		final.Status = api.EvalBlocked
+		final.StatusDescription = "some replicas could not be placed; retried when the cluster changes"
+	}
+	if len(p.result.GaveUp) > 0 && final.StatusDescription == "" {
+		final.StatusDescription = fmt.Sprintf("%d allocation(s) failed too often to be replaced", len(p.result.GaveUp))
+	}
+	var followUps []*api.Evaluation
+	if !p.result.RetryAt.IsZero() && !s.hasFollowUp(e.Namespace, e.Job, p.result.RetryAt) {
+		f := s.newEval(e.Namespace, e.Job, api.TriggerRetry)
+		f.WaitUntil = p.result.RetryAt
+		if job != nil {
+			f.Priority, f.JobVersion = job.Priority, job.Version
+		}
+		followUps = append(followUps, f)
+	}
+	// Other open evaluations of the same job are answered by this one.
+	for _, o := range s.store.Evals(e.Namespace, e.Job) {
+		if o.ID != e.ID && (o.Status == api.EvalPending && !now.Before(o.WaitUntil) || o.Status == api.EvalBlocked) {
+			c := *o
+			c.Status, c.StatusDescription, c.ModifyTime = api.EvalComplete, "superseded by evaluation "+e.ID, now
+			followUps = append(followUps, &c)
+		}
+	}
+
+	guards := map[string]int64{}
+	for _, a := range p.placed {
+		guards[a.NodeID] = s.store.NodePlanIndex(a.NodeID)
+	}
+	updates := p.updates
+	placed := p.placed
+	deployments := p.result.Deployments
+	for {
+		n := min(len(placed), s.cfg.PlanChunk)
+		step := &state.PlanCommit{Fence: fence, Update: updates, Place: placed[:n], NodeGuards: map[string]int64{}, Deployments: deployments}
+		for _, a := range step.Place {
+			step.NodeGuards[a.NodeID] = guards[a.NodeID]
+		}
+		last := n == len(placed)
+		if last {
+			step.Eval, step.FollowUps = &final, followUps
+		}
+		rev, err := s.store.ApplyPlan(ctx, step)
+		if err != nil {
+			if errors.Is(err, state.ErrConflict) {
+				s.planRejected("commit")
+			}
+			return err
+		}
+		for node := range step.NodeGuards {
+			guards[node] = rev
+		}
+		updates, placed, deployments = nil, placed[n:], nil
+		if last {
+			if len(p.placed)+len(p.updates)+len(p.result.Deployments) > 0 || len(p.failed) > 0 {
+				s.log.Info("evaluation applied", "eval", api.ShortID(e.ID), "job", e.JobKey(), "trigger", e.TriggeredBy,
+					"placed", len(p.placed), "updated", len(p.updates), "status", final.Status)
+			}
+			return s.store.WaitIndex(ctx, rev)
+		}
+	}
+}
+
+// recheck verifies every node that receives placements against the latest
+// view: the plan applier's guard against two plans handing out the same
+// resource. A failure is a conflict: the evaluation is planned again.
+func (s *Server) recheck(p *planned) error {
+	byNode := map[string][]*api.Allocation{}
+	for _, a := range p.placed {
+		byNode[a.NodeID] = append(byNode[a.NodeID], a)
+	}
+	stopping := map[string]bool{}
+	for _, u := range p.updates {
+		if u.DesiredStatus == api.AllocDesiredStop {
+			stopping[u.ID] = true
+		}
+	}
+	nodes := make([]string, 0, len(byNode))
+	for id := range byNode {
+		nodes = append(nodes, id)
+	}
+	sort.Strings(nodes)
+	for _, id := range nodes {
+		n, ok := s.store.Node(id)
+		if !ok {
+			return fmt.Errorf("node %s vanished: %w", id, state.ErrConflict)
+		}
+		existing := s.store.NodeAllocsUnsorted(id)
+		all := make([]*api.Allocation, 0, len(existing)+len(byNode[id]))
+		for _, a := range existing {
+			if !stopping[a.ID] && !a.Terminal() {
+				all = append(all, a)
+			}
+		}
+		all = append(all, byNode[id]...)
+		if err := scheduler.Fit(n, all); err != nil {
+			return fmt.Errorf("%v: %w", err, state.ErrConflict)
+		}
+	}
+	return nil
+}
+
+// copyAlloc returns a copy whose top-level fields can be changed.
+func copyAlloc(a *api.Allocation) *api.Allocation {
+	c := *a
+	return &c
+}

@@ -1,0 +1,174 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// ErrIndexCompacted is returned when a client resumes from an index older
+// than the history the store still keeps.
+var ErrIndexCompacted = errors.New("index is older than the history the store keeps")
+
+// CompactedError carries the oldest index a client can resume from.
+type CompactedError struct{ Oldest int64 }
+
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("index is older than the history the store keeps: resume from %d or later, or from 0 for new events only", e.Oldest)
+}
+
+func (e *CompactedError) Unwrap() error { return ErrIndexCompacted }
+
+// EventFilter selects events. Empty sets match everything. A key matches
+// an event's key or, for allocations and evaluations, their job's name.
+type EventFilter struct {
+	Topics    map[string]bool
+	Keys      map[string]bool
+	Namespace string
+	// Visible, when set, hides events the reader may not see (by topic
+	// and namespace; "" for cluster-wide objects such as nodes).
+	Visible func(topic, namespace string) bool
+}
+
+type eventMeta struct {
+	Namespace string `json:"namespace"`
+	Job       string `json:"job"`
+	Name      string `json:"name"`
+	Stop      bool   `json:"stop"`
+	// When the change happened, as the writer recorded it.
+	ModifyTime time.Time `json:"modify_time"`
+	SubmitTime time.Time `json:"submit_time"`
+}
+
+func (m eventMeta) time() time.Time {
+	if !m.ModifyTime.IsZero() {
+		return m.ModifyTime
+	}
+	return m.SubmitTime
+}
+
+// toEvent converts one watched change into an event; ok is false for keys
+// that make no events.
+func (s *Store) toEvent(ev *clientv3.Event) (api.Event, eventMeta, bool) {
+	kind, rest := s.keys.split(string(ev.Kv.Key))
+	topic := topicOf(kind)
+	if topic == "" {
+		return api.Event{}, eventMeta{}, false
+	}
+	payload := ev.Kv.Value
+	verb := "Updated"
+	switch {
+	case ev.Type == mvccpb.DELETE:
+		verb = "Deleted"
+		payload = nil
+		if ev.PrevKv != nil {
+			payload = ev.PrevKv.Value
+		}
+	case ev.Kv.CreateRevision == ev.Kv.ModRevision:
+		verb = "Created"
+	}
+	var meta eventMeta
+	if len(payload) > 0 {
+		_ = json.Unmarshal(payload, &meta)
+	}
+	key := rest
+	name := map[string]string{
+		api.TopicJob: "Job", api.TopicAllocation: "Allocation", api.TopicNode: "Node",
+		api.TopicEvaluation: "Evaluation", api.TopicQueue: "Queue", api.TopicAudit: "NodeAudit", api.TopicDeployment: "Deployment",
+	}[topic]
+	switch topic {
+	case api.TopicJob:
+		_, key, _ = strings.Cut(rest, "/")
+		switch {
+		case verb == "Created":
+			verb = "Registered"
+		case verb == "Updated" && meta.Stop:
+			verb = "Stopped"
+		}
+	case api.TopicNode:
+		if verb == "Created" {
+			verb = "Registered"
+		}
+	}
+	return api.Event{
+		Index:     ev.Kv.ModRevision,
+		Topic:     topic,
+		Type:      name + verb,
+		Namespace: meta.Namespace,
+		Key:       key,
+		Payload:   json.RawMessage(payload),
+	}, meta, true
+}
+
+func (f *EventFilter) match(e *api.Event, m eventMeta) bool {
+	if len(f.Topics) > 0 && !f.Topics[e.Topic] {
+		return false
+	}
+	if f.Namespace != "" && e.Namespace != "" && e.Namespace != f.Namespace {
+		return false
+	}
+	if len(f.Keys) > 0 && !f.Keys[e.Key] && !(m.Job != "" && f.Keys[m.Job]) {
+		return false
+	}
+	return f.Visible == nil || f.Visible(e.Topic, e.Namespace)
+}
+
+// Events streams events after index (0: only new events) to fn until ctx
+// ends or fn returns an error. fn receives the matching events of one
+// store revision at a time, so a writer can deliver a revision whole: a
+// client that resumes from the last index it saw then misses nothing.
+// It returns a *CompactedError before calling fn when index is older than
+// the kept history. now stamps events whose payload carries no time.
+func (s *Store) Events(ctx context.Context, index int64, f EventFilter, now func() time.Time, fn func([]api.Event) error) error {
+	from := index + 1
+	if index <= 0 {
+		from = s.Index() + 1
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wch := s.cli.Watch(wctx, s.keys.prefix, clientv3.WithPrefix(), clientv3.WithRev(from),
+		clientv3.WithPrevKV(), clientv3.WithCreatedNotify())
+	for resp := range wch {
+		if resp.CompactRevision > 0 {
+			return &CompactedError{Oldest: resp.CompactRevision}
+		}
+		if err := resp.Err(); err != nil {
+			return fmt.Errorf("event stream: %w", err)
+		}
+		var batch []api.Event
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			err := fn(batch)
+			batch = nil
+			return err
+		}
+		for _, ev := range resp.Events {
+			e, meta, ok := s.toEvent(ev)
+			if !ok || !f.match(&e, meta) {
+				continue
+			}
+			if len(batch) > 0 && batch[0].Index != e.Index {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			if e.Time = meta.time(); e.Time.IsZero() || e.Type == "JobStopped" || strings.HasSuffix(e.Type, "Deleted") {
+				e.Time = now()
+			}
+			batch = append(batch, e)
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}

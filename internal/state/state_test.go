@@ -1,0 +1,294 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// openTest starts a real embedded etcd in a temp dir and opens a store on
+// it.
+func openTest(t *testing.T, retention int64) *Store {
+	t.Helper()
+	e, err := StartEmbedded(EmbedConfig{
+		DataDir:             t.TempDir(),
+		ClientURL:           fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		PeerURL:             fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		CompactionRetention: retention,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	ctx := context.Background()
+	cli, err := Dial(ctx, []string{e.ClientURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	s, err := Open(ctx, cli, "/test/", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func testJob(image string) *api.Job {
+	return &api.Job{Name: "web", Namespace: "default", Type: api.JobService, Priority: 50,
+		Groups: []*api.Group{{Name: "web", Count: 1, Tasks: []*api.Task{{Name: "t", Driver: "docker", Config: api.TaskConfig{Image: image}}}}}}
+}
+
+func eval(id string) *api.Evaluation {
+	return &api.Evaluation{ID: id, Namespace: "default", Job: "web", Status: api.EvalPending}
+}
+
+func TestRegisterJobKeepsVersions(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	now := time.Unix(1700000000, 0)
+	r1, err := s.RegisterJob(ctx, testJob("a"), eval("e1"), now)
+	if err != nil || r1.Job.Version != 0 || !r1.Changed {
+		t.Fatalf("first register: %+v %v", r1, err)
+	}
+	r2, err := s.RegisterJob(ctx, testJob("a"), eval("e2"), now)
+	if err != nil || r2.Changed || r2.Job.Version != 0 {
+		t.Fatalf("same spec must not make a version: %+v %v", r2, err)
+	}
+	r3, err := s.RegisterJob(ctx, testJob("b"), eval("e3"), now)
+	if err != nil || !r3.Changed || r3.Job.Version != 1 {
+		t.Fatalf("changed spec must make version 1: %+v %v", r3, err)
+	}
+	if _, _, err := s.StopJob(ctx, "default", "web", eval("e4")); err != nil {
+		t.Fatal(err)
+	}
+	r5, err := s.RegisterJob(ctx, testJob("b"), eval("e5"), now)
+	if err != nil || !r5.Changed || r5.Job.Version != 2 || r5.Job.Stop {
+		t.Fatalf("re-registering a stopped job must make a running version: %+v %v", r5, err)
+	}
+	vs, err := s.JobVersions(ctx, "default", "web")
+	if err != nil || len(vs) != 3 || vs[0].Version != 2 || vs[2].Version != 0 {
+		t.Fatalf("versions: %v %v", len(vs), err)
+	}
+	s.WaitIndex(ctx, r5.Index)
+	if j, ok := s.Job("default", "web"); !ok || j.Version != 2 {
+		t.Fatalf("view has %+v", j)
+	}
+	if len(s.Evals("default", "web")) != 5 {
+		t.Fatalf("want 5 evaluations, got %d", len(s.Evals("default", "web")))
+	}
+}
+
+// TestConcurrentRegisterLosesNothing registers many versions from many
+// goroutines: every change must get its own version, none lost.
+func TestConcurrentRegisterLosesNothing(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	seen := sync.Map{}
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := s.RegisterJob(ctx, testJob(fmt.Sprintf("img%d", i)), eval(fmt.Sprintf("e%d", i)), time.Now())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, dup := seen.LoadOrStore(r.Job.Version, i); dup {
+				t.Errorf("version %d handed out twice", r.Job.Version)
+			}
+		}()
+	}
+	wg.Wait()
+	vs, _ := s.JobVersions(ctx, "default", "web")
+	if len(vs) != 20 {
+		t.Fatalf("want 20 versions, got %d", len(vs))
+	}
+}
+
+func TestApplyPlanGuardsNodes(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	e := eval("e1")
+	if err := s.CreateEvals(ctx, nil, e); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, ok := s.Eval("e1"); return ok })
+	snap := s.Snapshot()
+	cur, _ := s.Eval("e1")
+	a1 := &api.Allocation{ID: "a1", Namespace: "default", Job: "web", NodeID: "n1", DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocPending}
+	rev, err := s.ApplyPlan(ctx, &PlanCommit{Eval: cur, Place: []*api.Allocation{a1}, NodeGuards: map[string]int64{"n1": snap.NodePlan["n1"]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second plan made from the same (now stale) snapshot must fail.
+	a2 := &api.Allocation{ID: "a2", Namespace: "default", Job: "web", NodeID: "n1"}
+	_, err = s.ApplyPlan(ctx, &PlanCommit{Place: []*api.Allocation{a2}, NodeGuards: map[string]int64{"n1": snap.NodePlan["n1"]}})
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("stale node guard: want ErrConflict, got %v", err)
+	}
+	// Applying the same evaluation twice must fail too.
+	_, err = s.ApplyPlan(ctx, &PlanCommit{Eval: cur})
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("evaluation applied twice: want ErrConflict, got %v", err)
+	}
+	s.WaitIndex(ctx, rev)
+	if _, ok := s.Alloc("a1"); !ok {
+		t.Fatal("placed allocation missing from the view")
+	}
+	if _, ok := s.Alloc("a2"); ok {
+		t.Fatal("conflicting allocation was written")
+	}
+	// A fenced write with a fence that does not hold says so.
+	_, err = s.ApplyPlan(ctx, &PlanCommit{Fence: &Fence{Key: "/test/leader/nobody", Rev: 1}, Place: []*api.Allocation{a2}})
+	if !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("broken fence: want ErrNotLeader, got %v", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestClientUpdatesMergeAndTriggerEvals(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	a := &api.Allocation{ID: "a1", Namespace: "default", Job: "web", NodeID: "n1", DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocPending}
+	if _, err := s.ApplyPlan(ctx, &PlanCommit{Place: []*api.Allocation{a}}); err != nil {
+		t.Fatal(err)
+	}
+	made := 0
+	newEval := func(a *api.Allocation) *api.Evaluation { made++; return eval(fmt.Sprintf("f%d", made)) }
+	up := []api.AllocUpdate{{ID: "a1", ClientStatus: api.AllocRunning}}
+	if err := s.UpdateAllocsFromClient(ctx, "n1", up, time.Now(), newEval); err != nil {
+		t.Fatal(err)
+	}
+	if made != 0 {
+		t.Fatal("running must not trigger an evaluation")
+	}
+	// A report from another node is ignored.
+	if err := s.UpdateAllocsFromClient(ctx, "n2", []api.AllocUpdate{{ID: "a1", ClientStatus: api.AllocFailed}}, time.Now(), newEval); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateAllocsFromClient(ctx, "n1", []api.AllocUpdate{{ID: "a1", ClientStatus: api.AllocFailed}}, time.Now(), newEval); err != nil {
+		t.Fatal(err)
+	}
+	if made != 1 {
+		t.Fatalf("failure must trigger one evaluation, got %d", made)
+	}
+	waitFor(t, func() bool { x, ok := s.Alloc("a1"); return ok && x.ClientStatus == api.AllocFailed })
+	waitFor(t, func() bool { _, ok := s.Eval("f1"); return ok })
+}
+
+func TestEventsResumeExactlyOnce(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	var last int64
+	for i := range 5 {
+		r, err := s.RegisterJob(ctx, testJob(fmt.Sprintf("v%d", i)), eval(fmt.Sprintf("e%d", i)), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			last = r.Index
+		}
+	}
+	collect := func(from int64, want int) []api.Event {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var got []api.Event
+		err := s.Events(cctx, from, EventFilter{Topics: map[string]bool{api.TopicJob: true}, Keys: map[string]bool{"web": true}}, time.Now, func(es []api.Event) error {
+			got = append(got, es...)
+			if len(got) >= want {
+				cancel()
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatal(err)
+		}
+		return got
+	}
+	got := collect(last, 3)
+	if len(got) != 3 {
+		t.Fatalf("want the 3 job events after index %d, got %d", last, len(got))
+	}
+	for i, e := range got {
+		if e.Index <= last || (i > 0 && e.Index <= got[i-1].Index) || e.Type != "JobUpdated" || e.Key != "web" {
+			t.Fatalf("event %d: %+v", i, e)
+		}
+	}
+}
+
+func TestEventsCompactedIndexIsGone(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	for i := range 5 {
+		if _, err := s.RegisterJob(ctx, testJob(fmt.Sprintf("v%d", i)), eval(fmt.Sprintf("e%d", i)), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Client().Compact(ctx, s.Index()); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Events(ctx, 1, EventFilter{}, time.Now, func([]api.Event) error { return nil })
+	var ce *CompactedError
+	if !errors.As(err, &ce) || !errors.Is(err, ErrIndexCompacted) || ce.Oldest <= 1 {
+		t.Fatalf("want a CompactedError, got %v", err)
+	}
+}
+
+func TestNodeHeartbeatLease(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	n := &api.Node{ID: "n1", Name: "n1", Resources: api.NodeResources{CPU: 1000, Memory: 1024}}
+	lease, err := s.RegisterNode(ctx, n, 2*time.Second, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return s.Alive("n1") })
+	if err := s.Heartbeat(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Client().Revoke(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return !s.Alive("n1") })
+	if err := s.Heartbeat(ctx, lease); !errors.Is(err, ErrLeaseExpired) {
+		t.Fatalf("want ErrLeaseExpired, got %v", err)
+	}
+	// Re-registering keeps the operator's decisions.
+	if _, err := s.UpdateNode(ctx, nil, "n1", func(n *api.Node) error { n.Ineligible = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RegisterNode(ctx, n, 2*time.Second, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { x, ok := s.Node("n1"); return ok && x.Ineligible && x.Status == api.NodeStatusReady })
+}

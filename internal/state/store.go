@@ -1,0 +1,621 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/acl"
+	"github.com/gantryhq/gantry/internal/api"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// ErrNotFound is returned when the named object does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a transaction's compare failed because
+// something it depended on changed; the caller re-reads and retries.
+var ErrConflict = errors.New("state changed concurrently")
+
+// Store is the durable state plus its in-memory view.
+type Store struct {
+	cli  *clientv3.Client
+	keys keys
+	log  *slog.Logger
+
+	mu           sync.RWMutex
+	rev          int64
+	jobs         map[string]*api.Job // by namespace/name
+	allocs       map[string]*api.Allocation
+	evals        map[string]*api.Evaluation
+	nodes        map[string]*api.Node
+	queues       map[string]*api.Queue
+	deployments  map[string]*api.Deployment
+	nodePlan     map[string]int64 // node id → mod revision of its nodeplan key
+	alive        map[string]bool  // node id → heartbeat key present
+	allocsByNode map[string]map[string]*api.Allocation
+	allocsByJob  map[string]map[string]*api.Allocation
+	nodeIndex    map[string]int64 // node id → last revision the servers changed one of its allocations
+	allocDesired map[string]int64 // alloc id → last revision the servers changed it
+	nodeWait     map[string]chan struct{}
+	capIndex     int64                  // last revision that may have freed or added capacity
+	aclTokens    map[string]*acl.Token  // by secret hash
+	aclPolicies  map[string]*acl.Policy // by name
+	changed      chan struct{}          // closed and replaced on every change
+
+	versionsMu sync.Mutex
+	versions   map[string]*api.Job // job versions read, by key: immutable
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Open loads the whole state under prefix into memory and keeps it current
+// with a watch until Close.
+func Open(ctx context.Context, cli *clientv3.Client, prefix string, log *slog.Logger) (*Store, error) {
+	if prefix == "" {
+		prefix = "/gantry/"
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	s := &Store{cli: cli, keys: keys{prefix}, log: log, done: make(chan struct{})}
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go s.watch(wctx)
+	return s, nil
+}
+
+// Close stops the watch. It does not close the etcd client.
+func (s *Store) Close() {
+	s.cancel()
+	<-s.done
+}
+
+// Client is the etcd client the store uses.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+func (s *Store) reset() {
+	s.jobs = map[string]*api.Job{}
+	s.allocs = map[string]*api.Allocation{}
+	s.evals = map[string]*api.Evaluation{}
+	s.nodes = map[string]*api.Node{}
+	s.queues = map[string]*api.Queue{}
+	s.deployments = map[string]*api.Deployment{}
+	s.nodePlan = map[string]int64{}
+	s.alive = map[string]bool{}
+	s.allocsByNode = map[string]map[string]*api.Allocation{}
+	s.allocsByJob = map[string]map[string]*api.Allocation{}
+	s.nodeIndex = map[string]int64{}
+	s.allocDesired = map[string]int64{}
+	if s.nodeWait == nil {
+		s.nodeWait = map[string]chan struct{}{}
+	}
+	for n, ch := range s.nodeWait {
+		close(ch)
+		delete(s.nodeWait, n)
+	}
+	s.aclTokens = map[string]*acl.Token{}
+	s.aclPolicies = map[string]*acl.Policy{}
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+}
+
+func (s *Store) load(ctx context.Context) error {
+	resp, err := s.cli.Get(ctx, s.keys.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return fmt.Errorf("load state from etcd: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reset()
+	for _, kv := range resp.Kvs {
+		s.applyLocked(kv, false)
+	}
+	s.rev = resp.Header.Revision
+	s.broadcastLocked()
+	return nil
+}
+
+func (s *Store) watch(ctx context.Context) {
+	defer close(s.done)
+	for ctx.Err() == nil {
+		s.mu.RLock()
+		from := s.rev + 1
+		s.mu.RUnlock()
+		wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), s.keys.prefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithProgressNotify())
+		for resp := range wch {
+			if err := resp.Err(); err != nil {
+				if errors.Is(err, rpctypes.ErrCompacted) {
+					s.log.Warn("state watch fell behind compaction; reloading", "from", from)
+					if err := s.load(ctx); err != nil {
+						s.log.Error("reload state", "err", err)
+					}
+				} else if ctx.Err() == nil {
+					s.log.Warn("state watch interrupted", "err", err)
+				}
+				break
+			}
+			s.mu.Lock()
+			for _, ev := range resp.Events {
+				s.applyLocked(ev.Kv, ev.Type == mvccpb.DELETE)
+			}
+			if resp.Header.Revision > s.rev {
+				s.rev = resp.Header.Revision
+			}
+			s.broadcastLocked()
+			s.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Store) broadcastLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// applyLocked folds one key's new value (or deletion) into the view.
+func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
+	kind, rest := s.keys.split(string(kv.Key))
+	switch kind {
+	case kindJob:
+		if deleted {
+			delete(s.jobs, rest)
+			return
+		}
+		var j api.Job
+		if s.decode(kv, &j) {
+			j.ModifyIndex = kv.ModRevision
+			s.jobs[rest] = &j
+		}
+	case kindAlloc:
+		old := s.allocs[rest]
+		if old != nil {
+			delete(s.allocsByNode[old.NodeID], old.ID)
+			delete(s.allocsByJob[old.JobKey()], old.ID)
+		}
+		if deleted {
+			delete(s.allocs, rest)
+			delete(s.allocDesired, rest)
+			s.capIndex = kv.ModRevision
+			if old != nil {
+				s.nodeChangedLocked(old.NodeID, kv.ModRevision)
+			}
+			return
+		}
+		var a api.Allocation
+		if !s.decode(kv, &a) {
+			return
+		}
+		if old != nil && (old.ClientTerminal() != a.ClientTerminal() || old.DesiredStatus != a.DesiredStatus) {
+			s.capIndex = kv.ModRevision
+		}
+		a.ModifyIndex = kv.ModRevision
+		s.allocs[rest] = &a
+		index(s.allocsByNode, a.NodeID)[a.ID] = &a
+		index(s.allocsByJob, a.JobKey())[a.ID] = &a
+		if old == nil || desiredChanged(old, &a) {
+			// Only what the servers decide wakes the node's agent; its
+			// own reports do not.
+			s.allocDesired[a.ID] = kv.ModRevision
+			s.nodeChangedLocked(a.NodeID, kv.ModRevision)
+			if old != nil && old.NodeID != a.NodeID {
+				s.nodeChangedLocked(old.NodeID, kv.ModRevision)
+			}
+		}
+	case kindEval:
+		if deleted {
+			delete(s.evals, rest)
+			return
+		}
+		var e api.Evaluation
+		if s.decode(kv, &e) {
+			e.ModifyIndex = kv.ModRevision
+			s.evals[rest] = &e
+		}
+	case kindNode:
+		s.capIndex = kv.ModRevision
+		if deleted {
+			delete(s.nodes, rest)
+			return
+		}
+		var n api.Node
+		if s.decode(kv, &n) {
+			n.ModifyIndex = kv.ModRevision
+			s.nodes[rest] = &n
+		}
+	case kindQueue:
+		if deleted {
+			delete(s.queues, rest)
+			return
+		}
+		var q api.Queue
+		if s.decode(kv, &q) {
+			q.ModifyIndex = kv.ModRevision
+			s.queues[rest] = &q
+		}
+	case kindDeployment:
+		s.applyDeploymentLocked(kv, rest, deleted)
+	case kindNodePlan:
+		if deleted {
+			delete(s.nodePlan, rest)
+		} else {
+			s.nodePlan[rest] = kv.ModRevision
+		}
+	case kindACLToken:
+		if deleted {
+			delete(s.aclTokens, rest)
+			return
+		}
+		var t acl.Token
+		if s.decode(kv, &t) {
+			s.aclTokens[rest] = &t
+		}
+	case kindACLPolicy:
+		if deleted {
+			delete(s.aclPolicies, rest)
+			return
+		}
+		var p acl.Policy
+		if s.decode(kv, &p) {
+			p.ModifyIndex = kv.ModRevision
+			s.aclPolicies[rest] = &p
+		}
+	case kindHeartbeat:
+		s.capIndex = kv.ModRevision
+		if deleted {
+			delete(s.alive, rest)
+		} else {
+			s.alive[rest] = true
+		}
+	}
+}
+
+func index(m map[string]map[string]*api.Allocation, k string) map[string]*api.Allocation {
+	inner := m[k]
+	if inner == nil {
+		inner = map[string]*api.Allocation{}
+		m[k] = inner
+	}
+	return inner
+}
+
+func (s *Store) decode(kv *mvccpb.KeyValue, v any) bool {
+	if err := json.Unmarshal(kv.Value, v); err != nil {
+		s.log.Error("undecodable object in store; ignored", "key", string(kv.Key), "err", err)
+		return false
+	}
+	return true
+}
+
+// Index is the revision the view reflects.
+func (s *Store) Index() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rev
+}
+
+// WaitIndex blocks until the view reflects at least revision rev.
+func (s *Store) WaitIndex(ctx context.Context, rev int64) error {
+	for {
+		s.mu.RLock()
+		cur, ch := s.rev, s.changed
+		s.mu.RUnlock()
+		if cur >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// CapacityIndex is the last revision at which capacity may have changed:
+// a node changed, or an allocation stopped or went away.
+func (s *Store) CapacityIndex() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.capIndex
+}
+
+// Changed returns a channel closed at the next change of the view.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.changed
+}
+
+// Job returns the current version of a job.
+func (s *Store) Job(namespace, name string) (*api.Job, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j, ok := s.jobs[api.JobKey(namespace, name)]
+	return j, ok
+}
+
+// Jobs lists jobs, in one namespace or ("") all, sorted by namespace and
+// name.
+func (s *Store) Jobs(namespace string) []*api.Job {
+	s.mu.RLock()
+	out := make([]*api.Job, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		if namespace == "" || j.Namespace == namespace {
+			out = append(out, j)
+		}
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(a, b int) bool { return out[a].Key() < out[b].Key() })
+	return out
+}
+
+// Alloc returns an allocation by ID.
+func (s *Store) Alloc(id string) (*api.Allocation, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	a, ok := s.allocs[id]
+	return a, ok
+}
+
+// AllocsByPrefix returns the allocations whose ID starts with prefix.
+func (s *Store) AllocsByPrefix(prefix string) []*api.Allocation {
+	s.mu.RLock()
+	var out []*api.Allocation
+	for id, a := range s.allocs {
+		if strings.HasPrefix(id, prefix) {
+			out = append(out, a)
+		}
+	}
+	s.mu.RUnlock()
+	sortAllocs(out)
+	return out
+}
+
+// Allocs lists allocations matching the filter.
+func (s *Store) Allocs(f AllocFilter) []*api.Allocation {
+	s.mu.RLock()
+	var src map[string]*api.Allocation
+	switch {
+	case f.NodeID != "":
+		src = s.allocsByNode[f.NodeID]
+	case f.Job != "":
+		src = s.allocsByJob[api.JobKey(f.Namespace, f.Job)]
+	default:
+		src = s.allocs
+	}
+	out := make([]*api.Allocation, 0, len(src))
+	for _, a := range src {
+		if f.matches(a) {
+			out = append(out, a)
+		}
+	}
+	s.mu.RUnlock()
+	sortAllocs(out)
+	return out
+}
+
+// AllocFilter selects allocations; empty fields match everything.
+type AllocFilter struct {
+	Namespace string
+	Job       string
+	NodeID    string
+	Live      bool // only allocations that are not client-terminal
+}
+
+func (f AllocFilter) matches(a *api.Allocation) bool {
+	return (f.Namespace == "" || a.Namespace == f.Namespace) &&
+		(f.Job == "" || a.Job == f.Job) &&
+		(f.NodeID == "" || a.NodeID == f.NodeID) &&
+		(!f.Live || !a.Terminal())
+}
+
+func sortAllocs(as []*api.Allocation) {
+	sort.Slice(as, func(i, j int) bool {
+		a, b := as[i], as[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Job != b.Job {
+			return a.Job < b.Job
+		}
+		if a.Group != b.Group {
+			return a.Group < b.Group
+		}
+		if a.Index != b.Index {
+			return a.Index < b.Index
+		}
+		return a.CreateTime.Before(b.CreateTime)
+	})
+}
+
+// desiredChanged reports whether the servers changed what an agent must
+// act on: desired status, job version, node, or the allocation was lost.
+func desiredChanged(old, cur *api.Allocation) bool {
+	return old.DesiredStatus != cur.DesiredStatus || old.JobVersion != cur.JobVersion || old.NodeID != cur.NodeID ||
+		(old.ClientStatus != cur.ClientStatus && cur.ClientStatus == api.AllocLost)
+}
+
+func (s *Store) nodeChangedLocked(node string, rev int64) {
+	s.nodeIndex[node] = rev
+	if ch := s.nodeWait[node]; ch != nil {
+		close(ch)
+		delete(s.nodeWait, node)
+	}
+}
+
+// NodeAllocsSince is an agent's blocking query: the node's allocations the
+// servers changed after index (all of them when index is 0), the IDs of
+// every allocation the node has, the node's index, and a channel closed at
+// the node's next change. Only the node's own waiters wake.
+func (s *Store) NodeAllocsSince(nodeID string, index int64) (changed []*api.Allocation, ids []string, idx int64, wait <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	src := s.allocsByNode[nodeID]
+	ids = make([]string, 0, len(src))
+	for id, a := range src {
+		ids = append(ids, id)
+		if index == 0 || s.allocDesired[id] > index {
+			changed = append(changed, a)
+		}
+	}
+	sort.Strings(ids)
+	sortAllocs(changed)
+	ch := s.nodeWait[nodeID]
+	if ch == nil {
+		ch = make(chan struct{})
+		s.nodeWait[nodeID] = ch
+	}
+	return changed, ids, s.nodeIndex[nodeID], ch
+}
+
+// NodeAllocsUnsorted returns a node's allocations in no order (for
+// checks that do not need one, on hot paths).
+func (s *Store) NodeAllocsUnsorted(nodeID string) []*api.Allocation {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	src := s.allocsByNode[nodeID]
+	out := make([]*api.Allocation, 0, len(src))
+	for _, a := range src {
+		out = append(out, a)
+	}
+	return out
+}
+
+// NodeAllocs returns a node's allocations and the revision at which the
+// servers last changed any of them.
+func (s *Store) NodeAllocs(nodeID string) ([]*api.Allocation, int64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	src := s.allocsByNode[nodeID]
+	out := make([]*api.Allocation, 0, len(src))
+	for _, a := range src {
+		out = append(out, a)
+	}
+	sortAllocs(out)
+	return out, s.nodeIndex[nodeID]
+}
+
+// Eval returns an evaluation by ID.
+func (s *Store) Eval(id string) (*api.Evaluation, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.evals[id]
+	return e, ok
+}
+
+// Evals lists evaluations of one job ("" for all jobs), oldest first.
+func (s *Store) Evals(namespace, job string) []*api.Evaluation {
+	s.mu.RLock()
+	var out []*api.Evaluation
+	for _, e := range s.evals {
+		if job == "" || (e.Namespace == namespace && e.Job == job) {
+			out = append(out, e)
+		}
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ModifyIndex < out[j].ModifyIndex })
+	return out
+}
+
+// Node returns a node by ID.
+func (s *Store) Node(id string) (*api.Node, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n, ok := s.nodes[id]
+	return n, ok
+}
+
+// Nodes lists every node, sorted by name.
+func (s *Store) Nodes() []*api.Node {
+	s.mu.RLock()
+	out := make([]*api.Node, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		out = append(out, n)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Alive reports whether the node's heartbeat lease is held.
+func (s *Store) Alive(nodeID string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.alive[nodeID]
+}
+
+// Queues lists queues sorted by name.
+func (s *Store) Queues() []*api.Queue {
+	s.mu.RLock()
+	out := make([]*api.Queue, 0, len(s.queues))
+	for _, q := range s.queues {
+		out = append(out, q)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// NodePlanIndex is the revision guarding placements on a node (0 when
+// nothing was ever placed there).
+func (s *Store) NodePlanIndex(nodeID string) int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.nodePlan[nodeID]
+}
+
+// Snapshot is a consistent read of everything the scheduler needs, at one
+// revision.
+type Snapshot struct {
+	Index    int64
+	Nodes    []*api.Node
+	Allocs   []*api.Allocation // allocations that still hold resources
+	Queues   []*api.Queue
+	NodePlan map[string]int64 // node id → revision guarding placements on it
+}
+
+// Snapshot returns the scheduler's view of the cluster.
+func (s *Store) Snapshot() *Snapshot {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	snap := &Snapshot{Index: s.rev, NodePlan: make(map[string]int64, len(s.nodePlan))}
+	for _, n := range s.nodes {
+		snap.Nodes = append(snap.Nodes, n)
+	}
+	sort.Slice(snap.Nodes, func(i, j int) bool { return snap.Nodes[i].ID < snap.Nodes[j].ID })
+	for _, a := range s.allocs {
+		if !a.Terminal() {
+			snap.Allocs = append(snap.Allocs, a)
+		}
+	}
+	sort.Slice(snap.Allocs, func(i, j int) bool { return snap.Allocs[i].ID < snap.Allocs[j].ID })
+	for _, q := range s.queues {
+		snap.Queues = append(snap.Queues, q)
+	}
+	for k, v := range s.nodePlan {
+		snap.NodePlan[k] = v
+	}
+	return snap
+}
