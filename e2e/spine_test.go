@@ -244,6 +244,23 @@ func TestBatchLogsAndExec(t *testing.T) {
 	if r.Code == 0 {
 		t.Fatalf("exec of a missing program must fail: %q %q", r.Stdout, r.Stderr)
 	}
+
+	// The finished batch job kept its exited containers for the logs;
+	// stopping the job removes them.
+	countContainers := func() int {
+		out, err := exec.Command("docker", "ps", "-aq", "--filter", "label=gantry.node="+c.NodeID, "--filter", "label=gantry.job=count").Output()
+		if err != nil {
+			t.Fatalf("docker ps: %v", err)
+		}
+		return len(strings.Fields(string(out)))
+	}
+	if n := countContainers(); n != 2 {
+		t.Fatalf("the finished batch job should keep its 2 exited containers until stopped, found %d", n)
+	}
+	if r := c.Gantry("job", "stop", "count"); r.Code != 0 {
+		t.Fatalf("job stop count: exit %d %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	c.Eventually(20*time.Second, "the stopped batch job's containers to be removed", func() bool { return countContainers() == 0 })
 }
 
 // TestBadAPIInput: bodies that are not JSON, far too large or carry

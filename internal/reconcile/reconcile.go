@@ -102,8 +102,10 @@ func Reconcile(in *Input) *Result {
 	})
 
 	if in.Job == nil || in.Job.Stop {
+		// Finished allocations are stopped too: their agents then remove
+		// what they kept for the logs (exited containers, task dirs).
 		for _, a := range allocs {
-			if a.DesiredStatus == api.AllocDesiredRun && !a.ClientTerminal() {
+			if a.DesiredStatus == api.AllocDesiredRun {
 				stop(a, "job stopped", false)
 			}
 		}
