@@ -166,3 +166,12 @@ func (c *client) node(id string) (*api.Node, error) {
 	err := c.get("/v1/nodes/"+url.PathEscape(id), &n)
 	return &n, err
 }
+
+// answers reports whether a Gantry server answers at the address within
+// two seconds.
+func (c *client) answers() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var st api.StatusResponse
+	return c.do(ctx, http.MethodGet, "/v1/status", nil, &st) == nil
+}

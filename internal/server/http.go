@@ -35,6 +35,7 @@ func (s *Server) routes() http.Handler {
 	handle("POST /v1/jobs", s.handleJobRegister)
 	handle("POST /v1/jobs/plan", s.handleJobPlan)
 	handle("POST /v1/jobs/validate", s.handleJobValidate)
+	handle("POST /v1/validate/job", s.handleValidateJob)
 	handle("GET /v1/jobs/{name}", s.handleJobRead)
 	handle("DELETE /v1/jobs/{name}", s.handleJobStop)
 	handle("GET /v1/jobs/{name}/versions", s.handleJobVersions)
