@@ -1,12 +1,15 @@
 package validate_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/jobspec"
+	"github.com/gantryhq/gantry/internal/scheduler"
 	"github.com/gantryhq/gantry/internal/scheduler/schedtest"
 	"github.com/gantryhq/gantry/internal/validate"
 )
@@ -90,6 +93,46 @@ func TestRules(t *testing.T) {
 
 var cases = []tcase{
 	{name: "valid", spec: spec("", "", "", small)},
+	{name: "valid with gpus, a gang and constraints", spec: spec("namespace: team-a\n", `    count: 4
+    gang: {min: 4}
+    constraints: [{attribute: "${node.labels.zone}", operator: "=", value: "a"}]
+`, "", `cpu: 100, memory: 64, gpu: {count: 1, model: "*A100*"}`)},
+	{name: "valid mig profile and share", spec: `name: web
+groups:
+  - name: web
+    tasks:
+      - name: a
+        driver: docker
+        config: {image: demo}
+        resources: {cpu: 100, memory: 64, gpu: {mig: 3g.40gb}}
+  - name: b
+    tasks:
+      - name: b
+        driver: docker
+        config: {image: demo}
+        resources: {cpu: 100, memory: 64, gpu: {share: {milli: 300}}}
+`},
+	{name: "every problem at once", spec: `name: web
+namespace: research
+groups:
+  - name: web
+    count: 2
+    update: {canary: 3}
+    services: [{name: web, port: http, lb: {port: 9000}}]
+    constraints: [{attribute: "${node.labels.zone}", operator: "=", value: "d"}]
+    tasks:
+      - name: server
+        driver: docker
+        config: {image: demo, ports: [{name: http, to: 8080}]}
+        resources: {cpu: 16000, memory: 64, gpu: {count: 1, model: "Tesla*"}}
+`, want: []string{
+		"invalid groups[0].update.canary: asks for 3 canaries but the group runs only 2 replicas; each canary stands in for an old replica, so set canary to at most 2 (web.yaml:6)",
+		"invalid groups[0].services[0].lb.port: port 9000 is already the load-balancer port of service api.team-a (job team-a/api); load balancers serve one service per port, so choose another port or stop that job (web.yaml:7)",
+		"unplaceable groups[0]: one replica asks 16000 millicores of cpu, more than the 1500 that queue research (serving namespace research) may ever use; raise the queue's limit or run the job in a namespace of another queue (web.yaml:4)",
+		"unplaceable groups[0].constraints[0]: no node satisfies ${node.labels.zone} = \"d\"; the values nodes have are \"a\" (a1, a2), \"b\" (big), \"c\" (mig) (web.yaml:8)",
+		"unplaceable groups[0].tasks[0].resources.cpu: asks 16000 millicores, but the largest node, big, can hold 8000 even when empty; lower it or add a bigger node (web.yaml:13)",
+		"unplaceable groups[0].tasks[0].resources.gpu.model: \"Tesla*\" matches no GPU in the cluster; the models nodes have are \"NVIDIA A100-SXM4-40GB\" (a1, a2), \"NVIDIA H100 80GB HBM3\" (mig) (web.yaml:13)",
+	}},
 	{name: "cpu beyond every node", spec: spec("", "", "", "cpu: 16000, memory: 64"), want: []string{
 		"unplaceable groups[0].tasks[0].resources.cpu: asks 16000 millicores, but the largest node, big, can hold 8000 even when empty; lower it or add a bigger node (web.yaml:8)",
 	}},
@@ -247,4 +290,104 @@ func noExec() *validate.Cluster {
 		delete(n.Drivers, api.DriverExec)
 	}
 	return c
+}
+
+// TestSpecRules: the problems of the issue that the spec's own rules
+// catch (package jobspec, on every parse): the same messages on submit.
+func TestSpecRules(t *testing.T) {
+	for _, tc := range []struct{ name, spec, want string }{
+		{"static host ports collide in a group", `name: web
+groups:
+  - name: web
+    tasks:
+      - name: a
+        driver: docker
+        config: {image: demo, ports: [{name: http, static: 8080}]}
+        resources: {cpu: 100, memory: 64}
+      - name: b
+        driver: docker
+        config: {image: demo, ports: [{name: http, static: 8080}]}
+        resources: {cpu: 100, memory: 64}
+`, "groups[0].tasks[1].config.ports[0].static: host port 8080 is already taken by groups[0].tasks[0].config.ports[0].static; the tasks of a group share a node, so their static ports must differ (web.yaml:11)"},
+		{"health check on a port the task does not declare", spec("", "", "        checks: [{type: tcp, port: grpc, interval: 5s, timeout: 1s, failures: 3}]\n", small),
+			`groups[0].tasks[0].checks[0].port: "grpc" is not a port of this task; name one declared under config.ports (web.yaml:8)`},
+		{"max_parallel 0", spec("", "    update: {max_parallel: 0}\n", "", small),
+			"groups[0].update.max_parallel: must be between 1 and 10000, not 0 (web.yaml:4)"},
+		{"min_healthy_time beyond healthy_deadline", spec("", "    update: {min_healthy_time: 5m, healthy_deadline: 1m}\n", "", small),
+			"groups[0].update.healthy_deadline: must be longer than min_healthy_time (5m0s), not 1m0s (web.yaml:4)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := jobspec.Parse("web.yaml", []byte(tc.spec))
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("got:\n%v\nwant:\n%s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestAgreesWithScheduler: for every case, the shape checks find a
+// problem exactly when the scheduler cannot place every replica of the
+// job on the cluster with nothing running.
+func TestAgreesWithScheduler(t *testing.T) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.cluster
+			if c == nil {
+				c = cluster()
+			}
+			job, err := jobspec.Parse("web.yaml", []byte(tc.spec))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := &scheduler.Request{Job: job}
+			for _, g := range job.Groups {
+				for i := 0; i < g.Count; i++ {
+					req.Place = append(req.Place, scheduler.Placement{Group: g.Name, Index: i})
+				}
+			}
+			plan, err := scheduler.New(scheduler.Config{}).Schedule(&scheduler.Snapshot{Nodes: c.Nodes, Queues: c.Queues}, req, time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, unplaceable, _ := validate.Split(validate.Shape(job, c))
+			if placed := len(plan.Failed) == 0; placed == (len(unplaceable) > 0) {
+				t.Errorf("the scheduler placed everything: %v; the validator found %v", placed, unplaceable)
+			}
+		})
+	}
+}
+
+// TestWithoutCluster: with no cluster only the rules internal to the job
+// run, as the CLI runs them before talking to a server.
+func TestWithoutCluster(t *testing.T) {
+	job, err := jobspec.Parse("web.yaml", []byte(spec("namespace: nowhere\n", "    count: 2\n    update: {canary: 3}\n", "", "cpu: 999999, memory: 64")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := validate.Job(job, nil)
+	if len(got) != 1 || got[0].Class != validate.Invalid || got[0].Path != "groups[0].update.canary" {
+		t.Fatalf("want only the canary problem, got %v", got)
+	}
+}
+
+// TestDoesNotModifyInputs: the checks leave the job and the snapshot as
+// they were.
+func TestDoesNotModifyInputs(t *testing.T) {
+	c := cluster()
+	c.Nodes[0].Status, c.Nodes[0].Ineligible = api.NodeStatusDown, true
+	before, _ := json.Marshal(c)
+	for _, tc := range cases {
+		job, err := jobspec.Parse("web.yaml", []byte(tc.spec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		jb, _ := json.Marshal(job)
+		validate.Job(job, c)
+		if ja, _ := json.Marshal(job); string(ja) != string(jb) {
+			t.Errorf("%s: the job changed", tc.name)
+		}
+	}
+	if after, _ := json.Marshal(c); string(after) != string(before) {
+		t.Error("the cluster changed")
+	}
 }
