@@ -29,7 +29,9 @@ type submitted struct {
 //
 // Package validate's Rules run too: their Invalid problems reject the job
 // with the same messages `gantry job validate` prints; their advice comes
-// back in warnings.
+// back in warnings. The job comes back (non-nil) whenever it could be read,
+// even with problems: every handler that changes anything must refuse a
+// job with problems.
 func (s *Server) readJob(w http.ResponseWriter, r *http.Request) (*submitted, []api.FieldError, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return nil, nil, &httpError{status: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("request body must be a JSON job (Content-Type application/json), not %s", ct)}
@@ -63,11 +65,11 @@ func (s *Server) readJob(w http.ResponseWriter, r *http.Request) (*submitted, []
 		}
 		sub := &submitted{job: job, lines: jobspec.NewLocator("request body", data)}
 		invalid, _, advice := validate.Split(validate.Rules(job, s.validationCluster()))
-		if len(invalid) > 0 {
-			return nil, sub.located(invalid), nil
-		}
+		// The job is returned with its invalid problems so that
+		// validation can go on to the cluster checks: every problem at
+		// once. Handlers that change anything refuse it.
 		sub.warnings = sub.located(advice)
-		return sub, nil, nil
+		return sub, sub.located(invalid), nil
 	}
 	var errs *jobspec.Errors
 	if !errors.As(err, &errs) {
