@@ -126,7 +126,21 @@ func (e *Engine) Feasibility(nodes []*api.Node, job *api.Job) ([]GroupFeasibilit
 		if g.gang > gf.Asked {
 			gf.Asked = g.gang
 		}
-		gf.AtOnce = e.atOnce(snap, job, gi, gf.Asked)
+		fits := 0
+		for _, nf := range gf.Nodes {
+			if nf.Fits {
+				fits++
+			}
+		}
+		switch {
+		case fits == 0:
+		case gf.Asked <= fits:
+			// One replica on each of that many empty nodes that fit one:
+			// no need to plan them.
+			gf.AtOnce = gf.Asked
+		default:
+			gf.AtOnce = e.atOnce(snap, job, gi, gf.Asked)
+		}
 		out[gi] = gf
 	}
 	return out, nil
