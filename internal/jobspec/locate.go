@@ -14,11 +14,13 @@ type Locator struct {
 // read, every path is at line 0 (unknown).
 func NewLocator(filename string, data []byte) (l *Locator) {
 	l = &Locator{lines: map[string]int{}}
-	defer func() {
-		if recover() != nil {
-			l = &Locator{lines: map[string]int{}}
-		}
-	}()
+	if recoverPanics {
+		defer func() {
+			if recover() != nil {
+				l = &Locator{lines: map[string]int{}}
+			}
+		}()
+	}
 	if len(data) > MaxSpecBytes {
 		return l
 	}
