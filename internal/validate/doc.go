@@ -15,6 +15,10 @@
 //     (with the near misses), gangs and counts larger than the empty
 //     cluster holds at once, queue limits smaller than one replica.
 //
+// Rules runs the quick checks (the job's own and its conflicts with what
+// the cluster holds), Shape the checks against the cluster's shape (about
+// the cost of placing the job once), Job both.
+//
 // Each problem has a Class: Invalid problems make the server reject the
 // job whole; Unplaceable ones (the cluster as it is cannot run it, but
 // nodes may join and limits change) and Advice are returned as warnings
