@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 // with the same words.
 func TestValidateAgainstTheCluster(t *testing.T) {
 	c := StartDev(t)
+	lbPort := freePort(t)
 	bad := WriteSpec(t, "bad.yaml", `name: train
 type: service
 groups:
@@ -92,6 +94,33 @@ groups:
 	r = c.Gantry("job", "run", bad)
 	if r.Code != 1 || !strings.Contains(r.Stderr, "groups[0].update.canary: asks for 3 canaries") || !strings.Contains(r.Stderr, bad+":6") {
 		t.Fatalf("job run of a job with a canary beyond count: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+
+	// A conflict only the server sees: another job holds the
+	// load-balancer port. job run and job validate say it in the same
+	// words, located in the file.
+	lbJob := func(name string, count int) string {
+		return WriteSpec(t, name+".yaml", fmt.Sprintf(`name: %s
+groups:
+  - name: web
+    count: %d
+    services: [{name: %s, port: http, lb: {port: %d}}]
+    tasks:
+      - name: server
+        driver: docker
+        config: {image: gantry-demo:latest, ports: [{name: http, to: 8080}]}
+        resources: {cpu: 100, memory: 32}
+`, name, count, name, lbPort))
+	}
+	if r := c.Gantry("job", "run", "-d", lbJob("holder", 0)); r.Code != 0 {
+		t.Fatalf("job run holder: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	other := lbJob("other", 1)
+	want := fmt.Sprintf("groups[0].services[0].lb.port: port %d is already the load-balancer port of service holder.default (job default/holder); load balancers serve one service per port, so choose another port or stop that job (%s:5)", lbPort, other)
+	for _, args := range [][]string{{"job", "run", other}, {"job", "validate", other}} {
+		if r := c.Gantry(args...); r.Code != 1 || !strings.Contains(r.Stderr, want) {
+			t.Fatalf("%v with another job's load-balancer port: exit %d, want 1 with\n%s\n%s%s", args, r.Code, want, r.Stdout, r.Stderr)
+		}
 	}
 
 	// A good job: exit 0.

@@ -109,6 +109,13 @@ Exit codes: 0 healthy (or, for batch work, finished successfully),
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := c.do(ctx, http.MethodPost, "/v1/jobs", job, &resp); err != nil {
+				var ae *apiError
+				if errors.As(err, &ae) && len(ae.Errors) > 0 {
+					// Problems only the server sees (another job's
+					// load-balancer port): located in the file.
+					printSpecErrors(g, specErrors(args[0], lines, ae.Errors))
+					return errSilent{ExitError}
+				}
 				return exitf(ExitError, "submit job %s: %v", job.Name, err)
 			}
 			if g.json && detach {

@@ -21,7 +21,7 @@ func invalidJob(errs []api.FieldError) error {
 			msgs[i] = e.Path + ": " + e.Message
 		}
 	}
-	return &httpError{status: http.StatusBadRequest, msg: "invalid job: " + strings.Join(msgs, "; "), field: errs[0].Path}
+	return &httpError{status: http.StatusBadRequest, msg: "invalid job: " + strings.Join(msgs, "; "), field: errs[0].Path, errs: errs}
 }
 
 func (s *Server) handleJobRegister(w http.ResponseWriter, r *http.Request) error {

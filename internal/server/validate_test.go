@@ -86,7 +86,9 @@ func TestValidateAgainstTheCluster(t *testing.T) {
 		t.Fatalf("validate of a canary beyond count: %+v", vr)
 	}
 	code, body := post(t, base+"/v1/jobs", secret, canary, nil)
-	if code != http.StatusBadRequest || !strings.Contains(body, "groups[0].update.canary: "+canaryMsg) {
+	var ae api.Error
+	if code != http.StatusBadRequest || !strings.Contains(body, "groups[0].update.canary: "+canaryMsg) ||
+		json.Unmarshal([]byte(body), &ae) != nil || len(ae.Errors) != 1 || ae.Errors[0].Path != "groups[0].update.canary" || ae.Errors[0].Message != canaryMsg {
 		t.Fatalf("register of a canary beyond count: %d %s", code, body)
 	}
 	if _, ok := s.store.Job("default", "web"); ok {
