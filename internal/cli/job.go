@@ -324,7 +324,7 @@ func newJobPlanCmd(g *globals) *cobra.Command {
 		Long:  "Show what submitting a job would change. Exit codes: 0 everything can be placed, 2 some replicas cannot be placed, 1 error.",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			job, _, err := loadSpec(g, args[0])
+			job, lines, err := loadSpec(g, args[0])
 			if err != nil {
 				return err
 			}
@@ -332,6 +332,11 @@ func newJobPlanCmd(g *globals) *cobra.Command {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := g.client().do(ctx, http.MethodPost, "/v1/jobs/plan", job, &resp); err != nil {
+				var ae *apiError
+				if errors.As(err, &ae) && len(ae.Errors) > 0 {
+					printSpecErrors(g, specErrors(args[0], lines, ae.Errors))
+					return errSilent{ExitError}
+				}
 				return exitf(ExitError, "plan job %s: %v", job.Name, err)
 			}
 			if g.json {
