@@ -43,12 +43,15 @@ type NodeFeasibility struct {
 // GroupFeasibility judges one group against the cluster's shape.
 type GroupFeasibility struct {
 	Group    string
-	GPUTasks []int             // indexes of the tasks that ask for GPUs
-	Nodes    []NodeFeasibility // every node, sorted by ID
-	// Asked is max(count, gang.min); AtOnce is how many of those
-	// replicas the empty cluster holds at once when the scheduler places
-	// them one after the other.
-	Asked, AtOnce int
+	GPUTasks []int // indexes of the tasks that ask for GPUs
+	// Asked is max(count, gang.min). Fits counts the nodes where one
+	// replica fits when empty, up to Asked; when it reaches Asked, the
+	// group fits (a replica on each) and Nodes is nil. Otherwise Nodes
+	// judges every node, sorted by ID, Fits counts them all, and AtOnce
+	// is how many replicas the empty cluster holds at once when the
+	// scheduler places them one after the other.
+	Asked, Fits, AtOnce int
+	Nodes               []NodeFeasibility
 	// Demand is what one replica asks (cpu, memory, GPU thousandths).
 	Demand Resources
 }
@@ -67,83 +70,101 @@ func (e *Engine) Feasibility(nodes []*api.Node, job *api.Job) ([]GroupFeasibilit
 	if err != nil {
 		return nil, err
 	}
-	empty := make([]*api.Node, 0, len(nodes))
-	for _, n := range nodes {
-		if n != nil {
-			empty = append(empty, idealNode(n))
-		}
+	// The working view of the nodes as they are, then made ideal in
+	// place (the nodes themselves are not touched). Only with more driver
+	// names than the bitmask holds are the nodes copied instead.
+	c := e.NewCluster(&Snapshot{Nodes: nodes})
+	if len(c.drivers) > 64 {
+		c = e.NewCluster(&Snapshot{Nodes: idealNodes(nodes)})
+	} else {
+		c.idealize()
 	}
-	snap := &Snapshot{Nodes: empty}
-	c := e.NewCluster(snap)
-	p := &planner{e: e, c: c, job: job, jobKey: job.Key(), explaining: true}
+	var snap *Snapshot // ideal copies, for atOnce, made once when needed
+	p := &planner{e: e, c: c, job: job, jobKey: job.Key()}
 	out := make([]GroupFeasibility, len(groups))
 	for gi, g := range groups {
 		p.prepare(g)
-		gf := GroupFeasibility{Group: g.group.Name, GPUTasks: g.gpuTask, Demand: g.demand}
+		gf := GroupFeasibility{Group: g.group.Name, GPUTasks: g.gpuTask, Demand: g.demand, Asked: max(g.group.Count, g.gang)}
+		// Quick pass: as soon as Asked nodes fit one replica each, the
+		// group fits (one replica on each), and nothing needs explaining.
+		p.explaining = false
 		for _, n := range c.nodes {
-			nf := NodeFeasibility{Node: nodeByID(nodes, n.node.ID)}
-			if r := p.check(g, n); r == 0 {
-				nf.Fits = true
-			} else {
-				nf.Reason = p.reasonText(g, r)
+			if gf.Fits >= gf.Asked {
+				break
 			}
-			for ti, t := range g.group.Tasks {
-				if d, ok := n.node.Drivers[t.Driver]; !ok || !d.Detected {
-					nf.MissingDrivers = append(nf.MissingDrivers, ti)
-				}
+			if p.check(g, n) == 0 {
+				gf.Fits++
 			}
-			for i, m := range g.constraints {
-				if !m.match(n.node) {
-					nf.FailedConstraints = append(nf.FailedConstraints, constraintIndex(g.group, i))
-				}
-			}
-			nf.CPU = g.cpu <= n.capCPU
-			nf.Memory = g.mem <= n.capMem
-			nf.Disk = n.capDisk <= 0 || g.disk <= n.capDisk
-			free := n.freeDynamicPorts()
-			for _, port := range g.static {
-				if port >= n.portMin && port <= n.portMax {
-					free--
-				}
-			}
-			nf.Ports = free >= g.dynamic
-			for k := range g.gpu {
-				st := sNoGPUs
-				if len(n.gpus) > 0 {
-					el, s := eligible(n.gpus, g.mask(k, n), &g.gpu[k], nil)
-					st = s
-					if len(el) >= g.gpu[k].Count {
-						st = sOK
-					} else {
-						st = min(st, sCap)
-					}
-				}
-				nf.GPU = append(nf.GPU, GPUStage(st))
+		}
+		if gf.Fits >= gf.Asked {
+			gf.AtOnce = gf.Asked
+			out[gi] = gf
+			continue
+		}
+		// Too few: every node in detail, then how many replicas the
+		// empty cluster holds at once.
+		p.explaining = true
+		gf.Fits = 0
+		for _, n := range c.nodes {
+			nf := p.feasibility(g, n)
+			if nf.Fits {
+				gf.Fits++
 			}
 			gf.Nodes = append(gf.Nodes, nf)
 		}
-		gf.Asked = g.group.Count
-		if g.gang > gf.Asked {
-			gf.Asked = g.gang
-		}
-		fits := 0
-		for _, nf := range gf.Nodes {
-			if nf.Fits {
-				fits++
+		if gf.Fits > 0 {
+			if snap == nil {
+				snap = &Snapshot{Nodes: idealNodes(nodes)}
 			}
-		}
-		switch {
-		case fits == 0:
-		case gf.Asked <= fits:
-			// One replica on each of that many empty nodes that fit one:
-			// no need to plan them.
-			gf.AtOnce = gf.Asked
-		default:
 			gf.AtOnce = e.atOnce(snap, job, gi, gf.Asked)
 		}
 		out[gi] = gf
 	}
 	return out, nil
+}
+
+// feasibility judges one replica of g on the empty node n, as given.
+func (p *planner) feasibility(g *groupPlan, n *NodeState) NodeFeasibility {
+	nf := NodeFeasibility{Node: n.node}
+	if r := p.check(g, n); r == 0 {
+		nf.Fits = true
+	} else {
+		nf.Reason = p.reasonText(g, r)
+	}
+	for ti, t := range g.group.Tasks {
+		if d, ok := n.node.Drivers[t.Driver]; !ok || !d.Detected {
+			nf.MissingDrivers = append(nf.MissingDrivers, ti)
+		}
+	}
+	for i, m := range g.constraints {
+		if !m.match(n.node) {
+			nf.FailedConstraints = append(nf.FailedConstraints, constraintIndex(g.group, i))
+		}
+	}
+	nf.CPU = g.cpu <= n.capCPU
+	nf.Memory = g.mem <= n.capMem
+	nf.Disk = n.capDisk <= 0 || g.disk <= n.capDisk
+	free := n.freeDynamicPorts()
+	for _, port := range g.static {
+		if port >= n.portMin && port <= n.portMax {
+			free--
+		}
+	}
+	nf.Ports = free >= g.dynamic
+	for k := range g.gpu {
+		st := sNoGPUs
+		if len(n.gpus) > 0 {
+			el, s := eligible(n.gpus, g.mask(k, n), &g.gpu[k], nil)
+			st = s
+			if len(el) >= g.gpu[k].Count {
+				st = sOK
+			} else {
+				st = min(st, sCap)
+			}
+		}
+		nf.GPU = append(nf.GPU, GPUStage(st))
+	}
+	return nf
 }
 
 // atOnce places up to n replicas of group gi, one after the other and
@@ -169,26 +190,73 @@ func (e *Engine) atOnce(snap *Snapshot, job *api.Job, gi, n int) int {
 	return len(plan.Placed)
 }
 
-// idealNode is a copy of n that is ready and eligible, whose detected
-// drivers and GPUs are healthy.
-func idealNode(n *api.Node) *api.Node {
-	c := *n
-	c.Status, c.Ineligible, c.Drain = api.NodeStatusReady, false, nil
-	c.Drivers = make(map[string]api.DriverInfo, len(n.Drivers))
-	for name, d := range n.Drivers {
-		d.Healthy = d.Detected
-		c.Drivers[name] = d
+// idealize makes every node of the cluster ready and eligible, with its
+// detected drivers and its GPUs healthy, in the cluster's own accounting.
+func (c *Cluster) idealize() {
+	for _, n := range c.nodes {
+		n.schedulable = true
+		n.drivers = 0
+		for name, d := range n.node.Drivers {
+			if d.Detected {
+				n.drivers |= c.drivers[name]
+			}
+		}
+		sick := false
+		for i := range n.gpus {
+			if !n.gpus[i].Healthy {
+				n.gpus[i].Healthy, sick = true, true
+			}
+		}
+		if sick {
+			n.summarize()
+		}
+		c.reindex(n)
 	}
-	c.GPUs = make([]api.GPUDevice, len(n.GPUs))
-	copy(c.GPUs, n.GPUs)
-	for i := range c.GPUs {
-		c.GPUs[i].Unhealthy = false
+}
+
+// idealNodes copies the nodes as idealize sees them.
+func idealNodes(nodes []*api.Node) []*api.Node {
+	out := make([]*api.Node, 0, len(nodes))
+	for _, n := range nodes {
+		if n == nil {
+			continue
+		}
+		c := *n
+		c.Status, c.Ineligible, c.Drain = api.NodeStatusReady, false, nil
+		c.Drivers = make(map[string]api.DriverInfo, len(n.Drivers))
+		for name, d := range n.Drivers {
+			d.Healthy = d.Detected
+			c.Drivers[name] = d
+		}
+		c.GPUs = make([]api.GPUDevice, len(n.GPUs))
+		copy(c.GPUs, n.GPUs)
+		for i := range c.GPUs {
+			c.GPUs[i].Unhealthy = false
+		}
+		out = append(out, &c)
 	}
-	return &c
+	return out
 }
 
 // constraintIndex maps the i-th compiled constraint of g back to its index
 // in the group's constraints (distinct_hosts is not compiled).
+func ideal(n *api.Node) bool {
+	if n.Status != api.NodeStatusReady || n.Ineligible || n.Drain != nil {
+		return false
+	}
+	for _, d := range n.Drivers {
+		if d.Healthy != d.Detected {
+			return false
+		}
+	}
+	for i := range n.GPUs {
+		if n.GPUs[i].Unhealthy {
+			return false
+		}
+	}
+	return true
+}
+
 func constraintIndex(g *api.Group, i int) int {
 	for j, c := range g.Constraints {
 		if normalizeOp(c.Operator) == OpDistinctHosts {
@@ -210,13 +278,4 @@ func AttributeValue(n *api.Node, attr string) (string, bool) {
 		return "", false
 	}
 	return ref.get(n)
-}
-
-func nodeByID(nodes []*api.Node, id string) *api.Node {
-	for _, n := range nodes {
-		if n != nil && n.ID == id {
-			return n
-		}
-	}
-	return nil
 }

@@ -64,7 +64,8 @@ func (s *Server) readJob(w http.ResponseWriter, r *http.Request) (*submitted, []
 			return nil, []api.FieldError{{Message: serr.Error()}}, nil
 		}
 		sub := &submitted{job: job, lines: jobspec.NewLocator("request body", data)}
-		invalid, _, advice := validate.Split(validate.Rules(job, s.validationCluster()))
+		// Rules read the queues and the jobs, not the nodes.
+		invalid, _, advice := validate.Split(validate.Rules(job, &validate.Cluster{Queues: s.store.Queues(), Jobs: s.store.Jobs("")}))
 		// The job is returned with its invalid problems so that
 		// validation can go on to the cluster checks: every problem at
 		// once. Handlers that change anything refuse it.
@@ -109,9 +110,10 @@ func (s *Server) handleValidateJob(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	resp := api.ValidateResponse{Errors: errs, Cluster: true, Nodes: len(s.store.Nodes())}
+	c := s.validationCluster()
+	resp := api.ValidateResponse{Errors: errs, Cluster: true, Nodes: len(c.Nodes)}
 	if sub != nil {
-		resp.Placement = s.shape(sub)
+		resp.Placement = sub.located(validate.Shape(sub.job, c))
 		resp.Warnings = sub.warnings
 	}
 	resp.Valid = len(resp.Errors) == 0 && len(resp.Placement) == 0

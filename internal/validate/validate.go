@@ -366,13 +366,7 @@ func (v *checker) queue(c *Cluster, queues *scheduler.Queues, i int, g *api.Grou
 
 // shape reports what no node of the cluster could ever hold.
 func (v *checker) shape(i int, g *api.Group, gf scheduler.GroupFeasibility) {
-	fits := 0
-	for _, nf := range gf.Nodes {
-		if nf.Fits {
-			fits++
-		}
-	}
-	if fits > 0 {
+	if gf.Fits > 0 || gf.Nodes == nil { // Nodes nil: enough nodes fit
 		v.atOnce(i, g, gf)
 		return
 	}
