@@ -162,7 +162,7 @@ groups:
 type: service
 groups:
   - name: g
-    restart: {attempts: 10000, interval: 30m, delay: 1s, mode: delay}
+    restart: {attempts: 1000, interval: 30m, delay: 1s, mode: delay}
     tasks:
       - name: t
         driver: exec

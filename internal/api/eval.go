@@ -122,4 +122,8 @@ type Event struct {
 type Error struct {
 	Error string `json:"error"`
 	Field string `json:"field,omitempty"`
+	// Errors lists every problem of a rejected job, located by path (and
+	// line of the request body), so that a client can locate them in its
+	// own file.
+	Errors []FieldError `json:"errors,omitempty"`
 }

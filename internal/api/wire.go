@@ -12,6 +12,10 @@ type RegisterResponse struct {
 	Changed    bool     `json:"changed"` // false: the spec equals the current version
 	Index      int64    `json:"index"`
 	Warnings   []string `json:"warnings,omitempty"`
+	// Placement lists what the cluster as it is can never place (no node
+	// big enough, no such GPU, …), worded as `job validate` words it. The
+	// job is accepted all the same: nodes may join.
+	Placement []FieldError `json:"placement,omitempty"`
 }
 
 // StopResponse answers DELETE /v1/jobs/{name}.
@@ -65,10 +69,23 @@ type PlanGroup struct {
 	Keep    int `json:"keep"`
 }
 
-// ValidateResponse answers POST /v1/jobs/validate.
+// ValidateResponse answers POST /v1/jobs/validate (the spec and the rules
+// internal to the job) and POST /v1/validate/job (those and the checks
+// against the cluster).
 type ValidateResponse struct {
-	Valid  bool         `json:"valid"`
+	// Valid: no error and nothing unplaceable (exit 0).
+	Valid bool `json:"valid"`
+	// Errors make the server reject the job (exit 1).
 	Errors []FieldError `json:"errors,omitempty"`
+	// Placement: the cluster as it is can never place the job; the server
+	// accepts it and warns (exit 2 when there is no error).
+	Placement []FieldError `json:"placement,omitempty"`
+	// Warnings: probably mistakes, accepted (a namespace nobody uses).
+	Warnings []FieldError `json:"warnings,omitempty"`
+	// Cluster is set when the checks against the cluster ran; Nodes is
+	// how many nodes they saw.
+	Cluster bool `json:"cluster,omitempty"`
+	Nodes   int  `json:"nodes,omitempty"`
 }
 
 // FieldError is one problem in a job spec, located by path and, when the

@@ -49,6 +49,7 @@ func (g *globals) client() *client {
 type apiError struct {
 	Status int
 	Msg    string
+	Errors []api.FieldError // every problem of a rejected job, when the server lists them
 }
 
 func (e *apiError) Error() string { return e.Msg }
@@ -108,7 +109,7 @@ func (c *client) raw(ctx context.Context, method, path string, body any) (*http.
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("server answered %s: %s", resp.Status, strings.TrimSpace(string(data)))
 		}
-		return nil, &apiError{Status: resp.StatusCode, Msg: e.Error}
+		return nil, &apiError{Status: resp.StatusCode, Msg: e.Error, Errors: e.Errors}
 	}
 	return resp, nil
 }
@@ -165,4 +166,13 @@ func (c *client) node(id string) (*api.Node, error) {
 	var n api.Node
 	err := c.get("/v1/nodes/"+url.PathEscape(id), &n)
 	return &n, err
+}
+
+// answers reports whether a Gantry server answers at the address within
+// two seconds.
+func (c *client) answers() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var st api.StatusResponse
+	return c.do(ctx, http.MethodGet, "/v1/status", nil, &st) == nil
 }

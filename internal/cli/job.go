@@ -14,6 +14,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/jobspec"
+	"github.com/gantryhq/gantry/internal/validate"
 	"github.com/spf13/cobra"
 )
 
@@ -25,25 +26,59 @@ func newJobCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// loadSpec reads and validates a job file, with every problem located.
-func loadSpec(g *globals, path string) (*api.Job, error) {
+// loadSpec reads and validates a job file, with every problem located:
+// the spec's rules and the rules internal to the job that the server
+// would reject it for (package validate). It returns the locator of the
+// file's lines for problems the server reports.
+func loadSpec(g *globals, path string) (*api.Job, *jobspec.Locator, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, exitf(ExitError, "read job file: %v", err)
+		return nil, nil, exitf(ExitError, "read job file: %v", err)
 	}
 	job, err := jobspec.Parse(path, data)
 	if err != nil {
 		var errs *jobspec.Errors
 		if errors.As(err, &errs) {
 			printSpecErrors(g, errs)
-			return nil, errSilent{ExitError}
+			return nil, nil, errSilent{ExitError}
 		}
-		return nil, exitf(ExitError, "%v", err)
+		return nil, nil, exitf(ExitError, "%v", err)
 	}
 	if g.namespace != "" {
 		job.Namespace = g.namespace
 	}
-	return job, nil
+	lines := jobspec.NewLocator(path, data)
+	if invalid, _, _ := validate.Split(validate.Rules(job, nil)); len(invalid) > 0 {
+		printSpecErrors(g, specErrors(path, lines, located(invalid)))
+		return nil, nil, errSilent{ExitError}
+	}
+	return job, lines, nil
+}
+
+// located turns problems found on this machine into field errors.
+func located(ps []validate.Problem) []api.FieldError {
+	out := make([]api.FieldError, len(ps))
+	for i, p := range ps {
+		out[i] = api.FieldError{Path: p.Path, Message: p.Message}
+	}
+	return out
+}
+
+// specErrors locates field errors in the file (the server's lines are
+// those of the JSON it was sent) and formats them as jobspec does.
+func specErrors(file string, lines *jobspec.Locator, fs []api.FieldError) *jobspec.Errors {
+	errs := &jobspec.Errors{File: file}
+	for _, f := range fs {
+		errs.Fields = append(errs.Fields, jobspec.FieldError{Path: f.Path, Line: lines.Line(f.Path), Message: f.Message})
+	}
+	return errs
+}
+
+// relocate sets the file and its lines on field errors from the server.
+func relocate(file string, lines *jobspec.Locator, fs []api.FieldError) {
+	for i := range fs {
+		fs[i].File, fs[i].Line = file, lines.Line(fs[i].Path)
+	}
 }
 
 func printSpecErrors(g *globals, errs *jobspec.Errors) {
@@ -65,7 +100,7 @@ Exit codes: 0 healthy (or, for batch work, finished successfully),
 2 cannot be placed (the reason is printed), 1 any other error.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			job, err := loadSpec(g, args[0])
+			job, lines, err := loadSpec(g, args[0])
 			if err != nil {
 				return err
 			}
@@ -74,6 +109,13 @@ Exit codes: 0 healthy (or, for batch work, finished successfully),
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := c.do(ctx, http.MethodPost, "/v1/jobs", job, &resp); err != nil {
+				var ae *apiError
+				if errors.As(err, &ae) && len(ae.Errors) > 0 {
+					// Problems only the server sees (another job's
+					// load-balancer port): located in the file.
+					printSpecErrors(g, specErrors(args[0], lines, ae.Errors))
+					return errSilent{ExitError}
+				}
 				return exitf(ExitError, "submit job %s: %v", job.Name, err)
 			}
 			if g.json && detach {
@@ -81,6 +123,14 @@ Exit codes: 0 healthy (or, for batch work, finished successfully),
 			}
 			for _, w := range resp.Warnings {
 				fmt.Fprintf(g.errw, "Warning: %s\n", w)
+			}
+			if len(resp.Placement) > 0 {
+				// Accepted, but the cluster as it is cannot place it:
+				// the same words as `job validate --cluster`.
+				fmt.Fprintf(g.errw, "Warning: the cluster as it is can never place this job; it waits until the cluster changes:\n")
+				for _, line := range strings.Split(specErrors(args[0], lines, resp.Placement).Error(), "\n") {
+					fmt.Fprintf(g.errw, "  %s\n", line)
+				}
 			}
 			if resp.Changed {
 				fmt.Fprintf(g.out, "==> Job %q registered as version %d (evaluation %s)\n", job.Name, resp.JobVersion, api.ShortID(resp.EvalID))
@@ -274,7 +324,7 @@ func newJobPlanCmd(g *globals) *cobra.Command {
 		Long:  "Show what submitting a job would change. Exit codes: 0 everything can be placed, 2 some replicas cannot be placed, 1 error.",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			job, err := loadSpec(g, args[0])
+			job, lines, err := loadSpec(g, args[0])
 			if err != nil {
 				return err
 			}
@@ -282,6 +332,11 @@ func newJobPlanCmd(g *globals) *cobra.Command {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := g.client().do(ctx, http.MethodPost, "/v1/jobs/plan", job, &resp); err != nil {
+				var ae *apiError
+				if errors.As(err, &ae) && len(ae.Errors) > 0 {
+					printSpecErrors(g, specErrors(args[0], lines, ae.Errors))
+					return errSilent{ExitError}
+				}
 				return exitf(ExitError, "plan job %s: %v", job.Name, err)
 			}
 			if g.json {
@@ -551,44 +606,133 @@ func newJobInspectCmd(g *globals) *cobra.Command {
 }
 
 func newJobValidateCmd(g *globals) *cobra.Command {
+	var cluster bool
 	cmd := &cobra.Command{
 		Use:   "validate <file>",
-		Short: "Check a job file without submitting it (exit 0 valid, 1 invalid)",
-		Args:  cobra.ExactArgs(1),
+		Short: "Check a job file without submitting it, against the cluster when a server answers",
+		Long: `Check a job file without submitting it and report every problem at once,
+each with its file and line.
+
+The spec's syntax and rules, and the rules internal to the job (update
+strategies that cannot progress, colliding load-balancer ports), are
+checked here. With --cluster, or by default when a server answers at
+--address, the server also checks the job against the cluster's shape:
+resources no node could hold even when empty, GPUs and MIG profiles no
+node offers, constraints no node satisfies, gangs larger than the
+cluster, queue limits, load-balancer ports other jobs hold, unknown
+namespaces. --cluster=false checks the file alone.
+
+Exit codes: 0 valid, 1 invalid (the server would reject it), 2 the only
+problems are that the cluster as it is can never place it (the server
+would accept it and wait for the cluster to change).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := os.ReadFile(args[0])
+			file := args[0]
+			data, err := os.ReadFile(file)
 			if err != nil {
 				return exitf(ExitError, "read job file: %v", err)
 			}
-			_, perr := jobspec.Parse(args[0], data)
-			if g.json {
-				resp := api.ValidateResponse{Valid: perr == nil}
-				var errs *jobspec.Errors
-				if errors.As(perr, &errs) {
-					for _, e := range errs.Fields {
-						resp.Errors = append(resp.Errors, api.FieldError{Path: e.Path, Line: e.Line, File: args[0], Message: e.Message})
-					}
-				} else if perr != nil {
-					resp.Errors = append(resp.Errors, api.FieldError{File: args[0], Message: perr.Error()})
+			job, perr := jobspec.Parse(file, data)
+			if perr != nil {
+				return syntaxProblems(g, file, perr)
+			}
+			if g.namespace != "" {
+				job.Namespace = g.namespace
+			}
+			lines := jobspec.NewLocator(file, data)
+			c := g.client()
+			useCluster := cluster
+			if !cmd.Flags().Changed("cluster") {
+				useCluster = c.answers()
+			}
+			var resp api.ValidateResponse
+			if useCluster {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := c.do(ctx, http.MethodPost, "/v1/validate/job", job, &resp); err != nil {
+					return exitf(ExitError, "validate job %s against the cluster: %v", job.Name, err)
 				}
-				printJSON(g.out, resp)
-				if perr != nil {
-					return errSilent{ExitError}
+			} else {
+				invalid, unplaceable, advice := validate.Split(validate.Job(job, nil))
+				resp.Errors, resp.Placement, resp.Warnings = located(invalid), located(unplaceable), located(advice)
+			}
+			relocate(file, lines, resp.Errors)
+			relocate(file, lines, resp.Placement)
+			relocate(file, lines, resp.Warnings)
+			resp.Valid = len(resp.Errors) == 0 && len(resp.Placement) == 0
+			code := ExitOK
+			switch {
+			case len(resp.Errors) > 0:
+				code = ExitError
+			case len(resp.Placement) > 0:
+				code = ExitCannotPlace
+			}
+			if g.json {
+				if err := printJSON(g.out, resp); err != nil {
+					return err
+				}
+				if code != ExitOK {
+					return errSilent{code}
 				}
 				return nil
 			}
-			if perr != nil {
-				var errs *jobspec.Errors
-				if errors.As(perr, &errs) {
-					printSpecErrors(g, errs)
-					return errSilent{ExitError}
-				}
-				return exitf(ExitError, "%v", perr)
+			where := "the file alone (no server answered at " + c.base + ")"
+			if cmd.Flags().Changed("cluster") && !cluster {
+				where = "the file alone"
 			}
-			fmt.Fprintf(g.out, "%s is valid.\n", args[0])
+			if useCluster {
+				where = fmt.Sprintf("the cluster at %s (%s)", c.base, plural(resp.Nodes, "node", "nodes"))
+			}
+			if len(resp.Errors) > 0 {
+				printSpecErrors(g, specErrors(file, lines, resp.Errors))
+			}
+			if len(resp.Placement) > 0 {
+				fmt.Fprintf(g.errw, "Cannot be placed: %s on %s; the server would accept the job and wait for the cluster to change:\n",
+					plural(len(resp.Placement), "problem", "problems"), where)
+				for _, line := range strings.Split(specErrors(file, lines, resp.Placement).Error(), "\n") {
+					fmt.Fprintf(g.errw, "  %s\n", line)
+				}
+			}
+			for _, w := range resp.Warnings {
+				fmt.Fprintf(g.errw, "Warning: %s\n", specErrors(file, lines, []api.FieldError{w}).Error())
+			}
+			if code != ExitOK {
+				return errSilent{code}
+			}
+			fmt.Fprintf(g.out, "%s is valid; checked against %s.\n", file, where)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
+	cmd.Flags().BoolVar(&cluster, "cluster", false, "check against the cluster (default: when a server answers at --address); --cluster=false: the file alone")
 	return cmd
+}
+
+// syntaxProblems reports a spec that does not parse (exit 1).
+func syntaxProblems(g *globals, file string, perr error) error {
+	var errs *jobspec.Errors
+	if g.json {
+		resp := api.ValidateResponse{}
+		if errors.As(perr, &errs) {
+			for _, e := range errs.Fields {
+				resp.Errors = append(resp.Errors, api.FieldError{Path: e.Path, Line: e.Line, File: file, Message: e.Message})
+			}
+		} else {
+			resp.Errors = append(resp.Errors, api.FieldError{File: file, Message: perr.Error()})
+		}
+		printJSON(g.out, resp)
+		return errSilent{ExitError}
+	}
+	if errors.As(perr, &errs) {
+		printSpecErrors(g, errs)
+		return errSilent{ExitError}
+	}
+	return exitf(ExitError, "%v", perr)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

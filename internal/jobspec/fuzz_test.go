@@ -37,6 +37,10 @@ func FuzzParse(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, name string, data []byte) {
 		job, err := Parse(name, data)
+		lines := NewLocator(name, data)
+		if l := lines.Line("groups[0].tasks[0].resources.gpu.mig"); l < 0 || job != nil && l < 1 {
+			t.Fatalf("Locator gives line %d", l)
+		}
 		if err != nil {
 			var errs *Errors
 			if !errors.As(err, &errs) || len(errs.Fields) == 0 {

@@ -186,3 +186,31 @@ func liveHeap() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
 }
+
+// BenchmarkFeasibility/<fleet>/<nodes> times what job validation (and
+// every job register) adds: Engine.Feasibility of a two-group job, one
+// group with a constraint and one asking for a GPU (cpu fleet: no GPU
+// group, as the scale run submits), on a heterogeneous fleet.
+func BenchmarkFeasibility(b *testing.B) {
+	for _, fleet := range []string{"cpu", "gpu-mixed"} {
+		for _, n := range []int{1000, 10000} {
+			b.Run(fmt.Sprintf("%s/%d", fleet, n), func(b *testing.B) {
+				groups := []JobOpt{Group("web", 100, Constraint("${node.labels.zone}", "=", "z1"), Task("t", 500, 512))}
+				gpuFrac := 0.0
+				if fleet != "cpu" {
+					gpuFrac = 0.3
+					groups = append(groups, Group("train", 8, Task("t", 4000, 8192, WholeGPUs(1, ""))))
+				}
+				nodes := Fleet(42, n, gpuFrac)
+				job := Job("check", groups...)
+				eng := scheduler.New(scheduler.Config{})
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, err := eng.Feasibility(nodes, job); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

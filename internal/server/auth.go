@@ -55,10 +55,13 @@ var routeRules = map[string]rule{
 	"GET /metrics":           {scope: global, cap: acl.OperatorRead},
 	"POST /v1/acl/bootstrap": {scope: public},
 
-	"GET /v1/jobs":                           {scope: namespaced, cap: acl.Read, list: true},
-	"POST /v1/jobs":                          {scope: inHandler, cap: acl.SubmitJob},
-	"POST /v1/jobs/plan":                     {scope: inHandler, cap: acl.SubmitJob},
-	"POST /v1/jobs/validate":                 {scope: inHandler, cap: acl.Read},
+	"GET /v1/jobs":           {scope: namespaced, cap: acl.Read, list: true},
+	"POST /v1/jobs":          {scope: inHandler, cap: acl.SubmitJob},
+	"POST /v1/jobs/plan":     {scope: inHandler, cap: acl.SubmitJob},
+	"POST /v1/jobs/validate": {scope: inHandler, cap: acl.Read},
+	// The cluster checks describe nodes (names, capacities, labels), as
+	// much as a plan does: the same capability.
+	"POST /v1/validate/job":                  {scope: inHandler, cap: acl.SubmitJob},
 	"GET /v1/jobs/{name}":                    {scope: namespaced, cap: acl.Read},
 	"DELETE /v1/jobs/{name}":                 {scope: namespaced, cap: acl.SubmitJob},
 	"GET /v1/jobs/{name}/versions":           {scope: namespaced, cap: acl.Read},

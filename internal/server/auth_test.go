@@ -241,7 +241,7 @@ func TestAuthorizationTable(t *testing.T) {
 
 	// Routes that read a job from the body check its namespace.
 	jobBody := `{"name":"web","namespace":"default","groups":[{"name":"g","tasks":[{"name":"t","driver":"exec","config":{"command":"/bin/true"},"resources":{"cpu":10,"memory":10}}]}]}`
-	for _, p := range []string{"/v1/jobs", "/v1/jobs/plan", "/v1/jobs/validate"} {
+	for _, p := range []string{"/v1/jobs", "/v1/jobs/plan", "/v1/jobs/validate", "/v1/validate/job"} {
 		req, _ := http.NewRequest("POST", base+p, strings.NewReader(jobBody))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-Gantry-Token", submitter)

@@ -35,6 +35,7 @@ func (s *Server) routes() http.Handler {
 	handle("POST /v1/jobs", s.handleJobRegister)
 	handle("POST /v1/jobs/plan", s.handleJobPlan)
 	handle("POST /v1/jobs/validate", s.handleJobValidate)
+	handle("POST /v1/validate/job", s.handleValidateJob)
 	handle("GET /v1/jobs/{name}", s.handleJobRead)
 	handle("DELETE /v1/jobs/{name}", s.handleJobStop)
 	handle("GET /v1/jobs/{name}/versions", s.handleJobVersions)
@@ -104,6 +105,7 @@ type httpError struct {
 	status int
 	msg    string
 	field  string
+	errs   []api.FieldError // every problem of a rejected job
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -123,7 +125,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &he):
-		status, body.Field = he.status, he.field
+		status, body.Field, body.Errors = he.status, he.field, he.errs
 	case errors.As(err, &mbe):
 		status = http.StatusRequestEntityTooLarge
 		body.Error = fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)

@@ -21,21 +21,28 @@ func invalidJob(errs []api.FieldError) error {
 			msgs[i] = e.Path + ": " + e.Message
 		}
 	}
-	return &httpError{status: http.StatusBadRequest, msg: "invalid job: " + strings.Join(msgs, "; "), field: errs[0].Path}
+	return &httpError{status: http.StatusBadRequest, msg: "invalid job: " + strings.Join(msgs, "; "), field: errs[0].Path, errs: errs}
 }
 
 func (s *Server) handleJobRegister(w http.ResponseWriter, r *http.Request) error {
-	job, errs, err := s.readJob(w, r)
+	sub, errs, err := s.readJob(w, r)
 	if err != nil {
 		return err
 	}
 	if len(errs) > 0 {
 		return invalidJob(errs)
 	}
+	job := sub.job
 	warnings, err := s.admit(r.Context(), job)
 	if err != nil {
 		return err
 	}
+	for _, w := range sub.warnings {
+		warnings = append(warnings, w.Path+": "+w.Message)
+	}
+	// What the cluster as it is cannot place is accepted (nodes may join)
+	// and said, as `job validate` says it.
+	placement := s.shape(sub)
 	eval := s.newEval(job.Namespace, job.Name, api.TriggerJobRegister)
 	res, err := s.store.RegisterJob(r.Context(), job, eval, s.now())
 	if err != nil {
@@ -43,27 +50,33 @@ func (s *Server) handleJobRegister(w http.ResponseWriter, r *http.Request) error
 	}
 	writeJSON(w, http.StatusOK, api.RegisterResponse{
 		EvalID: res.Eval.ID, JobVersion: res.Job.Version, Changed: res.Changed, Index: res.Index, Warnings: warnings,
+		Placement: placement,
 	})
 	return nil
 }
 
 func (s *Server) handleJobValidate(w http.ResponseWriter, r *http.Request) error {
-	_, errs, err := s.readJob(w, r)
+	sub, errs, err := s.readJob(w, r)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.ValidateResponse{Valid: len(errs) == 0, Errors: errs})
+	resp := api.ValidateResponse{Valid: len(errs) == 0, Errors: errs}
+	if sub != nil {
+		resp.Warnings = sub.warnings
+	}
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 
 func (s *Server) handleJobPlan(w http.ResponseWriter, r *http.Request) error {
-	job, errs, err := s.readJob(w, r)
+	sub, errs, err := s.readJob(w, r)
 	if err != nil {
 		return err
 	}
 	if len(errs) > 0 {
 		return invalidJob(errs)
 	}
+	job := sub.job
 	if _, err := s.admit(r.Context(), job); err != nil {
 		return err
 	}

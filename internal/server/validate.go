@@ -12,12 +12,27 @@ import (
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/jobspec"
 	"github.com/gantryhq/gantry/internal/scheduler"
+	"github.com/gantryhq/gantry/internal/validate"
 )
+
+// submitted is a job read from a request body with what the checks that
+// do not reject it said.
+type submitted struct {
+	job      *api.Job
+	lines    *jobspec.Locator // lines of the request body
+	warnings []api.FieldError // advice from package validate
+}
 
 // readJob reads a job from the request body and admits it through the
 // same parser and rules as the CLI (defaults for missing keys, every
 // problem at once, located by path and line of the body).
-func (s *Server) readJob(w http.ResponseWriter, r *http.Request) (*api.Job, []api.FieldError, error) {
+//
+// Package validate's Rules run too: their Invalid problems reject the job
+// with the same messages `gantry job validate` prints; their advice comes
+// back in warnings. The job comes back (non-nil) whenever it could be read,
+// even with problems: every handler that changes anything must refuse a
+// job with problems.
+func (s *Server) readJob(w http.ResponseWriter, r *http.Request) (*submitted, []api.FieldError, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return nil, nil, &httpError{status: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("request body must be a JSON job (Content-Type application/json), not %s", ct)}
 	}
@@ -48,7 +63,14 @@ func (s *Server) readJob(w http.ResponseWriter, r *http.Request) (*api.Job, []ap
 		} else if serr != nil {
 			return nil, []api.FieldError{{Message: serr.Error()}}, nil
 		}
-		return job, nil, nil
+		sub := &submitted{job: job, lines: jobspec.NewLocator("request body", data)}
+		// Rules read the queues and the jobs, not the nodes.
+		invalid, _, advice := validate.Split(validate.Rules(job, &validate.Cluster{Queues: s.store.Queues(), Jobs: s.store.Jobs("")}))
+		// The job is returned with its invalid problems so that
+		// validation can go on to the cluster checks: every problem at
+		// once. Handlers that change anything refuse it.
+		sub.warnings = sub.located(advice)
+		return sub, sub.located(invalid), nil
 	}
 	var errs *jobspec.Errors
 	if !errors.As(err, &errs) {
@@ -59,4 +81,42 @@ func (s *Server) readJob(w http.ResponseWriter, r *http.Request) (*api.Job, []ap
 		out[i] = api.FieldError{Path: f.Path, Line: f.Line, Message: f.Message}
 	}
 	return nil, out, nil
+}
+
+// validationCluster is the snapshot package validate reads.
+func (s *Server) validationCluster() *validate.Cluster {
+	eng, _ := s.sched.(*scheduler.Engine)
+	return &validate.Cluster{Nodes: s.store.Nodes(), Queues: s.store.Queues(), Jobs: s.store.Jobs(""), Engine: eng}
+}
+
+// shape runs package validate's checks against the cluster's shape.
+func (s *Server) shape(sub *submitted) []api.FieldError {
+	return sub.located(validate.Shape(sub.job, s.validationCluster()))
+}
+
+// located turns problems into field errors with the lines of the body.
+func (sub *submitted) located(ps []validate.Problem) []api.FieldError {
+	out := make([]api.FieldError, len(ps))
+	for i, p := range ps {
+		out[i] = api.FieldError{Path: p.Path, Line: sub.lines.Line(p.Path), Message: p.Message}
+	}
+	return out
+}
+
+// handleValidateJob answers POST /v1/validate/job: every problem of the
+// job, the checks against the cluster included.
+func (s *Server) handleValidateJob(w http.ResponseWriter, r *http.Request) error {
+	sub, errs, err := s.readJob(w, r)
+	if err != nil {
+		return err
+	}
+	c := s.validationCluster()
+	resp := api.ValidateResponse{Errors: errs, Cluster: true, Nodes: len(c.Nodes)}
+	if sub != nil {
+		resp.Placement = sub.located(validate.Shape(sub.job, c))
+		resp.Warnings = sub.warnings
+	}
+	resp.Valid = len(resp.Errors) == 0 && len(resp.Placement) == 0
+	writeJSON(w, http.StatusOK, resp)
+	return nil
 }

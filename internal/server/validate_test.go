@@ -1,0 +1,105 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/acl"
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/scheduler/schedtest"
+)
+
+// post sends a JSON body and decodes the answer into out (when it is
+// 200), returning the status and the raw body.
+func post(t *testing.T, url, token, body string, out any) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Gantry-Token", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK && out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("answer is not JSON: %v\n%s", err, data)
+		}
+	}
+	return resp.StatusCode, string(data)
+}
+
+// TestValidateAgainstTheCluster: POST /v1/validate/job reports what the
+// cluster's shape cannot place; register accepts the same job and warns
+// with the same words; a job-internal problem is rejected on register
+// with the message validate gives.
+func TestValidateAgainstTheCluster(t *testing.T) {
+	s, base := aclServer(t)
+	ctx := context.Background()
+	secret, _ := acl.NewSecret()
+	if err := s.store.PutToken(ctx, &acl.Token{AccessorID: "m", Name: "m", SecretHash: acl.Hash(secret), Management: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.store.RegisterNode(ctx, schedtest.Node("n1"), time.Minute, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(s.store.Nodes()) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node never showed in the store")
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); !s.IsLeader(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server never led")
+		}
+	}
+
+	huge := `{"name":"huge","type":"batch","groups":[{"name":"g","tasks":[{"name":"t","driver":"exec","config":{"command":"/bin/true"},"resources":{"cpu":64000,"memory":10}}]}]}`
+	const cpuMsg = "asks 64000 millicores, but the largest node, n1, can hold 4000 even when empty; lower it or add a bigger node"
+	var vr api.ValidateResponse
+	if code, body := post(t, base+"/v1/validate/job", secret, huge, &vr); code != http.StatusOK {
+		t.Fatalf("validate: %d %s", code, body)
+	}
+	if vr.Valid || !vr.Cluster || vr.Nodes != 1 || len(vr.Errors) != 0 || len(vr.Placement) != 1 ||
+		vr.Placement[0].Path != "groups[0].tasks[0].resources.cpu" || vr.Placement[0].Message != cpuMsg || vr.Placement[0].Line != 1 {
+		t.Fatalf("validate of a job no node can hold: %+v", vr)
+	}
+	var rr api.RegisterResponse
+	if code, body := post(t, base+"/v1/jobs", secret, huge, &rr); code != http.StatusOK {
+		t.Fatalf("register of an unplaceable job must succeed (nodes may join): %d %s", code, body)
+	}
+	if len(rr.Placement) != 1 || rr.Placement[0].Message != cpuMsg {
+		t.Fatalf("register does not warn with validate's words: %+v", rr)
+	}
+
+	canary := `{"name":"web","groups":[{"name":"g","count":2,"update":{"canary":3},"tasks":[{"name":"t","driver":"exec","config":{"command":"/bin/true"},"resources":{"cpu":10,"memory":10}}]}]}`
+	const canaryMsg = "asks for 3 canaries but the group runs only 2 replicas; each canary stands in for an old replica, so set canary to at most 2"
+	vr = api.ValidateResponse{}
+	post(t, base+"/v1/validate/job", secret, canary, &vr)
+	if vr.Valid || len(vr.Errors) != 1 || vr.Errors[0].Path != "groups[0].update.canary" || vr.Errors[0].Message != canaryMsg {
+		t.Fatalf("validate of a canary beyond count: %+v", vr)
+	}
+	code, body := post(t, base+"/v1/jobs", secret, canary, nil)
+	var ae api.Error
+	if code != http.StatusBadRequest || !strings.Contains(body, "groups[0].update.canary: "+canaryMsg) ||
+		json.Unmarshal([]byte(body), &ae) != nil || len(ae.Errors) != 1 || ae.Errors[0].Path != "groups[0].update.canary" || ae.Errors[0].Message != canaryMsg {
+		t.Fatalf("register of a canary beyond count: %d %s", code, body)
+	}
+	if _, ok := s.store.Job("default", "web"); ok {
+		t.Fatal("a rejected job was stored")
+	}
+
+	// A good job: valid, exit 0 in the CLI.
+	good := `{"name":"ok","groups":[{"name":"g","tasks":[{"name":"t","driver":"exec","config":{"command":"/bin/true"},"resources":{"cpu":10,"memory":10}}]}]}`
+	vr = api.ValidateResponse{}
+	post(t, base+"/v1/validate/job", secret, good, &vr)
+	if !vr.Valid || len(vr.Errors)+len(vr.Placement)+len(vr.Warnings) != 0 {
+		t.Fatalf("validate of a good job: %+v", vr)
+	}
+}
