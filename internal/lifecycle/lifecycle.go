@@ -53,6 +53,14 @@ type Transition struct {
 	Event    string // what causes it, as a short identifier
 }
 
+// Desired and Clients list the two halves of a State in a fixed order
+// (the model encodes a state as 8 × (desired position + 1) + client
+// position + 1, with 0 for None).
+var (
+	Desired = []string{api.AllocDesiredRun, api.AllocDesiredStop}
+	Clients = []string{api.AllocPending, api.AllocRunning, api.AllocComplete, api.AllocFailed, api.AllocLost}
+)
+
 // States lists every state an allocation can be in, in a fixed order
 // (the model numbers them in this order, from 1; 0 is None).
 var States = []State{
