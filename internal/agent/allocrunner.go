@@ -112,9 +112,22 @@ func (r *allocRunner) update(al *api.Allocation) {
 		r.reported = al.ClientStatus // the servers ended it: nothing follows
 	}
 	r.mu.Unlock()
-	if al.DesiredStatus == api.AllocDesiredStop || al.ClientStatus == api.AllocLost {
+	// A task still running under an allocation the servers hold as ended
+	// (its failure reached them, a later "running" was refused) is
+	// stopped too: nothing else would ever stop it.
+	if al.DesiredStatus == api.AllocDesiredStop || al.ClientStatus == api.AllocLost || al.ClientTerminal() && r.anyRunning() {
 		go r.stop(context.Background())
 	}
+}
+
+// anyRunning reports whether one of the allocation's tasks runs.
+func (r *allocRunner) anyRunning() bool {
+	for _, tr := range r.taskList() {
+		if tr.snapshot().State == api.TaskRunning {
+			return true
+		}
+	}
+	return false
 }
 
 // fail ends an allocation that could not start at all.
