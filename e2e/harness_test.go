@@ -251,31 +251,50 @@ func (c *Cluster) checkTransitions() {
 		c.t.Logf("lifecycle check skipped: %s: %s", resp.Status, b)
 		return
 	}
-	last := map[string]lifecycle.State{}
-	seen := 0
+	tc := newTransitionChecker()
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var e api.Event
 		if err := dec.Decode(&e); err != nil {
-			c.t.Errorf("lifecycle check: the event stream ended at %d transitions before index %d: %v", seen, target, err)
+			c.t.Errorf("lifecycle check: the event stream ended at %d transitions before index %d: %v", tc.seen, target, err)
 			return
 		}
-		var a api.Allocation
-		if e.Type != "AllocationDeleted" && json.Unmarshal(e.Payload, &a) == nil && a.ID != "" {
-			to := lifecycle.Of(&a)
-			from, known := last[a.ID]
-			if known || e.Type == "AllocationCreated" {
-				if err := lifecycle.Check(from, to); err != nil {
-					c.t.Errorf("allocation %s (%s) at index %d: %v", a.ShortID(), a.Name(), e.Index, err)
-				}
-				seen++
-			}
-			last[a.ID] = to
-		}
+		tc.observe(c.t, e)
 		if e.Index >= target {
+			c.t.Logf("lifecycle: %d allocation transitions checked against the table", tc.seen)
 			return
 		}
 	}
+}
+
+// transitionChecker follows allocation events in order and fails the test
+// on a change of (desired, client status) the lifecycle table does not
+// allow. An allocation first seen after its creation (history compacted)
+// is followed from there.
+type transitionChecker struct {
+	last map[string]lifecycle.State
+	seen int
+}
+
+func newTransitionChecker() *transitionChecker {
+	return &transitionChecker{last: map[string]lifecycle.State{}}
+}
+
+func (tc *transitionChecker) observe(t testing.TB, e api.Event) {
+	t.Helper()
+	var a api.Allocation
+	if e.Topic != api.TopicAllocation || e.Type == "AllocationDeleted" || json.Unmarshal(e.Payload, &a) != nil || a.ID == "" {
+		return
+	}
+	to := lifecycle.Of(&a)
+	from, known := tc.last[a.ID]
+	if known || e.Type == "AllocationCreated" {
+		if err := lifecycle.Check(from, to); err != nil {
+			t.Errorf("allocation %s (%s) at index %d: %v", a.ShortID(), a.Name(), e.Index, err)
+		}
+		tc.seen++
+	}
+	tc.last[a.ID] = to
 }
 
 // Result is what a CLI invocation printed and how it exited.
