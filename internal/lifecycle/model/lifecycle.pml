@@ -393,6 +393,9 @@ end:
 }
 
 /* ---- users and machines ---- */
+/* a live machine at index i or after (NN <= 3) */
+#define ALIVE_FROM(i) ((i) < NN && alive[i] || (i) + 1 < NN && alive[(i) + 1] || (i) + 2 < NN && alive[(i) + 2])
+
 proctype Env() {
 	byte n, a;
 	atomic { jobver = 1; evalq = true }
@@ -409,12 +412,12 @@ end:
 	/* a machine dies with its tasks and its agent's memory; its lease
 	   runs out later (the node monitor) */
 	:: atomic {
-		disrupted < DISRUPTIONS ->
+		disrupted < DISRUPTIONS && ALIVE_FROM(0) ->
 		disrupted++;
 		n = 0;
 		do
-		:: n < NN - 1 -> n++
-		:: break
+		:: alive[n] -> break              /* this one */
+		:: ALIVE_FROM(n + 1) -> n++       /* or a live one further on */
 		od;
 		alive[n] = false; deadup++;
 		a = 0;
