@@ -322,13 +322,17 @@ func (f *Fleet) events(server string, topics ...string) []api.Event {
 	return out
 }
 
-// checkEvents asserts that no event appears twice and that the job's
-// allocations were each created exactly once.
+// checkEvents asserts that no event appears twice, that the job's
+// allocations were each created exactly once, and that every allocation
+// changed state only as the lifecycle table allows.
 func (f *Fleet) checkEvents(server, job string, want int) {
 	f.t.Helper()
 	seen := map[string]bool{}
 	created := map[string]bool{}
+	tc := newTransitionChecker()
+	defer func() { f.t.Logf("lifecycle: %d allocation transitions checked against the table", tc.seen) }()
 	for _, e := range f.events(server, api.TopicAllocation) {
+		tc.observe(f.t, e)
 		k := fmt.Sprintf("%d/%s/%s", e.Index, e.Topic, e.Key)
 		if seen[k] {
 			f.t.Fatalf("event %s delivered twice", k)

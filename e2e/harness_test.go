@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/lifecycle"
 	"github.com/gantryhq/gantry/internal/pki"
 )
 
@@ -181,11 +182,13 @@ func (c *Cluster) Kill9() {
 	c.cmd.Wait()
 }
 
-// Stop stops the dev process gracefully.
+// Stop stops the dev process gracefully, after checking the allocation
+// transitions it recorded.
 func (c *Cluster) Stop() {
 	if c.cmd == nil || c.cmd.ProcessState != nil {
 		return
 	}
+	c.checkTransitions()
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { c.cmd.Wait(); close(done) }()
@@ -210,6 +213,88 @@ func (c *Cluster) Cleanup() {
 	}
 	// Exec tasks run under their own executors; stop what is left.
 	exec.Command("pkill", "-f", c.DataDir).Run()
+}
+
+// checkTransitions replays every allocation change the store still holds
+// (the event stream from its first revision, across restarts of the
+// process) and fails the test on a change of (desired, client status)
+// that the lifecycle table does not allow. It reads until the newest
+// allocation's index, so it costs one short stream per cluster.
+func (c *Cluster) checkTransitions() {
+	c.t.Helper()
+	var allocs []*api.Allocation
+	if err := c.GetJSON("/v1/allocations", &allocs); err != nil {
+		c.t.Logf("lifecycle check skipped: %v", err)
+		return
+	}
+	var target int64
+	for _, a := range allocs {
+		target = max(target, a.ModifyIndex)
+	}
+	if target == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Addr+"/v1/events?topic=allocation&index=1", nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.t.Logf("lifecycle check skipped: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		c.t.Logf("lifecycle check skipped: %s: %s", resp.Status, b)
+		return
+	}
+	tc := newTransitionChecker()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var e api.Event
+		if err := dec.Decode(&e); err != nil {
+			c.t.Errorf("lifecycle check: the event stream ended at %d transitions before index %d: %v", tc.seen, target, err)
+			return
+		}
+		tc.observe(c.t, e)
+		if e.Index >= target {
+			c.t.Logf("lifecycle: %d allocation transitions checked against the table", tc.seen)
+			return
+		}
+	}
+}
+
+// transitionChecker follows allocation events in order and fails the test
+// on a change of (desired, client status) the lifecycle table does not
+// allow. An allocation first seen after its creation (history compacted)
+// is followed from there.
+type transitionChecker struct {
+	last map[string]lifecycle.State
+	seen int
+}
+
+func newTransitionChecker() *transitionChecker {
+	return &transitionChecker{last: map[string]lifecycle.State{}}
+}
+
+func (tc *transitionChecker) observe(t testing.TB, e api.Event) {
+	t.Helper()
+	var a api.Allocation
+	if e.Topic != api.TopicAllocation || e.Type == "AllocationDeleted" || json.Unmarshal(e.Payload, &a) != nil || a.ID == "" {
+		return
+	}
+	to := lifecycle.Of(&a)
+	from, known := tc.last[a.ID]
+	if known || e.Type == "AllocationCreated" {
+		if err := lifecycle.Check(from, to); err != nil {
+			t.Errorf("allocation %s (%s) at index %d: %v", a.ShortID(), a.Name(), e.Index, err)
+		}
+		tc.seen++
+	}
+	tc.last[a.ID] = to
 }
 
 // Result is what a CLI invocation printed and how it exited.

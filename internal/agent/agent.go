@@ -19,6 +19,7 @@ import (
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/driver"
 	"github.com/gantryhq/gantry/internal/lb"
+	"github.com/gantryhq/gantry/internal/lifecycle"
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/google/uuid"
 )
@@ -470,7 +471,7 @@ func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, first bool) 
 		// it holds the logs of finished work the server still keeps.
 		if al.DesiredStatus == api.AllocDesiredStop || al.ClientStatus == api.AllocLost {
 			a.destroyHandles(ctx, handles)
-			if !al.ClientTerminal() {
+			if lifecycle.ClientAllowed(lifecycle.Of(al), api.AllocComplete) {
 				a.updates.push(api.AllocUpdate{ID: al.ID, ClientStatus: api.AllocComplete, ClientReason: "stopped before it ran on this node", TaskStates: al.TaskStates})
 			}
 		} else if len(handles) > 0 {

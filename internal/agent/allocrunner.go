@@ -9,6 +9,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/driver"
+	"github.com/gantryhq/gantry/internal/lifecycle"
 )
 
 // allocRunner runs one allocation's tasks and reports their state.
@@ -23,6 +24,9 @@ type allocRunner struct {
 	reason   string            // why the allocation ended, when it did
 	mig      map[string]string // task → MIG instance the agent created or resolved
 	stopping bool
+	// reported is the client status last reported (at first the servers'
+	// view); the lifecycle table says which report may follow it.
+	reported string
 	// reportMu makes each report read the tasks and queue the result as
 	// one step, so a report computed earlier can never overwrite a newer
 	// one in the updater.
@@ -34,7 +38,7 @@ type allocRunner struct {
 
 func newAllocRunner(a *Agent, al *api.Allocation, recovered map[string][]*driver.Handle) *allocRunner {
 	return &allocRunner{
-		a: a, alloc: al, recovered: recovered,
+		a: a, alloc: al, recovered: recovered, reported: al.ClientStatus,
 		tasks: map[string]*taskRunner{}, ready: make(chan struct{}), stopped: make(chan struct{}),
 	}
 }
@@ -104,10 +108,26 @@ func (r *allocRunner) current() *api.Allocation {
 func (r *allocRunner) update(al *api.Allocation) {
 	r.mu.Lock()
 	r.alloc = al
+	if al.ClientStatus == api.AllocLost {
+		r.reported = al.ClientStatus // the servers ended it: nothing follows
+	}
 	r.mu.Unlock()
-	if al.DesiredStatus == api.AllocDesiredStop || al.ClientStatus == api.AllocLost {
+	// A task still running under an allocation the servers hold as ended
+	// (its failure reached them, a later "running" was refused) is
+	// stopped too: nothing else would ever stop it.
+	if al.DesiredStatus == api.AllocDesiredStop || al.ClientStatus == api.AllocLost || al.ClientTerminal() && r.anyRunning() {
 		go r.stop(context.Background())
 	}
+}
+
+// anyRunning reports whether one of the allocation's tasks runs.
+func (r *allocRunner) anyRunning() bool {
+	for _, tr := range r.taskList() {
+		if tr.snapshot().State == api.TaskRunning {
+			return true
+		}
+	}
+	return false
 }
 
 // fail ends an allocation that could not start at all.
@@ -118,7 +138,26 @@ func (r *allocRunner) fail(reason string) {
 	r.reason = reason
 	al := r.alloc
 	r.mu.Unlock()
-	r.a.updates.push(api.AllocUpdate{ID: al.ID, ClientStatus: api.AllocFailed, ClientReason: reason, TaskStates: al.TaskStates})
+	r.push(api.AllocUpdate{ID: al.ID, ClientStatus: api.AllocFailed, ClientReason: reason, TaskStates: al.TaskStates})
+}
+
+// push queues a report if the lifecycle table allows it after the last
+// one: a terminal allocation is never reported running again. The caller
+// holds reportMu.
+func (r *allocRunner) push(u api.AllocUpdate) {
+	r.mu.Lock()
+	from := lifecycle.State{Desired: r.alloc.DesiredStatus, Client: r.reported}
+	ok := r.reported == "" || lifecycle.ClientAllowed(from, u.ClientStatus)
+	if ok {
+		r.reported = u.ClientStatus
+	}
+	r.mu.Unlock()
+	if !ok {
+		r.a.log.Debug("not reporting a status the allocation lifecycle does not allow",
+			"alloc", api.ShortID(u.ID), "from", from.String(), "to", u.ClientStatus)
+		return
+	}
+	r.a.updates.push(u)
 }
 
 // stop stops every task, then reports the allocation complete.
@@ -253,7 +292,7 @@ func (r *allocRunner) report() {
 	case running == len(names) && healthy == len(names):
 		u.Health = api.HealthHealthy
 	}
-	r.a.updates.push(u)
+	r.push(u)
 }
 
 // lastMessage is the most recent task event, as the allocation's reason.

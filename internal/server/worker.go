@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/lifecycle"
 	"github.com/gantryhq/gantry/internal/reconcile"
 	"github.com/gantryhq/gantry/internal/scheduler"
 	"github.com/gantryhq/gantry/internal/state"
@@ -80,8 +81,16 @@ func (s *Server) planJob(ctx context.Context, namespace, name string, job *api.J
 	for _, st := range res.Stop {
 		c := copyAlloc(st.Alloc)
 		c.DesiredStatus, c.DesiredReason, c.ModifyTime = api.AllocDesiredStop, st.Reason, now
-		if st.Lost {
+		// Only what the lifecycle table allows: an allocation whose node
+		// already reported it complete or failed stays so; it is not lost.
+		lost := lifecycle.State{Desired: api.AllocDesiredStop, Client: api.AllocLost}
+		if st.Lost && lifecycle.AllowedBy(lifecycle.Server, lifecycle.Of(st.Alloc), lost) {
 			c.ClientStatus, c.ClientReason = api.AllocLost, st.Reason
+		}
+		if !lifecycle.AllowedBy(lifecycle.Server, lifecycle.Of(st.Alloc), lifecycle.Of(c)) {
+			s.log.Warn("not stopping an allocation: the lifecycle table does not allow it",
+				"alloc", api.ShortID(c.ID), "from", lifecycle.Of(st.Alloc).String(), "to", lifecycle.Of(c).String())
+			continue
 		}
 		p.updates = append(p.updates, c)
 		stopping = append(stopping, c.ID)

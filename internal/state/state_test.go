@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -291,4 +292,49 @@ func TestNodeHeartbeatLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { x, ok := s.Node("n1"); return ok && x.Ineligible && x.Status == api.NodeStatusReady })
+}
+
+// TestLateReportsDoNotReviveAllocations: the store applies only the
+// agent transitions the lifecycle table allows, so a report that arrives
+// late (or reordered) never takes a terminal allocation back to running.
+func TestLateReportsDoNotReviveAllocations(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	read := func(id string) *api.Allocation {
+		t.Helper()
+		resp, err := s.cli.Get(ctx, s.keys.alloc(id))
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("read %s: %v", id, err)
+		}
+		var a api.Allocation
+		if err := json.Unmarshal(resp.Kvs[0].Value, &a); err != nil {
+			t.Fatal(err)
+		}
+		return &a
+	}
+	place := []*api.Allocation{
+		{ID: "done", Namespace: "default", Job: "web", NodeID: "n1", DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocPending},
+		{ID: "gone", Namespace: "default", Job: "web", NodeID: "n1", DesiredStatus: api.AllocDesiredStop, ClientStatus: api.AllocLost},
+	}
+	if _, err := s.ApplyPlan(ctx, &PlanCommit{Place: place}); err != nil {
+		t.Fatal(err)
+	}
+	report := func(id, status string) {
+		t.Helper()
+		if err := s.UpdateAllocsFromClients(ctx, []NodeReport{{NodeID: "n1", Update: api.AllocUpdate{ID: id, ClientStatus: status}}}, time.Now(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report("done", api.AllocRunning)
+	report("done", api.AllocFailed)
+	for _, late := range []string{api.AllocRunning, api.AllocPending, api.AllocComplete} {
+		report("done", late)
+		if got := read("done").ClientStatus; got != api.AllocFailed {
+			t.Fatalf("a late %q report changed a failed allocation to %q", late, got)
+		}
+		report("gone", late)
+		if got := read("gone").ClientStatus; got != api.AllocLost {
+			t.Fatalf("a late %q report changed a lost allocation to %q", late, got)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/lifecycle"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -409,9 +410,11 @@ func (s *Store) clientBatch(ctx context.Context, reports []NodeReport, now time.
 }
 
 // mergeClientUpdate folds an agent's report into the stored allocation.
-// Reports for allocations that are gone, lost, or belong to another node
-// are skipped (errSkip). An allocation that becomes terminal while the
-// servers want it running gets an evaluation of its job.
+// Reports for allocations that are gone, lost, or belong to another node,
+// and reports the lifecycle table does not allow (a terminal allocation
+// going back to running), are skipped (errSkip). An allocation that
+// becomes terminal while the servers want it running gets an evaluation
+// of its job.
 func mergeClientUpdate(s *Store, cur []byte, nodeID string, u api.AllocUpdate, now time.Time, newEval func(a *api.Allocation) *api.Evaluation) (string, []clientv3.Op, error) {
 	if cur == nil {
 		return "", nil, errSkip
@@ -421,6 +424,11 @@ func mergeClientUpdate(s *Store, cur []byte, nodeID string, u api.AllocUpdate, n
 		return "", nil, err
 	}
 	if a.NodeID != nodeID || a.ClientStatus == api.AllocLost {
+		return "", nil, errSkip
+	}
+	// The lifecycle table decides which reports may change the status: a
+	// late or reordered report never revives a terminal allocation.
+	if !lifecycle.ClientAllowed(lifecycle.Of(&a), u.ClientStatus) {
 		return "", nil, errSkip
 	}
 	wasTerminal := a.ClientTerminal()
