@@ -247,7 +247,7 @@ func (d *decoder) key(k *yaml.Node, path string) (string, bool) {
 func unknownField(key string, names []string) string {
 	best, dist := "", 3
 	for _, n := range names {
-		if d := editDistance(strings.ToLower(key), n); d < dist {
+		if d := EditDistance(strings.ToLower(key), n); d < dist {
 			best, dist = n, d
 		}
 	}
@@ -259,9 +259,9 @@ func unknownField(key string, names []string) string {
 	return "unknown field; the fields allowed here are " + strings.Join(sorted, ", ")
 }
 
-// editDistance is the Levenshtein distance, for suggestions only; keys
-// longer than 64 bytes never match.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance, for "did you mean"
+// suggestions only; names longer than 64 bytes never match.
+func EditDistance(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		return 1 << 30
 	}

@@ -24,13 +24,7 @@ func NewLocator(filename string, data []byte) (l *Locator) {
 	if len(data) > MaxSpecBytes {
 		return l
 	}
-	var root *yaml.Node
-	var perr *FieldError
-	if isJSON(filename, data) {
-		root, perr = parseJSON(data)
-	} else {
-		root, perr = parseYAML(data)
-	}
+	root, perr := parseTree(filename, data)
 	if perr != nil || root == nil || root.Kind != yaml.MappingNode {
 		return l
 	}

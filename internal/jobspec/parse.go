@@ -55,13 +55,7 @@ func Parse(filename string, data []byte) (job *api.Job, err error) {
 		return fail(FieldError{Message: "is empty; it must hold one job spec"})
 	}
 
-	var root *yaml.Node
-	var perr *FieldError
-	if isJSON(filename, data) {
-		root, perr = parseJSON(data)
-	} else {
-		root, perr = parseYAML(data)
-	}
+	root, perr := parseTree(filename, data)
 	if perr != nil {
 		return fail(*perr)
 	}
@@ -337,4 +331,13 @@ func (b *jsonBuilder) node() (*yaml.Node, error) {
 		n.Kind, n.Tag, n.Value = yaml.ScalarNode, "!!null", "null"
 	}
 	return n, nil
+}
+
+// parseTree reads a spec into a YAML node tree, as JSON when the file name
+// or the first byte says so and as YAML otherwise.
+func parseTree(filename string, data []byte) (*yaml.Node, *FieldError) {
+	if isJSON(filename, data) {
+		return parseJSON(data)
+	}
+	return parseYAML(data)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/jobspec"
 	"github.com/gantryhq/gantry/internal/scheduler"
 )
 
@@ -311,7 +312,7 @@ func (v *checker) namespace(c *Cluster) {
 	sort.Strings(names)
 	best, dist := "", 3
 	for _, n := range names {
-		if d := distance(ns, n); d < dist {
+		if d := jobspec.EditDistance(ns, n); d < dist {
 			best, dist = n, d
 		}
 	}
@@ -598,25 +599,4 @@ func offers(lead string, have map[string][]string, none string) string {
 		items[i] = k + " (" + list(nodes, 3) + ")"
 	}
 	return lead + " " + list(items, 8)
-}
-
-// distance is the Levenshtein distance of two short names.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
