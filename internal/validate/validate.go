@@ -2,6 +2,7 @@ package validate
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -406,14 +407,7 @@ func (v *checker) atOnce(i int, g *api.Group, gf scheduler.GroupFeasibility) {
 
 func (v *checker) drivers(i int, g *api.Group, gf scheduler.GroupFeasibility) {
 	for j, t := range g.Tasks {
-		offered := false
-		for _, nf := range gf.Nodes {
-			if !contains(nf.MissingDrivers, j) {
-				offered = true
-				break
-			}
-		}
-		if offered {
+		if !everyNode(gf.Nodes, func(nf scheduler.NodeFeasibility) bool { return slices.Contains(nf.MissingDrivers, j) }) {
 			continue
 		}
 		have := map[string][]string{}
@@ -440,14 +434,7 @@ func (v *checker) constraints(i int, g *api.Group, gf scheduler.GroupFeasibility
 	// A constraint that every node fails: name the values that exist.
 	alone := false
 	for k, c := range g.Constraints {
-		failedByAll := true
-		for _, nf := range gf.Nodes {
-			if !contains(nf.FailedConstraints, k) {
-				failedByAll = false
-				break
-			}
-		}
-		if !failedByAll {
+		if !everyNode(gf.Nodes, func(nf scheduler.NodeFeasibility) bool { return slices.Contains(nf.FailedConstraints, k) }) {
 			continue
 		}
 		alone = true
@@ -564,13 +551,14 @@ func nodeName(n *api.Node) string {
 	return n.ID
 }
 
-func contains(s []int, x int) bool {
-	for _, y := range s {
-		if y == x {
-			return true
+// everyNode reports whether every node has the problem: true for none.
+func everyNode(nodes []scheduler.NodeFeasibility, has func(scheduler.NodeFeasibility) bool) bool {
+	for _, nf := range nodes {
+		if !has(nf) {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // list joins at most max items, saying how many more there are.
