@@ -14,11 +14,12 @@ NODES="${NODES:-10000}" JOBS="${JOBS:-1000}" TASKS="${TASKS:-1000}"
 PORT="${PORT:-7800}"
 go build -o bin/gantry ./cmd/gantry
 data="$(mktemp -d "${TMPDIR:-/tmp}/gantry-scale.XXXXXX")"
-trap 'kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; rm -rf "$data"' EXIT
+nodes="$(mktemp -d "${NODES_TMPDIR:-/dev/shm}/gantry-scale-nodes.XXXXXX" 2>/dev/null || mktemp -d "${TMPDIR:-/tmp}/gantry-scale-nodes.XXXXXX")"
+trap 'kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; rm -rf "$data" "$nodes"' EXIT
 
 GANTRY_PPROF_ADDR="${PPROF:-}" bin/gantry server --insecure --data-dir "$data/server" --http-addr "127.0.0.1:$PORT" \
 	--etcd-client-url "http://127.0.0.1:$((PORT + 2))" --etcd-peer-url "http://127.0.0.1:$((PORT + 3))" \
-	--etcd-quota-bytes $((8 << 30)) --heartbeat-ttl 60s --log-level warn >"$data/server.log" 2>&1 &
+	--etcd-quota-bytes $((8 << 30)) --heartbeat-ttl 60s --log-level warn >"${SERVER_LOG:-$data/server.log}" 2>&1 &
 spid=$!
 for _ in $(seq 1 100); do
 	curl -sf "http://127.0.0.1:$PORT/v1/status" >/dev/null && break
@@ -27,8 +28,8 @@ done
 ticks=$(getconf CLK_TCK)
 cpu0=$(awk '{print $14 + $15}' "/proc/$spid/stat")
 start=$(date +%s.%N)
-bin/gantry loadtest --address "http://127.0.0.1:$PORT" --nodes "$NODES" --jobs "$JOBS" --tasks "$TASKS" \
-	--data-dir "$data/nodes" --json >"$data/result.json"
+GANTRY_PPROF_ADDR="${LPPROF:-}" bin/gantry loadtest --address "http://127.0.0.1:$PORT" --nodes "$NODES" --jobs "$JOBS" --tasks "$TASKS" \
+	--data-dir "$nodes" --json >"$data/result.json"
 end=$(date +%s.%N)
 cpu1=$(awk '{print $14 + $15}' "/proc/$spid/stat")
 peak=$(awk '/VmHWM/ {print $2}' "/proc/$spid/status")

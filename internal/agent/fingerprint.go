@@ -7,14 +7,26 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/gantryhq/gantry/internal/api"
 )
 
+// hostFacts are what cannot change while the agent runs (a new kernel or
+// OS release needs a reboot): read once, not on every fingerprint.
+var hostFacts = sync.OnceValues(func() (kernel, release string) {
+	return readTrim("/proc/sys/kernel/osrelease"), osRelease()
+})
+
 // fingerprint describes this machine: capacity, OS, drivers and labels.
 func (a *Agent) fingerprint(ctx context.Context) *api.Node {
 	cores := runtime.NumCPU()
+	kernel, release := hostFacts()
+	memory := a.cfg.MemoryOverride
+	if memory <= 0 {
+		memory = memTotalMiB()
+	}
 	n := &api.Node{
 		ID:       a.nodeID,
 		Name:     a.cfg.NodeName,
@@ -27,14 +39,14 @@ func (a *Agent) fingerprint(ctx context.Context) *api.Node {
 			"os.name":        runtime.GOOS,
 			"cpu.arch":       runtime.GOARCH,
 			"cpu.cores":      strconv.Itoa(cores),
-			"kernel.version": readTrim("/proc/sys/kernel/osrelease"),
-			"os.release":     osRelease(),
+			"kernel.version": kernel,
+			"os.release":     release,
 			"gantry.version": a.cfg.Version,
 		},
 		Resources: api.NodeResources{
 			CPU:    cores * 1000,
 			Cores:  cores,
-			Memory: memTotalMiB(),
+			Memory: memory,
 			Disk:   diskMiB(a.cfg.DataDir),
 		},
 		Reserved:  a.cfg.Reserved,
@@ -43,9 +55,6 @@ func (a *Agent) fingerprint(ctx context.Context) *api.Node {
 	}
 	if a.cfg.CPUOverride > 0 {
 		n.Resources.CPU = a.cfg.CPUOverride
-	}
-	if a.cfg.MemoryOverride > 0 {
-		n.Resources.Memory = a.cfg.MemoryOverride
 	}
 	a.gpus.fingerprint(n)
 	for _, d := range a.drivers {

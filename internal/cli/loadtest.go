@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -21,6 +22,7 @@ took until every allocation reported running. bench/scale.sh runs it
 against a fresh server and adds the server's CPU, memory and etcd size.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			startPprof(slog.Default())
 			o.Address = g.client().base
 			o.Progress = g.errw
 			if o.DataDir == "" {
@@ -40,9 +42,9 @@ against a fresh server and adds the server's CPU, memory and etcd size.`,
 			if g.json {
 				return printJSON(g.out, res)
 			}
-			fmt.Fprintf(g.out, "nodes %d, allocations %d\nnodes ready after     %s\njobs accepted after   %s\nall placed after      %s\nall running after     %s\nsustained             %.0f allocations/s (peak %.0f/s)\n",
+			fmt.Fprintf(g.out, "nodes %d, allocations %d\nnodes ready after     %s\njobs accepted after   %s\nall placed after      %s\nall running after     %s\nsustained             %.0f allocations/s (peak %.0f/s)\nload generator cpu    %.1f s\n",
 				res.Nodes, res.Allocations, res.RegisterTime.Round(time.Millisecond), res.SubmitTime.Round(time.Millisecond),
-				res.PlacedTime.Round(time.Millisecond), res.RunningTime.Round(time.Millisecond), res.AllocsPerSec, res.PeakAllocsPerS)
+				res.PlacedTime.Round(time.Millisecond), res.RunningTime.Round(time.Millisecond), res.AllocsPerSec, res.PeakAllocsPerS, res.LoadCPU)
 			return nil
 		},
 	}

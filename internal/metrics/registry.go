@@ -28,6 +28,11 @@ func NewRegistry() *Registry {
 	return &Registry{reg: r}
 }
 
+// NewBareRegistry returns a registry without the Go runtime and process
+// collectors: for the many simulated nodes of one load-generator process,
+// whose process series would all be the same.
+func NewBareRegistry() *Registry { return &Registry{reg: prometheus.NewRegistry()} }
+
 // Register adds a collector. It fails when the collector's series clash
 // with ones already registered (same name with other labels or help).
 func (r *Registry) Register(c prometheus.Collector) error { return r.reg.Register(c) }

@@ -1,6 +1,8 @@
 package scheduler
 
 import (
+	"sync"
+
 	"github.com/gantryhq/gantry/internal/api"
 )
 
@@ -66,10 +68,21 @@ type GroupFeasibility struct {
 // It is pure, like the rest of the package: it does not modify nodes or
 // job.
 func (e *Engine) Feasibility(nodes []*api.Node, job *api.Job) ([]GroupFeasibility, error) {
-	groups, err := compileJob(job)
-	if err != nil {
-		return nil, err
-	}
+	return e.FeasibilityOn(e.NewIdeal(nodes), job)
+}
+
+// Ideal is the shape of a cluster prepared once for many Feasibility
+// questions: building it is most of the cost of one answer on a large
+// cluster. It is safe for concurrent use; it answers for the nodes it was
+// made from, so a caller must make a new one when they change.
+type Ideal struct {
+	mu    sync.Mutex
+	nodes []*api.Node
+	c     *Cluster
+}
+
+// NewIdeal prepares the ideal shape of nodes.
+func (e *Engine) NewIdeal(nodes []*api.Node) *Ideal {
 	// The working view of the nodes as they are, then made ideal in
 	// place (the nodes themselves are not touched). Only with more driver
 	// names than the bitmask holds are the nodes copied instead.
@@ -79,6 +92,18 @@ func (e *Engine) Feasibility(nodes []*api.Node, job *api.Job) ([]GroupFeasibilit
 	} else {
 		c.idealize()
 	}
+	return &Ideal{nodes: nodes, c: c}
+}
+
+// FeasibilityOn is Feasibility against a prepared shape.
+func (e *Engine) FeasibilityOn(ideal *Ideal, job *api.Job) ([]GroupFeasibility, error) {
+	groups, err := compileJob(job)
+	if err != nil {
+		return nil, err
+	}
+	ideal.mu.Lock()
+	defer ideal.mu.Unlock()
+	nodes, c := ideal.nodes, ideal.c
 	var snap *Snapshot // ideal copies, for atOnce, made once when needed
 	p := &planner{e: e, c: c, job: job, jobKey: job.Key()}
 	out := make([]GroupFeasibility, len(groups))

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gantryhq/gantry/internal/acl"
 	"github.com/gantryhq/gantry/internal/api"
@@ -287,12 +288,50 @@ func (s *Server) handleJobVersion(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return badRequest("version %q must be a non-negative integer", r.PathValue("version"))
 	}
+	key := api.JobKey(ns, r.PathValue("name")) + "@" + strconv.FormatUint(v, 10)
+	if b, ok := s.versionJSON.get(key); ok {
+		writeRawJSON(w, http.StatusOK, b)
+		return nil
+	}
 	j, err := s.store.JobVersion(r.Context(), ns, r.PathValue("name"), v)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, j)
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	s.versionJSON.put(key, b)
+	writeRawJSON(w, http.StatusOK, b)
 	return nil
+}
+
+// versionCache holds encoded job versions: every node that receives an
+// allocation of a job fetches its version, so a 1,000-replica job is
+// read 1,000 times. Versions never change once written, so the cache is
+// never stale; it is bounded by dropping everything when full.
+type versionCache struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+const maxVersionCache = 4096
+
+func (c *versionCache) get(key string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.m[key]
+	return b, ok
+}
+
+func (c *versionCache) put(key string, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxVersionCache {
+		c.m = map[string][]byte{}
+	}
+	c.m[key] = b
 }
 
 func (s *Server) handleJobAllocs(w http.ResponseWriter, r *http.Request) error {

@@ -54,7 +54,7 @@ func (s *Server) handleNodeHeartbeat(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	s.recordSample(n.ID, req.Sample)
-	writeJSON(w, http.StatusOK, struct{}{})
+	writeCompactJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -78,13 +78,13 @@ func (s *Server) handleNodeAllocs(w http.ResponseWriter, r *http.Request) error 
 		allocs, ids, idx, changed := s.store.NodeAllocsSince(id, index)
 		idx = max(idx, 1)
 		if index == 0 || idx > index {
-			writeJSON(w, http.StatusOK, api.NodeAllocsResponse{Index: idx, Allocs: allocs, IDs: ids})
+			writeCompactJSON(w, http.StatusOK, api.NodeAllocsResponse{Index: idx, Allocs: allocs, IDs: ids})
 			return nil
 		}
 		select {
 		case <-changed:
 		case <-timer.C:
-			writeJSON(w, http.StatusOK, api.NodeAllocsResponse{Index: idx, Allocs: allocs, IDs: ids})
+			writeCompactJSON(w, http.StatusOK, api.NodeAllocsResponse{Index: idx, Allocs: allocs, IDs: ids})
 			return nil
 		case <-r.Context().Done():
 			return nil
@@ -112,7 +112,7 @@ func (s *Server) handleNodeAllocUpdate(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, struct{}{})
+	writeCompactJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 

@@ -80,6 +80,9 @@ type Server struct {
 	patterns []string // every route registered, for the authorization test
 
 	reports *reportBatcher
+	// versionJSON caches the encoded job versions agents fetch.
+	versionJSON versionCache
+	shapeCache  shapeCache
 
 	// work is the leader's working scheduler cluster; only the broker
 	// goroutine touches it.

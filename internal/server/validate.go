@@ -8,10 +8,12 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/jobspec"
 	"github.com/gantryhq/gantry/internal/scheduler"
+	"github.com/gantryhq/gantry/internal/state"
 	"github.com/gantryhq/gantry/internal/validate"
 )
 
@@ -86,7 +88,36 @@ func (s *Server) readJob(w http.ResponseWriter, r *http.Request) (*submitted, []
 // validationCluster is the snapshot package validate reads.
 func (s *Server) validationCluster() *validate.Cluster {
 	eng, _ := s.sched.(*scheduler.Engine)
-	return &validate.Cluster{Nodes: s.store.Nodes(), Queues: s.store.Queues(), Jobs: s.store.Jobs(""), Engine: eng}
+	c := &validate.Cluster{Queues: s.store.Queues(), Jobs: s.store.Jobs(""), Engine: eng}
+	c.Nodes, c.Ideal = s.shapeCache.get(s.store, eng)
+	return c
+}
+
+// shapeCache keeps the nodes and their ideal shape between changes of
+// capacity, so that registering a job on a large cluster does not rebuild
+// the shape of every node each time.
+type shapeCache struct {
+	mu     sync.Mutex
+	index  int64
+	nodes  []*api.Node
+	ideal  *scheduler.Ideal
+	engine *scheduler.Engine
+}
+
+func (c *shapeCache) get(st *state.Store, eng *scheduler.Engine) ([]*api.Node, *scheduler.Ideal) {
+	if eng == nil {
+		return st.Nodes(), nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	idx := st.CapacityIndex()
+	if c.nodes == nil || idx != c.index || eng != c.engine {
+		// Read the index before the nodes: a change in between makes the
+		// next call rebuild, never keeps a stale shape.
+		c.nodes, c.index, c.engine = st.Nodes(), idx, eng
+		c.ideal = eng.NewIdeal(c.nodes)
+	}
+	return c.nodes, c.ideal
 }
 
 // shape runs package validate's checks against the cluster's shape.

@@ -102,4 +102,22 @@ func TestValidateAgainstTheCluster(t *testing.T) {
 	if !vr.Valid || len(vr.Errors)+len(vr.Placement)+len(vr.Warnings) != 0 {
 		t.Fatalf("validate of a good job: %+v", vr)
 	}
+
+	// The cluster's shape is kept between questions; a node that joins
+	// changes the answer at once.
+	big := schedtest.Node("n2")
+	big.Resources.CPU = 128000
+	if _, err := s.store.RegisterNode(ctx, big, time.Minute, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(s.store.Nodes()) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second node never showed in the store")
+		}
+	}
+	vr = api.ValidateResponse{}
+	post(t, base+"/v1/validate/job", secret, huge, &vr)
+	if !vr.Valid || vr.Nodes != 2 || len(vr.Placement) != 0 {
+		t.Fatalf("validate after a big node joined: %+v", vr)
+	}
 }

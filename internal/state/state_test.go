@@ -338,3 +338,75 @@ func TestLateReportsDoNotReviveAllocations(t *testing.T) {
 		}
 	}
 }
+
+// TestReportsFromALaggingView: reports are committed against the
+// server's view without reading etcd, guarded by the revision the view
+// saw. A view that lags behind etcd must fail that guard, and the report
+// then lands on the newest allocation, losing nothing written meanwhile.
+func TestReportsFromALaggingView(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	a := &api.Allocation{ID: "a1", Namespace: "default", Job: "web", NodeID: "n1", DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocPending}
+	if _, err := s.ApplyPlan(ctx, &PlanCommit{Place: []*api.Allocation{a}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, ok := s.Alloc("a1"); return ok })
+	stale, _ := s.Alloc("a1")
+	// The servers change the allocation; the view catches up, and is then
+	// put back to what it was, as if it had not seen the change yet.
+	newer := *stale
+	newer.DesiredStatus, newer.DesiredReason = api.AllocDesiredStop, "job stopped"
+	if _, err := s.cli.Put(ctx, s.keys.alloc("a1"), encode(&newer)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { x, _ := s.Alloc("a1"); return x.DesiredStatus == api.AllocDesiredStop })
+	s.mu.Lock()
+	s.allocs["a1"] = stale
+	s.mu.Unlock()
+
+	report := []NodeReport{{NodeID: "n1", Update: api.AllocUpdate{ID: "a1", ClientStatus: api.AllocRunning}}}
+	if err := s.clientBatchCached(ctx, report, time.Now(), nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a report against a lagging view: want ErrConflict, got %v", err)
+	}
+	if err := s.UpdateAllocsFromClients(ctx, report, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.cli.Get(ctx, s.keys.alloc("a1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got api.Allocation
+	if err := json.Unmarshal(resp.Kvs[0].Value, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ClientStatus != api.AllocRunning || got.DesiredStatus != api.AllocDesiredStop || got.DesiredReason != "job stopped" {
+		t.Fatalf("after the retry: client %q, desired %q (%q); want running on top of the servers' stop", got.ClientStatus, got.DesiredStatus, got.DesiredReason)
+	}
+}
+
+// TestReportsNeverWriteTheView: a report that names a MIG instance
+// changes the allocation's resources; the view's allocation, shared with
+// every reader, must stay as it was until the watch replaces it.
+func TestReportsNeverWriteTheView(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	a := &api.Allocation{ID: "m1", Namespace: "default", Job: "train", NodeID: "n1", DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocPending,
+		Resources: map[string]*api.AllocatedResources{"t": {GPU: &api.AllocatedGPU{MIG: &api.MIGAssignment{Create: true}}}}}
+	if _, err := s.ApplyPlan(ctx, &PlanCommit{Place: []*api.Allocation{a}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, ok := s.Alloc("m1"); return ok })
+	seen, _ := s.Alloc("m1")
+	mig := seen.Resources["t"].GPU.MIG
+	report := []NodeReport{{NodeID: "n1", Update: api.AllocUpdate{ID: "m1", ClientStatus: api.AllocRunning, MIGInstances: map[string]string{"t": "MIG-1"}}}}
+	if err := s.UpdateAllocsFromClients(ctx, report, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if now := seen.Resources["t"].GPU.MIG; now != mig || mig.InstanceUUID != "" || !mig.Create || seen.ClientStatus != api.AllocPending {
+		t.Fatalf("the report wrote into the view's allocation: %+v, status %q", now, seen.ClientStatus)
+	}
+	waitFor(t, func() bool {
+		x, _ := s.Alloc("m1")
+		return x.ClientStatus == api.AllocRunning && x.Resources["t"].GPU.MIG.InstanceUUID == "MIG-1" && !x.Resources["t"].GPU.MIG.Create
+	})
+}

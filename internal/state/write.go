@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
@@ -339,7 +340,11 @@ const ClientBatch = 100
 func (s *Store) UpdateAllocsFromClients(ctx context.Context, reports []NodeReport, now time.Time, newEval func(a *api.Allocation) *api.Evaluation) error {
 	for len(reports) > 0 {
 		n := min(len(reports), ClientBatch)
-		if err := s.clientBatch(ctx, reports[:n], now, newEval); err != nil {
+		err := s.clientBatchCached(ctx, reports[:n], now, newEval)
+		if errors.Is(err, ErrConflict) {
+			err = s.clientBatch(ctx, reports[:n], now, newEval)
+		}
+		if err != nil {
 			if !errors.Is(err, ErrConflict) {
 				return err
 			}
@@ -353,6 +358,63 @@ func (s *Store) UpdateAllocsFromClients(ctx context.Context, reports []NodeRepor
 			}
 		}
 		reports = reports[n:]
+	}
+	return nil
+}
+
+// clientBatchCached commits a batch of reports against the allocations
+// as this server's view holds them, without reading them back from etcd:
+// each write is guarded by the revision the view saw, so a view that
+// lags fails the whole transaction (ErrConflict) and the caller retries
+// from etcd. A report for an allocation the view does not hold yet is
+// such a conflict too.
+func (s *Store) clientBatchCached(ctx context.Context, reports []NodeReport, now time.Time, newEval func(a *api.Allocation) *api.Evaluation) error {
+	last := make(map[string]int, len(reports))
+	for i, r := range reports {
+		last[r.Update.ID] = i
+	}
+	curs := make([]api.Allocation, len(reports))
+	s.mu.RLock()
+	for i, r := range reports {
+		if last[r.Update.ID] != i {
+			continue
+		}
+		a := s.allocs[r.Update.ID]
+		if a == nil {
+			s.mu.RUnlock()
+			return ErrConflict
+		}
+		curs[i] = *a
+	}
+	s.mu.RUnlock()
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	for i, r := range reports {
+		if last[r.Update.ID] != i {
+			continue
+		}
+		a := &curs[i]
+		rev := a.ModifyIndex
+		extra, err := mergeReport(s, a, r.NodeID, r.Update, now, newEval)
+		if errors.Is(err, errSkip) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		key := s.keys.alloc(r.Update.ID)
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", rev))
+		ops = append(append(ops, clientv3.OpPut(key, encode(a))), extra...)
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	tr, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("update allocations: %w", err)
+	}
+	if !tr.Succeeded {
+		return ErrConflict
 	}
 	return nil
 }
@@ -423,19 +485,33 @@ func mergeClientUpdate(s *Store, cur []byte, nodeID string, u api.AllocUpdate, n
 	if err := json.Unmarshal(cur, &a); err != nil {
 		return "", nil, err
 	}
+	extra, err := mergeReport(s, &a, nodeID, u, now, newEval)
+	if err != nil {
+		return "", nil, err
+	}
+	return encode(&a), extra, nil
+}
+
+// mergeReport folds an agent's report into a (a copy the caller owns; its
+// maps may be shared and are replaced, never written) and returns the
+// extra operations the change needs.
+func mergeReport(s *Store, a *api.Allocation, nodeID string, u api.AllocUpdate, now time.Time, newEval func(a *api.Allocation) *api.Evaluation) ([]clientv3.Op, error) {
 	if a.NodeID != nodeID || a.ClientStatus == api.AllocLost {
-		return "", nil, errSkip
+		return nil, errSkip
 	}
 	// The lifecycle table decides which reports may change the status: a
 	// late or reordered report never revives a terminal allocation.
-	if !lifecycle.ClientAllowed(lifecycle.Of(&a), u.ClientStatus) {
-		return "", nil, errSkip
+	if !lifecycle.ClientAllowed(lifecycle.Of(a), u.ClientStatus) {
+		return nil, errSkip
 	}
 	wasTerminal := a.ClientTerminal()
 	a.ClientStatus = u.ClientStatus
 	a.ClientReason = u.ClientReason
 	a.Health = u.Health
 	a.TaskStates = u.TaskStates
+	if len(u.MIGInstances) > 0 {
+		a.Resources = maps.Clone(a.Resources)
+	}
 	for task, inst := range u.MIGInstances {
 		if r := a.Resources[task]; r != nil && r.GPU != nil && r.GPU.MIG != nil {
 			mig := *r.GPU.MIG
@@ -450,11 +526,11 @@ func mergeClientUpdate(s *Store, cur []byte, nodeID string, u api.AllocUpdate, n
 	a.ModifyTime = now
 	var extra []clientv3.Op
 	if !wasTerminal && a.ClientTerminal() && a.DesiredStatus == api.AllocDesiredRun && newEval != nil {
-		if e := newEval(&a); e != nil {
+		if e := newEval(a); e != nil {
 			extra = append(extra, clientv3.OpPut(s.keys.eval(e.ID), encode(e)))
 		}
 	}
-	return encode(&a), extra, nil
+	return extra, nil
 }
 
 var errSkip = errors.New("skip")

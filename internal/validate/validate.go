@@ -61,6 +61,9 @@ type Cluster struct {
 	Queues []*api.Queue
 	Jobs   []*api.Job // every job the cluster holds, stopped ones too
 	Engine *scheduler.Engine
+	// Ideal, when set, is Engine's prepared shape of Nodes, kept by a
+	// caller that asks about many jobs between changes of the nodes.
+	Ideal *scheduler.Ideal
 }
 
 // Job checks a job that jobspec accepted (Canonicalize and Validate, or
@@ -230,7 +233,11 @@ func (v *checker) cluster(c *Cluster) {
 		v.add(Unplaceable, "", "the cluster has no nodes yet, so nothing can be placed; the job would wait until an agent joins")
 		return
 	}
-	groups, err := eng.Feasibility(c.Nodes, v.job)
+	ideal := c.Ideal
+	if ideal == nil {
+		ideal = eng.NewIdeal(c.Nodes)
+	}
+	groups, err := eng.FeasibilityOn(ideal, v.job)
 	if err != nil {
 		// The server runs scheduler.Validate before this; a job it
 		// rejects has nothing more to learn here.

@@ -1,0 +1,52 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/gantryhq/gantry/internal/api"
+)
+
+// TestLoadtestSmall runs the scale benchmark's load tool (bench/scale.sh)
+// at a small size against a dev cluster: simulated nodes (the real agent
+// code with the null driver) register, the jobs are placed over them, and
+// the tool returns once every allocation reports running, which the
+// server's own view then confirms.
+func TestLoadtestSmall(t *testing.T) {
+	c := StartDev(t)
+	r := c.Gantry("loadtest", "--nodes", "40", "--jobs", "3", "--tasks", "50", "--json", "--timeout", "3m")
+	if r.Code != 0 {
+		t.Fatalf("loadtest exited %d: %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	var res struct {
+		Nodes       int     `json:"nodes"`
+		Allocations int     `json:"allocations"`
+		RunningTime int64   `json:"running_time"`
+		PerSec      float64 `json:"allocs_per_sec"`
+		LoadCPU     float64 `json:"load_cpu_seconds"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+		t.Fatalf("loadtest --json printed %q: %v", r.Stdout, err)
+	}
+	if res.Nodes != 40 || res.Allocations != 150 || res.RunningTime <= 0 || res.PerSec <= 0 || res.LoadCPU <= 0 {
+		t.Fatalf("loadtest result %+v: want 40 nodes, 150 allocations, a running time, a rate and the load's CPU", res)
+	}
+	nodes := map[string]bool{}
+	for j := range 3 {
+		allocs := c.Allocs(fmt.Sprintf("load-%04d", j))
+		running := 0
+		for _, a := range allocs {
+			if a.ClientStatus == api.AllocRunning {
+				running++
+			}
+			nodes[a.NodeID] = true
+		}
+		if running != 50 || len(allocs) != 50 {
+			t.Fatalf("job load-%04d: %d allocations, %d running; want 50 running", j, len(allocs), running)
+		}
+	}
+	if len(nodes) < 10 {
+		t.Fatalf("150 allocations landed on %d nodes; the simulated nodes were not used", len(nodes))
+	}
+}
