@@ -25,12 +25,13 @@ func TestLoadtestSmall(t *testing.T) {
 		RunningTime int64   `json:"running_time"`
 		PerSec      float64 `json:"allocs_per_sec"`
 		LoadCPU     float64 `json:"load_cpu_seconds"`
+		LoadRSS     int64   `json:"load_peak_rss_mib"`
 	}
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 		t.Fatalf("loadtest --json printed %q: %v", r.Stdout, err)
 	}
-	if res.Nodes != 40 || res.Allocations != 150 || res.RunningTime <= 0 || res.PerSec <= 0 || res.LoadCPU <= 0 {
-		t.Fatalf("loadtest result %+v: want 40 nodes, 150 allocations, a running time, a rate and the load's CPU", res)
+	if res.Nodes != 40 || res.Allocations != 150 || res.RunningTime <= 0 || res.PerSec <= 0 || res.LoadCPU <= 0 || res.LoadRSS <= 0 {
+		t.Fatalf("loadtest result %+v: want 40 nodes, 150 allocations, a running time, a rate and the load's CPU and memory", res)
 	}
 	nodes := map[string]bool{}
 	for j := range 3 {

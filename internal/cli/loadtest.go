@@ -42,9 +42,9 @@ against a fresh server and adds the server's CPU, memory and etcd size.`,
 			if g.json {
 				return printJSON(g.out, res)
 			}
-			fmt.Fprintf(g.out, "nodes %d, allocations %d\nnodes ready after     %s\njobs accepted after   %s\nall placed after      %s\nall running after     %s\nsustained             %.0f allocations/s (peak %.0f/s)\nload generator cpu    %.1f s\n",
+			fmt.Fprintf(g.out, "nodes %d, allocations %d\nnodes ready after     %s\njobs accepted after   %s\nall placed after      %s\nall running after     %s\nsustained             %.0f allocations/s (peak %.0f/s)\nload generator        %.1f s cpu, peak RSS %d MiB\n",
 				res.Nodes, res.Allocations, res.RegisterTime.Round(time.Millisecond), res.SubmitTime.Round(time.Millisecond),
-				res.PlacedTime.Round(time.Millisecond), res.RunningTime.Round(time.Millisecond), res.AllocsPerSec, res.PeakAllocsPerS, res.LoadCPU)
+				res.PlacedTime.Round(time.Millisecond), res.RunningTime.Round(time.Millisecond), res.AllocsPerSec, res.PeakAllocsPerS, res.LoadCPU, res.LoadPeakRSS)
 			return nil
 		},
 	}

@@ -62,15 +62,18 @@ type Result struct {
 	// simulated nodes and the submitter) used, in seconds: on one machine
 	// it competes with the servers for the same cores.
 	LoadCPU float64 `json:"load_cpu_seconds"`
+	// LoadPeakRSS is the most memory this process held, in MiB.
+	LoadPeakRSS int64 `json:"load_peak_rss_mib"`
 }
 
-// cpuSeconds is the CPU time this process has used.
-func cpuSeconds() float64 {
+// usage is the CPU time this process has used, in seconds, and the most
+// memory it held, in MiB.
+func usage() (cpu float64, peakMiB int64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds(), ru.Maxrss / 1024
 }
 
 // nodesPerConn is how many simulated nodes share one connection to the
@@ -218,7 +221,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if running >= res.Allocations {
 			res.RunningTime = now.Sub(t0)
 			res.AllocsPerSec = float64(res.Allocations) / res.RunningTime.Seconds()
-			res.LoadCPU = cpuSeconds()
+			res.LoadCPU, res.LoadPeakRSS = usage()
 			return res, nil
 		}
 	}
