@@ -52,6 +52,7 @@ type daemonFlags struct {
 	historyLen      int
 	historyInterval time.Duration
 	historyFile     string
+	gpuPolicy       string
 
 	// agent
 	servers     []string
@@ -116,6 +117,8 @@ func (f *daemonFlags) addServer(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.historyLen, "metrics-history", metrics.DefaultHistory, "usage samples kept per node for the UI and 'gantry node status' (in memory: see docs/monitoring.md for the cost)")
 	cmd.Flags().DurationVar(&f.historyInterval, "metrics-history-interval", 0, "keep at most one sample per node per interval (0: every sample the agents send, one per --sample-interval)")
 	cmd.Flags().StringVar(&f.historyFile, "metrics-history-file", "", "keep the metrics history across restarts in this file (saved every minute and at shutdown); empty: memory only")
+	cmd.Flags().StringVar(&f.gpuPolicy, "gpu-policy", server.DefaultGPUPolicy, "how GPU work is placed: "+strings.Join(server.GPUPolicies, ", ")+
+		" (gantry: fragmentation-aware, learns the typical tasks from the jobs submitted; bestfit: the core's best fit, the earlier default)")
 }
 
 func (f *daemonFlags) addAgent(cmd *cobra.Command, withServers bool) {
@@ -181,6 +184,15 @@ func (f *daemonFlags) checkSecurity(cmd *cobra.Command) error {
 	}
 	if f.insecure && cmd.Flags().Lookup("acl") != nil && !cmd.Flags().Changed("acl") {
 		f.acl = false
+	}
+	return nil
+}
+
+// checkServer rejects server flags that cannot work, before anything
+// starts.
+func (f *daemonFlags) checkServer() error {
+	if err := server.CheckGPUPolicy(f.gpuPolicy); err != nil {
+		return exitf(ExitError, "--gpu-policy: %v", err)
 	}
 	return nil
 }
@@ -281,7 +293,7 @@ func (f *daemonFlags) startServer(ctx context.Context, st *state.Store, log *slo
 		}
 	}
 	cfg := server.Config{ID: id, HTTPAddr: f.httpAddr, HeartbeatTTL: f.heartbeatTTL, LostBatchGrace: f.lostBatchGrace, Version: Version, ACL: f.acl,
-		NodeHistory: f.historyLen, HistoryInterval: f.historyInterval, HistoryFile: f.historyFile}
+		NodeHistory: f.historyLen, HistoryInterval: f.historyInterval, HistoryFile: f.historyFile, GPUPolicy: f.gpuPolicy}
 	if len(f.etcdEndpoints) > 0 {
 		cfg.PlanChunk = 50 // etcd's default limit is 128 operations per transaction
 	}
@@ -376,6 +388,9 @@ the containers and processes it started.`,
 			if err := f.checkSecurity(cmd); err != nil {
 				return err
 			}
+			if err := f.checkServer(); err != nil {
+				return err
+			}
 			log, err := f.logger(g.errw)
 			if err != nil {
 				return err
@@ -429,6 +444,9 @@ func newServerCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.checkSecurity(cmd); err != nil {
+				return err
+			}
+			if err := f.checkServer(); err != nil {
 				return err
 			}
 			log, err := f.logger(g.errw)

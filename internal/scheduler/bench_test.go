@@ -11,6 +11,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/scheduler"
+	"github.com/gantryhq/gantry/internal/scheduler/policy"
 	. "github.com/gantryhq/gantry/internal/scheduler/schedtest"
 )
 
@@ -27,12 +28,26 @@ import (
 func BenchmarkPlace(b *testing.B) {
 	for _, w := range []string{WorkloadCPU, WorkloadGPUMixed, WorkloadGang8} {
 		for _, n := range []int{1000, 5000, 10000} {
-			b.Run(fmt.Sprintf("%s/%d", w, n), func(b *testing.B) { benchPlace(b, w, n) })
+			b.Run(fmt.Sprintf("%s/%d", w, n), func(b *testing.B) { benchPlace(b, w, n, "") })
 		}
 	}
 }
 
-func benchPlace(b *testing.B, kind string, size int) {
+// BenchmarkGPUPolicyPlace/<policy>/<nodes> is BenchmarkPlace's gpu-mixed
+// workload with the server's GPU policy (policy.Online, told about each
+// job before it is planned, as the server's broker does) instead of the
+// core's BestFit.
+func BenchmarkGPUPolicyPlace(b *testing.B) {
+	for _, name := range []string{policy.Gantry} {
+		for _, n := range []int{1000, 5000, 10000} {
+			b.Run(fmt.Sprintf("%s/%d", name, n), func(b *testing.B) { benchPlace(b, WorkloadGPUMixed, n, name) })
+		}
+	}
+}
+
+// benchPlace runs one BenchmarkPlace case; gpuPolicy names a policy.Online
+// to place GPU work with ("": the core's default).
+func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 	gpuFrac := 0.3
 	if kind == WorkloadCPU {
 		gpuFrac = 0
@@ -56,17 +71,29 @@ func benchPlace(b *testing.B, kind string, size int) {
 		}
 		return u
 	}
-	eng := scheduler.New(scheduler.Config{})
+	cfg := scheduler.Config{}
+	var online *policy.Online
+	planOne := func(eng *scheduler.Engine, c *scheduler.Cluster, r *scheduler.Request) (*scheduler.Plan, error) {
+		if online != nil {
+			online.Observe(r.Job)
+		}
+		return eng.Plan(c, r)
+	}
 	var placed, unplaced, used, lower, tight int
 	b.ReportAllocs()
 	b.StopTimer()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		if gpuPolicy != "" {
+			online, _ = policy.NewOnline(gpuPolicy)
+			cfg.GPUScorer = online
+		}
+		eng := scheduler.New(cfg)
 		c := eng.NewCluster(&scheduler.Snapshot{Nodes: nodes})
 		w := NewWorkload(kind, uint64(i+1))
 		var demand scheduler.Resources
 		for util(demand) < 0.5 {
-			plan, err := eng.Plan(c, Request(w.Next()))
+			plan, err := planOne(eng, c, Request(w.Next()))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -86,7 +113,7 @@ func benchPlace(b *testing.B, kind string, size int) {
 		runtime.GC()
 		b.StartTimer()
 		for _, r := range reqs {
-			plan, err := eng.Plan(c, r)
+			plan, err := planOne(eng, c, r)
 			if err != nil {
 				b.Fatal(err)
 			}

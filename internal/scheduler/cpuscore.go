@@ -15,3 +15,16 @@ package scheduler
 type CPUScorer interface {
 	ScoreCPU(n *NodeState, ask *Ask) (score float64, ok bool)
 }
+
+// FitCPU is the core's own rating of a node for work without GPUs, the
+// one it uses when the GPU scorer is no CPUScorer: best fit on cpu and
+// memory in [0, 1] (worst fit when ask.Spread; see fitScore), minus 1 on
+// a node with GPUs, so that GPU nodes take such work last. A CPUScorer may
+// return it for the nodes it has no opinion on.
+func FitCPU(n *NodeState, ask *Ask) float64 {
+	s := fitScore(n, ask.CPU, ask.Memory, ask.Spread)
+	if len(n.gpus) > 0 {
+		s-- // keep GPU nodes for GPU work: use them last
+	}
+	return s
+}

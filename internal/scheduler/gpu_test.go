@@ -188,3 +188,69 @@ func TestPluggableScorerChoosesNodeAndDevice(t *testing.T) {
 		t.Fatalf("scorer ignored: %s %s (seen %d)", p.Placed[0].NodeName, s.GPU, seen)
 	}
 }
+
+// planScorer hands each Plan the scorer it was given and records the
+// clusters it was asked for.
+type planScorer struct {
+	scheduler.GPUScorer // never called: Plan uses what ForPlan returns
+	give                scheduler.GPUScorer
+	asked               []*scheduler.Cluster
+}
+
+func (p *planScorer) ForPlan(c *scheduler.Cluster) scheduler.GPUScorer {
+	p.asked = append(p.asked, c)
+	return p.give
+}
+
+type cpuToo struct {
+	scheduler.GPUScorer
+	cpu func(n *scheduler.NodeState) float64
+}
+
+func (c cpuToo) ScoreCPU(n *scheduler.NodeState, _ *scheduler.Ask) (float64, bool) {
+	return c.cpu(n), true
+}
+
+// A PlanScorer is asked once per Plan, with its cluster, and what it
+// returns rates GPU work and (being a CPUScorer) work without GPUs; nil
+// means BestFit.
+func TestPlanScorerIsAskedOncePerPlan(t *testing.T) {
+	never := scheduler.GPUScorerFunc(func(*scheduler.NodeState, *scheduler.Ask, *scheduler.Choice) (float64, bool) {
+		t.Fatal("the configured scorer was called instead of the one ForPlan returned")
+		return 0, false
+	})
+	emptiest := scheduler.GPUScorerFunc(func(n *scheduler.NodeState, _ *scheduler.Ask, _ *scheduler.Choice) (float64, bool) {
+		free, _ := n.CPU()
+		return float64(free), true
+	})
+	ps := &planScorer{GPUScorer: never, give: cpuToo{emptiest, func(n *scheduler.NodeState) float64 {
+		free, _ := n.CPU()
+		return float64(free)
+	}}}
+	eng := scheduler.New(scheduler.Config{GPUScorer: ps, SampleSize: -1})
+	nodes := []*api.Node{Node("a", CPU(8000), Memory(64000), GPUs(2, "T4", 15360)), Node("b", CPU(16000), Memory(64000), GPUs(2, "T4", 15360))}
+	c := eng.NewCluster(&scheduler.Snapshot{Nodes: nodes})
+	for i, job := range []*api.Job{
+		Job("gpu", Group("g", 1, Task("t", 100, 10, Share(300, 0, false)))),
+		Job("cpu", Group("g", 1, Task("t", 100, 10))),
+	} {
+		plan, err := eng.Plan(c, Request(job))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps.asked) != i+1 || ps.asked[i] != c {
+			t.Fatalf("ForPlan asked %d times (%v), want once per plan with the plan's cluster", len(ps.asked), ps.asked)
+		}
+		for _, a := range plan.Placed {
+			if a.NodeName != "b" {
+				t.Fatalf("%s placed on %s: the scorer from ForPlan was not used", a.Name(), a.NodeName)
+			}
+		}
+	}
+	// nil: BestFit, which fills the tighter node.
+	ps.give = nil
+	plan, err := eng.Plan(eng.NewCluster(&scheduler.Snapshot{Nodes: nodes}), Request(Job("x", Group("g", 1, Task("t", 100, 10, Share(300, 0, false))))))
+	if err != nil || len(plan.Placed) != 1 || plan.Placed[0].NodeName != "a" {
+		t.Fatalf("nil from ForPlan: %v %+v, want BestFit's choice a", err, plan)
+	}
+}

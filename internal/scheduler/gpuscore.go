@@ -102,8 +102,11 @@ func (c *Choice) Pick(k, i int) { c.Picked[k] = append(c.Picked[k], i) }
 //   - It must be fast: with GPUSampleSize 0 it runs for every feasible
 //     node of every GPU placement. Read n.GPUs() directly (FreeMilli,
 //     FreeMemory, Form, Model) and cache per-node values keyed by n.Index()
-//     and n.Gen(). A scorer that draws random numbers must own a seeded
-//     source; the plan then depends on the order of calls.
+//     and n.Gen(). Such keys hold within one Cluster only: a scorer with
+//     caches that may see several Clusters (an Engine's Schedule builds one
+//     per call) implements PlanScorer to hand each its own instance. A
+//     scorer that draws random numbers must own a seeded source; the plan
+//     then depends on the order of calls.
 type GPUScorer interface {
 	ScoreGPU(n *NodeState, ask *Ask, c *Choice) (score float64, ok bool)
 }

@@ -106,6 +106,8 @@ type logEntry struct {
 type planner struct {
 	e          *Engine
 	c          *Cluster
+	gpuScorer  GPUScorer // Config.GPUScorer, or what its ForPlan returned
+	cpuScorer  CPUScorer // gpuScorer as a CPUScorer; nil: built-in fit
 	job        *api.Job
 	jobKey     string
 	queue      string
@@ -175,6 +177,13 @@ func (e *Engine) Plan(c *Cluster, req *Request) (plan *Plan, err error) {
 		plan:   &Plan{Failed: map[string]*api.Explanation{}},
 		placed: map[*api.Allocation]bool{},
 	}
+	p.gpuScorer = e.cfg.GPUScorer
+	if ps, ok := p.gpuScorer.(PlanScorer); ok {
+		if p.gpuScorer = ps.ForPlan(c); p.gpuScorer == nil {
+			p.gpuScorer = BestFit{}
+		}
+	}
+	p.cpuScorer, _ = p.gpuScorer.(CPUScorer)
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s/%d", p.jobKey, job.Version)
 	p.seed = h.Sum64()
@@ -789,7 +798,7 @@ func (p *planner) score(g *groupPlan, n *NodeState) (float64, bool) {
 			}
 		}
 		var ok bool
-		s, ok = p.e.cfg.GPUScorer.ScoreGPU(n, &g.ask, &p.choice)
+		s, ok = p.gpuScorer.ScoreGPU(n, &g.ask, &p.choice)
 		if !ok || math.IsNaN(s) {
 			return 0, false
 		}
@@ -800,16 +809,13 @@ func (p *planner) score(g *groupPlan, n *NodeState) (float64, bool) {
 				p.choice.Picked[k] = p.choice.Picked[k][:0] // the core picks, if this node wins
 			}
 		}
-	} else if cs, ok := p.e.cfg.GPUScorer.(CPUScorer); ok {
+	} else if p.cpuScorer != nil {
 		var fits bool
-		if s, fits = cs.ScoreCPU(n, &g.ask); !fits || math.IsNaN(s) {
+		if s, fits = p.cpuScorer.ScoreCPU(n, &g.ask); !fits || math.IsNaN(s) {
 			return 0, false
 		}
 	} else {
-		s = fitScore(n, g.cpu, g.mem, p.spread)
-		if len(n.gpus) > 0 {
-			s-- // keep GPU nodes for GPU work: use them last
-		}
+		s = FitCPU(n, &g.ask)
 	}
 	terms := 0
 	sum := s

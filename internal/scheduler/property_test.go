@@ -14,6 +14,7 @@ import (
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/gpu"
 	"github.com/gantryhq/gantry/internal/scheduler"
+	"github.com/gantryhq/gantry/internal/scheduler/policy"
 	. "github.com/gantryhq/gantry/internal/scheduler/schedtest"
 )
 
@@ -232,7 +233,9 @@ func migReference(h *Harness) error {
 	return nil
 }
 
-// TestProperties runs random jobs against random clusters and checks after
+// TestProperties runs random jobs against random clusters, with the
+// core's BestFit or with a server's GPU policy (policy.Online, told about
+// each job before it is planned, as the server does), and checks after
 // every plan: no over-allocation on any dimension (Fit on every node); MIG
 // instances never overlap and sit at legal positions (independent
 // reference); unhealthy GPUs never get new work; gangs all or nothing;
@@ -248,6 +251,11 @@ func TestProperties(t *testing.T) {
 			Algorithm:         rapid.SampledFrom([]string{"", "spread"}).Draw(t, "cluster-alg"),
 			SampleSize:        rapid.SampledFrom([]int{0, 2, -1}).Draw(t, "sample"),
 			DisablePreemption: rapid.IntRange(0, 3).Draw(t, "nopreempt") == 0,
+		}
+		var online *policy.Online
+		if name := rapid.SampledFrom([]string{"", policy.Gantry, policy.FGD}).Draw(t, "gpu-policy"); name != "" {
+			online, _ = policy.NewOnline(name)
+			cfg.GPUScorer = online
 		}
 		h := New(cfg)
 		for i := rapid.IntRange(1, 12).Draw(t, "nodes"); i > 0; i-- {
@@ -265,6 +273,9 @@ func TestProperties(t *testing.T) {
 		for i := rapid.IntRange(1, 8).Draw(t, "jobs"); i > 0; i-- {
 			job := drawJob(t, i)
 			stats.jobs++
+			if online != nil {
+				online.Observe(job)
+			}
 			snap := h.Snapshot()
 			req := h.Request(job)
 			frozen, _ := json.Marshal(snap)

@@ -7,6 +7,8 @@
 // health, automatic rollback), the service catalog behind /v1/services
 // and DNS, garbage collection, and the container isolation policy:
 // admission of jobs against it and the nodes' audit reports (audit.go).
+// GPU work is placed by Config.GPUPolicy, by default gantry learning the
+// typical tasks from the jobs submitted (gpuscore.go).
 //
 // It is the shell around the pure cores: it reads the clock and the store
 // and hands their values to the reconciler and scheduler. It must never

@@ -110,6 +110,7 @@ func (s *Server) lead(ctx context.Context, fence *state.Fence, stepDown func()) 
 // due; blocked ones again once the cluster's capacity changed.
 func (s *Server) brokerLoop(ctx context.Context, fence *state.Fence) error {
 	s.invalidateWork() // whatever an earlier leadership knew is stale
+	s.learnJobs()      // the GPU policy's typical tasks, from the jobs in the store
 	failures := map[string]int{}
 	for ctx.Err() == nil {
 		changed := s.store.Changed()
@@ -125,6 +126,7 @@ func (s *Server) brokerLoop(ctx context.Context, fence *state.Fence) error {
 			timer.Stop()
 			continue
 		}
+		s.learnJob(e)
 		err := s.processEval(ctx, fence, e)
 		switch {
 		case err == nil:

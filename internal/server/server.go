@@ -13,6 +13,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/scheduler"
+	"github.com/gantryhq/gantry/internal/scheduler/policy"
 	"github.com/gantryhq/gantry/internal/state"
 )
 
@@ -27,8 +28,15 @@ type Config struct {
 	// LostBatchGrace is how long batch work on a down node waits for the
 	// node to come back before it is replaced elsewhere.
 	LostBatchGrace time.Duration
-	// Scheduler places work; nil means the default scheduler.
+	// Scheduler places work; nil means the default scheduler, whose GPU
+	// scorer GPUPolicy names.
 	Scheduler scheduler.Scheduler
+	// GPUPolicy is how the default scheduler places GPU work: one of
+	// GPUPolicies, empty for DefaultGPUPolicy (gantry: fragmentation-aware,
+	// with the typical tasks learnt from the jobs submitted so far; see
+	// gpuscore.go). Check it with CheckGPUPolicy: New logs an error and
+	// uses the default for a name it does not know.
+	GPUPolicy string
 	// Now is the clock; nil means time.Now. Only the shell reads it: the
 	// reconciler and scheduler receive its value.
 	Now func() time.Time
@@ -72,6 +80,7 @@ type Server struct {
 	cfg   Config
 	store *state.Store
 	sched scheduler.Scheduler
+	gpu   *policy.Online // the default scheduler's GPU policy, told about jobs; nil: none learns
 	log   *slog.Logger
 	now   func() time.Time
 
@@ -120,7 +129,12 @@ func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 		s.now = time.Now
 	}
 	if s.sched == nil {
-		s.sched = scheduler.New(scheduler.Config{})
+		sc, online, err := newGPUScorer(cfg.GPUPolicy)
+		if err != nil {
+			log.Error("GPU policy not known; using the default", "err", err, "default", DefaultGPUPolicy)
+			sc, online, _ = newGPUScorer(DefaultGPUPolicy)
+		}
+		s.sched, s.gpu = scheduler.New(scheduler.Config{GPUScorer: sc}), online
 	}
 	s.registry = cfg.Metrics
 	if s.registry == nil {

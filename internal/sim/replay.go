@@ -69,6 +69,18 @@ func gpuRequest(t *Task) *api.GPURequest {
 	return &api.GPURequest{Count: t.GPUs, Model: t.Model}
 }
 
+// TaskJob is the job Replay plans for task i of its list: a batch job
+// named t<i> with one group "t" of one replica.
+func TaskJob(i int, t *Task) *api.Job {
+	return &api.Job{
+		Name: fmt.Sprintf("t%d", i), Namespace: api.DefaultNamespace, Type: api.JobBatch, Priority: api.DefaultPriority,
+		Groups: []*api.Group{{Name: "t", Count: 1, Tasks: []*api.Task{{
+			Name: "t", Driver: api.DriverExec,
+			Resources: api.Resources{CPU: t.CPU, Memory: t.Memory, GPU: gpuRequest(t)},
+		}}}},
+	}
+}
+
 // Point is the cluster after one task was tried.
 type Point struct {
 	Arrived int64   // milli-GPU asked for by the tasks tried so far
@@ -113,14 +125,7 @@ func Replay(ctx context.Context, eng *scheduler.Engine, nodes []*api.Node, tasks
 			return nil, 0, ctx.Err()
 		}
 		t := &tasks[i]
-		job := &api.Job{
-			Name: fmt.Sprintf("t%d", i), Namespace: api.DefaultNamespace, Type: api.JobBatch, Priority: api.DefaultPriority,
-			Groups: []*api.Group{{Name: "t", Count: 1, Tasks: []*api.Task{{
-				Name: "t", Driver: api.DriverExec,
-				Resources: api.Resources{CPU: t.CPU, Memory: t.Memory, GPU: gpuRequest(t)},
-			}}}},
-		}
-		plan, err := eng.Plan(c, &scheduler.Request{Job: job, Place: []scheduler.Placement{{Group: "t"}}})
+		plan, err := eng.Plan(c, &scheduler.Request{Job: TaskJob(i, t), Place: []scheduler.Placement{{Group: "t"}}})
 		if err != nil {
 			return nil, 0, fmt.Errorf("task %d (%s): %w", i, t.Name, err)
 		}

@@ -10,7 +10,12 @@
 // own (see gantry.go). The trace simulator (internal/sim) replays the
 // Alibaba GPU trace through the core with each of them.
 //
+// For the server, Online (online.go) runs a policy without knowing the
+// workload in advance: a Workload (workload.go) learns the typical tasks
+// from the jobs submitted so far, and Online hands each Cluster an
+// instance built on them (scheduler.PlanScorer), rebuilt when they change.
+//
 // Everything here is pure: no clock, no I/O, randomness only from the
 // seeded source a policy owns. A policy instance serves one Cluster on one
-// goroutine.
+// goroutine; Online may be shared.
 package policy

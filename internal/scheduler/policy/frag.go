@@ -55,6 +55,11 @@ func TypicalTasks(tasks []Shape, coverage float64) []Typical {
 	for _, s := range tasks {
 		counts[s]++
 	}
+	return typicalOf(counts, len(tasks), coverage)
+}
+
+// typicalOf is TypicalTasks over counts of total tasks.
+func typicalOf(counts map[Shape]int, total int, coverage float64) []Typical {
 	out := make([]Typical, 0, len(counts))
 	for s, n := range counts {
 		out = append(out, Typical{Shape: s, Weight: float64(n)})
@@ -65,9 +70,8 @@ func TypicalTasks(tasks []Shape, coverage float64) []Typical {
 		}
 		return b.Shape.less(a.Shape)
 	})
-	total := float64(len(tasks))
 	cum, k := 0.0, 0
-	for k < len(out) && cum < coverage*total {
+	for k < len(out) && cum < coverage*float64(total) {
 		cum += out[k].Weight
 		k++
 	}
