@@ -367,7 +367,8 @@ func (s *Store) UpdateAllocsFromClients(ctx context.Context, reports []NodeRepor
 // each write is guarded by the revision the view saw, so a view that
 // lags fails the whole transaction (ErrConflict) and the caller retries
 // from etcd. A report for an allocation the view does not hold yet is
-// such a conflict too.
+// such a conflict too, and so is an ending that needs an evaluation: that
+// is decided once, from etcd.
 func (s *Store) clientBatchCached(ctx context.Context, reports []NodeReport, now time.Time, newEval func(a *api.Allocation) *api.Evaluation) error {
 	last := make(map[string]int, len(reports))
 	for i, r := range reports {
@@ -395,6 +396,12 @@ func (s *Store) clientBatchCached(ctx context.Context, reports []NodeReport, now
 		}
 		a := &curs[i]
 		rev := a.ModifyIndex
+		if newEval != nil && a.DesiredStatus == api.AllocDesiredRun && !a.ClientTerminal() &&
+			(r.Update.ClientStatus == api.AllocComplete || r.Update.ClientStatus == api.AllocFailed) {
+			// An ending that needs an evaluation is made once, against
+			// the allocation as etcd holds it.
+			return ErrConflict
+		}
 		extra, err := mergeReport(s, a, r.NodeID, r.Update, now, newEval)
 		if errors.Is(err, errSkip) {
 			continue
