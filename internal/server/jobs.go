@@ -205,7 +205,7 @@ func (s *Server) summarize(j *api.Job) *api.JobSummary {
 		}
 	}
 	live, done := 0, 0
-	for _, a := range s.store.Allocs(state.AllocFilter{Namespace: j.Namespace, Job: j.Name}) {
+	for _, a := range s.store.AllocsUnsorted(state.AllocFilter{Namespace: j.Namespace, Job: j.Name}) {
 		if !a.ClientTerminal() {
 			live++
 		}
