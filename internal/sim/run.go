@@ -354,13 +354,15 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	if nodesPath == "" {
 		nodesPath = filepath.Join(dir, "openb_node_list_gpu_node.csv")
 	}
+	// The published results: required to check against, and otherwise
+	// shown beside ours in table.md whenever the trace folder has them.
 	var pub Published
-	if o.CheckPublished {
-		path := o.PublishedFile
-		if path == "" {
-			path = filepath.Join(dir, "fgd-expected-results", "analysis_allo_discrete.csv")
-		}
-		if pub, err = LoadPublished(path); err != nil {
+	pubPath := o.PublishedFile
+	if pubPath == "" {
+		pubPath = filepath.Join(dir, "fgd-expected-results", "analysis_allo_discrete.csv")
+	}
+	if _, serr := os.Stat(pubPath); serr == nil || o.CheckPublished || o.PublishedFile != "" {
+		if pub, err = LoadPublished(pubPath); err != nil {
 			return err
 		}
 	}
