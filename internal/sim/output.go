@@ -254,6 +254,7 @@ func WriteMarkdown(w io.Writer, s *Summary) error {
 		fmt.Fprintf(w, "---:|")
 	}
 	fmt.Fprintln(w)
+	anyPublished := false
 	for _, l := range lists {
 		fmt.Fprintf(w, "| %s |", l)
 		for _, p := range pols {
@@ -262,6 +263,7 @@ func WriteMarkdown(w io.Writer, s *Summary) error {
 			case !ok:
 				fmt.Fprint(w, " |")
 			case r.Published != nil:
+				anyPublished = true
 				fmt.Fprintf(w, " %.2f (%.2f) |", r.GPUAllocAt100.Mean, *r.Published)
 			default:
 				fmt.Fprintf(w, " %.2f |", r.GPUAllocAt100.Mean)
@@ -269,7 +271,11 @@ func WriteMarkdown(w io.Writer, s *Summary) error {
 		}
 		fmt.Fprintln(w)
 	}
-	_, err := fmt.Fprintf(w, "\nGPU allocation (%%) at 100%% arrived, mean of seeds %s, tune %.1f; in parentheses the published mean over the same seeds.\n", seedList(s.Seeds), s.Tune)
+	note := "."
+	if anyPublished {
+		note = "; in parentheses the published mean over the same seeds."
+	}
+	_, err := fmt.Fprintf(w, "\nGPU allocation (%%) at 100%% arrived, mean of seeds %s, tune %.1f%s\n", seedList(s.Seeds), s.Tune, note)
 	return err
 }
 
