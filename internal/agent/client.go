@@ -146,8 +146,15 @@ func (c *serverClient) allocs(ctx context.Context, nodeID string, index int64, w
 	return &out, err
 }
 
+// reportTimeout is how long a report may wait for its commit. It is long:
+// a busy server answers late but commits what it queued anyway, so
+// giving up early only makes every node send its reports again, and the
+// load that made the server slow grows (reports are idempotent; a server
+// that is gone fails at once, with a connection error, not a timeout).
+const reportTimeout = time.Minute
+
 func (c *serverClient) updateAllocs(ctx context.Context, nodeID string, updates []api.AllocUpdate) error {
-	return c.do(ctx, http.MethodPost, "/v1/nodes/"+nodeID+"/allocations", api.AllocUpdateRequest{Updates: updates}, nil, 10*time.Second)
+	return c.do(ctx, http.MethodPost, "/v1/nodes/"+nodeID+"/allocations", api.AllocUpdateRequest{Updates: updates}, nil, reportTimeout)
 }
 
 func (c *serverClient) jobVersion(ctx context.Context, namespace, name string, version uint64) (*api.Job, error) {

@@ -301,7 +301,7 @@ func (s *Server) gcLoop(ctx context.Context, fence *state.Fence) error {
 		}
 		var allocIDs []string
 		newer := map[string]bool{}
-		all := s.store.Allocs(state.AllocFilter{})
+		all := s.store.AllocsUnsorted(state.AllocFilter{})
 		for _, a := range all {
 			if a.PreviousAlloc != "" {
 				newer[a.PreviousAlloc] = true

@@ -410,3 +410,41 @@ func TestReportsNeverWriteTheView(t *testing.T) {
 		return x.ClientStatus == api.AllocRunning && x.Resources["t"].GPU.MIG.InstanceUUID == "MIG-1" && !x.Resources["t"].GPU.MIG.Create
 	})
 }
+
+// TestRepeatedReportWritesNothing: a node that resends a report (its
+// request timed out while the server was busy) must not cost a write.
+func TestRepeatedReportWritesNothing(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	a := &api.Allocation{ID: "r1", Namespace: "default", Job: "web", NodeID: "n1", DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocPending}
+	if _, err := s.ApplyPlan(ctx, &PlanCommit{Place: []*api.Allocation{a}}); err != nil {
+		t.Fatal(err)
+	}
+	up := api.AllocUpdate{ID: "r1", ClientStatus: api.AllocRunning, TaskStates: map[string]*api.TaskState{"t": {State: "running", StartedAt: time.Unix(1700000000, 0).UTC()}}}
+	report := []NodeReport{{NodeID: "n1", Update: up}}
+	if err := s.UpdateAllocsFromClients(ctx, report, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	modRev := func() int64 {
+		resp, err := s.cli.Get(ctx, s.keys.alloc("r1"))
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("read r1: %v", err)
+		}
+		return resp.Kvs[0].ModRevision
+	}
+	first := modRev()
+	waitFor(t, func() bool { x, _ := s.Alloc("r1"); return x.ModifyIndex == first })
+	if err := s.UpdateAllocsFromClients(ctx, report, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if again := modRev(); again != first {
+		t.Fatalf("the same report again wrote the allocation (revision %d, then %d)", first, again)
+	}
+	up.Health = api.HealthHealthy
+	if err := s.UpdateAllocsFromClients(ctx, []NodeReport{{NodeID: "n1", Update: up}}, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if modRev() == first {
+		t.Fatal("a report that changes the health wrote nothing")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
@@ -509,6 +510,12 @@ func mergeReport(s *Store, a *api.Allocation, nodeID string, u api.AllocUpdate, 
 	// The lifecycle table decides which reports may change the status: a
 	// late or reordered report never revives a terminal allocation.
 	if !lifecycle.ClientAllowed(lifecycle.Of(a), u.ClientStatus) {
+		return nil, errSkip
+	}
+	if a.ClientStatus == u.ClientStatus && a.ClientReason == u.ClientReason && a.Health == u.Health &&
+		len(u.MIGInstances) == 0 && reflect.DeepEqual(a.TaskStates, u.TaskStates) {
+		// The same report again (a node that resent it after a timeout):
+		// nothing to write.
 		return nil, errSkip
 	}
 	wasTerminal := a.ClientTerminal()
