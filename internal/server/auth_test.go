@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/gantryhq/gantry/internal/acl"
 	"github.com/gantryhq/gantry/internal/pki"
-	"github.com/gantryhq/gantry/internal/state"
 )
 
 func freePort(t *testing.T) int {
@@ -53,36 +51,11 @@ func secureServer(t *testing.T) (*Server, string, map[pki.Role]pki.Files) {
 		os.WriteFile(f.Key, k, 0o600)
 		files[role] = f
 	}
-	e, err := state.StartEmbedded(state.EmbedConfig{
-		DataDir:   t.TempDir(),
-		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	cli, err := state.Dial(ctx, []string{e.ClientURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := state.Open(ctx, cli, "/test/", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
 	serverTLS, err := files[pki.RoleServer].ServerConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{ID: "s1", HTTPAddr: "127.0.0.1:0", TLS: serverTLS, ACL: true}, st, log)
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := startTestServer(t, Config{TLS: serverTLS, ACL: true})
 	return s, "https://" + s.Addr(), files
 }
 

@@ -14,39 +14,6 @@ import (
 	"github.com/gantryhq/gantry/internal/state"
 )
 
-// plainServer starts a server without ACLs or TLS over an embedded etcd.
-func plainServer(t *testing.T, cfg Config) *Server {
-	t.Helper()
-	e, err := state.StartEmbedded(state.EmbedConfig{
-		DataDir:   t.TempDir(),
-		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	cli, err := state.Dial(ctx, []string{e.ClientURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := state.Open(ctx, cli, "/gpu-test/", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	cfg.ID, cfg.HTTPAddr = "s1", "127.0.0.1:0"
-	s := New(cfg, st, log)
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); s.Wait() })
-	return s
-}
-
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -86,7 +53,7 @@ func TestGPUPolicyConfig(t *testing.T) {
 // store when it starts and each job when its evaluation runs; a stopped
 // job no longer counts.
 func TestDefaultGPUPolicyPlacesSharesAndLearns(t *testing.T) {
-	s := plainServer(t, Config{})
+	s := startTestServer(t, Config{})
 	ctx := context.Background()
 	if s.gpu == nil || s.gpu.Name() != policy.Gantry {
 		t.Fatalf("default GPU policy: %v", s.gpu)

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,39 +12,13 @@ import (
 
 	"github.com/gantryhq/gantry/internal/acl"
 	"github.com/gantryhq/gantry/internal/api"
-	"github.com/gantryhq/gantry/internal/state"
 )
 
 // aclServer starts a server with ACLs on and no TLS (as behind a
 // TLS-terminating proxy), over an embedded etcd.
 func aclServer(t *testing.T) (*Server, string) {
 	t.Helper()
-	e, err := state.StartEmbedded(state.EmbedConfig{
-		DataDir:   t.TempDir(),
-		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	cli, err := state.Dial(ctx, []string{e.ClientURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := state.Open(ctx, cli, "/ui-test/", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	s := New(Config{ID: "s1", HTTPAddr: "127.0.0.1:0", ACL: true}, st, log)
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := startTestServer(t, Config{ACL: true})
 	return s, "http://" + s.Addr()
 }
 

@@ -414,6 +414,12 @@ func (s *Store) clientBatchCached(ctx context.Context, reports []NodeReport, now
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", rev))
 		ops = append(append(ops, clientv3.OpPut(key, encode(a))), extra...)
 	}
+	return s.commitReports(ctx, cmps, ops)
+}
+
+// commitReports writes merged reports if none of the guarded allocations
+// changed meanwhile (ErrConflict otherwise).
+func (s *Store) commitReports(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op) error {
 	if len(ops) == 0 {
 		return nil
 	}
@@ -466,17 +472,7 @@ func (s *Store) clientBatch(ctx context.Context, reports []NodeReport, now time.
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", rev))
 		ops = append(append(ops, clientv3.OpPut(key, val)), extra...)
 	}
-	if len(ops) == 0 {
-		return nil
-	}
-	tr, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
-	if err != nil {
-		return fmt.Errorf("update allocations: %w", err)
-	}
-	if !tr.Succeeded {
-		return ErrConflict
-	}
-	return nil
+	return s.commitReports(ctx, cmps, ops)
 }
 
 // mergeClientUpdate folds an agent's report into the stored allocation.
