@@ -8,17 +8,22 @@
 #   bench/scale.sh                       # 10,000 nodes, 1,000 jobs x 1,000 tasks
 #   NODES=1000 JOBS=100 TASKS=1000 bench/scale.sh
 #   SERVER_GOMEMLIMIT=10GiB LOAD_GOMEMLIMIT=12GiB bench/scale.sh   # soft memory limits (Go) for the two processes
+#   GANTRY_BIN=bin/gantry bench/scale.sh  # use a binary built beforehand (no Go toolchain needed)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 NODES="${NODES:-10000}" JOBS="${JOBS:-1000}" TASKS="${TASKS:-1000}"
 PORT="${PORT:-7800}"
-go build -o bin/gantry ./cmd/gantry
+bin="${GANTRY_BIN:-}"
+if [ -z "$bin" ]; then
+	go build -o bin/gantry ./cmd/gantry
+	bin=bin/gantry
+fi
 data="$(mktemp -d "${TMPDIR:-/tmp}/gantry-scale.XXXXXX")"
 nodes="$(mktemp -d "${NODES_TMPDIR:-/dev/shm}/gantry-scale-nodes.XXXXXX" 2>/dev/null || mktemp -d "${TMPDIR:-/tmp}/gantry-scale-nodes.XXXXXX")"
 trap 'kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; rm -rf "$data" "$nodes"' EXIT
 
-GOMEMLIMIT="${SERVER_GOMEMLIMIT:-}" GANTRY_PPROF_ADDR="${PPROF:-}" bin/gantry server --insecure --data-dir "$data/server" --http-addr "127.0.0.1:$PORT" \
+GOMEMLIMIT="${SERVER_GOMEMLIMIT:-}" GANTRY_PPROF_ADDR="${PPROF:-}" "$bin" server --insecure --data-dir "$data/server" --http-addr "127.0.0.1:$PORT" \
 	--etcd-client-url "http://127.0.0.1:$((PORT + 2))" --etcd-peer-url "http://127.0.0.1:$((PORT + 3))" \
 	--etcd-quota-bytes $((8 << 30)) --heartbeat-ttl 60s --log-level warn >"${SERVER_LOG:-$data/server.log}" 2>&1 &
 spid=$!
@@ -29,7 +34,7 @@ done
 ticks=$(getconf CLK_TCK)
 cpu0=$(awk '{print $14 + $15}' "/proc/$spid/stat")
 start=$(date +%s.%N)
-GOMEMLIMIT="${LOAD_GOMEMLIMIT:-}" GANTRY_PPROF_ADDR="${LPPROF:-}" bin/gantry loadtest --address "http://127.0.0.1:$PORT" --nodes "$NODES" --jobs "$JOBS" --tasks "$TASKS" \
+GOMEMLIMIT="${LOAD_GOMEMLIMIT:-}" GANTRY_PPROF_ADDR="${LPPROF:-}" "$bin" loadtest --address "http://127.0.0.1:$PORT" --nodes "$NODES" --jobs "$JOBS" --tasks "$TASKS" \
 	--data-dir "$nodes" --json >"$data/result.json"
 end=$(date +%s.%N)
 cpu1=$(awk '{print $14 + $15}' "/proc/$spid/stat")

@@ -143,6 +143,11 @@ func (c *serverClient) allocs(ctx context.Context, nodeID string, index int64, w
 	// A server that vanished mid-query (no reset arrives) is given up
 	// on soon after the wait it promised.
 	err := c.do(ctx, http.MethodGet, path, nil, &out, wait+5*time.Second)
+	for _, a := range out.Allocs {
+		if a != nil {
+			a.Intern()
+		}
+	}
 	return &out, err
 }
 

@@ -231,8 +231,6 @@ func (tr *taskRunner) start(ctx context.Context) (*driver.Handle, error) {
 
 // wait blocks until the task exits, running its health checks meanwhile.
 func (tr *taskRunner) wait(ctx context.Context, h *driver.Handle) *driver.ExitResult {
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	tr.mu.Lock()
 	if len(tr.checks) != len(tr.task.Checks) {
 		tr.checks = make([]string, len(tr.task.Checks))
@@ -240,9 +238,14 @@ func (tr *taskRunner) wait(ctx context.Context, h *driver.Handle) *driver.ExitRe
 	tr.mu.Unlock()
 	if len(tr.task.Checks) == 0 {
 		tr.setHealth(api.HealthHealthy)
-	}
-	for i, c := range tr.task.Checks {
-		go tr.runCheck(cctx, i, c, h)
+	} else {
+		// The checks end with this run of the task. A task without
+		// checks holds no context of its own while it runs.
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for i, c := range tr.task.Checks {
+			go tr.runCheck(cctx, i, c, h)
+		}
 	}
 	res, err := tr.drv.Wait(ctx, h)
 	if err != nil {

@@ -207,6 +207,10 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 			s.capIndex = kv.ModRevision
 		}
 		a.ModifyIndex = kv.ModRevision
+		a.Intern()
+		if a.ID == rest {
+			rest = a.ID // the map key shares the ID's bytes, not the whole etcd key's
+		}
 		s.allocs[rest] = &a
 		index(s.allocsByNode, a.NodeID)[a.ID] = &a
 		index(s.allocsByJob, a.JobKey())[a.ID] = &a
