@@ -480,11 +480,16 @@ func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, first bool) 
 			go r.run(ctx)
 		}
 	}
+	removed := false
 	for id, r := range a.runners {
 		if !seen[id] {
 			delete(a.runners, id)
+			removed = true
 			go r.destroy(context.WithoutCancel(ctx))
 		}
+	}
+	if removed {
+		a.jobs.retain(allocs)
 	}
 	if first {
 		// Whatever was found at start and the server does not know is an
