@@ -114,7 +114,8 @@ type HeartbeatRequest struct {
 // NodeAllocsResponse answers GET /v1/nodes/{id}/allocations: the node's
 // allocations the servers changed after the index asked for (all of them
 // when it was 0), and the IDs of every allocation the node has (one that
-// is missing was removed), as of Index.
+// is missing was removed), as of Index. IDs is null when no allocation
+// left the node after the index asked for: the agent keeps what it knows.
 type NodeAllocsResponse struct {
 	Index  int64         `json:"index"`
 	Allocs []*Allocation `json:"allocations"`

@@ -448,3 +448,71 @@ func TestRepeatedReportWritesNothing(t *testing.T) {
 		t.Fatal("a report that changes the health wrote nothing")
 	}
 }
+
+// An agent's long-poll carries every allocation ID only when one may have
+// left the node after the index it asked from; placements alone send just
+// what changed.
+func TestNodeAllocsSinceSendsIDsOnlyAfterARemoval(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	place := func(id, node string) int64 {
+		t.Helper()
+		a := &api.Allocation{ID: id, Namespace: "default", Job: "web", NodeID: node, DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocPending}
+		rev, err := s.ApplyPlan(ctx, &PlanCommit{Place: []*api.Allocation{a}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.WaitIndex(ctx, rev)
+		return rev
+	}
+	ids := func(a []*api.Allocation) []string {
+		var out []string
+		for _, x := range a {
+			out = append(out, x.ID)
+		}
+		return out
+	}
+	place("a1", "n1")
+	changed, all, idx, _ := s.NodeAllocsSince("n1", 0)
+	if fmt.Sprint(ids(changed)) != "[a1]" || fmt.Sprint(all) != "[a1]" {
+		t.Fatalf("first query: changed %v, ids %v; want [a1] and [a1]", ids(changed), all)
+	}
+
+	place("a2", "n1")
+	changed, all, idx2, _ := s.NodeAllocsSince("n1", idx)
+	if fmt.Sprint(ids(changed)) != "[a2]" || all != nil {
+		t.Fatalf("after a placement: changed %v, ids %v; want [a2] and no ids", ids(changed), all)
+	}
+	place("b1", "n2") // another node's change sends nothing new to n1
+	if _, all, _, _ := s.NodeAllocsSince("n1", idx2); all != nil {
+		t.Fatalf("another node's placement sent n1 its ids: %v", all)
+	}
+
+	if err := s.DeleteAllocs(ctx, []string{"a1"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, ok := s.Alloc("a1"); return !ok })
+	changed, all, idx3, _ := s.NodeAllocsSince("n1", idx2)
+	if len(changed) != 0 || fmt.Sprint(all) != "[a2]" {
+		t.Fatalf("after a removal: changed %v, ids %v; want none and [a2]", ids(changed), all)
+	}
+	if idx3 <= idx2 {
+		t.Fatalf("a removal did not advance the node's index: %d then %d", idx2, idx3)
+	}
+	// From the index after the removal, the IDs are not needed again.
+	if _, all, _, _ := s.NodeAllocsSince("n1", idx3); all != nil {
+		t.Fatalf("ids sent again after the agent saw the removal: %v", all)
+	}
+	// After a full reload the view no longer knows what was removed
+	// before it: an agent that had not seen the removal (index idx2) gets
+	// every ID, and one that had (idx3, the load's revision) needs none.
+	if err := s.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, all, _, _ := s.NodeAllocsSince("n1", idx2); fmt.Sprint(all) != "[a2]" || all == nil {
+		t.Fatalf("after a reload, from before the removal: ids %v, want [a2]", all)
+	}
+	if _, all, _, _ := s.NodeAllocsSince("n1", idx3); all != nil {
+		t.Fatalf("after a reload, from the load's revision: ids %v, want none", all)
+	}
+}

@@ -45,6 +45,11 @@ type Store struct {
 	allocsByJob  map[string]map[string]*api.Allocation
 	nodeIndex    map[string]int64 // node id → last revision the servers changed one of its allocations
 	allocDesired map[string]int64 // alloc id → last revision the servers changed it
+	// nodeRemoved is the last revision at which an allocation left a node
+	// (deleted, or moved to another), and loadRev the revision this view
+	// was last loaded whole at: what came before it is unknown.
+	nodeRemoved map[string]int64
+	loadRev     int64
 	nodeWait     map[string]chan struct{}
 	capIndex     int64                  // last revision that may have freed or added capacity
 	aclTokens    map[string]*acl.Token  // by secret hash
@@ -99,6 +104,7 @@ func (s *Store) reset() {
 	s.allocsByJob = map[string]map[string]*api.Allocation{}
 	s.nodeIndex = map[string]int64{}
 	s.allocDesired = map[string]int64{}
+	s.nodeRemoved = map[string]int64{}
 	if s.nodeWait == nil {
 		s.nodeWait = map[string]chan struct{}{}
 	}
@@ -125,6 +131,7 @@ func (s *Store) load(ctx context.Context) error {
 		s.applyLocked(kv, false)
 	}
 	s.rev = resp.Header.Revision
+	s.loadRev = s.rev
 	s.broadcastLocked()
 	return nil
 }
@@ -195,6 +202,7 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 			delete(s.allocDesired, rest)
 			s.capIndex = kv.ModRevision
 			if old != nil {
+				s.nodeRemoved[old.NodeID] = kv.ModRevision
 				s.nodeChangedLocked(old.NodeID, kv.ModRevision)
 			}
 			return
@@ -220,6 +228,7 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 			s.allocDesired[a.ID] = kv.ModRevision
 			s.nodeChangedLocked(a.NodeID, kv.ModRevision)
 			if old != nil && old.NodeID != a.NodeID {
+				s.nodeRemoved[old.NodeID] = kv.ModRevision
 				s.nodeChangedLocked(old.NodeID, kv.ModRevision)
 			}
 		}
@@ -472,16 +481,26 @@ func (s *Store) nodeChangedLocked(node string, rev int64) {
 }
 
 // NodeAllocsSince is an agent's blocking query: the node's allocations the
-// servers changed after index (all of them when index is 0), the IDs of
-// every allocation the node has, the node's index, and a channel closed at
-// the node's next change. Only the node's own waiters wake.
+// servers changed after index (all of them when index is 0), the node's
+// index, and a channel closed at the node's next change. Only the node's
+// own waiters wake.
+//
+// ids, the IDs of every allocation the node has, is nil unless one may
+// have left the node after index (or index is 0, or older than what this
+// view knows): a node with a hundred allocations placed one plan at a
+// time would otherwise be sent every ID again on each of them.
 func (s *Store) NodeAllocsSince(nodeID string, index int64) (changed []*api.Allocation, ids []string, idx int64, wait <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	src := s.allocsByNode[nodeID]
-	ids = make([]string, 0, len(src))
+	withIDs := index == 0 || index < s.loadRev || s.nodeRemoved[nodeID] > index
+	if withIDs {
+		ids = make([]string, 0, len(src))
+	}
 	for id, a := range src {
-		ids = append(ids, id)
+		if withIDs {
+			ids = append(ids, id)
+		}
 		if index == 0 || s.allocDesired[id] > index {
 			changed = append(changed, a)
 		}
