@@ -50,11 +50,11 @@ type Store struct {
 	// was last loaded whole at: what came before it is unknown.
 	nodeRemoved map[string]int64
 	loadRev     int64
-	nodeWait     map[string]chan struct{}
-	capIndex     int64                  // last revision that may have freed or added capacity
-	aclTokens    map[string]*acl.Token  // by secret hash
-	aclPolicies  map[string]*acl.Policy // by name
-	changed      chan struct{}          // closed and replaced on every change
+	nodeWait    map[string]chan struct{}
+	capIndex    int64                  // last revision that may have freed or added capacity
+	aclTokens   map[string]*acl.Token  // by secret hash
+	aclPolicies map[string]*acl.Policy // by name
+	changed     chan struct{}          // closed and replaced on every change
 
 	versionsMu sync.Mutex
 	versions   map[string]*api.Job // job versions read, by key: immutable
