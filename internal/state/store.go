@@ -50,6 +50,7 @@ type Store struct {
 	// was last loaded whole at: what came before it is unknown.
 	nodeRemoved map[string]int64
 	loadRev     int64
+	shapes      shapes // resource maps shared by allocations of one shape
 	nodeWait    map[string]chan struct{}
 	capIndex    int64                  // last revision that may have freed or added capacity
 	aclTokens   map[string]*acl.Token  // by secret hash
@@ -105,6 +106,7 @@ func (s *Store) reset() {
 	s.nodeIndex = map[string]int64{}
 	s.allocDesired = map[string]int64{}
 	s.nodeRemoved = map[string]int64{}
+	s.shapes = shapes{}
 	if s.nodeWait == nil {
 		s.nodeWait = map[string]chan struct{}{}
 	}
@@ -216,6 +218,7 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 		}
 		a.ModifyIndex = kv.ModRevision
 		a.Intern()
+		a.Resources = s.shapes.share(a.Resources)
 		if a.ID == rest {
 			rest = a.ID // the map key shares the ID's bytes, not the whole etcd key's
 		}
