@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,18 +20,8 @@ import (
 	"github.com/gantryhq/gantry/internal/gpu/nvml/nvmltest"
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/server"
-	"github.com/gantryhq/gantry/internal/state"
+	"github.com/gantryhq/gantry/internal/state/statetest"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 func getJSON(t *testing.T, url string, v any) error {
 	t.Helper()
@@ -66,26 +55,8 @@ func eventually(t *testing.T, what string, fn func() bool) {
 // /metrics endpoints and the node's usage history on the way.
 func TestGPUHealthReachesServer(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e, err := state.StartEmbedded(state.EmbedConfig{
-		DataDir:   t.TempDir(),
-		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
+	st := statetest.Open(t, "/gpu-test/")
 	ctx, cancel := context.WithCancel(context.Background())
-	cli, err := state.Dial(ctx, []string{e.ClientURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	st, err := state.Open(ctx, cli, "/gpu-test/", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
 	srv := server.New(server.Config{ID: "s1", HTTPAddr: "127.0.0.1:0", HeartbeatTTL: 3 * time.Second}, st, log)
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
