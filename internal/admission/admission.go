@@ -85,6 +85,45 @@ func TaskConfig(job *api.Job, g *api.Group, t *api.Task) *driver.TaskConfig {
 // request, with the task's allocation known (its GPUs, whether the agent
 // checks its health) and the engine unknown.
 func Audit(cfg *driver.TaskConfig) ([]audit.Finding, error) {
+	return AuditOn(cfg, nil)
+}
+
+// Host is what admission knows of the machines a job's containers would
+// run on: where the engine's socket is, and where the host paths the job
+// names lead once their symlinks are resolved (audit.Engine's Sockets and
+// HostPaths). The caller resolves them (audit.ResolveHostPaths over
+// HostPaths(job)); nil judges every path as written, with /var/run as /run.
+type Host struct {
+	Sockets   []string
+	HostPaths map[string]string
+}
+
+// HostPaths returns the host paths the job's docker tasks name (volume
+// sources and device nodes), for the caller to resolve into Host.
+func HostPaths(job *api.Job) []string {
+	var out []string
+	for _, g := range job.Groups {
+		for _, t := range g.Tasks {
+			if t == nil || t.Driver != api.DriverDocker {
+				continue
+			}
+			for _, v := range t.Config.Volumes {
+				if src, _, _ := strings.Cut(v, ":"); strings.HasPrefix(src, "/") {
+					out = append(out, src)
+				}
+			}
+			for _, d := range t.Config.Devices {
+				if src, _, _ := strings.Cut(d, ":"); strings.HasPrefix(src, "/") {
+					out = append(out, src)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// AuditOn is Audit with what is known of the host (see Host).
+func AuditOn(cfg *driver.TaskConfig, h *Host) ([]audit.Finding, error) {
 	spec, err := docker.BuildContainer(cfg)
 	if err != nil {
 		return nil, err
@@ -96,6 +135,9 @@ func Audit(cfg *driver.TaskConfig) ([]audit.Finding, error) {
 	e := &audit.Engine{Allocations: audit.Allocations{
 		audit.TaskKey(cfg.AllocID, cfg.Task.Name): {GPUs: driver.GPUVisibleDevices(gpu), Checks: len(cfg.Task.Checks)},
 	}}
+	if h != nil {
+		e.Sockets, e.HostPaths = h.Sockets, h.HostPaths
+	}
 	return audit.AuditCreate(spec.Name, spec.Config, spec.HostConfig, e), nil
 }
 
@@ -104,6 +146,11 @@ func Audit(cfg *driver.TaskConfig) ([]audit.Finding, error) {
 // means a task's container could not be built at all (the spec is
 // invalid for the driver).
 func Check(p audit.Policy, job *api.Job) (*Review, error) {
+	return CheckOn(p, job, nil)
+}
+
+// CheckOn is Check with what is known of the host (see Host).
+func CheckOn(p audit.Policy, job *api.Job, h *Host) (*Review, error) {
 	rv := &Review{Namespace: job.Namespace, Job: job.Name, Blocking: []Finding{}, Warning: []Finding{}}
 	for gi, g := range job.Groups {
 		for ti, t := range g.Tasks {
@@ -111,7 +158,7 @@ func Check(p audit.Policy, job *api.Job) (*Review, error) {
 				continue
 			}
 			path := fmt.Sprintf("groups[%d].tasks[%d]", gi, ti)
-			fs, err := Audit(TaskConfig(job, g, t))
+			fs, err := AuditOn(TaskConfig(job, g, t), h)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", path, err)
 			}

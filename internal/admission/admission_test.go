@@ -1,6 +1,8 @@
 package admission
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -151,5 +153,49 @@ func TestGPUJobsAdmitted(t *testing.T) {
 	rv, _ := Check(audit.DefaultPolicy(), parse(t, spec))
 	if rv.Admitted() || rv.Blocking[0].CheckID != "5.18" {
 		t.Errorf("raw /dev/nvidia0 admitted: %+v", rv)
+	}
+}
+
+// TestParentDirectoryOfTheSocketRefused (issue 15): a bind mount of the
+// host's /run or /var/run holds the engine's socket; with user 0:0 the
+// container would be root on the host. It is refused like the socket
+// itself, read-only or not, and so is a symlink that leads there.
+func TestParentDirectoryOfTheSocketRefused(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "run-link")
+	if err := os.Symlink("/run", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, vol := range []string{"/run:/host-run", "/var/run:/host-run:ro", "/run/containerd:/c", link + ":/r"} {
+		job := parse(t, strings.Replace(plain, "ports: [{name: http, to: 8080}]}", `ports: [{name: http, to: 8080}], volumes: ["`+vol+`"]}
+        security: {user: "0:0"}`, 1))
+		host := &Host{HostPaths: audit.ResolveHostPaths(HostPaths(job))}
+		rv, err := CheckOn(audit.DefaultPolicy(), job, host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rv.Admitted() {
+			t.Errorf("%s admitted (warnings %v)", vol, rv.Warnings())
+			continue
+		}
+		if f := rv.Blocking[0]; f.CheckID != "5.32" || !strings.Contains(f.Detail, ".sock") {
+			t.Errorf("%s: blocked by %s %q, want 5.32 naming the socket", vol, f.CheckID, f.Detail)
+		}
+	}
+}
+
+// TestRawDevicesRefused (issue 15): devices that give raw access to
+// memory, the kernel, I/O ports or disks block by default; other devices
+// only warn.
+func TestRawDevicesRefused(t *testing.T) {
+	for dev, blocked := range map[string]bool{"/dev/mem": true, "/dev/kmem": true, "/dev/port": true, "/dev/sda": true, "/dev/nvme0n1:/dev/disk0": true, "/dev/fuse": false} {
+		job := parse(t, strings.Replace(plain, "ports: [{name: http, to: 8080}]}", `ports: [{name: http, to: 8080}], devices: ["`+dev+`"]}`, 1))
+		rv, err := Check(audit.DefaultPolicy(), job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rv.Admitted() == blocked {
+			t.Errorf("%s: admitted %v, want %v (blocking %v, warnings %v)", dev, rv.Admitted(), !blocked, rv.Blocking, rv.Warnings())
+		}
 	}
 }

@@ -24,9 +24,10 @@ import (
 var (
 	safeSources      = []string{"/srv/data", "/home/app", "/var/lib/gantry", "/tmp/scratch"}
 	sensitiveSources = []string{"/etc", "/etc/ssl", "/usr/share/zoneinfo", "/", "/proc", "/dev", "/sys/fs/cgroup", "/boot", "/lib/modules"}
-	socketSources    = []string{"/var/run/docker.sock", "/run/docker.sock"}
+	socketSources    = []string{"/var/run/docker.sock", "/run/docker.sock", "/run", "/var/run", "/var/run/", "/run/containerd", "/var/run/docker"}
 	volumeOptions    = []string{"", ":ro", ":rw", ":ro,rslave", ":rshared", ":rw,private"}
-	safeDevices      = []string{"/dev/fuse", "/dev/kvm", "/dev/sda:/dev/xvda:r"}
+	safeDevices      = []string{"/dev/fuse", "/dev/kvm", "/dev/net/tun:/dev/tun:r"}
+	rawDevices       = []string{"/dev/mem", "/dev/kmem:/dev/k", "/dev/port", "/dev/sda:/dev/xvda:r", "/dev/nvme0n1"}
 	gpuDevices       = []string{"/dev/nvidia0", "/dev/nvidiactl", "/dev/zero:/dev/nvidia1"}
 	safeCaps         = []string{"CHOWN", "NET_BIND_SERVICE", "NET_RAW", "SYS_NICE", "SYS_TIME"}
 	dangerousCaps    = []string{"SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE", "DAC_READ_SEARCH", "ALL", "CAP_SYS_ADMIN"}
@@ -103,6 +104,9 @@ func genTask(t *rapid.T, name string) *api.Task {
 		c.Volumes = append(c.Volumes, src+":"+dst+opt)
 	}
 	c.Devices = rapid.SliceOfNDistinct(rapid.SampledFrom(safeDevices), 0, 2, rapid.ID[string]).Draw(t, "devices")
+	if rare(t, "raw device") {
+		c.Devices = append(c.Devices, rapid.SampledFrom(rawDevices).Draw(t, "raw device node"))
+	}
 	if rare(t, "gpu device") {
 		c.Devices = append(c.Devices, rapid.SampledFrom(gpuDevices).Draw(t, "gpu device node"))
 	}
@@ -321,12 +325,22 @@ func blockedBy(task *api.Task) map[string]bool {
 		if path.Base(src) == "docker.sock" || path.Base(dst) == "docker.sock" {
 			out["5.32"] = true
 		}
+		// A parent of the engine's or containerd's socket is the socket.
+		canon := path.Clean(strings.Replace(path.Clean(src), "/var/run", "/run", 1))
+		for _, sock := range []string{"/run/docker.sock", "/run/containerd/containerd.sock", "/run/docker/containerd/containerd.sock"} {
+			if canon == "/" || canon == sock || strings.HasPrefix(sock, canon+"/") {
+				out["5.32"] = true
+			}
+		}
 	}
 	for _, d := range c.Devices {
 		for _, p := range strings.Split(d, ":")[:min(2, len(strings.Split(d, ":")))] {
 			if strings.HasPrefix(p, "/dev/nvidia") {
 				out["5.18"] = true
 			}
+		}
+		if slices.Contains(rawDevices, d) {
+			out["5.18"] = true
 		}
 	}
 	return out

@@ -74,6 +74,7 @@ func (a *Agent) auditOnce(ctx context.Context, eng dockerEngine) {
 		Docker: eng.Client(), Node: a.cfg.NodeName,
 		Daemon:      a.daemonConfig(eng.Host()),
 		Allocations: a.auditAllocations(),
+		Host:        eng.Host(),
 	}
 	rep, err := col.Collect(ctx, time.Now())
 	if err != nil {

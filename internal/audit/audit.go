@@ -119,6 +119,15 @@ type Engine struct {
 	// Allocations is what the node's agent knows of the tasks it runs;
 	// nil when the caller does not know (an audit outside an agent).
 	Allocations Allocations
+	// Sockets are where the caller found the engine's API socket (the
+	// client's unix:// address), besides DefaultSockets and the
+	// containerd address the engine's info reports.
+	Sockets []string
+	// HostPaths maps host paths the containers name (bind-mount sources,
+	// device nodes, Sockets) to where their symlinks lead on the host,
+	// when the caller could resolve them there (ResolveHostPaths). A path
+	// missing here is judged as given.
+	HostPaths map[string]string
 }
 
 // Allocations maps each Gantry task the node runs, by TaskKey, to what it

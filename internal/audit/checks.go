@@ -120,7 +120,7 @@ var containerChecks = []Check{
 		ID: "5.18", Name: "HostDevices",
 		Title:       "Ensure that host devices are not directly exposed to containers",
 		Severity:    SeverityMedium,
-		Remediation: "Do not pass host devices with --device; give GPUs through the NVIDIA runtime by UUID (--gpus device=UUID), never all of them.",
+		Remediation: "Do not pass host devices with --device, above all memory, I/O port and disk devices (/dev/mem, /dev/kmem, /dev/port, /dev/sd*, /dev/nvme*); give GPUs through the GPU request (the NVIDIA runtime by UUID), never devices and never all of them.",
 		Run:         checkDevices,
 	},
 	{
@@ -176,7 +176,7 @@ var containerChecks = []Check{
 		ID: "5.32", Name: "DockerSocketMount",
 		Title:       "Ensure that the Docker socket is not mounted inside any containers",
 		Severity:    SeverityCritical,
-		Remediation: "Do not mount docker.sock into containers; it gives full control of the engine and the host.",
+		Remediation: "Do not mount the engine's or containerd's socket, or a directory holding it (/run, /var/run), into containers; either gives full control of the engine and the host.",
 		Run:         checkDockerSocket,
 	},
 }
@@ -300,32 +300,37 @@ func checkPrivileged(c *container.InspectResponse, _ *Engine) Result {
 // sensitiveDirs are the host directories recommendation 5.6 lists.
 var sensitiveDirs = []string{"/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr"}
 
-// sensitiveDir returns the listed directory that src is, or lies under.
-func sensitiveDir(src string) (string, bool) {
-	if src == "" {
-		return "", false
-	}
-	src = path.Clean(src)
-	for _, d := range sensitiveDirs {
-		if src == d || (d != "/" && strings.HasPrefix(src, d+"/")) {
-			return d, true
+// sensitiveDir returns the listed directory that a mount of src is, lies
+// under or (for "/") contains, through any path src stands for on the host
+// (the source as given, /var/run as /run, where its symlinks lead).
+func (e *Engine) sensitiveDir(src string) (dir, via string, ok bool) {
+	for _, p := range e.hostPaths(src) {
+		for _, d := range sensitiveDirs {
+			if under(p, d) && (d != "/" || p == "/") {
+				return d, p, true
+			}
 		}
 	}
-	return "", false
+	return "", "", false
 }
 
-// 5.6: a bind mount of a listed directory (or a path under it) fails; high
-// when writable, low when read-only.
-func checkSensitiveMounts(c *container.InspectResponse, _ *Engine) Result {
+// 5.6: a bind mount of a listed directory (or a path under it, or a path
+// whose symlinks lead there) fails; high when writable, low when
+// read-only.
+func checkSensitiveMounts(c *container.InspectResponse, e *Engine) Result {
 	var rw, ro []string
 	for _, m := range c.Mounts {
 		if m.Type != mount.TypeBind {
 			continue
 		}
-		if _, ok := sensitiveDir(m.Source); !ok {
+		d, via, ok := e.sensitiveDir(m.Source)
+		if !ok {
 			continue
 		}
 		desc := fmt.Sprintf("%s -> %s", m.Source, m.Destination)
+		if via != path.Clean(m.Source) {
+			desc += fmt.Sprintf(" (%s on the host, under %s)", via, d)
+		}
 		if m.RW {
 			rw = append(rw, desc+" (rw)")
 		} else {
@@ -530,25 +535,34 @@ func checkHostIPC(c *container.InspectResponse, _ *Engine) Result {
 }
 
 // 5.18: host devices passed with --device or allowed by device cgroup
-// rules fail. GPU exposure is high: raw /dev/nvidia* nodes passed around
+// rules fail. Raw access to memory, the kernel, I/O ports or disks
+// (/dev/mem, /dev/kmem, /dev/port, block devices, a rule allowing block
+// devices) is high. GPU exposure is high too: raw /dev/nvidia* nodes passed around
 // the NVIDIA runtime, a device request for all GPUs, or
 // NVIDIA_VISIBLE_DEVICES=all, each of which lets the container see GPUs it
 // was not given; and, where the node's allocations are known, any GPU
 // beyond the container's allocation (gpu.go).
 func checkDevices(c *container.InspectResponse, e *Engine) Result {
-	var gpu, other []string
+	var raw, gpu, other []string
 	for _, d := range c.HostConfig.Devices {
 		desc := d.PathOnHost
 		if d.PathInContainer != "" && d.PathInContainer != d.PathOnHost {
 			desc += " -> " + d.PathInContainer
 		}
-		if strings.HasPrefix(d.PathOnHost, "/dev/nvidia") || strings.HasPrefix(d.PathInContainer, "/dev/nvidia") {
-			gpu = append(gpu, "raw GPU device "+desc+" passed around the NVIDIA runtime")
-		} else {
+		switch {
+		case strings.HasPrefix(d.PathOnHost, "/dev/nvidia") || strings.HasPrefix(d.PathInContainer, "/dev/nvidia"):
+			gpu = append(gpu, "raw GPU device "+desc+" passed around the NVIDIA runtime (ask for GPUs with the task's gpu resources, never devices)")
+		case e.rawDevice(d.PathOnHost):
+			raw = append(raw, "raw access device "+desc+" (memory, kernel, I/O ports or a disk: the container can read and rewrite the host beneath every isolation)")
+		default:
 			other = append(other, "host device "+desc)
 		}
 	}
 	for _, rule := range c.HostConfig.DeviceCgroupRules {
+		if rawDeviceRule(rule) {
+			raw = append(raw, fmt.Sprintf("device cgroup rule %q allows block devices", rule))
+			continue
+		}
 		other = append(other, fmt.Sprintf("device cgroup rule %q", rule))
 	}
 	for _, r := range c.HostConfig.DeviceRequests {
@@ -568,8 +582,8 @@ func checkDevices(c *container.InspectResponse, e *Engine) Result {
 	}
 	gpu = append(gpu, gpuBeyondAllocation(c, e)...)
 	switch {
-	case len(gpu) > 0:
-		return failAt(SeverityHigh, "%s", strings.Join(append(gpu, other...), "; "))
+	case len(raw) > 0 || len(gpu) > 0:
+		return failAt(SeverityHigh, "%s", strings.Join(append(append(raw, gpu...), other...), "; "))
 	case len(other) > 0:
 		return fail("exposes %s", strings.Join(other, "; "))
 	}
@@ -741,12 +755,26 @@ func checkHostUserns(c *container.InspectResponse, e *Engine) Result {
 	}
 }
 
-// 5.32: any mount whose host path or container path is a docker.sock.
-func checkDockerSocket(c *container.InspectResponse, _ *Engine) Result {
+// 5.32: any mount that reaches the engine's or containerd's socket (the
+// socket itself, or a directory that contains it, such as /run or
+// /var/run, through any path the source stands for on the host), or whose
+// container path is a docker.sock. A read-only mount does not help: a
+// socket on a read-only mount still accepts connections.
+func checkDockerSocket(c *container.InspectResponse, e *Engine) Result {
 	var bad []string
 	for _, m := range c.Mounts {
+		desc := fmt.Sprintf("%s -> %s", m.Source, m.Destination)
+		switch sock, via, ok := e.reachedSocket(m.Source); {
+		case m.Type != "" && m.Type != mount.TypeBind:
+		case ok && (via == sock || path.Clean(m.Source) == sock):
+			bad = append(bad, desc)
+			continue
+		case ok:
+			bad = append(bad, fmt.Sprintf("%s, which holds the engine's socket %s", desc, sock))
+			continue
+		}
 		if path.Base(m.Source) == "docker.sock" || path.Base(m.Destination) == "docker.sock" {
-			bad = append(bad, fmt.Sprintf("%s -> %s", m.Source, m.Destination))
+			bad = append(bad, desc)
 		}
 	}
 	if len(bad) > 0 {

@@ -265,6 +265,73 @@ func TestContainerChecks(t *testing.T) {
 		{"socket elsewhere", "5.32", engPlain, func(c *container.InspectResponse) {
 			c.Mounts = []container.MountPoint{{Type: mount.TypeBind, Source: "/run/user/1000/docker.sock", Destination: "/var/run/docker.sock"}}
 		}, StatusFail, SeverityCritical, "/run/user/1000/docker.sock"},
+		// A parent directory of the engine's or containerd's socket is the
+		// socket (issue 15), read-only or not, through symlinks too.
+		{"parent /run", "5.32", engPlain, func(c *container.InspectResponse) {
+			c.Mounts = []container.MountPoint{{Type: mount.TypeBind, Source: "/run", Destination: "/host-run", RW: true}}
+		}, StatusFail, SeverityCritical, "holds the engine's socket /run/docker.sock"},
+		{"parent /var/run read-only", "5.32", engPlain, func(c *container.InspectResponse) {
+			c.Mounts = []container.MountPoint{{Type: mount.TypeBind, Source: "/var/run/", Destination: "/host-run"}}
+		}, StatusFail, SeverityCritical, "/var/run/ -> /host-run"},
+		{"containerd's directory", "5.32", engPlain, func(c *container.InspectResponse) {
+			c.Mounts = []container.MountPoint{{Type: mount.TypeBind, Source: "/run/containerd", Destination: "/c"}}
+		}, StatusFail, SeverityCritical, "/run/containerd/containerd.sock"},
+		{"containerd where the engine says", "5.32", &Engine{Info: system.Info{ServerVersion: "28.0.0", Containerd: &system.ContainerdInfo{Address: "/srv/ctr/containerd.sock"}}}, func(c *container.InspectResponse) {
+			c.Mounts = []container.MountPoint{{Type: mount.TypeBind, Source: "/srv/ctr", Destination: "/c"}}
+		}, StatusFail, SeverityCritical, "/srv/ctr/containerd.sock"},
+		{"engine socket where the client found it", "5.32", &Engine{Sockets: []string{"/home/u/.docker/run/docker.sock"}}, func(c *container.InspectResponse) {
+			c.Mounts = []container.MountPoint{{Type: mount.TypeBind, Source: "/home/u/.docker", Destination: "/d"}}
+		}, StatusFail, SeverityCritical, "/home/u/.docker/run/docker.sock"},
+		{"symlink to /run", "5.32", &Engine{HostPaths: map[string]string{"/srv/link": "/run"}}, func(c *container.InspectResponse) {
+			c.Mounts = []container.MountPoint{{Type: mount.TypeBind, Source: "/srv/link", Destination: "/r"}}
+		}, StatusFail, SeverityCritical, "/srv/link -> /r"},
+		{"host root holds the socket", "5.32", engPlain, func(c *container.InspectResponse) {
+			c.Mounts = []container.MountPoint{{Type: mount.TypeBind, Source: "/", Destination: "/host"}}
+		}, StatusFail, SeverityCritical, "/run/docker.sock"},
+		{"beside the socket", "5.32", engPlain, func(c *container.InspectResponse) {
+			c.Mounts = []container.MountPoint{
+				{Type: mount.TypeBind, Source: "/run/user/1000/app", Destination: "/a"},
+				{Type: mount.TypeBind, Source: "/running", Destination: "/b"},
+				{Type: mount.TypeVolume, Name: "run", Source: "/var/lib/docker/volumes/run/_data", Destination: "/run"},
+			}
+		}, StatusPass, "", ""},
+
+		// 5.6 after resolving symlinks.
+		{"symlink into /etc", "5.6", &Engine{HostPaths: map[string]string{"/data/cfg": "/etc/app"}}, func(c *container.InspectResponse) {
+			c.Mounts = []container.MountPoint{{Type: mount.TypeBind, Source: "/data/cfg", Destination: "/cfg", RW: true}}
+		}, StatusFail, SeverityHigh, "/etc/app on the host, under /etc"},
+
+		// 5.18: raw access devices are high (blocking by default), others medium.
+		{"dev mem", "5.18", engPlain, func(c *container.InspectResponse) {
+			c.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/dev/mem", PathInContainer: "/dev/mem"}}
+		}, StatusFail, SeverityHigh, "raw access device /dev/mem"},
+		{"dev kmem", "5.18", engPlain, func(c *container.InspectResponse) {
+			c.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/dev/kmem"}}
+		}, StatusFail, SeverityHigh, "raw access"},
+		{"dev port", "5.18", engPlain, func(c *container.InspectResponse) {
+			c.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/dev/port"}}
+		}, StatusFail, SeverityHigh, "raw access"},
+		{"disk", "5.18", engPlain, func(c *container.InspectResponse) {
+			c.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/dev/sda", PathInContainer: "/dev/xvda"}}
+		}, StatusFail, SeverityHigh, "/dev/sda -> /dev/xvda"},
+		{"nvme partition", "5.18", engPlain, func(c *container.InspectResponse) {
+			c.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/dev/nvme0n1p1"}}
+		}, StatusFail, SeverityHigh, "raw access"},
+		{"disk by id", "5.18", engPlain, func(c *container.InspectResponse) {
+			c.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/dev/disk/by-id/ata-x"}}
+		}, StatusFail, SeverityHigh, "raw access"},
+		{"symlink to a disk", "5.18", &Engine{HostPaths: map[string]string{"/srv/d": "/dev/vdb"}}, func(c *container.InspectResponse) {
+			c.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/srv/d"}}
+		}, StatusFail, SeverityHigh, "raw access"},
+		{"block device rule", "5.18", engPlain, func(c *container.InspectResponse) {
+			c.HostConfig.DeviceCgroupRules = []string{"b 8:* rwm"}
+		}, StatusFail, SeverityHigh, "allows block devices"},
+		{"fuse", "5.18", engPlain, func(c *container.InspectResponse) {
+			c.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/dev/fuse"}}
+		}, StatusFail, SeverityMedium, "host device /dev/fuse"},
+		{"memory lookalike", "5.18", engPlain, func(c *container.InspectResponse) {
+			c.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/dev/memory_bandwidth"}}
+		}, StatusFail, SeverityMedium, "host device"},
 	}
 	for _, c := range cases {
 		t.Run(c.check+"/"+c.name, func(t *testing.T) {

@@ -2,7 +2,11 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -31,6 +35,11 @@ type Collector struct {
 	// Allocations, when set, is what the node's agent runs (see
 	// Engine.Allocations).
 	Allocations Allocations
+	// Host is the engine's address as the client reaches it
+	// ("unix:///var/run/docker.sock"). A unix socket means the engine runs
+	// on this machine: its socket joins Engine.Sockets, and mount sources
+	// and devices are resolved here (ResolveHostPaths).
+	Host string
 }
 
 // Collect reads the engine's info, lists and inspects every container and
@@ -58,5 +67,46 @@ func (c *Collector) Collect(ctx context.Context, at time.Time) (Report, error) {
 		inspected = append(inspected, res.Container)
 	}
 	e := &Engine{Info: inf.Info, Daemon: c.Daemon, Allocations: c.Allocations}
+	if sock, ok := strings.CutPrefix(c.Host, "unix://"); ok {
+		e.Sockets = []string{sock}
+		paths := []string{sock}
+		for _, ic := range inspected {
+			paths = append(paths, HostPathsOf(ic)...)
+		}
+		e.HostPaths = ResolveHostPaths(paths)
+	}
 	return NewReport(c.Node, at, e, inspected), nil
+}
+
+// ResolveHostPaths resolves the symlinks of each absolute path on this
+// machine, for Engine.HostPaths. A path that does not exist (yet) is
+// resolved as far as it exists: its longest existing parent, with the
+// rest appended. Paths that resolve to themselves are left out.
+func ResolveHostPaths(paths []string) map[string]string {
+	out := map[string]string{}
+	for _, p := range paths {
+		if !filepath.IsAbs(p) {
+			continue
+		}
+		if r := resolveHostPath(p); r != filepath.Clean(p) {
+			out[p] = r
+		}
+	}
+	return out
+}
+
+func resolveHostPath(p string) string {
+	p = filepath.Clean(p)
+	rest := ""
+	for {
+		r, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(r, rest)
+		}
+		if !errors.Is(err, os.ErrNotExist) || p == "/" {
+			return filepath.Join(p, rest)
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+		p = filepath.Dir(p)
+	}
 }

@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -81,5 +83,34 @@ func TestCollector(t *testing.T) {
 	fd.infoErr = errors.New("daemon down")
 	if _, err := col.Collect(context.Background(), reportTime); err == nil || !strings.Contains(err.Error(), "read engine info: daemon down") {
 		t.Errorf("info failure: %v", err)
+	}
+}
+
+// TestResolveHostPaths: a bind-mount source that is a symlink, or lies
+// under one, or does not exist yet under one, is resolved to where it
+// leads on the host; a plain path is left out.
+func TestResolveHostPaths(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	realDir, err := filepath.EvalSymlinks(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ResolveHostPaths([]string{link, link + "/sub/missing", realDir, "relative"})
+	want := map[string]string{link: realDir, link + "/sub/missing": realDir + "/sub/missing"}
+	if len(got) != len(want) {
+		t.Fatalf("resolved %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s resolved to %q, want %q", k, got[k], v)
+		}
 	}
 }

@@ -52,7 +52,12 @@ func (s *Server) admit(ctx context.Context, job *api.Job) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	rv, err := admission.Check(doc.Policy, job)
+	// The job's host paths are resolved on this server's machine: in a dev
+	// cluster that is the node's, elsewhere servers and nodes share the
+	// distribution's layout (/var/run -> /run); the agents' runtime audit
+	// judges each container again against its own node's paths.
+	host := &admission.Host{HostPaths: audit.ResolveHostPaths(admission.HostPaths(job))}
+	rv, err := admission.CheckOn(doc.Policy, job, host)
 	if err != nil {
 		return nil, badRequest("invalid job: %v", err)
 	}
