@@ -42,6 +42,12 @@ type Config struct {
 	Now func() time.Time
 	// MaxBodyBytes bounds request bodies; 0 means 4 MiB.
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds how long a request body may take to arrive
+	// once its handler reads it (0: DefaultBodyReadTimeout); the headers
+	// have 10 s. BodyBudgetBytes bounds the bytes of all bodies being read
+	// at once (0: DefaultBodyBudgetBytes). See body.go.
+	BodyReadTimeout time.Duration
+	BodyBudgetBytes int64
 	// PlanChunk bounds the placements committed in one transaction (0:
 	// 500, which the embedded etcd's limits allow; an existing etcd
 	// cluster with its default of 128 operations per transaction needs
@@ -89,6 +95,7 @@ type Server struct {
 	patterns []string // every route registered, for the authorization test
 
 	reports *reportBatcher
+	bodies  *bodyBudget // request bodies in flight (body.go)
 	// versionJSON caches the encoded job versions agents fetch.
 	versionJSON versionCache
 	shapeCache  shapeCache
@@ -124,7 +131,13 @@ func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 	if cfg.PlanChunk == 0 {
 		cfg.PlanChunk = 500
 	}
-	s := &Server{cfg: cfg, store: store, sched: cfg.Scheduler, log: log, now: cfg.Now}
+	if cfg.BodyReadTimeout == 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if cfg.BodyBudgetBytes == 0 {
+		cfg.BodyBudgetBytes = DefaultBodyBudgetBytes
+	}
+	s := &Server{cfg: cfg, store: store, sched: cfg.Scheduler, log: log, now: cfg.Now, bodies: newBodyBudget(cfg.BodyBudgetBytes)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -161,7 +174,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.listener = ln
 	s.startHistory(ctx)
-	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	// HTTP/2 too (over TLS by ALPN, and unencrypted with prior
 	// knowledge), so many agents' long-polls share few connections.
 	s.httpSrv.Protocols = new(http.Protocols)

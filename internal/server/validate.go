@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -38,10 +37,11 @@ func (s *Server) readJob(w http.ResponseWriter, r *http.Request) (*submitted, []
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return nil, nil, &httpError{status: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("request body must be a JSON job (Content-Type application/json), not %s", ct)}
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	data, release, err := s.readBody(w, r)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer release()
 	if !json.Valid(data) {
 		var v any
 		err := json.Unmarshal(data, &v)
