@@ -27,6 +27,12 @@ type Deployment struct {
 	// RevertTo is the version an automatic rollback registers again once
 	// the deployment failed; nil when none applies.
 	RevertTo *uint64 `json:"revert_to,omitempty"`
+	// Previous is the version every live allocation of the job ran, all of
+	// them running and none unhealthy, when the deployment began, however
+	// that version got there (a rolling deployment, a -d submit, a scale);
+	// an automatic rollback goes there first. Nil when the job ran nothing,
+	// or a mix of versions, or something unhealthy.
+	Previous *uint64 `json:"previous_version,omitempty"`
 	// RevertedAs is set once the server acted on RevertTo: the version the
 	// rollback registered, or the job's version when the job had moved on
 	// and nothing was registered (the description says which).

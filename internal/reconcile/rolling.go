@@ -79,6 +79,7 @@ func deploymentFor(in *Input, r *Result) *api.Deployment {
 		ID: in.DeploymentID, Namespace: job.Namespace, Job: job.Name, JobVersion: job.Version,
 		Status: api.DeploymentRunning, StatusDescription: "deployment is running",
 		Groups: map[string]*api.DeploymentGroup{}, CreateTime: in.Now, ModifyTime: in.Now,
+		Previous: healthyVersion(in.Allocs, job.Version),
 	}
 	for _, g := range job.Groups {
 		if g.Update == nil {
@@ -93,8 +94,34 @@ func deploymentFor(in *Input, r *Result) *api.Deployment {
 	return d
 }
 
+// healthyVersion is the one version older than `below` that every live
+// allocation runs, all of them running and none unhealthy; nil when there
+// is no live allocation, or several versions, or one not (yet) running
+// or unhealthy.
+func healthyVersion(allocs []*api.Allocation, below uint64) *uint64 {
+	var v *uint64
+	for _, a := range allocs {
+		if a.DesiredStatus != api.AllocDesiredRun || a.Terminal() {
+			continue
+		}
+		if a.ClientStatus != api.AllocRunning || a.Health == api.HealthUnhealthy || a.JobVersion >= below {
+			return nil
+		}
+		if v != nil && *v != a.JobVersion {
+			return nil
+		}
+		jv := a.JobVersion
+		v = &jv
+	}
+	return v
+}
+
 func copyDeployment(d *api.Deployment) *api.Deployment {
 	c := *d
+	if d.Previous != nil {
+		v := *d.Previous
+		c.Previous = &v
+	}
 	if d.RevertTo != nil {
 		v := *d.RevertTo
 		c.RevertTo = &v
@@ -348,12 +375,16 @@ func finishDeployment(in *Input, r *Result, d *api.Deployment, outcomes map[stri
 		case failure != "":
 			d.Status, d.StatusDescription = api.DeploymentFailed, failure
 			if revert {
-				if in.Stable != nil {
-					v := *in.Stable
+				target := in.Stable
+				if d.Previous != nil {
+					target = d.Previous // what ran, healthy, before this deployment
+				}
+				if target != nil {
+					v := *target
 					d.RevertTo = &v
-					d.StatusDescription += fmt.Sprintf("; rolling back to version %d", *in.Stable)
+					d.StatusDescription += fmt.Sprintf("; rolling back to version %d", v)
 				} else {
-					d.StatusDescription += "; no earlier version was deployed successfully, so there is nothing to roll back to"
+					d.StatusDescription += "; no earlier version ran healthy, so there is nothing to roll back to"
 				}
 			}
 		case done:

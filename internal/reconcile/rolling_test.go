@@ -386,3 +386,41 @@ func TestRollingIsDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestAutoRevertGoesToWhatRanBefore (issue 15): a job ran 5 replicas of
+// version 3, which never went through a rolling deployment (submitted
+// with -d and no update block); version 1 was the last successful
+// deployment. A failed rollout of version 4 rolls back to version 3, what
+// ran healthy before it, not to version 1.
+func TestAutoRevertGoesToWhatRanBefore(t *testing.T) {
+	u := api.UpdateStrategy{MaxParallel: 1, AutoRevert: true}
+	v3 := job(api.JobService, 3, 5)
+	v4 := rollJob(4, 5, "demo:v4", u)
+	one := uint64(1)
+	var allocs []*api.Allocation
+	for i := range 5 {
+		allocs = append(allocs, healthy(alloc(fmt.Sprintf("o%d:%d:running:3", i, i)), t0.Add(-time.Hour)))
+	}
+	versions := map[uint64]*api.Job{3: v3}
+	r := Reconcile(&Input{Job: v4, Allocs: allocs, Nodes: nodes("n1"), Versions: versions, Now: t0, DeploymentID: "D", Stable: &one})
+	if len(r.Deployments) != 1 || r.Deployments[0].Previous == nil || *r.Deployments[0].Previous != 3 {
+		t.Fatalf("new deployment %+v: want previous version 3", r.Deployments)
+	}
+	d := r.Deployments[0]
+	d.ModifyIndex = 9
+	n := inDeployment(alloc("n0:0:running:4"), "D", false)
+	n.Health = api.HealthUnhealthy
+	allocs[0].DesiredStatus = api.AllocDesiredStop
+	r = Reconcile(&Input{Job: v4, Allocs: append(allocs, n), Nodes: nodes("n1"), Versions: versions, Now: t0.Add(time.Minute),
+		Deployment: d, DeploymentID: "E", Stable: &one})
+	if got := rollSummary(r); !strings.Contains(got, "dep:D=failed revert:3") {
+		t.Fatalf("got %q, want the deployment failed with a rollback to version 3", got)
+	}
+	// With a mix of versions running there is no "what ran before": the
+	// last successful deployment is the fallback.
+	mixed := append([]*api.Allocation(nil), allocs[1:]...)
+	mixed = append(mixed, healthy(alloc("x:0:running:2"), t0))
+	if p := healthyVersion(mixed, 4); p != nil {
+		t.Fatalf("mixed versions gave previous %d", *p)
+	}
+}
