@@ -23,7 +23,8 @@ var checkClient = &http.Client{
 
 // runCheck runs one health check every interval after its grace period,
 // reporting healthy on success and unhealthy after `failures` consecutive
-// failures.
+// failures (checkTracker), until ctx ends: when the task exits or is told
+// to stop.
 func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *driver.Handle) {
 	interval, timeout, failures := c.Interval.D(), c.Timeout.D(), c.Failures
 	if interval <= 0 {
@@ -42,11 +43,9 @@ func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *drive
 		case <-time.After(g):
 		}
 	}
-	failed := 0
+	tracker := checkTracker{failures: failures, interval: interval}
 	lastErr := ""
-	// The first probe comes quickly so a healthy task is seen as such
-	// without waiting a whole interval; then it settles to the interval.
-	next := min(interval, 200*time.Millisecond)
+	next := tracker.first()
 	for {
 		select {
 		case <-ctx.Done():
@@ -59,23 +58,48 @@ func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *drive
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil {
-			failed = 0
+		var verdict string
+		verdict, next = tracker.observe(err == nil)
+		switch {
+		case err == nil:
 			lastErr = ""
-			tr.checkResult(i, api.HealthHealthy)
-			next = interval
-			continue
+		case verdict == api.HealthUnhealthy && err.Error() != lastErr:
+			lastErr = err.Error()
+			tr.ar.a.log.Warn("health check failing", "alloc", tr.ar.alloc.ShortID(), "task", tr.task.Name, "check", c.Type, "err", err)
 		}
-		failed++
-		if failed >= failures {
-			if msg := err.Error(); msg != lastErr {
-				lastErr = msg
-				tr.ar.a.log.Warn("health check failing", "alloc", tr.ar.alloc.ShortID(), "task", tr.task.Name, "check", c.Type, "err", err)
-			}
-			tr.checkResult(i, api.HealthUnhealthy)
+		if verdict != "" {
+			tr.checkResult(i, verdict)
 		}
-		next = min(interval, time.Duration(failed)*500*time.Millisecond)
 	}
+}
+
+// checkTracker turns one check's probe results into its verdict and says
+// when to probe next: the check is healthy on a success, unhealthy only
+// after `failures` consecutive failed probes, and probes are spaced by
+// the check's interval whatever they answered. Only the very first probe
+// comes early, so that a healthy task is seen as such without waiting a
+// whole interval.
+type checkTracker struct {
+	failures int
+	interval time.Duration
+	failed   int
+}
+
+// first is the delay before the first probe (after the grace period).
+func (c *checkTracker) first() time.Duration { return min(c.interval, 200*time.Millisecond) }
+
+// observe records one probe and returns the check's verdict ("" while
+// failures are still below the threshold) and the delay before the next.
+func (c *checkTracker) observe(ok bool) (verdict string, next time.Duration) {
+	if ok {
+		c.failed = 0
+		return api.HealthHealthy, c.interval
+	}
+	c.failed++
+	if c.failed >= c.failures {
+		return api.HealthUnhealthy, c.interval
+	}
+	return "", c.interval
 }
 
 func (tr *taskRunner) probe(ctx context.Context, c api.Check, h *driver.Handle) error {

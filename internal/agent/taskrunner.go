@@ -27,7 +27,10 @@ type taskRunner struct {
 	handle   *driver.Handle
 	stopping bool
 	checks   []string // health per check: "", healthy, unhealthy
-	winStart time.Time
+	// endChecks ends the running checks; stop calls it first, so no check
+	// probes a task that was told to stop.
+	endChecks context.CancelFunc
+	winStart  time.Time
 	winCount int
 
 	stopCh chan struct{}
@@ -142,6 +145,13 @@ func (tr *taskRunner) run(ctx context.Context) {
 		return
 	}
 	h := tr.adopt(ctx)
+	if h != nil && !h.Running && h.Started.IsZero() {
+		// Created before the agent stopped, never started: it ran nothing,
+		// so there is no exit to report; start the task anew.
+		tr.ar.a.log.Info("removing a container created but never started", "alloc", tr.ar.alloc.ShortID(), "task", tr.task.Name, "id", h.ID)
+		tr.drv.Destroy(ctx, h)
+		h = nil
+	}
 	if h != nil {
 		tr.mu.Lock()
 		tr.handle = h
@@ -243,8 +253,14 @@ func (tr *taskRunner) wait(ctx context.Context, h *driver.Handle) *driver.ExitRe
 		// checks holds no context of its own while it runs.
 		cctx, cancel := context.WithCancel(ctx)
 		defer cancel()
+		tr.mu.Lock()
+		stopping := tr.stopping
+		tr.endChecks = cancel
+		tr.mu.Unlock()
 		for i, c := range tr.task.Checks {
-			go tr.runCheck(cctx, i, c, h)
+			if !stopping {
+				go tr.runCheck(cctx, i, c, h)
+			}
 		}
 	}
 	res, err := tr.drv.Wait(ctx, h)
@@ -306,6 +322,9 @@ func (tr *taskRunner) stop(ctx context.Context) {
 	}
 	tr.stopping = true
 	close(tr.stopCh)
+	if tr.endChecks != nil {
+		tr.endChecks()
+	}
 	h := tr.handle
 	wasDead := tr.state.State == api.TaskDead
 	tr.mu.Unlock()
@@ -320,7 +339,12 @@ func (tr *taskRunner) stop(ctx context.Context) {
 	<-tr.done
 	if !wasDead {
 		tr.event(api.TaskEventKilled, "task stopped", func(s *api.TaskState) {
-			s.State, s.FinishedAt, s.Health = api.TaskDead, time.Now(), ""
+			// A task stopped after failing its checks stays unhealthy:
+			// that is why it was replaced.
+			if s.Health != api.HealthUnhealthy {
+				s.Health = ""
+			}
+			s.State, s.FinishedAt = api.TaskDead, time.Now()
 		})
 	}
 }
@@ -365,7 +389,7 @@ func (tr *taskRunner) setHealth(h string) {
 // healthy when every check passes, unhealthy when any fails.
 func (tr *taskRunner) checkResult(i int, verdict string) {
 	tr.mu.Lock()
-	if i >= len(tr.checks) {
+	if i >= len(tr.checks) || tr.stopping {
 		tr.mu.Unlock()
 		return
 	}

@@ -32,8 +32,10 @@ import (
 // replicas serve, as long as the old ones were healthy. The property test
 // checks exactly that.
 //
-// The deployment fails when a replica it placed becomes unhealthy (its
-// checks fail, it fails, or it is not healthy within healthy_deadline) or
+// The deployment fails when a replica it placed cannot become healthy:
+// it fails, or it is not healthy (its checks failing or not yet passing)
+// once healthy_deadline has passed since it was placed (with no
+// healthy_deadline, as soon as its checks fail), or
 // when no replica became healthy within progress_deadline; with auto_revert
 // it names the version to roll back to (Input.Stable), which the caller
 // registers again. It succeeds once every slot holds a new replica healthy
@@ -308,6 +310,12 @@ func rollGroup(in *Input, r *Result, d *api.Deployment, g *api.Group, allocs []*
 			continue // kept or moved in place: not this deployment's to fail
 		}
 		switch {
+		case n.Health == api.HealthUnhealthy && u.HealthyDeadline > 0 && now.Before(n.CreateTime.Add(u.HealthyDeadline.D())):
+			// Failing checks while it starts: it may still become healthy
+			// within healthy_deadline.
+			r.retryAt(n.CreateTime.Add(u.HealthyDeadline.D()))
+		case n.Health == api.HealthUnhealthy && u.HealthyDeadline > 0:
+			out.failure = fmt.Sprintf("allocation %s (%s) failed its health checks and was not healthy within healthy_deadline %s", api.ShortID(n.ID), n.Name(), u.HealthyDeadline)
 		case n.Health == api.HealthUnhealthy:
 			out.failure = fmt.Sprintf("allocation %s (%s) failed its health checks", api.ShortID(n.ID), n.Name())
 		case serving(n) && !ok:

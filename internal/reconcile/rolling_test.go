@@ -424,3 +424,32 @@ func TestAutoRevertGoesToWhatRanBefore(t *testing.T) {
 		t.Fatalf("mixed versions gave previous %d", *p)
 	}
 }
+
+// TestUnhealthyWithinHealthyDeadlineWaits (issue 15): a new replica whose
+// checks fail while it starts does not fail the deployment while
+// healthy_deadline has not passed; once it has, it does.
+func TestUnhealthyWithinHealthyDeadlineWaits(t *testing.T) {
+	u := api.UpdateStrategy{MaxParallel: 1, HealthyDeadline: api.Duration(15 * time.Second), AutoRevert: true}
+	v2 := rollJob(2, 3, "demo:v2", u)
+	old := func(spec string) *api.Allocation { return healthy(alloc(spec), t0.Add(-time.Hour)) }
+	allocs := func() []*api.Allocation {
+		n := inDeployment(alloc("n0:0:running:2"), "d2", false)
+		n.CreateTime, n.Health = t0, api.HealthUnhealthy
+		return []*api.Allocation{n, old("b:1:running:1"), old("c:2:running:1")}
+	}
+	dep := func() *api.Deployment {
+		d := runningDeployment("d2", 2, 3, 1)
+		d.Groups["web"].AutoRevert = true
+		return d
+	}
+	one := uint64(1)
+	in := &Input{Job: v2, Allocs: allocs(), Nodes: nodes("n1"), Versions: map[uint64]*api.Job{1: rollJob(1, 3, "demo:v1", u)},
+		Now: t0.Add(700 * time.Millisecond), Deployment: dep(), DeploymentID: "D", Stable: &one}
+	if got := rollSummary(Reconcile(in)); strings.Contains(got, "failed") {
+		t.Fatalf("0.7 s after start, within healthy_deadline 15s: %q", got)
+	}
+	in.Allocs, in.Deployment, in.Now = allocs(), dep(), t0.Add(16*time.Second)
+	if got := rollSummary(Reconcile(in)); !strings.Contains(got, "dep:d2=failed revert:1") {
+		t.Fatalf("after healthy_deadline: %q, want failed with the rollback", got)
+	}
+}
