@@ -31,7 +31,7 @@ type taskRunner struct {
 	// probes a task that was told to stop.
 	endChecks context.CancelFunc
 	winStart  time.Time
-	winCount int
+	winCount  int
 
 	stopCh chan struct{}
 	done   chan struct{}
