@@ -55,13 +55,22 @@ func TestAdmissionRefusesUnsafeJob(t *testing.T) {
 			"task tools/agent: 5.10 Ensure that the host's network namespace is not shared (high)",
 			"remediation: Do not run the container with --network=host",
 			"task tools/agent: 5.32 Ensure that the Docker socket is not mounted inside any containers (critical)",
-			"remediation: Do not mount docker.sock into containers",
+			"remediation: Do not mount the engine's or containerd's socket",
 			"Nothing was created.",
+			"groups[0].tasks[0].security.privileged: refused by the cluster's isolation policy", // located (issue 15)
+			"unsafe.yaml:12)",
 		} {
 			if !strings.Contains(r.Stderr, want) {
 				t.Errorf("job %s: the refusal lacks %q:\n%s", verb, want, r.Stderr)
 			}
 		}
+	}
+	// job validate says the same, located, and exits 1 (issue 15: it said
+	// the job was valid).
+	r := c.Gantry("job", "validate", spec)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "groups[0].tasks[0].security.privileged: refused by the cluster's isolation policy") ||
+		!strings.Contains(r.Stderr, "(unsafe.yaml:12)") || !strings.Contains(r.Stderr, "groups[0].tasks[0].config.volumes[0]") {
+		t.Fatalf("job validate of an unsafe job exited %d:\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	var jobs []*api.JobSummary
 	if err := c.GetJSON("/v1/jobs", &jobs); err != nil || len(jobs) != 0 {

@@ -227,3 +227,60 @@ func lessID(a, b string) bool {
 	}
 	return len(as) < len(bs)
 }
+
+// Key is the spec path of the key that asks for what the finding blocks
+// ("groups[0].tasks[1].security.privileged", "….config.volumes[2]"), so
+// that a refusal is located at the offending line; the task's own path
+// when no single key is to blame.
+func (f Finding) Key(t *api.Task) string {
+	field := map[string]string{
+		"4.1": "security.user", "5.2": "security.apparmor", "5.4": "security.cap_add", "5.5": "security.privileged",
+		"5.10": "config.network_mode", "5.13": "security.read_only_rootfs", "5.16": "config.pid_mode",
+		"5.17": "config.ipc_mode", "5.21": "config.uts_mode", "5.22": "security.seccomp", "5.26": "security.no_new_privileges",
+	}
+	if k, ok := field[f.CheckID]; ok {
+		return f.Path + "." + k
+	}
+	if t == nil {
+		return f.Path
+	}
+	switch f.CheckID {
+	case "5.6", "5.20", "5.32":
+		for i, v := range t.Config.Volumes {
+			if src, _, _ := strings.Cut(v, ":"); src != "" && strings.Contains(f.Detail, src+" -> ") {
+				return fmt.Sprintf("%s.config.volumes[%d]", f.Path, i)
+			}
+		}
+		if len(t.Config.Volumes) > 0 {
+			return f.Path + ".config.volumes"
+		}
+	case "5.18":
+		for i, d := range t.Config.Devices {
+			if src, _, _ := strings.Cut(d, ":"); src != "" && strings.Contains(f.Detail, " "+src) {
+				return fmt.Sprintf("%s.config.devices[%d]", f.Path, i)
+			}
+		}
+		if len(t.Config.Devices) > 0 {
+			return f.Path + ".config.devices"
+		}
+	}
+	return f.Path
+}
+
+// FieldErrors are the blocking findings as located spec errors: the path
+// of the offending key and the refusal in one line with its remediation,
+// as `job validate`, `job run` and `job plan` print them.
+func (r *Review) FieldErrors(job *api.Job) []api.FieldError {
+	out := make([]api.FieldError, 0, len(r.Blocking))
+	for _, f := range r.Blocking {
+		var task *api.Task
+		var gi, ti int
+		if _, err := fmt.Sscanf(f.Path, "groups[%d].tasks[%d]", &gi, &ti); err == nil &&
+			gi < len(job.Groups) && job.Groups[gi] != nil && ti < len(job.Groups[gi].Tasks) {
+			task = job.Groups[gi].Tasks[ti]
+		}
+		out = append(out, api.FieldError{Path: f.Key(task),
+			Message: "refused by the cluster's isolation policy: " + f.Line() + "; remediation: " + f.Remediation})
+	}
+	return out
+}

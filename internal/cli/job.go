@@ -12,7 +12,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/admission"
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/audit"
 	"github.com/gantryhq/gantry/internal/jobspec"
 	"github.com/gantryhq/gantry/internal/validate"
 	"github.com/spf13/cobra"
@@ -81,6 +83,21 @@ func relocate(file string, lines *jobspec.Locator, fs []api.FieldError) {
 	}
 }
 
+// printRejection prints a job the server rejected: a refusal by the
+// isolation policy (403) in its own words, then located; other problems
+// located.
+func printRejection(g *globals, file string, lines *jobspec.Locator, ae *apiError) {
+	if ae.Status == http.StatusForbidden {
+		fmt.Fprintf(g.errw, "Error: %s\n", ae.Msg)
+		fmt.Fprintf(g.errw, "Where, in %s:\n", file)
+		for _, line := range strings.Split(specErrors(file, lines, ae.Errors).Error(), "\n") {
+			fmt.Fprintf(g.errw, "  %s\n", line)
+		}
+		return
+	}
+	printSpecErrors(g, specErrors(file, lines, ae.Errors))
+}
+
 func printSpecErrors(g *globals, errs *jobspec.Errors) {
 	fmt.Fprintf(g.errw, "Error: %s has %d problem(s):\n", errs.File, len(errs.Fields))
 	for _, line := range strings.Split(errs.Error(), "\n") {
@@ -112,8 +129,9 @@ Exit codes: 0 healthy (or, for batch work, finished successfully),
 				var ae *apiError
 				if errors.As(err, &ae) && len(ae.Errors) > 0 {
 					// Problems only the server sees (another job's
-					// load-balancer port): located in the file.
-					printSpecErrors(g, specErrors(args[0], lines, ae.Errors))
+					// load-balancer port, the isolation policy): located
+					// in the file.
+					printRejection(g, args[0], lines, ae)
 					return errSilent{ExitError}
 				}
 				return exitf(ExitError, "submit job %s: %v", job.Name, err)
@@ -334,7 +352,7 @@ func newJobPlanCmd(g *globals) *cobra.Command {
 			if err := g.client().do(ctx, http.MethodPost, "/v1/jobs/plan", job, &resp); err != nil {
 				var ae *apiError
 				if errors.As(err, &ae) && len(ae.Errors) > 0 {
-					printSpecErrors(g, specErrors(args[0], lines, ae.Errors))
+					printRejection(g, args[0], lines, ae)
 					return errSilent{ExitError}
 				}
 				return exitf(ExitError, "plan job %s: %v", job.Name, err)
@@ -655,6 +673,13 @@ would accept it and wait for the cluster to change).`,
 			} else {
 				invalid, unplaceable, advice := validate.Split(validate.Job(job, nil))
 				resp.Errors, resp.Placement, resp.Warnings = located(invalid), located(unplaceable), located(advice)
+				// The isolation policy: the default one, as no server
+				// says which is in force.
+				if rv, err := admission.Check(audit.DefaultPolicy(), job); err != nil {
+					resp.Errors = append(resp.Errors, api.FieldError{Message: err.Error()})
+				} else {
+					resp.Errors = append(resp.Errors, rv.FieldErrors(job)...)
+				}
 			}
 			relocate(file, lines, resp.Errors)
 			relocate(file, lines, resp.Placement)

@@ -44,10 +44,8 @@ func (s *Server) admissionPolicy(ctx context.Context) (audit.PolicyDocument, err
 	return audit.PolicyDocument{Policy: p, Index: rev}, nil
 }
 
-// admit reviews a job under the policy in force. A refusal is an HTTP 403
-// whose message lists every blocking finding; warnings come back for the
-// caller to pass on.
-func (s *Server) admit(ctx context.Context, job *api.Job) ([]string, error) {
+// review judges a job under the policy in force.
+func (s *Server) review(ctx context.Context, job *api.Job) (*admission.Review, error) {
 	doc, err := s.admissionPolicy(ctx)
 	if err != nil {
 		return nil, err
@@ -61,8 +59,20 @@ func (s *Server) admit(ctx context.Context, job *api.Job) ([]string, error) {
 	if err != nil {
 		return nil, badRequest("invalid job: %v", err)
 	}
+	return rv, nil
+}
+
+// admit reviews a job under the policy in force. A refusal is an HTTP 403
+// whose message lists every blocking finding, with each located at the
+// offending key (errors); warnings come back for the caller to pass on.
+func (s *Server) admit(ctx context.Context, job *api.Job) ([]string, error) {
+	rv, err := s.review(ctx, job)
+	if err != nil {
+		return nil, err
+	}
 	if !rv.Admitted() {
-		return nil, &httpError{status: http.StatusForbidden, msg: rv.Error(), field: rv.Blocking[0].Path}
+		errs := rv.FieldErrors(job)
+		return nil, &httpError{status: http.StatusForbidden, msg: rv.Error(), field: errs[0].Path, errs: errs}
 	}
 	return rv.Warnings(), nil
 }

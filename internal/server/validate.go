@@ -144,6 +144,18 @@ func (s *Server) handleValidateJob(w http.ResponseWriter, r *http.Request) error
 	c := s.validationCluster()
 	resp := api.ValidateResponse{Errors: errs, Cluster: true, Nodes: len(c.Nodes)}
 	if sub != nil {
+		// The isolation policy too: what run and plan would refuse is
+		// invalid here, with the same words, at the offending key.
+		if len(errs) == 0 {
+			rv, err := s.review(r.Context(), sub.job)
+			if err != nil {
+				return err
+			}
+			for _, fe := range rv.FieldErrors(sub.job) {
+				fe.Line = sub.lines.Line(fe.Path)
+				resp.Errors = append(resp.Errors, fe)
+			}
+		}
 		resp.Placement = sub.located(validate.Shape(sub.job, c))
 		resp.Warnings = sub.warnings
 	}

@@ -121,3 +121,38 @@ func TestValidateAgainstTheCluster(t *testing.T) {
 		t.Fatalf("validate after a big node joined: %+v", vr)
 	}
 }
+
+// TestValidateRunsTheIsolationPolicy (issue 15): validate said a
+// privileged job was valid while run and plan refused it. Now validate
+// reports the refusal as an error at the offending key, and register
+// refuses it with the same words, located.
+func TestValidateRunsTheIsolationPolicy(t *testing.T) {
+	s, base := aclServer(t)
+	secret, _ := acl.NewSecret()
+	if err := s.store.PutToken(context.Background(), &acl.Token{AccessorID: "m", Name: "m", SecretHash: acl.Hash(secret), Management: true}); err != nil {
+		t.Fatal(err)
+	}
+	priv := "{\"name\":\"priv\",\"groups\":[{\"name\":\"g\",\"tasks\":[{\"name\":\"t\",\"driver\":\"docker\",\n" +
+		"\"config\":{\"image\":\"gantry-demo:latest\",\"volumes\":[\"/srv:/srv\",\"/run:/host-run\"]},\"resources\":{\"cpu\":10,\"memory\":10},\n" +
+		"\"security\":{\"privileged\":true}}]}]}"
+	var vr api.ValidateResponse
+	if code, body := post(t, base+"/v1/validate/job", secret, priv, &vr); code != http.StatusOK {
+		t.Fatalf("validate: %d %s", code, body)
+	}
+	paths := map[string]int{}
+	for _, e := range vr.Errors {
+		paths[e.Path] = e.Line
+		if !strings.Contains(e.Message, "refused by the cluster's isolation policy") {
+			t.Errorf("error %q does not say why", e.Message)
+		}
+	}
+	if vr.Valid || paths["groups[0].tasks[0].security.privileged"] != 3 || paths["groups[0].tasks[0].config.volumes[1]"] != 2 {
+		t.Fatalf("validate of a privileged job mounting /run: %+v", vr)
+	}
+	code, body := post(t, base+"/v1/jobs", secret, priv, nil)
+	var ae api.Error
+	if code != http.StatusForbidden || json.Unmarshal([]byte(body), &ae) != nil || len(ae.Errors) != len(vr.Errors) ||
+		ae.Errors[0].Message != vr.Errors[0].Message {
+		t.Fatalf("register of the privileged job: %d %s", code, body)
+	}
+}
