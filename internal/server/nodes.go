@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -54,8 +55,35 @@ func (s *Server) handleNodeHeartbeat(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	s.recordSample(n.ID, req.Sample)
+	s.recordHeartbeat(r.Context(), n)
 	writeCompactJSON(w, http.StatusOK, struct{}{})
 	return nil
+}
+
+// heartbeatRecord is how stale a node's stored last_heartbeat may grow:
+// the lease is renewed on every heartbeat, but writing the node on each
+// would cost a store write per node every few seconds, so the time is
+// written once it is this old.
+const heartbeatRecord = 30 * time.Second
+
+// recordHeartbeat writes the node's last_heartbeat when the stored one is
+// older than heartbeatRecord. A failure is not the agent's problem: the
+// lease, which decides whether the node is up, was renewed.
+func (s *Server) recordHeartbeat(ctx context.Context, n *api.Node) {
+	now := s.now()
+	if now.Sub(n.LastHeartbeat) < heartbeatRecord {
+		return
+	}
+	_, err := s.store.UpdateNode(ctx, nil, n.ID, func(cur *api.Node) error {
+		if !cur.LastHeartbeat.Before(now) || cur.Status == api.NodeStatusDown {
+			return errUnchanged
+		}
+		cur.LastHeartbeat = now
+		return nil
+	})
+	if err != nil && !errors.Is(err, errUnchanged) {
+		s.log.Debug("record heartbeat", "node", n.Name, "err", err)
+	}
 }
 
 // handleNodeAllocs answers an agent's blocking query for its allocations:
