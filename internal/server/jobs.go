@@ -356,10 +356,36 @@ func (s *Server) handleJobEvals(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// findEval finds an evaluation by ID or by a prefix of 4 characters or
+// more, as the CLI prints them (the rule of allocations).
+func (s *Server) findEval(id string) (*api.Evaluation, error) {
+	if e, ok := s.store.Eval(id); ok {
+		return e, nil
+	}
+	if len(id) < 4 {
+		return nil, badRequest("evaluation ID prefix %q is too short: give at least 4 characters", id)
+	}
+	var ids []string
+	var match *api.Evaluation
+	for _, e := range s.store.Evals("", "") {
+		if strings.HasPrefix(e.ID, id) {
+			match = e
+			ids = append(ids, e.ID)
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return nil, notFound("evaluation %q not found", id)
+	case 1:
+		return match, nil
+	}
+	return nil, badRequest("evaluation prefix %q is ambiguous: %s", id, strings.Join(ids, ", "))
+}
+
 func (s *Server) handleEvalRead(w http.ResponseWriter, r *http.Request) error {
-	e, ok := s.store.Eval(r.PathValue("id"))
-	if !ok {
-		return notFound("evaluation %q not found", r.PathValue("id"))
+	e, err := s.findEval(r.PathValue("id"))
+	if err != nil {
+		return err
 	}
 	if err := s.allow(r, e.Namespace, acl.Read); err != nil {
 		return err
