@@ -218,9 +218,15 @@ func TestBatchLogsAndExec(t *testing.T) {
 		t.Fatalf("batch job: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	as := c.Allocs("count")
-	r = c.Gantry("alloc", "logs", "--tail", "1", as[0].ID)
+	r = c.Gantry("alloc", "logs", "--stdout", "--tail", "1", as[0].ID)
 	if r.Code != 0 || strings.Count(strings.TrimSpace(r.Stdout), "\n") != 0 || !strings.Contains(r.Stdout, "done") {
 		t.Fatalf("tail 1 of stdout: exit %d %q %s", r.Code, r.Stdout, r.Stderr)
+	}
+	// Both streams by default, as docker logs (issue 15: the demo app
+	// writes to stderr and alloc logs printed nothing).
+	r = c.Gantry("alloc", "logs", as[0].ID)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "progress 5/5") || !strings.Contains(r.Stdout, "done") {
+		t.Fatalf("both streams by default: exit %d %q %s", r.Code, r.Stdout, r.Stderr)
 	}
 	r = c.Gantry("alloc", "logs", "--stderr", as[0].ID[:8])
 	if r.Code != 0 || !strings.Contains(r.Stdout, "progress 5/5") {

@@ -85,7 +85,17 @@ func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	opts := driver.LogOptions{Stderr: q.Get("type") == "stderr", Follow: q.Get("follow") == "true"}
+	opts := driver.LogOptions{Follow: q.Get("follow") == "true"}
+	switch q.Get("type") {
+	case "", "both":
+		opts.Both = true // as docker logs does
+	case "stdout":
+	case "stderr":
+		opts.Stderr = true
+	default:
+		writeErr(w, http.StatusBadRequest, "type %q must be stdout, stderr or both (the default)", q.Get("type"))
+		return
+	}
 	if v := q.Get("tail"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {

@@ -116,12 +116,12 @@ func printAlloc(g *globals, a *api.Allocation) {
 }
 
 func newAllocLogsCmd(g *globals) *cobra.Command {
-	var follow, stderr bool
+	var follow, stdout, stderr bool
 	var tail int
 	var task string
 	cmd := &cobra.Command{
 		Use:   "logs <alloc-id> [task]",
-		Short: "Print a task's stdout (or stderr)",
+		Short: "Print a task's output: stdout and stderr interleaved, or one of them",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 2 {
@@ -131,8 +131,15 @@ func newAllocLogsCmd(g *globals) *cobra.Command {
 			if task != "" {
 				q.Set("task", task)
 			}
-			if stderr {
+			switch {
+			case stdout && stderr:
+				return exitf(ExitError, "--stdout and --stderr pick one stream each; give neither for both")
+			case stdout:
+				q.Set("type", "stdout")
+			case stderr:
 				q.Set("type", "stderr")
+			default:
+				q.Set("type", "both")
 			}
 			if follow {
 				q.Set("follow", "true")
@@ -154,7 +161,8 @@ func newAllocLogsCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output")
-	cmd.Flags().BoolVar(&stderr, "stderr", false, "print stderr instead of stdout")
+	cmd.Flags().BoolVar(&stdout, "stdout", false, "print stdout only (default: stdout and stderr, interleaved)")
+	cmd.Flags().BoolVar(&stderr, "stderr", false, "print stderr only (default: stdout and stderr, interleaved)")
 	cmd.Flags().IntVar(&tail, "tail", 0, "print only the last N lines")
 	cmd.Flags().StringVar(&task, "task", "", "task name (needed when the allocation has several)")
 	return cmd

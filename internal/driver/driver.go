@@ -93,6 +93,9 @@ func (r *ExitResult) Successful() bool {
 // LogOptions selects which output to stream and how.
 type LogOptions struct {
 	Stderr bool // stderr instead of stdout
+	// Both streams, interleaved as the driver recorded them (Stderr is
+	// then ignored); Tail counts lines of both.
+	Both   bool
 	Follow bool
 	Tail   int // last N lines; 0 means all
 }

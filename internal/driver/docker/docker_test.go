@@ -239,6 +239,32 @@ func TestLogs(t *testing.T) {
 	if got := logs(t, d, h, driver.LogOptions{Stderr: true, Tail: 100}); got != stderr {
 		t.Errorf("stderr tail 100: %q", got)
 	}
+	// Both streams (issue 15: the default of alloc logs), interleaved as
+	// written: every line of each, each stream in its order, stdout's
+	// steps between stderr's progress lines.
+	both := logs(t, d, h, driver.LogOptions{Both: true, Stderr: true})
+	if !interleaves(both, stdout, stderr) || !strings.Contains(both, "progress 1/5\nstep 1/5") && !strings.Contains(both, "step 1/5 alloc="+id+"\nprogress 1/5") {
+		t.Errorf("both streams:\n%s", both)
+	}
+}
+
+// interleaves reports whether merged holds exactly the lines of a and b,
+// each in its own order.
+func interleaves(merged, a, b string) bool {
+	la, lb := strings.SplitAfter(a, "\n"), strings.SplitAfter(b, "\n")
+	la, lb = la[:len(la)-1], lb[:len(lb)-1]
+	for _, l := range strings.SplitAfter(merged, "\n") {
+		switch {
+		case l == "":
+		case len(la) > 0 && l == la[0]:
+			la = la[1:]
+		case len(lb) > 0 && l == lb[0]:
+			lb = lb[1:]
+		default:
+			return false
+		}
+	}
+	return len(la) == 0 && len(lb) == 0
 }
 
 func TestLogsFollow(t *testing.T) {

@@ -24,7 +24,7 @@ import (
 func (d *Driver) Logs(ctx context.Context, h *driver.Handle, opts driver.LogOptions) (io.ReadCloser, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	pr, pw := io.Pipe()
-	base := client.ContainerLogsOptions{ShowStdout: !opts.Stderr, ShowStderr: opts.Stderr}
+	base := client.ContainerLogsOptions{ShowStdout: opts.Both || !opts.Stderr, ShowStderr: opts.Both || opts.Stderr}
 
 	if opts.Tail <= 0 {
 		o := base

@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -657,7 +658,67 @@ func (d *Driver) Logs(ctx context.Context, h *driver.Handle, opts driver.LogOpti
 		}
 		return !alive(st.ExecutorPid, st.ExecutorStart)
 	}
-	return newLogReader(ctx, p.logDir, st.Task+stream, opts.Tail, opts.Follow, done)
+	if !opts.Both {
+		return newLogReader(ctx, p.logDir, st.Task+stream, opts.Tail, opts.Follow, done)
+	}
+	// The two streams are files of their own, without timestamps: their
+	// lines are merged as they are read, each stream in its own order.
+	out, err := newLogReader(ctx, p.logDir, st.Task+".stdout", opts.Tail, opts.Follow, done)
+	if err != nil {
+		return nil, err
+	}
+	errs, err := newLogReader(ctx, p.logDir, st.Task+".stderr", opts.Tail, opts.Follow, done)
+	if err != nil {
+		out.Close()
+		return nil, err
+	}
+	return mergeLines(out, errs), nil
+}
+
+// mergeLines reads whole lines from each reader and writes them to one
+// stream as they come, until both end; closing it closes both.
+func mergeLines(rs ...io.ReadCloser) io.ReadCloser {
+	pr, pw := io.Pipe()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			br := bufio.NewReader(r)
+			for {
+				line, err := br.ReadBytes('\n')
+				if len(line) > 0 {
+					mu.Lock()
+					_, werr := pw.Write(line)
+					mu.Unlock()
+					if werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		pw.Close()
+	}()
+	return &mergedReader{PipeReader: pr, rs: rs}
+}
+
+type mergedReader struct {
+	*io.PipeReader
+	rs []io.ReadCloser
+}
+
+func (m *mergedReader) Close() error {
+	for _, r := range m.rs {
+		r.Close()
+	}
+	return m.PipeReader.Close()
 }
 
 // kernelRelease is the running kernel's release, the exec driver's version

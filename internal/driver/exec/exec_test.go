@@ -157,6 +157,11 @@ func TestBatchExitCodeLogsAndEnvironment(t *testing.T) {
 	if got := logs(t, d, h, driver.LogOptions{Stderr: true, Tail: 1}); got != "progress 3/3\n" {
 		t.Errorf("stderr tail 1 %q", got)
 	}
+	// Both streams (issue 15: the default of alloc logs): every line of
+	// each, each stream in its own order.
+	if got := logs(t, d, h, driver.LogOptions{Both: true}); !interleaves(got, want, "progress 1/3\nprogress 2/3\nprogress 3/3\n") {
+		t.Errorf("both streams %q", got)
+	}
 	if got := logs(t, d, h, driver.LogOptions{Tail: 2, Follow: true}); got != fmt.Sprintf("step 3/3 alloc=%s\ndone, exiting 3\n", cfg.AllocID) {
 		t.Errorf("stdout tail 2 of an ended task, followed: %q", got)
 	}
@@ -455,4 +460,23 @@ func TestCgroupLimits(t *testing.T) {
 	if res := wait(t, d, h); !res.OOMKilled {
 		t.Errorf("exit %+v, want OOMKilled", res)
 	}
+}
+
+// interleaves reports whether merged holds exactly the lines of a and b,
+// each in its own order.
+func interleaves(merged, a, b string) bool {
+	la, lb := strings.SplitAfter(a, "\n"), strings.SplitAfter(b, "\n")
+	la, lb = la[:len(la)-1], lb[:len(lb)-1]
+	for _, l := range strings.SplitAfter(merged, "\n") {
+		switch {
+		case l == "":
+		case len(la) > 0 && l == la[0]:
+			la = la[1:]
+		case len(lb) > 0 && l == lb[0]:
+			lb = lb[1:]
+		default:
+			return false
+		}
+	}
+	return len(la) == 0 && len(lb) == 0
 }
