@@ -285,3 +285,25 @@ func TestFitCatchesEveryDimension(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTooSmallIsNotExhausted (issue 15): an empty node that simply cannot
+// hold the replica is "too small", not "cpu exhausted"; a node filled by
+// other work is exhausted.
+func TestTooSmallIsNotExhausted(t *testing.T) {
+	h := New(scheduler.Config{})
+	h.AddNodes(Node("a"))
+	p := mustRun(t, h, Job("big", Group("g", 1, Task("t", 100000, 10))))
+	if p.Failed == nil || !strings.Contains(p.Failed["g"].String(), "node too small: needs 100000 millicores of cpu") ||
+		strings.Contains(p.Failed["g"].String(), "exhausted") {
+		t.Fatalf("cpu beyond an empty node: %v", p.Failed)
+	}
+	p = mustRun(t, h, Job("mem", Group("g", 1, Task("t", 10, 1<<30))))
+	if p.Failed == nil || !strings.Contains(p.Failed["g"].String(), "node too small: needs 1073741824 MiB of memory") {
+		t.Fatalf("memory beyond an empty node: %v", p.Failed)
+	}
+	cap := h.Nodes[0].Resources.CPU
+	p = mustRun(t, h, Job("fill", Group("g", 2, Task("t", cap/2+1, 10))))
+	if p.Failed == nil || !strings.Contains(p.Failed["g"].String(), "cpu exhausted") {
+		t.Fatalf("cpu taken by the first replica: %v", p.Failed)
+	}
+}

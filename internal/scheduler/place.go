@@ -549,11 +549,18 @@ func (p *planner) check(g *groupPlan, n *NodeState) reason {
 	if g.distinct && g.onNode[int32(n.index)] > 0 {
 		return mkReason(cDistinct, 0)
 	}
+	// Arg 1: the node could not hold the replica even empty.
 	switch {
+	case g.cpu > n.capCPU:
+		return mkReason(cCPU, 1)
 	case n.cpu+g.cpu > n.capCPU:
 		return mkReason(cCPU, 0)
+	case g.mem > n.capMem:
+		return mkReason(cMemory, 1)
 	case n.mem+g.mem > n.capMem:
 		return mkReason(cMemory, 0)
+	case n.capDisk > 0 && g.disk > n.capDisk:
+		return mkReason(cDisk, 1)
 	case n.capDisk > 0 && n.disk+g.disk > n.capDisk:
 		return mkReason(cDisk, 0)
 	}
@@ -1028,10 +1035,19 @@ func (p *planner) reasonText(g *groupPlan, r reason) string {
 	case cDistinct:
 		return "constraint distinct_hosts"
 	case cCPU:
+		if r.arg() == 1 {
+			return fmt.Sprintf("node too small: needs %d millicores of cpu, more than the node has even when empty", g.cpu)
+		}
 		return "cpu exhausted"
 	case cMemory:
+		if r.arg() == 1 {
+			return fmt.Sprintf("node too small: needs %d MiB of memory, more than the node has even when empty", g.mem)
+		}
 		return "memory exhausted"
 	case cDisk:
+		if r.arg() == 1 {
+			return fmt.Sprintf("node too small: needs %d MiB of disk, more than the node has even when empty", g.disk)
+		}
 		return "disk exhausted"
 	case cPort:
 		return fmt.Sprintf("port %d in use", g.static[r.arg()])

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -114,8 +115,14 @@ func (s *Server) handleJobPlan(w http.ResponseWriter, r *http.Request) error {
 		touched[st.Alloc.ID] = true
 	}
 	for _, a := range p.result.InPlace {
-		group(a.Group).InPlace++
 		touched[a.ID] = true
+		// A replica whose group changed only in count is kept as it is:
+		// moving it to the new version changes nothing about it.
+		if old, err := s.store.JobVersion(r.Context(), job.Namespace, job.Name, a.JobVersion); err == nil && onlyCountChanged(old, job, a.Group) {
+			group(a.Group).Keep++
+			continue
+		}
+		group(a.Group).InPlace++
 	}
 	for _, a := range s.store.Allocs(state.AllocFilter{Namespace: job.Namespace, Job: job.Name, Live: true}) {
 		if a.DesiredStatus == api.AllocDesiredRun && !touched[a.ID] {
@@ -458,4 +465,18 @@ func flatten(v any) map[string]string {
 	}
 	walk("", v)
 	return out
+}
+
+// onlyCountChanged reports whether group name is the same in both
+// versions of the job but for its count.
+func onlyCountChanged(old, cur *api.Job, name string) bool {
+	a, b := old.LookupGroup(name), cur.LookupGroup(name)
+	if a == nil || b == nil || old.Priority != cur.Priority || old.Type != cur.Type {
+		return false
+	}
+	ac, bc := *a, *b
+	ac.Count, bc.Count = 0, 0
+	aj, _ := json.Marshal(&ac)
+	bj, _ := json.Marshal(&bc)
+	return bytes.Equal(aj, bj)
 }

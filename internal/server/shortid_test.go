@@ -1,12 +1,17 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/scheduler/schedtest"
+	"github.com/gantryhq/gantry/internal/state"
 )
 
 // TestEvalShortID (issue 15): `eval status` failed with the 8-character
@@ -40,5 +45,40 @@ func TestEvalShortID(t *testing.T) {
 	}
 	if code, _ := get(strings.Repeat("f", 8)); code != http.StatusNotFound {
 		t.Errorf("an unknown prefix answered %d, want 404", code)
+	}
+}
+
+// TestPlanCountOnlyChangeKeeps (issue 15): job plan of a count-only change
+// called the unchanged replicas IN-PLACE; they are kept.
+func TestPlanCountOnlyChangeKeeps(t *testing.T) {
+	s := startTestServer(t, Config{})
+	base := "http://" + s.Addr()
+	if _, err := s.store.RegisterNode(context.Background(), schedtest.Node("n1"), time.Minute, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the node in the store", func() bool { return len(s.store.Nodes()) == 1 })
+	spec := func(count int) string {
+		return fmt.Sprintf(`{"name":"svc","groups":[{"name":"g","count":%d,"tasks":[{"name":"t","driver":"exec","config":{"command":"/bin/sleep","args":["1000"]},"resources":{"cpu":10,"memory":10}}]}]}`, count)
+	}
+	var rr api.RegisterResponse
+	if code, body := post(t, base+"/v1/jobs", "", spec(2), &rr); code != http.StatusOK {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	waitFor(t, "two allocations placed", func() bool {
+		return len(s.store.Allocs(state.AllocFilter{Namespace: "default", Job: "svc", Live: true})) == 2
+	})
+	var pr api.PlanResponse
+	if code, body := post(t, base+"/v1/jobs/plan", "", spec(3), &pr); code != http.StatusOK {
+		t.Fatalf("plan: %d %s", code, body)
+	}
+	if g := pr.Groups["g"]; g == nil || g.Place != 1 || g.Keep != 2 || g.InPlace != 0 || g.Stop != 0 {
+		t.Fatalf("plan of count 2 -> 3: %+v", pr.Groups["g"])
+	}
+	// A change beyond the count (the command) still replaces them.
+	changed := strings.Replace(spec(3), `"1000"`, `"2000"`, 1)
+	pr = api.PlanResponse{}
+	post(t, base+"/v1/jobs/plan", "", changed, &pr)
+	if g := pr.Groups["g"]; g == nil || g.Keep == 2 {
+		t.Fatalf("plan of a changed command kept the replicas: %+v", g)
 	}
 }
