@@ -63,17 +63,6 @@ func markPlacements(placed []*api.Allocation, wanted []reconcile.Placement) {
 	}
 }
 
-// hasFollowUp reports whether the job already has a pending evaluation
-// due at t, so a retry is not asked for twice.
-func (s *Server) hasFollowUp(namespace, job string, t time.Time) bool {
-	for _, e := range s.store.Evals(namespace, job) {
-		if e.Status == api.EvalPending && e.WaitUntil.Equal(t) {
-			return true
-		}
-	}
-	return false
-}
-
 // deploymentLoop runs while leading: it asks for an evaluation of a job
 // whose running deployment's allocations changed (health, status), and
 // rolls back failed deployments that ask for it.

@@ -209,13 +209,16 @@ func (s *Server) tryEval(ctx context.Context, fence *state.Fence, e *api.Evaluat
 		final.StatusDescription = fmt.Sprintf("%d allocation(s) failed too often to be replaced", len(p.result.GaveUp))
 	}
 	var followUps []*api.Evaluation
-	if !p.result.RetryAt.IsZero() && !s.hasFollowUp(e.Namespace, e.Job, p.result.RetryAt) {
-		f := s.newEval(e.Namespace, e.Job, api.TriggerRetry)
-		f.WaitUntil = p.result.RetryAt
+	retry, create, dropRetries := retryFollowUp(s.store.Evals(e.Namespace, e.Job), e.ID, p.result.RetryAt, now)
+	if create {
+		retry = s.newEval(e.Namespace, e.Job, api.TriggerRetry)
+		retry.WaitUntil = p.result.RetryAt
 		if job != nil {
-			f.Priority, f.JobVersion = job.Priority, job.Version
+			retry.Priority, retry.JobVersion = job.Priority, job.Version
 		}
-		followUps = append(followUps, f)
+	}
+	if retry != nil {
+		followUps = append(followUps, retry)
 	}
 	// Other open evaluations of the same job are answered by this one.
 	for _, o := range s.store.Evals(e.Namespace, e.Job) {
@@ -255,6 +258,11 @@ func (s *Server) tryEval(ctx context.Context, fence *state.Fence, e *api.Evaluat
 		}
 		updates, placed, deployments = nil, placed[n:], nil
 		if last {
+			if len(dropRetries) > 0 {
+				if err := s.store.DeleteEvals(ctx, dropRetries); err != nil {
+					s.log.Warn("remove retry evaluations that have nothing left to do", "job", e.JobKey(), "err", err)
+				}
+			}
 			if len(p.placed)+len(p.updates)+len(p.result.Deployments) > 0 || len(p.failed) > 0 {
 				s.log.Info("evaluation applied", "eval", api.ShortID(e.ID), "job", e.JobKey(), "trigger", e.TriggeredBy,
 					"placed", len(p.placed), "updated", len(p.updates), "status", final.Status)
