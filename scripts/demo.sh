@@ -3,7 +3,8 @@
 # web service on it (3 replicas of the demo HTTP server, health-checked).
 #
 #   scripts/demo.sh          # start (or reuse) the cluster, run examples/web.yaml
-#   scripts/demo.sh stop     # stop the cluster (running containers stay; see README)
+#   scripts/demo.sh stop     # stop the demo's jobs (removing their containers), then the cluster
+#   scripts/demo.sh stop --keep-jobs   # stop only the cluster; the jobs' containers keep running
 #
 # The cluster keeps its state in .gantry-dev/ and listens on
 # 127.0.0.1:7700 (API), 7701 (agent), 7702-7703 (embedded etcd).
@@ -15,10 +16,33 @@ bin="$root/bin/gantry"
 addr="${GANTRY_ADDRESS:-http://127.0.0.1:7700}"
 
 if [[ "${1:-}" == "stop" ]]; then
+	# Stopping the demo stops its jobs first (their containers are removed),
+	# then the cluster; --keep-jobs leaves the jobs' containers running.
+	keep=false
+	[[ "${2:-}" == "--keep-jobs" ]] && keep=true
 	if [[ -f "$data/dev.pid" ]] && kill -0 "$(cat "$data/dev.pid")" 2>/dev/null; then
+		if ! $keep; then
+			"$bin" --address "$addr" job status 2>/dev/null | awk 'NR > 1 && $6 != "dead" && $6 != "stopped" { print $1 " " $2 }' |
+				while read -r job ns; do
+					echo "==> stopping job $job (namespace $ns)"
+					"$bin" --address "$addr" -n "$ns" job stop "$job" || echo "    could not stop job $job; its containers may still run"
+				done
+		fi
+		node="$("$bin" --address "$addr" node status --json 2>/dev/null | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -1)"
 		kill "$(cat "$data/dev.pid")"
-		echo "stopped gantry dev (pid $(cat "$data/dev.pid")); 'bin/gantry job stop web' first removes the demo's containers"
+		echo "==> stopped gantry dev (pid $(cat "$data/dev.pid"))"
 		rm -f "$data/dev.pid"
+		left=""
+		if [[ -n "$node" ]] && command -v docker >/dev/null; then
+			left="$(docker ps -q --filter "label=gantry.node=$node" | wc -l)"
+		fi
+		echo "Left behind:"
+		if [[ -n "$left" && "$left" != "0" ]]; then
+			echo "  $left running container(s) of the demo's jobs (docker ps --filter label=gantry.node=$node); 'scripts/demo.sh' adopts them again"
+		else
+			echo "  no running container of the demo"
+		fi
+		echo "  the cluster's state in .gantry-dev/ (remove it for a fresh start) and the image gantry-demo:latest"
 	else
 		echo "no gantry dev running from $data"
 	fi
