@@ -147,20 +147,30 @@ func newJobPromoteCmd(g *globals) *cobra.Command {
 			if err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(args[0])+"/promote"+nsQuery(g.namespace), struct{}{}, &resp); err != nil {
 				return exitf(ExitError, "promote job %s: %v", args[0], err)
 			}
-			fmt.Fprintf(g.out, "==> Deployment %s promoted (evaluation %s)\n", api.ShortID(resp.DeploymentID), api.ShortID(resp.EvalID))
-			if detach {
-				return nil
+			if g.json && detach {
+				return printJSON(g.out, resp)
 			}
-			s, err := c.job(g.namespace, args[0])
-			if err != nil {
-				return exitf(ExitError, "job %s: %v", args[0], err)
+			follow := func() error {
+				fmt.Fprintf(g.out, "==> Deployment %s promoted (evaluation %s)\n", api.ShortID(resp.DeploymentID), api.ShortID(resp.EvalID))
+				if detach {
+					return nil
+				}
+				s, err := c.job(g.namespace, args[0])
+				if err != nil {
+					return exitf(ExitError, "job %s: %v", args[0], err)
+				}
+				m := &monitor{g: g, c: c, ns: s.Job.Namespace, job: s.Job, version: s.Job.Version, promoted: true}
+				start := time.Now()
+				return m.followDeployment(start, start.Add(timeout))
 			}
-			m := &monitor{g: g, c: c, ns: s.Job.Namespace, job: s.Job, version: s.Job.Version, promoted: true}
-			start := time.Now()
-			return m.followDeployment(start, start.Add(timeout))
+			if g.json {
+				return followJSON(g, resp, follow)
+			}
+			return follow()
 		},
 	}
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return once promoted, without following the rollout")
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the server's answer as JSON; without --detach, then the rollout's progress as JSON lines")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to follow the rollout")
 	return cmd
 }
@@ -185,19 +195,29 @@ func newJobRevertCmd(g *globals) *cobra.Command {
 			if err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(args[0])+"/revert"+nsQuery(g.namespace), api.RevertRequest{Version: v}, &resp); err != nil {
 				return exitf(ExitError, "revert job %s: %v", args[0], err)
 			}
-			fmt.Fprintf(g.out, "==> Job %q reverted to the spec of version %d, registered as version %d (evaluation %s)\n", args[0], v, resp.JobVersion, api.ShortID(resp.EvalID))
-			if detach {
-				return nil
+			if g.json && detach {
+				return printJSON(g.out, resp)
 			}
-			var j api.Job
-			if err := c.get(fmt.Sprintf("/v1/jobs/%s/versions/%d%s", url.PathEscape(args[0]), resp.JobVersion, nsQuery(g.namespace)), &j); err != nil {
-				return exitf(ExitError, "job %s version %d: %v", args[0], resp.JobVersion, err)
+			follow := func() error {
+				fmt.Fprintf(g.out, "==> Job %q reverted to the spec of version %d, registered as version %d (evaluation %s)\n", args[0], v, resp.JobVersion, api.ShortID(resp.EvalID))
+				if detach {
+					return nil
+				}
+				var j api.Job
+				if err := c.get(fmt.Sprintf("/v1/jobs/%s/versions/%d%s", url.PathEscape(args[0]), resp.JobVersion, nsQuery(g.namespace)), &j); err != nil {
+					return exitf(ExitError, "job %s version %d: %v", args[0], resp.JobVersion, err)
+				}
+				m := &monitor{g: g, c: c, ns: j.Namespace, job: &j, version: resp.JobVersion, evalID: resp.EvalID}
+				return m.run(timeout)
 			}
-			m := &monitor{g: g, c: c, ns: j.Namespace, job: &j, version: resp.JobVersion, evalID: resp.EvalID}
-			return m.run(timeout)
+			if g.json {
+				return followJSON(g, resp, follow)
+			}
+			return follow()
 		},
 	}
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return once registered, without following the rollout")
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the server's answer as JSON; without --detach, then the rollout's progress as JSON lines")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to follow the rollout")
 	return cmd
 }

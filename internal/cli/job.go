@@ -150,21 +150,27 @@ Exit codes: 0 healthy (or, for batch work, finished successfully),
 					fmt.Fprintf(g.errw, "  %s\n", line)
 				}
 			}
-			if resp.Changed {
-				fmt.Fprintf(g.out, "==> Job %q registered as version %d (evaluation %s)\n", job.Name, resp.JobVersion, api.ShortID(resp.EvalID))
-			} else {
-				fmt.Fprintf(g.out, "==> Job %q unchanged at version %d (evaluation %s)\n", job.Name, resp.JobVersion, api.ShortID(resp.EvalID))
+			follow := func() error {
+				if resp.Changed {
+					fmt.Fprintf(g.out, "==> Job %q registered as version %d (evaluation %s)\n", job.Name, resp.JobVersion, api.ShortID(resp.EvalID))
+				} else {
+					fmt.Fprintf(g.out, "==> Job %q unchanged at version %d (evaluation %s)\n", job.Name, resp.JobVersion, api.ShortID(resp.EvalID))
+				}
+				if detach {
+					return nil
+				}
+				m := &monitor{g: g, c: c, ns: job.Namespace, job: job, version: resp.JobVersion, evalID: resp.EvalID}
+				return m.run(timeout)
 			}
-			if detach {
-				return nil
+			if g.json {
+				return followJSON(g, resp, follow)
 			}
-			m := &monitor{g: g, c: c, ns: job.Namespace, job: job, version: resp.JobVersion, evalID: resp.EvalID}
-			return m.run(timeout)
+			return follow()
 		},
 	}
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return once the job is accepted, without following it")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to follow the deployment before giving up")
-	cmd.Flags().BoolVar(&g.json, "json", false, "with --detach, print the server's answer as JSON")
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the server's answer as JSON; without --detach, then the deployment's progress as JSON lines")
 	return cmd
 }
 
@@ -537,35 +543,48 @@ func newJobStopCmd(g *globals) *cobra.Command {
 			if err := c.do(ctx, http.MethodDelete, "/v1/jobs/"+url.PathEscape(args[0])+nsQuery(g.namespace), nil, &resp); err != nil {
 				return exitf(ExitError, "stop job %s: %v", args[0], err)
 			}
-			fmt.Fprintf(g.out, "==> Job %q stopping (evaluation %s)\n", args[0], api.ShortID(resp.EvalID))
+			if g.json && detach {
+				return printJSON(g.out, resp)
+			}
+			if g.json {
+				return followJSON(g, resp, func() error { return followStop(g, c, args[0], resp) })
+			}
 			if detach {
+				fmt.Fprintf(g.out, "==> Job %q stopping (evaluation %s)\n", args[0], api.ShortID(resp.EvalID))
 				return nil
 			}
-			deadline := time.Now().Add(2 * time.Minute)
-			for {
-				allocs, err := c.jobAllocs(g.namespace, args[0])
-				if err != nil {
-					return exitf(ExitError, "follow job %s: %v", args[0], err)
-				}
-				live := 0
-				for _, a := range allocs {
-					if !a.ClientTerminal() {
-						live++
-					}
-				}
-				if live == 0 {
-					fmt.Fprintf(g.out, "==> Job %q stopped: no allocation running\n", args[0])
-					return nil
-				}
-				if time.Now().After(deadline) {
-					return exitf(ExitError, "job %s: %d allocation(s) still running after 2m; check 'gantry job status %s'", args[0], live, args[0])
-				}
-				time.Sleep(250 * time.Millisecond)
-			}
+			return followStop(g, c, args[0], resp)
 		},
 	}
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return without waiting for the allocations to stop")
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the server's answer as JSON; without --detach, then the progress as JSON lines")
 	return cmd
+}
+
+// followStop waits until no allocation of the stopped job runs.
+func followStop(g *globals, c *client, name string, resp api.StopResponse) error {
+	fmt.Fprintf(g.out, "==> Job %q stopping (evaluation %s)\n", name, api.ShortID(resp.EvalID))
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		allocs, err := c.jobAllocs(g.namespace, name)
+		if err != nil {
+			return exitf(ExitError, "follow job %s: %v", name, err)
+		}
+		live := 0
+		for _, a := range allocs {
+			if !a.ClientTerminal() {
+				live++
+			}
+		}
+		if live == 0 {
+			fmt.Fprintf(g.out, "==> Job %q stopped: no allocation running\n", name)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return exitf(ExitError, "job %s: %d allocation(s) still running after 2m; check 'gantry job status %s'", name, live, name)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 func newJobHistoryCmd(g *globals) *cobra.Command {

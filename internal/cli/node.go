@@ -186,6 +186,9 @@ func newNodeDrainCmd(g *globals) *cobra.Command {
 			if err := g.client().do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(args[0])+"/drain", req, &n); err != nil {
 				return exitf(ExitError, "drain node %s: %v", args[0], err)
 			}
+			if g.json {
+				return printJSON(g.out, n)
+			}
 			if enable {
 				fmt.Fprintf(g.out, "Node %s draining until %s\n", n.Name, n.Drain.Deadline.Local().Format(time.RFC3339))
 			} else {
@@ -197,6 +200,7 @@ func newNodeDrainCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&enable, "enable", false, "start draining")
 	cmd.Flags().BoolVar(&disable, "disable", false, "stop draining")
 	cmd.Flags().DurationVar(&deadline, "deadline", time.Hour, "time allowed for the drain")
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the node as changed, as JSON")
 	return cmd
 }
 
@@ -216,12 +220,16 @@ func newNodeEligibilityCmd(g *globals) *cobra.Command {
 			if err := g.client().do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(args[0])+"/eligibility", api.EligibilityRequest{Eligible: enable}, &n); err != nil {
 				return exitf(ExitError, "node %s: %v", args[0], err)
 			}
+			if g.json {
+				return printJSON(g.out, n)
+			}
 			fmt.Fprintf(g.out, "Node %s eligible: %v\n", n.Name, !n.Ineligible)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&enable, "enable", false, "allow new placements")
 	cmd.Flags().BoolVar(&disable, "disable", false, "forbid new placements")
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the node as changed, as JSON")
 	return cmd
 }
 
