@@ -19,7 +19,10 @@ func newSimCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Replay the Alibaba GPU trace through the scheduler and compare GPU placement policies",
 		Long: `Replay a GPU cluster trace (default: the Alibaba GPU trace in shared/traces)
 through Gantry's scheduler core with the GPU placement policies of the FGD
-study and Gantry's own, and report the GPU allocation reached.
+study and Gantry's own, and report the GPU allocation reached. Pod and
+node lists given by name are looked up in --trace-dir (by default the
+trace folder found above the working directory) when they are not in the
+working directory.
 
   gantry sim --pods openb_pod_list_default.csv --policy fgd --seeds 42-51
   gantry sim --all --trace-dir ../shared/traces/alibaba-gpu-v2023 --out sim-out

@@ -45,3 +45,22 @@ func TestSimCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestSimPodsResolvedAgainstTraceDir (issue 15): the help's first example,
+// --pods openb_pod_list_default.csv, failed unless run inside the trace
+// folder; pod and node lists are found in --trace-dir.
+func TestSimPodsResolvedAgainstTraceDir(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "openb_node_list_gpu_node.csv"), []byte("sn,cpu_milli,memory_mib,gpu,model\nn1,32000,65536,2,T4\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "openb_pod_list_tiny.csv"), []byte("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np1,4000,1024,1,1000\n"), 0o644)
+	t.Chdir(t.TempDir()) // anywhere but the trace folder
+	var out, errw bytes.Buffer
+	cmd := newSimCmd(&out, &errw)
+	cmd.SetArgs([]string{"--trace-dir", dir, "--pods", "openb_pod_list_tiny.csv", "--policy", "fgd", "--seeds", "1", "--json"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("%v\n%s", err, errw.String())
+	}
+	if !strings.Contains(out.String(), `"tiny"`) {
+		t.Fatalf("summary: %s", out.String())
+	}
+}

@@ -350,7 +350,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 			return fmt.Errorf("no trace folder: give --trace-dir (or --nodes and --pods); %s was not found above the working directory", TraceDirName)
 		}
 	}
-	nodesPath := o.Nodes
+	nodesPath := resolveTraceFile(o.Nodes, dir)
 	if nodesPath == "" {
 		nodesPath = filepath.Join(dir, "openb_node_list_gpu_node.csv")
 	}
@@ -371,7 +371,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	case o.Pods != "":
 		for _, p := range strings.Split(o.Pods, ",") {
 			if p = strings.TrimSpace(p); p != "" {
-				pods = append(pods, p)
+				pods = append(pods, resolveTraceFile(p, dir))
 			}
 		}
 	case o.All:
@@ -459,4 +459,26 @@ func cmp0(v, def int) int {
 		return def
 	}
 	return v
+}
+
+// resolveTraceFile finds a pod or node list given on the command line: as
+// given when it exists there, else in the trace folder (so that
+// `--pods openb_pod_list_default.csv` works from anywhere), else as given
+// (the error then names it).
+func resolveTraceFile(p, dir string) string {
+	if p == "" || filepath.IsAbs(p) || dir == "" {
+		return p
+	}
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if in := filepath.Join(dir, p); fileExists(in) {
+		return in
+	}
+	return p
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
