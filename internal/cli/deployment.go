@@ -114,9 +114,16 @@ func latestDeployment(c *client, j *api.Job) *api.Deployment {
 	return &d
 }
 
-// printDeploymentSummary ends `job status` with the newest deployment.
-func printDeploymentSummary(w io.Writer, d *api.Deployment) {
+// printDeploymentSummary ends `job status` with the newest deployment,
+// saying so when it is not the current version's: a version without an
+// update block has no deployment, and the older one must not pass for it.
+func printDeploymentSummary(w io.Writer, d *api.Deployment, version uint64) {
 	if d == nil {
+		return
+	}
+	if d.JobVersion != version {
+		fmt.Fprintf(w, "\nVersion %d has no deployment (no group has an update block: its replicas were replaced at once).\n", version)
+		fmt.Fprintf(w, "Previous deployment %s (version %d): %s — %s\n", api.ShortID(d.ID), d.JobVersion, d.Status, d.StatusDescription)
 		return
 	}
 	fmt.Fprintf(w, "\nLatest deployment %s (version %d): %s — %s\n    %s\n", api.ShortID(d.ID), d.JobVersion, d.Status, d.StatusDescription, deploymentLine(d))

@@ -468,7 +468,7 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 				return printJSON(g.out, map[string]any{"summary": s, "allocations": allocs, "evaluations": evals, "deployment": dep})
 			}
 			printJobStatus(g, s, allocs, evals)
-			printDeploymentSummary(g.out, dep)
+			printDeploymentSummary(g.out, dep, s.Job.Version)
 			return nil
 		},
 	}

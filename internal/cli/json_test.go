@@ -84,3 +84,20 @@ func TestJSONLines(t *testing.T) {
 		t.Fatalf("events %+v", evs)
 	}
 }
+
+// TestDeploymentSummaryInStepWithVersion (issue 15): after a revert to a
+// version without an update block, job status showed the previous
+// version's deployment as the latest.
+func TestDeploymentSummaryInStepWithVersion(t *testing.T) {
+	d := &api.Deployment{ID: "0123456789", JobVersion: 3, Status: api.DeploymentSuccessful, Groups: map[string]*api.DeploymentGroup{}}
+	var b bytes.Buffer
+	printDeploymentSummary(&b, d, 4)
+	if strings.Contains(b.String(), "Latest deployment") || !strings.Contains(b.String(), "Version 4 has no deployment") {
+		t.Fatalf("summary for version 4 with version 3's deployment:\n%s", b.String())
+	}
+	b.Reset()
+	printDeploymentSummary(&b, d, 3)
+	if !strings.Contains(b.String(), "Latest deployment 01234567 (version 3)") {
+		t.Fatalf("summary of the current version's deployment:\n%s", b.String())
+	}
+}
