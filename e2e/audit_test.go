@@ -69,7 +69,7 @@ func TestAdmissionRefusesUnsafeJob(t *testing.T) {
 	// the job was valid).
 	r := c.Gantry("job", "validate", spec)
 	if r.Code != 1 || !strings.Contains(r.Stderr, "groups[0].tasks[0].security.privileged: refused by the cluster's isolation policy") ||
-		!strings.Contains(r.Stderr, "(unsafe.yaml:12)") || !strings.Contains(r.Stderr, "groups[0].tasks[0].config.volumes[0]") {
+		!strings.Contains(r.Stderr, "unsafe.yaml:12)") || !strings.Contains(r.Stderr, "groups[0].tasks[0].config.volumes[0]") {
 		t.Fatalf("job validate of an unsafe job exited %d:\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	var jobs []*api.JobSummary
