@@ -156,6 +156,29 @@ type Rollout struct {
 	Complete bool
 }
 
+// BatchProgress is how far a batch job's replicas have run to completion:
+// a batch job has no rollout.
+type BatchProgress struct {
+	Desired, Complete, Running, Pending, Failed int
+	Done                                        bool
+}
+
+// BatchProgressOf adds up a batch job's groups.
+func BatchProgressOf(s *api.JobSummary) BatchProgress {
+	var p BatchProgress
+	for _, g := range s.Job.Groups {
+		p.Desired += g.Count
+		if gs := s.Groups[g.Name]; gs != nil {
+			p.Complete += gs.Complete
+			p.Running += gs.Running
+			p.Pending += gs.Pending
+			p.Failed += gs.Failed
+		}
+	}
+	p.Done = p.Complete >= p.Desired
+	return p
+}
+
 // AllocPage is one allocation with its tasks, health, usage and logs.
 type AllocPage struct {
 	Base
@@ -297,6 +320,10 @@ var funcs = template.FuncMap{
 	},
 	"rolloutBar": func(r Rollout) Usage {
 		return Usage{Name: "replicas on the current version", Used: float64(r.Current), Total: float64(r.Desired)}
+	},
+	"batchProgress": BatchProgressOf,
+	"progressBar": func(p BatchProgress) Usage {
+		return Usage{Name: "replicas complete", Used: float64(p.Complete), Total: float64(p.Desired)}
 	},
 	"prev": func(v uint64) uint64 {
 		if v == 0 {
