@@ -43,6 +43,7 @@ func (s *Server) uiRoutes(handle func(string, func(http.ResponseWriter, *http.Re
 	handle("GET /ui/fragments/allocations/{id}", s.handleUIAlloc)
 	handle("GET /ui/fragments/nodes", s.handleUINodes)
 	handle("GET /ui/fragments/nodes/{id}", s.handleUINode)
+	s.uiPageRoutes(handle)
 }
 
 func uiHeaders(w http.ResponseWriter) {

@@ -8,9 +8,11 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"net"
 	"net/url"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -322,6 +324,35 @@ var funcs = template.FuncMap{
 		return Usage{Name: "replicas on the current version", Used: float64(r.Current), Total: float64(r.Desired)}
 	},
 	"batchProgress": BatchProgressOf,
+	"evalReason":    EvalReason,
+	"topoSVG":       TopologySVG,
+	"endpointAddr": func(e api.ServiceEndpoint) string {
+		return net.JoinHostPort(e.Address, strconv.Itoa(e.Port))
+	},
+	"deployStatus": func(s string) string {
+		switch s {
+		case api.DeploymentRunning:
+			return "warn"
+		case api.DeploymentSuccessful:
+			return "ok"
+		case api.DeploymentFailed:
+			return "bad"
+		}
+		return "plain"
+	},
+	"eventsURL": func(p EventsPage, index int64) string {
+		q := url.Values{}
+		for _, t := range p.Topics {
+			if p.Selected[t] {
+				q.Add("topic", t)
+			}
+		}
+		if p.Key != "" {
+			q.Set("key", p.Key)
+		}
+		q.Set("index", strconv.FormatInt(index, 10))
+		return "/ui/events?" + q.Encode()
+	},
 	"progressBar": func(p BatchProgress) Usage {
 		return Usage{Name: "replicas complete", Used: float64(p.Complete), Total: float64(p.Desired)}
 	},
