@@ -416,7 +416,8 @@ func (s *Server) readEvents(ctx context.Context, from, target int64, keep func(a
 	quiet := time.AfterFunc(time.Second, cancel)
 	defer quiet.Stop()
 	errDone := errors.New("done")
-	err := s.store.Events(ctx, from, state.EventFilter{}, s.now, func(es []api.Event) error {
+	// Index 0 means "from now" to the store; the history starts at 1.
+	err := s.store.Events(ctx, max(from, 1), state.EventFilter{}, s.now, func(es []api.Event) error {
 		quiet.Reset(300 * time.Millisecond)
 		for _, e := range es {
 			if e.Index > target {

@@ -35,7 +35,7 @@ type Chart struct {
 
 const (
 	chartW, chartH                  = 560, 180
-	padL, padR, padT, padB          = 64, 12, 10, 24
+	padL, padR, padT, padB          = 84, 12, 10, 24
 	plotW, plotH                    = chartW - padL - padR, chartH - padT - padB
 	chartFont                       = 11
 	chartTextColour, chartGridColor = "#1b1f24", "#d0d7de"
@@ -67,6 +67,15 @@ func formatValue(v float64) string {
 	default:
 		return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.2f", v), "0"), ".")
 	}
+}
+
+// display prints a value with the chart's unit: in millicores on a CPU
+// chart whose axis stays under one core.
+func (c *Chart) display(v float64) string {
+	if c.Unit == "cores" && c.top() < 1 {
+		return formatValue(v*1000) + " millicores"
+	}
+	return strings.TrimSpace(formatValue(v) + " " + c.Unit)
 }
 
 // axisLabels names the y axis at 0, half and top. Below one core a CPU
@@ -152,7 +161,7 @@ func (c *Chart) Summary() string {
 				hi = math.Max(hi, p.V)
 			}
 		}
-		parts = append(parts, fmt.Sprintf("%s now %s %s, highest %s", s.Name, formatValue(v), c.Unit, formatValue(hi)))
+		parts = append(parts, fmt.Sprintf("%s now %s, highest %s", s.Name, c.display(v), c.display(hi)))
 	}
 	if len(parts) == 0 {
 		return c.Title + ": no samples yet"
@@ -237,7 +246,7 @@ func (c *Chart) Legend() []LegendItem {
 	for i, s := range c.Series {
 		item := LegendItem{Name: s.Name, Colour: SeriesColours[i%len(SeriesColours)], Latest: "–"}
 		if v, ok := latest(s); ok {
-			item.Latest = formatValue(v) + " " + c.Unit
+			item.Latest = c.display(v)
 		}
 		out = append(out, item)
 	}

@@ -109,6 +109,10 @@ func (e EventView) Link() string {
 		if e.Job != "" {
 			return jobURL(e.Namespace, e.Job)
 		}
+	case api.TopicDeployment:
+		return "/ui/deployments"
+	case api.TopicAudit:
+		return "/ui/audit"
 	}
 	return ""
 }
@@ -116,9 +120,12 @@ func (e EventView) Link() string {
 // Label is how the event's object is named: IDs shortened.
 func (e EventView) Label() string {
 	switch e.Topic {
-	case api.TopicAllocation, api.TopicEvaluation, api.TopicNode, api.TopicAudit:
+	case api.TopicAllocation, api.TopicEvaluation, api.TopicNode, api.TopicAudit, api.TopicDeployment:
 		if e.Name != "" {
 			return e.Name
+		}
+		if e.Topic == api.TopicDeployment && e.Job != "" {
+			return "deployment " + api.ShortID(e.Key) + " of " + e.Job
 		}
 		return api.ShortID(e.Key)
 	}
@@ -364,8 +371,8 @@ var funcs = template.FuncMap{
 	},
 	"free": func(u Usage) float64 { return math.Max(0, u.Total-u.Used) },
 	"pageAttrs": func(b Base) template.HTMLAttr {
-		return template.HTMLAttr(fmt.Sprintf(`data-page="%s" data-key="%s" data-title="%s" data-index="%d" data-topics="%s" data-keys="%s"`,
-			html.EscapeString(b.Page), html.EscapeString(b.Key), html.EscapeString(b.Title), b.Index,
+		return template.HTMLAttr(fmt.Sprintf(`data-page="%s" data-key="%s" data-title="%s" data-index="%d" data-now="%s" data-topics="%s" data-keys="%s"`,
+			html.EscapeString(b.Page), html.EscapeString(b.Key), html.EscapeString(b.Title), b.Index, b.Now.UTC().Format(time.RFC3339Nano),
 			html.EscapeString(strings.Join(b.Topics, " ")), html.EscapeString(strings.Join(b.Keys, " "))))
 	},
 }
