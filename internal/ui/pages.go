@@ -221,9 +221,9 @@ type AuditNode struct {
 
 // AuditContainer is one container's failing findings.
 type AuditContainer struct {
-	Name, ID, Image         string
-	Namespace, Job, Alloc   string
-	Findings                []AuditFinding
+	Name, ID, Image       string
+	Namespace, Job, Alloc string
+	Findings              []AuditFinding
 }
 
 // AuditFinding is a finding with the action the policy gives it.
