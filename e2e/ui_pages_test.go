@@ -130,6 +130,16 @@ func TestWebUIPages(t *testing.T) {
 		dep = &d
 		return d.Groups["web"].HealthyCanaries == 1
 	})
+	// Each part runs as a subtest, with the browser and the cluster
+	// reporting to it.
+	sub := func(name string, f func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			bt, ct := b.t, c.t
+			b.t, c.t = t, t
+			defer func() { b.t, c.t = bt, ct }()
+			f(t)
+		})
+	}
 	lbURL := fmt.Sprintf("http://127.0.0.1:%d/", lbPort)
 	c.Eventually(60*time.Second, "the load balancer answering", func() bool {
 		resp, err := http.Get(lbURL)
@@ -139,14 +149,8 @@ func TestWebUIPages(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	for i := 0; i < 12; i++ {
-		if resp, err := http.Get(lbURL); err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	}
 
-	t.Run("allocations filtered by job, node and status", func(t *testing.T) {
+	sub("allocations filtered by job, node and status", func(t *testing.T) {
 		b.Page(c.Addr+"/ui/allocations", "allocations")
 		b.WaitJS("mixed, quiet and finish listed", `['mixed.main[0]','quiet.main[0]','finish.step[0]'].every(n => [...document.querySelectorAll('#allocs-list tr[data-alloc]')].some(r => r.innerText.includes(n)))`)
 		b.Run("pick job mixed", chromeSelect("#f-job", "mixed"))
@@ -158,7 +162,7 @@ func TestWebUIPages(t *testing.T) {
 		b.NoConsoleErrors("allocations")
 	})
 
-	t.Run("evaluations grouped and filtered, with reasons", func(t *testing.T) {
+	sub("evaluations grouped and filtered, with reasons", func(t *testing.T) {
 		b.Page(c.Addr+"/ui/evaluations", "evaluations")
 		b.WaitJS("a group per job and trigger", `!!document.querySelector('tr[data-eval-group="mixed/job-register/complete"]') && !!document.querySelector('tr[data-eval-group^="huge/"]')`)
 		b.WaitText(`tr[data-eval-group^="huge/"]`, "nodes fit")
@@ -173,7 +177,7 @@ func TestWebUIPages(t *testing.T) {
 		b.NoConsoleErrors("evaluations")
 	})
 
-	t.Run("deployments: promote and revert from the page", func(t *testing.T) {
+	sub("deployments: promote and revert from the page", func(t *testing.T) {
 		b.Page(c.Addr+"/ui/deployments", "deployments")
 		sel := fmt.Sprintf(`article[data-deployment=%s]`, js(dep.ID))
 		b.WaitText(sel, "waiting for promotion")
@@ -186,18 +190,25 @@ func TestWebUIPages(t *testing.T) {
 		b.TimeOut = 120 * time.Second
 		b.WaitJS("the deployment successful, live", fmt.Sprintf(`(() => { const a = document.querySelector(%s); return !!a && a.dataset.deploymentStatus === 'successful'; })()`, js(sel)))
 		b.TimeOut = 60 * time.Second
-		b.WaitJS("a revert button to version 0", sel+` form[data-action=revert][data-version="0"]`)
+		b.WaitJS("a revert button to version 0", fmt.Sprintf(`!!document.querySelector(%s)`, js(sel+` form[data-action=revert][data-version="0"]`)))
 		b.Click(sel + ` form[data-action=revert] button`)
 		b.Click(sel + ` form[data-action=revert] button`)
 		c.Eventually(60*time.Second, "web registered again as version 2", func() bool {
-			var j api.Job
-			return c.GetJSON("/v1/jobs/web", &j) == nil && j.Version == 2
+			var j api.JobSummary
+			return c.GetJSON("/v1/jobs/web", &j) == nil && j.Job != nil && j.Job.Version == 2
 		})
 		b.WaitJS("version 2's deployment shown", `!!document.querySelector('article[data-deployment-job=web] h2') && [...document.querySelectorAll('article[data-deployment-job=web] h2')].some(h => h.innerText.includes('version 2'))`)
 		b.NoConsoleErrors("deployments")
 	})
 
-	t.Run("services with endpoints and load-balancer figures", func(t *testing.T) {
+	sub("services with endpoints and load-balancer figures", func(t *testing.T) {
+		// Requests through the load balancer, to the endpoints of now.
+		for i := 0; i < 12; i++ {
+			if resp, err := http.Get(lbURL); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
 		b.Page(c.Addr+"/ui/services", "services")
 		b.WaitJS("web's healthy endpoints", `+(document.querySelector('article[data-service=web] [data-healthy-endpoints]')||{dataset:{}}).dataset.healthyEndpoints >= 3`)
 		b.WaitJS("requests counted by the load balancer", `+(document.querySelector('article[data-service=web] [data-lb-requests]')||{dataset:{}}).dataset.lbRequests >= 12`)
@@ -207,10 +218,12 @@ func TestWebUIPages(t *testing.T) {
 		b.NoConsoleErrors("services")
 	})
 
-	t.Run("events: filtered, live and resumable", func(t *testing.T) {
+	sub("events: filtered, live and resumable", func(t *testing.T) {
 		b.Page(c.Addr+"/ui/events?topic=job&key=late", "events")
 		b.WaitText("#events-list", "No events yet")
-		run("late", strings.Replace(quietSpec, "name: quiet", "name: late", 1))
+		if r := c.Gantry("job", "run", "-d", WriteSpec(t, "late.yaml", strings.Replace(quietSpec, "name: quiet", "name: late", 1))); r.Code != 0 {
+			t.Fatalf("job run late: %d %s%s", r.Code, r.Stdout, r.Stderr)
+		}
 		b.WaitJS("late's registration, live", `[...document.querySelectorAll('#events-list tr[data-event-index]')].some(r => r.innerText.includes('JobRegistered') && r.innerText.includes('late'))`)
 		if n := eval[int](b, `[...document.querySelectorAll('#events-list tr[data-event-index]')].filter(r => !r.innerText.includes('late') || !r.innerText.includes('job')).length`); n != 0 {
 			t.Errorf("%d events of other topics or keys listed", n)
@@ -225,7 +238,7 @@ func TestWebUIPages(t *testing.T) {
 		b.NoConsoleErrors("events")
 	})
 
-	t.Run("queues", func(t *testing.T) {
+	sub("queues", func(t *testing.T) {
 		b.Page(c.Addr+"/ui/queues", "queues")
 		b.WaitJS("queues ml and research", `!!document.querySelector('#queues-list tr[data-queue=ml]') && !!document.querySelector('#queues-list tr[data-queue=research]')`)
 		b.WaitText("#queues-waiting tr[data-waiting=huge]", "research")
@@ -234,7 +247,7 @@ func TestWebUIPages(t *testing.T) {
 		b.NoConsoleErrors("queues")
 	})
 
-	t.Run("audit findings and scan now", func(t *testing.T) {
+	sub("audit findings and scan now", func(t *testing.T) {
 		c.Eventually(60*time.Second, "the node's first audit", func() bool {
 			return c.GetJSON("/v1/audit?node="+c.NodeID, &struct{}{}) == nil
 		})
@@ -257,7 +270,7 @@ func TestWebUIPages(t *testing.T) {
 		}
 	})
 
-	t.Run("topology", func(t *testing.T) {
+	sub("topology", func(t *testing.T) {
 		b.Page(c.Addr+"/ui/topology", "topology")
 		b.WaitJS("the node's box with mixed's share", fmt.Sprintf(`!!document.querySelector('svg.topo a.piece[data-alloc=%s]')`, js(mixed.ID)))
 		b.WaitJS("a legend entry per job", `!!document.querySelector('[data-legend-job=mixed]') && !!document.querySelector('[data-legend-job=quiet]')`)
@@ -268,7 +281,7 @@ func TestWebUIPages(t *testing.T) {
 
 	// Issue 15, defect 10: the log pane shows stdout and stderr by
 	// default, and a stream can be picked.
-	t.Run("logs show both streams", func(t *testing.T) {
+	sub("logs show both streams", func(t *testing.T) {
 		b.Page(c.Addr+"/ui/allocations/"+mixed.ID, "alloc")
 		b.WaitText("#log-output", "out 3")
 		b.WaitText("#log-output", "err 3")
@@ -281,7 +294,7 @@ func TestWebUIPages(t *testing.T) {
 
 	// Issue 15, defect 10: a task that writes nothing is followed, and
 	// the pane says so instead of "loading…" forever.
-	t.Run("logs of a silent task", func(t *testing.T) {
+	sub("logs of a silent task", func(t *testing.T) {
 		b.Page(c.Addr+"/ui/allocations/"+quiet.ID, "alloc")
 		b.WaitText("#log-state", "no output yet")
 		b.NoConsoleErrors("silent task")
@@ -289,7 +302,7 @@ func TestWebUIPages(t *testing.T) {
 
 	// Issue 15, defect 6: a finished batch job shows its progress, not a
 	// rollout "in progress".
-	t.Run("a finished batch job has no rollout", func(t *testing.T) {
+	sub("a finished batch job has no rollout", func(t *testing.T) {
 		b.Page(c.Addr+"/ui/jobs/finish", "job")
 		b.WaitText("#job-progress", "2 of 2 replicas complete")
 		if txt := eval[string](b, `document.getElementById('view').innerText`); strings.Contains(txt, "Rollout") || strings.Contains(txt, "in progress") {
@@ -298,7 +311,7 @@ func TestWebUIPages(t *testing.T) {
 		b.NoConsoleErrors("batch job")
 	})
 
-	t.Run("relative times tick", func(t *testing.T) {
+	sub("relative times tick", func(t *testing.T) {
 		b.Page(c.Addr+"/ui/allocations", "allocations")
 		b.Pause() // no refresh: the text must change by itself
 		defer b.Resume()
@@ -306,7 +319,7 @@ func TestWebUIPages(t *testing.T) {
 		b.WaitJS("the time ticked", fmt.Sprintf(`document.querySelector('#allocs-list time[data-ago]').textContent !== %s`, js(first)))
 	})
 
-	t.Run("pages readable without JavaScript", func(t *testing.T) {
+	sub("pages readable without JavaScript", func(t *testing.T) {
 		for page, want := range map[string]string{
 			"/ui/allocations?job=mixed": mixed.ID,
 			"/ui/evaluations":           `data-eval-group="huge/`,

@@ -135,7 +135,8 @@
       if (same) {
         var oldLogs = cur.querySelector('[data-logs]');
         var newLogs = next.querySelector('[data-logs]');
-        if (oldLogs && newLogs && oldLogs.dataset.alloc === newLogs.dataset.alloc) { keepLogs = oldLogs; newLogs.replaceWith(oldLogs); }
+        // Keep a followed log pane (not one the server put in the shell).
+        if (oldLogs && newLogs && oldLogs.dataset.started && oldLogs.dataset.alloc === newLogs.dataset.alloc) { keepLogs = oldLogs; newLogs.replaceWith(oldLogs); }
       }
       if (!keepLogs) { stopLogs(); }
       var k2 = full ? null : focusKey();
@@ -153,6 +154,7 @@
     var rendered = Date.parse(page.dataset.now || '');
     if (rendered) { clockOffset = rendered - Date.now(); }
     tick();
+    showArmed();
   }
 
   // Live updates.
@@ -269,6 +271,7 @@
     var state = sec.querySelector('#log-state');
     var toggle = sec.querySelector('#log-toggle');
     var following = true;
+    sec.dataset.started = 'true';
     function append(text, stream) {
       var atEnd = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
       if (stream === 'stderr') {
@@ -401,17 +404,35 @@
   // Buttons that change something (promote, revert, scan) post to the API
   // with the token. Promote and revert ask for a second click.
 
+  // The armed button outlives a live refresh of its region: it is kept
+  // by its form's action, not by the element.
+  var armed = null;
+  function actionKey(form) { return form.getAttribute('action') + ' ' + (form.dataset.version || ''); }
+  function showArmed() {
+    view.querySelectorAll('form[data-action]').forEach(function (f) {
+      var b = f.querySelector('button');
+      if (!b) { return; }
+      if (!b.dataset.label) { b.dataset.label = b.textContent; }
+      var on = armed && armed.key === actionKey(f) && Date.now() < armed.until;
+      b.textContent = on ? 'Confirm: ' + b.dataset.label.toLowerCase() : b.dataset.label;
+    });
+  }
+
   function act(form) {
     var kind = form.dataset.action;
     var btn = form.querySelector('button');
     var st = form.querySelector('.action-state') || (form.parentNode && form.parentNode.querySelector('.action-state'));
-    if ((kind === 'promote' || kind === 'revert') && !btn.dataset.armed) {
-      btn.dataset.armed = btn.textContent;
-      btn.textContent = 'Confirm: ' + btn.textContent.toLowerCase();
-      setTimeout(function () { if (btn.dataset.armed) { btn.textContent = btn.dataset.armed; delete btn.dataset.armed; } }, 6000);
-      return;
+    var key = actionKey(form);
+    if (kind === 'promote' || kind === 'revert') {
+      if (!armed || armed.key !== key || Date.now() >= armed.until) {
+        armed = { key: key, until: Date.now() + 8000 };
+        showArmed();
+        setTimeout(showArmed, 8100);
+        return;
+      }
+      armed = null;
+      showArmed();
     }
-    if (btn.dataset.armed) { btn.textContent = btn.dataset.armed; delete btn.dataset.armed; }
     var body = kind === 'revert' ? JSON.stringify({ version: Number(form.dataset.version) }) : '{}';
     btn.disabled = true;
     if (st) { st.textContent = kind === 'scan' ? 'auditing every node…' : 'sending…'; }
