@@ -271,10 +271,13 @@ func (s *Server) handleUIJob(w http.ResponseWriter, r *http.Request) error {
 			seen[e.ID] = true
 		}
 	}
-	if len(evals) > 10 {
-		evals = evals[:10]
+	// Alike evaluations (a run of retries that changed nothing, say) are
+	// one row; the evaluations page lists each.
+	p.EvalCount = len(evals)
+	p.EvalGroups = ui.GroupEvals(evals)
+	if len(p.EvalGroups) > 10 {
+		p.EvalGroups = p.EvalGroups[:10]
 	}
-	p.Evals = evals
 	vs, err := s.store.JobVersions(r.Context(), j.Namespace, j.Name)
 	if err != nil {
 		return err

@@ -145,13 +145,16 @@ type JobPage struct {
 	Summary  *api.JobSummary
 	Allocs   []*api.Allocation
 	Failures []*api.Evaluation // latest evaluations that could not place everything
-	Evals    []*api.Evaluation
-	Versions []*api.Job
-	DiffFrom uint64
-	DiffTo   uint64
-	Diff     []api.FieldDiff
-	HasDiff  bool
-	Rollout  Rollout
+	// EvalGroups are the job's latest evaluations, alike ones grouped;
+	// EvalCount counts every kept one.
+	EvalGroups []EvalGroup
+	EvalCount  int
+	Versions   []*api.Job
+	DiffFrom   uint64
+	DiffTo     uint64
+	Diff       []api.FieldDiff
+	HasDiff    bool
+	Rollout    Rollout
 }
 
 // Rollout is how far the job's allocations have moved to its current
