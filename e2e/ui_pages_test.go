@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -343,4 +344,13 @@ func TestWebUIPages(t *testing.T) {
 		}
 	})
 	b.NoConsoleErrors("the pages")
+
+	if os.Getenv("GANTRY_UPDATE_SCREENSHOTS") == "1" {
+		dst := filepath.Join(repoRoot, "docs", "screenshots")
+		for _, name := range []string{"allocations", "evaluations", "deployments", "services", "events", "queues", "audit", "topology"} {
+			if err := copyFile(filepath.Join(dst, name+".png"), filepath.Join(b.shots, name+".png")); err != nil {
+				t.Error(err)
+			}
+		}
+	}
 }
