@@ -450,8 +450,14 @@ func (s *Server) handleUIQueues(w http.ResponseWriter, r *http.Request) error {
 	}
 	qs := s.queueView()
 	for _, e := range s.store.Evals("", "") {
-		if (e.Status == api.EvalPending || e.Status == api.EvalBlocked) && s.visible(r, e.Namespace) {
+		if !s.visible(r, e.Namespace) {
+			continue
+		}
+		switch e.Status {
+		case api.EvalBlocked:
 			p.Waiting = append(p.Waiting, ui.QueuedEval{Queue: qs.QueueOf(e.Namespace), Eval: e})
+		case api.EvalPending:
+			p.Pending++
 		}
 	}
 	sort.SliceStable(p.Waiting, func(a, b int) bool {

@@ -192,7 +192,8 @@ type EventsPage struct {
 type QueuesPage struct {
 	Base
 	Queues  []QueueView
-	Waiting []QueuedEval
+	Waiting []QueuedEval // blocked evaluations: work that waits for capacity
+	Pending int          // evaluations queued for the scheduler (some wait for a restart delay)
 }
 
 // QueuedEval is an evaluation waiting for capacity in a queue.
