@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +41,9 @@ type Browser struct {
 	ctx     context.Context
 	shots   string // where screenshots go
 	TimeOut time.Duration
+
+	mu       sync.Mutex
+	problems []string // console errors and uncaught exceptions, in order
 }
 
 // StartBrowser starts headless Chromium for the test.
@@ -65,7 +69,36 @@ func StartBrowser(t *testing.T) *Browser {
 		t.Fatalf("start chromium %s: %v", path, err)
 	}
 	t.Cleanup(func() { cancel(); cancelAlloc() })
-	return &Browser{t: t, ctx: ctx, shots: screenshotDir(t), TimeOut: 60 * time.Second}
+	b := &Browser{t: t, ctx: ctx, shots: screenshotDir(t), TimeOut: 60 * time.Second}
+	// Every console error and uncaught exception of the pages is kept
+	// for NoConsoleErrors.
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				b.mu.Lock()
+				b.problems = append(b.problems, m.String())
+				b.mu.Unlock()
+			}
+		}
+	}()
+	return b
+}
+
+// NoConsoleErrors fails the test for each console error or uncaught
+// exception the pages reported since the last call.
+func (b *Browser) NoConsoleErrors(where string) {
+	b.t.Helper()
+	b.mu.Lock()
+	ps := b.problems
+	b.problems = nil
+	b.mu.Unlock()
+	for _, p := range ps {
+		b.t.Errorf("%s: console error: %s", where, p)
+	}
 }
 
 // screenshotDir is where the UI tests save screenshots: GANTRY_UI_SCREENSHOTS,
@@ -269,4 +302,17 @@ func copyFile(dst, src string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// chromeSelect picks an option of a select as a user does: the value
+// changes and the change event fires.
+func chromeSelect(sel, value string) chromedp.Action[chromedp.Void] {
+	pick := chromedp.Evaluate[bool](fmt.Sprintf(`(() => { const s = document.querySelector(%s); if (!s) return false; s.value = %s; s.dispatchEvent(new Event('change', {bubbles: true})); return s.value === %s; })()`, js(sel), js(value), js(value)))
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		ok, err := pick(ctx, t)
+		if err == nil && !ok {
+			err = fmt.Errorf("select %s has no option %q", sel, value)
+		}
+		return chromedp.Void{}, err
+	}
 }

@@ -260,6 +260,8 @@ func TestWebUI(t *testing.T) {
 	b.Screenshot("node")
 	b.TabThrough("node")
 
+	b.NoConsoleErrors("the pages")
+
 	if os.Getenv("GANTRY_UPDATE_SCREENSHOTS") == "1" {
 		dst := filepath.Join(repoRoot, "docs", "screenshots")
 		os.MkdirAll(dst, 0o755)

@@ -37,6 +37,7 @@ const (
 type auditor struct {
 	mu     sync.Mutex
 	latest *audit.Report
+	run    sync.Mutex // one audit at a time: the loop's or one asked for now
 }
 
 // dockerEngine is what the audit needs of the docker driver: its client
@@ -70,6 +71,24 @@ func (a *Agent) auditLoop(ctx context.Context) {
 func (a *Agent) auditOnce(ctx context.Context, eng dockerEngine) {
 	ctx, cancel := context.WithTimeout(ctx, auditTimeout)
 	defer cancel()
+	rep, err := a.takeAudit(ctx, eng)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("container audit failed", "err", err)
+		}
+		return
+	}
+	err = a.srv.do(ctx, http.MethodPost, "/v1/nodes/"+a.nodeID+"/audit", rep.Compact(), nil, 30*time.Second)
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("cannot report the container audit", "err", err)
+	}
+}
+
+// takeAudit audits every container of the engine now and keeps the
+// report as the latest; audits never overlap.
+func (a *Agent) takeAudit(ctx context.Context, eng dockerEngine) (audit.Report, error) {
+	a.audit.run.Lock()
+	defer a.audit.run.Unlock()
 	col := audit.Collector{
 		Docker: eng.Client(), Node: a.cfg.NodeName,
 		Daemon:      a.daemonConfig(eng.Host()),
@@ -78,10 +97,7 @@ func (a *Agent) auditOnce(ctx context.Context, eng dockerEngine) {
 	}
 	rep, err := col.Collect(ctx, time.Now())
 	if err != nil {
-		if ctx.Err() == nil {
-			a.log.Warn("container audit failed", "err", err)
-		}
-		return
+		return audit.Report{}, err
 	}
 	a.audit.mu.Lock()
 	prev := a.audit.latest
@@ -92,10 +108,30 @@ func (a *Agent) auditOnce(ctx context.Context, eng dockerEngine) {
 	for _, f := range added {
 		a.log.Debug("audit finding", "check", f.CheckID, "severity", f.Severity, "container", f.ContainerName, "namespace", f.Namespace, "job", f.Job, "detail", f.Detail)
 	}
-	err = a.srv.do(ctx, http.MethodPost, "/v1/nodes/"+a.nodeID+"/audit", rep.Compact(), nil, 30*time.Second)
-	if err != nil && ctx.Err() == nil {
-		a.log.Warn("cannot report the container audit", "err", err)
+	return rep, nil
+}
+
+// handleAuditNow audits the node's containers now and answers the report
+// as the servers keep it (POST /v1/client/audit): a server asks for it
+// when an operator runs `gantry audit --now`, and stores the answer.
+func (a *Agent) handleAuditNow(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.AuditInterval < 0 {
+		writeErr(w, http.StatusConflict, "the container audit is off on node %s (--audit-interval is negative)", a.cfg.NodeName)
+		return
 	}
+	eng, ok := a.drivers[api.DriverDocker].(dockerEngine)
+	if !ok {
+		writeErr(w, http.StatusNotImplemented, "node %s has no docker driver: it has no containers to audit", a.cfg.NodeName)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), auditTimeout)
+	defer cancel()
+	rep, err := a.takeAudit(ctx, eng)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "audit the containers of node %s: %v", a.cfg.NodeName, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep.Compact())
 }
 
 // AuditReport returns the node's latest audit, or nil before the first.

@@ -26,6 +26,7 @@ func (a *Agent) routes() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"node_id": a.nodeID})
 	})
 	mux.HandleFunc("GET /v1/client/allocations", serversOnly(a.handleLocalAllocs))
+	mux.HandleFunc("POST /v1/client/audit", serversOnly(a.handleAuditNow))
 	mux.Handle("GET /metrics", a.metrics.Handler())
 	return mux
 }

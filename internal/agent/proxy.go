@@ -42,6 +42,11 @@ func (a *Agent) startLB(ctx context.Context) {
 	a.lbMu.Lock()
 	a.lb = m
 	a.lbMu.Unlock()
+	// The agent's /metrics carries the load balancer's figures (the UI's
+	// services page reads them there).
+	if err := a.metrics.Register(m.Collector()); err != nil {
+		log.Warn("the load balancer's metrics are not exported", "err", err)
+	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

@@ -113,6 +113,11 @@ func (s *Server) handleAllocLogs(w http.ResponseWriter, r *http.Request) error {
 		w.Header()[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
+	// Send the headers now: a task that writes nothing must not leave its
+	// follower waiting for an answer.
+	if fl, ok := w.(http.Flusher); ok {
+		fl.Flush()
+	}
 	copyFlushing(w, resp.Body)
 	return nil
 }

@@ -105,10 +105,11 @@ var routeRules = map[string]rule{
 	"POST /v1/jobs/{name}/promote":    {scope: namespaced, cap: acl.SubmitJob},
 	"POST /v1/jobs/{name}/revert":     {scope: namespaced, cap: acl.SubmitJob},
 
-	"GET /v1/policy":    {scope: global, cap: acl.OperatorRead},
-	"PUT /v1/policy":    {scope: global, cap: acl.Operator},
-	"DELETE /v1/policy": {scope: global, cap: acl.Operator},
-	"GET /v1/audit":     {scope: global, cap: acl.OperatorRead},
+	"GET /v1/policy":      {scope: global, cap: acl.OperatorRead},
+	"PUT /v1/policy":      {scope: global, cap: acl.Operator},
+	"DELETE /v1/policy":   {scope: global, cap: acl.Operator},
+	"GET /v1/audit":       {scope: global, cap: acl.OperatorRead},
+	"POST /v1/audit/scan": {scope: global, cap: acl.Operator},
 
 	// The web UI: the shell and its assets hold no data; each page's
 	// fragment is authorized like the API endpoints that read the same
@@ -123,6 +124,14 @@ var routeRules = map[string]rule{
 	"GET /ui/fragments/allocations/{id}": {scope: inHandler, cap: acl.Read},
 	"GET /ui/fragments/nodes":            {scope: global, cap: acl.NodeRead},
 	"GET /ui/fragments/nodes/{id}":       {scope: global, cap: acl.NodeRead},
+	"GET /ui/fragments/allocations":      {scope: namespaced, cap: acl.Read, list: true},
+	"GET /ui/fragments/evaluations":      {scope: namespaced, cap: acl.Read, list: true},
+	"GET /ui/fragments/deployments":      {scope: namespaced, cap: acl.Read, list: true},
+	"GET /ui/fragments/services":         {scope: namespaced, cap: acl.Read, list: true},
+	"GET /ui/fragments/events":           {scope: namespaced, cap: acl.Read, list: true},
+	"GET /ui/fragments/queues":           {scope: authenticated},
+	"GET /ui/fragments/audit":            {scope: global, cap: acl.OperatorRead},
+	"GET /ui/fragments/topology":         {scope: global, cap: acl.NodeRead},
 
 	"GET /v1/acl/tokens":               {scope: management},
 	"POST /v1/acl/tokens":              {scope: management},

@@ -80,6 +80,7 @@ func (s *Server) routes() http.Handler {
 	handle("PUT /v1/policy", s.handlePolicyApply)
 	handle("DELETE /v1/policy", s.handlePolicyReset)
 	handle("GET /v1/audit", s.handleAudit)
+	handle("POST /v1/audit/scan", s.handleAuditScan)
 	handle("POST /v1/nodes/{id}/audit", s.handleNodeAuditReport) // agent protocol
 
 	handle("POST /v1/acl/bootstrap", s.handleACLBootstrap)

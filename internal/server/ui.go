@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,7 +28,25 @@ import (
 
 // uiRoutes registers the UI's routes through the server's handle (which
 // authorizes each against routeRules).
-func (s *Server) uiRoutes(handle func(string, func(http.ResponseWriter, *http.Request) error)) {
+func (s *Server) uiRoutes(handle0 func(string, func(http.ResponseWriter, *http.Request) error)) {
+	// The fragments are also served inside the shell, for browsers
+	// without JavaScript: s.ui.frags dispatches them the same way.
+	frags := http.NewServeMux()
+	s.ui.frags = frags
+	handle := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+		handle0(pattern, h)
+		if strings.HasPrefix(pattern, "GET /ui/fragments/") {
+			frags.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+				r2, err := s.authorize(pattern, r)
+				if err == nil {
+					err = h(w, r2)
+				}
+				if err != nil {
+					s.writeError(w, r, err)
+				}
+			})
+		}
+	}
 	handle("GET /ui", func(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, "/ui/", http.StatusMovedPermanently)
 		return nil
@@ -43,6 +62,7 @@ func (s *Server) uiRoutes(handle func(string, func(http.ResponseWriter, *http.Re
 	handle("GET /ui/fragments/allocations/{id}", s.handleUIAlloc)
 	handle("GET /ui/fragments/nodes", s.handleUINodes)
 	handle("GET /ui/fragments/nodes/{id}", s.handleUINode)
+	s.uiPageRoutes(handle)
 }
 
 func uiHeaders(w http.ResponseWriter) {
@@ -53,13 +73,51 @@ func uiHeaders(w http.ResponseWriter) {
 	h.Set("X-Frame-Options", "DENY")
 }
 
+// handleUIShell serves the shell. Its script loads the page with the
+// caller's token; for a browser without JavaScript the shell carries the
+// page as a caller without a token may read it (nothing, with ACLs on).
 func (s *Server) handleUIShell(w http.ResponseWriter, r *http.Request) error {
 	uiHeaders(w)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Write(ui.Shell())
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(ui.ShellWith(s.anonymousFragment(r)))
 	return nil
 }
+
+// anonymousFragment renders the page of a /ui/ address as a request
+// without a token gets it; nil when that is refused or fails.
+func (s *Server) anonymousFragment(r *http.Request) []byte {
+	page := strings.Trim(strings.TrimPrefix(r.URL.Path, "/ui"), "/")
+	if page == "" {
+		page = "overview"
+	}
+	u := "/ui/fragments/" + page
+	if r.URL.RawQuery != "" {
+		u += "?" + r.URL.RawQuery
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u, nil)
+	if err != nil {
+		return nil
+	}
+	req.RemoteAddr, req.TLS = r.RemoteAddr, r.TLS
+	rec := &fragmentRecorder{header: http.Header{}, status: http.StatusOK}
+	s.ui.frags.ServeHTTP(rec, req)
+	if rec.status != http.StatusOK {
+		return nil
+	}
+	return rec.body.Bytes()
+}
+
+// fragmentRecorder keeps a fragment's answer.
+type fragmentRecorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (f *fragmentRecorder) Header() http.Header         { return f.header }
+func (f *fragmentRecorder) WriteHeader(code int)        { f.status = code }
+func (f *fragmentRecorder) Write(b []byte) (int, error) { return f.body.Write(b) }
 
 func (s *Server) handleUIAsset(w http.ResponseWriter, r *http.Request) error {
 	data, ct, ok := ui.Asset(r.PathValue("file"))
@@ -213,10 +271,13 @@ func (s *Server) handleUIJob(w http.ResponseWriter, r *http.Request) error {
 			seen[e.ID] = true
 		}
 	}
-	if len(evals) > 10 {
-		evals = evals[:10]
+	// Alike evaluations (a run of retries that changed nothing, say) are
+	// one row; the evaluations page lists each.
+	p.EvalCount = len(evals)
+	p.EvalGroups = ui.GroupEvals(evals)
+	if len(p.EvalGroups) > 10 {
+		p.EvalGroups = p.EvalGroups[:10]
 	}
-	p.Evals = evals
 	vs, err := s.store.JobVersions(r.Context(), j.Namespace, j.Name)
 	if err != nil {
 		return err
@@ -447,6 +508,7 @@ const (
 )
 
 type uiState struct {
+	frags  http.Handler // the fragments, for the shell (see uiRoutes)
 	once   sync.Once
 	stop   context.CancelFunc // ends the follower, at shutdown
 	mu     sync.Mutex

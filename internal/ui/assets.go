@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"embed"
 	"path"
 )
@@ -13,6 +14,16 @@ var assetFS embed.FS
 func Shell() []byte {
 	b, _ := assetFS.ReadFile("assets/index.html")
 	return b
+}
+
+// ShellWith is the shell with a page's fragment already in its view, for
+// browsers that run no script; the script replaces it with the page as
+// the caller's token reads it.
+func ShellWith(fragment []byte) []byte {
+	if len(fragment) == 0 {
+		return Shell()
+	}
+	return bytes.Replace(Shell(), []byte(`<div id="view"></div>`), append(append([]byte(`<div id="view">`), fragment...), `</div>`...), 1)
 }
 
 var contentTypes = map[string]string{

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -34,7 +35,7 @@ type Chart struct {
 
 const (
 	chartW, chartH                  = 560, 180
-	padL, padR, padT, padB          = 64, 12, 10, 24
+	padL, padR, padT, padB          = 84, 12, 10, 24
 	plotW, plotH                    = chartW - padL - padR, chartH - padT - padB
 	chartFont                       = 11
 	chartTextColour, chartGridColor = "#1b1f24", "#d0d7de"
@@ -66,6 +67,40 @@ func formatValue(v float64) string {
 	default:
 		return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.2f", v), "0"), ".")
 	}
+}
+
+// display prints a value with the chart's unit: in millicores on a CPU
+// chart whose axis stays under one core.
+func (c *Chart) display(v float64) string {
+	if c.Unit == "cores" && c.top() < 1 {
+		return formatValue(v*1000) + " millicores"
+	}
+	return strings.TrimSpace(formatValue(v) + " " + c.Unit)
+}
+
+// axisLabels names the y axis at 0, half and top. Below one core a CPU
+// axis counts millicores; otherwise values get as many decimals as it
+// takes to tell the three apart.
+func axisLabels(top float64, unit string) [3]string {
+	if unit == "cores" && top < 1 {
+		top, unit = top*1000, "millicores"
+	}
+	vals := [3]float64{0, top / 2, top}
+	var out [3]string
+	for dec := 0; dec <= 6; dec++ {
+		for i, v := range vals {
+			out[i] = strings.TrimSpace(strconv.FormatFloat(v, 'f', dec, 64) + " " + unit)
+		}
+		if out[0] != out[1] && out[1] != out[2] && math.Abs(mustParse(out[1])-vals[1]) <= vals[1]/100 {
+			return out
+		}
+	}
+	return out
+}
+
+func mustParse(label string) float64 {
+	f, _ := strconv.ParseFloat(strings.Fields(label)[0], 64)
+	return f
 }
 
 // span returns the first and last time of every series.
@@ -126,7 +161,7 @@ func (c *Chart) Summary() string {
 				hi = math.Max(hi, p.V)
 			}
 		}
-		parts = append(parts, fmt.Sprintf("%s now %s %s, highest %s", s.Name, formatValue(v), c.Unit, formatValue(hi)))
+		parts = append(parts, fmt.Sprintf("%s now %s, highest %s", s.Name, c.display(v), c.display(hi)))
 	}
 	if len(parts) == 0 {
 		return c.Title + ": no samples yet"
@@ -144,13 +179,14 @@ func (c *Chart) SVG() template.HTML {
 	lo, hi, ok := c.span()
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="#ffffff" stroke="%s"/>`, padL, padT, plotW, plotH, chartGridColor)
 	top := c.top()
+	labels := axisLabels(top, c.Unit)
 	for i := 0; i <= 4; i++ {
 		y := float64(padT) + float64(plotH)*float64(4-i)/4
 		if i > 0 && i < 4 {
 			fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s"/>`, padL, padL+plotW, y, y, chartGridColor)
 		}
 		if i%2 == 0 {
-			fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" fill="%s">%s</text>`, padL-4, y+4, chartTextColour, html.EscapeString(formatValue(top*float64(i)/4)+" "+c.Unit))
+			fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" fill="%s">%s</text>`, padL-4, y+4, chartTextColour, html.EscapeString(labels[i/2]))
 		}
 	}
 	if !ok {
@@ -210,7 +246,7 @@ func (c *Chart) Legend() []LegendItem {
 	for i, s := range c.Series {
 		item := LegendItem{Name: s.Name, Colour: SeriesColours[i%len(SeriesColours)], Latest: "–"}
 		if v, ok := latest(s); ok {
-			item.Latest = formatValue(v) + " " + c.Unit
+			item.Latest = c.display(v)
 		}
 		out = append(out, item)
 	}

@@ -5,6 +5,14 @@
 // node (BuildGPUMap, GPUMapSVG), every MIG instance at its memory slices
 // and every fractional share, labelled with the job that holds it.
 //
+// The pages (views.go, pages.go): overview, jobs, job, allocation, nodes,
+// node, and the lists of allocations, evaluations (alike ones grouped:
+// GroupEvals), deployments, services, events, queues, audit findings and
+// the topology of the cluster (TopologySVG: every node's CPU, memory and
+// GPUs filled by its allocations). Filters are GET forms, and the server
+// can put a page into the shell (ShellWith), so every page reads without
+// JavaScript.
+//
 // It does no I/O and reads no clock: the server gathers the cluster's
 // state into the page types of views.go, under the caller's ACL, and
 // renders them with Render. The browser asks for each page as an HTML

@@ -111,7 +111,7 @@ func TestChart(t *testing.T) {
 	if c.top() != 5 {
 		t.Errorf("y axis top %v, want 5 (3 rounded up)", c.top())
 	}
-	if s := c.Summary(); s != "CPU: busy now 3 cores, highest 3" {
+	if s := c.Summary(); s != "CPU: busy now 3 cores, highest 3 cores" {
 		t.Errorf("summary %q", s)
 	}
 	empty := Chart{ID: "e", Title: "GPU"}

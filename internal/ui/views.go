@@ -8,9 +8,11 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"net"
 	"net/url"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,6 +109,10 @@ func (e EventView) Link() string {
 		if e.Job != "" {
 			return jobURL(e.Namespace, e.Job)
 		}
+	case api.TopicDeployment:
+		return "/ui/deployments"
+	case api.TopicAudit:
+		return "/ui/audit"
 	}
 	return ""
 }
@@ -114,9 +120,12 @@ func (e EventView) Link() string {
 // Label is how the event's object is named: IDs shortened.
 func (e EventView) Label() string {
 	switch e.Topic {
-	case api.TopicAllocation, api.TopicEvaluation, api.TopicNode, api.TopicAudit:
+	case api.TopicAllocation, api.TopicEvaluation, api.TopicNode, api.TopicAudit, api.TopicDeployment:
 		if e.Name != "" {
 			return e.Name
+		}
+		if e.Topic == api.TopicDeployment && e.Job != "" {
+			return "deployment " + api.ShortID(e.Key) + " of " + e.Job
 		}
 		return api.ShortID(e.Key)
 	}
@@ -136,13 +145,16 @@ type JobPage struct {
 	Summary  *api.JobSummary
 	Allocs   []*api.Allocation
 	Failures []*api.Evaluation // latest evaluations that could not place everything
-	Evals    []*api.Evaluation
-	Versions []*api.Job
-	DiffFrom uint64
-	DiffTo   uint64
-	Diff     []api.FieldDiff
-	HasDiff  bool
-	Rollout  Rollout
+	// EvalGroups are the job's latest evaluations, alike ones grouped;
+	// EvalCount counts every kept one.
+	EvalGroups []EvalGroup
+	EvalCount  int
+	Versions   []*api.Job
+	DiffFrom   uint64
+	DiffTo     uint64
+	Diff       []api.FieldDiff
+	HasDiff    bool
+	Rollout    Rollout
 }
 
 // Rollout is how far the job's allocations have moved to its current
@@ -154,6 +166,29 @@ type Rollout struct {
 	Healthy  int // of which healthy
 	Older    int // live allocations still on older versions
 	Complete bool
+}
+
+// BatchProgress is how far a batch job's replicas have run to completion:
+// a batch job has no rollout.
+type BatchProgress struct {
+	Desired, Complete, Running, Pending, Failed int
+	Done                                        bool
+}
+
+// BatchProgressOf adds up a batch job's groups.
+func BatchProgressOf(s *api.JobSummary) BatchProgress {
+	var p BatchProgress
+	for _, g := range s.Job.Groups {
+		p.Desired += g.Count
+		if gs := s.Groups[g.Name]; gs != nil {
+			p.Complete += gs.Complete
+			p.Running += gs.Running
+			p.Pending += gs.Pending
+			p.Failed += gs.Failed
+		}
+	}
+	p.Done = p.Complete >= p.Desired
+	return p
 }
 
 // AllocPage is one allocation with its tasks, health, usage and logs.
@@ -298,6 +333,39 @@ var funcs = template.FuncMap{
 	"rolloutBar": func(r Rollout) Usage {
 		return Usage{Name: "replicas on the current version", Used: float64(r.Current), Total: float64(r.Desired)}
 	},
+	"batchProgress": BatchProgressOf,
+	"evalReason":    EvalReason,
+	"topoSVG":       TopologySVG,
+	"endpointAddr": func(e api.ServiceEndpoint) string {
+		return net.JoinHostPort(e.Address, strconv.Itoa(e.Port))
+	},
+	"deployStatus": func(s string) string {
+		switch s {
+		case api.DeploymentRunning:
+			return "warn"
+		case api.DeploymentSuccessful:
+			return "ok"
+		case api.DeploymentFailed:
+			return "bad"
+		}
+		return "plain"
+	},
+	"eventsURL": func(p EventsPage, index int64) string {
+		q := url.Values{}
+		for _, t := range p.Topics {
+			if p.Selected[t] {
+				q.Add("topic", t)
+			}
+		}
+		if p.Key != "" {
+			q.Set("key", p.Key)
+		}
+		q.Set("index", strconv.FormatInt(index, 10))
+		return "/ui/events?" + q.Encode()
+	},
+	"progressBar": func(p BatchProgress) Usage {
+		return Usage{Name: "replicas complete", Used: float64(p.Complete), Total: float64(p.Desired)}
+	},
 	"prev": func(v uint64) uint64 {
 		if v == 0 {
 			return 0
@@ -306,8 +374,8 @@ var funcs = template.FuncMap{
 	},
 	"free": func(u Usage) float64 { return math.Max(0, u.Total-u.Used) },
 	"pageAttrs": func(b Base) template.HTMLAttr {
-		return template.HTMLAttr(fmt.Sprintf(`data-page="%s" data-key="%s" data-title="%s" data-index="%d" data-topics="%s" data-keys="%s"`,
-			html.EscapeString(b.Page), html.EscapeString(b.Key), html.EscapeString(b.Title), b.Index,
+		return template.HTMLAttr(fmt.Sprintf(`data-page="%s" data-key="%s" data-title="%s" data-index="%d" data-now="%s" data-topics="%s" data-keys="%s"`,
+			html.EscapeString(b.Page), html.EscapeString(b.Key), html.EscapeString(b.Title), b.Index, b.Now.UTC().Format(time.RFC3339Nano),
 			html.EscapeString(strings.Join(b.Topics, " ")), html.EscapeString(strings.Join(b.Keys, " "))))
 	},
 }

@@ -135,7 +135,8 @@
       if (same) {
         var oldLogs = cur.querySelector('[data-logs]');
         var newLogs = next.querySelector('[data-logs]');
-        if (oldLogs && newLogs && oldLogs.dataset.alloc === newLogs.dataset.alloc) { keepLogs = oldLogs; newLogs.replaceWith(oldLogs); }
+        // Keep a followed log pane (not one the server put in the shell).
+        if (oldLogs && newLogs && oldLogs.dataset.started && oldLogs.dataset.alloc === newLogs.dataset.alloc) { keepLogs = oldLogs; newLogs.replaceWith(oldLogs); }
       }
       if (!keepLogs) { stopLogs(); }
       var k2 = full ? null : focusKey();
@@ -150,6 +151,10 @@
       if (on) { a.setAttribute('aria-current', 'page'); } else { a.removeAttribute('aria-current'); }
     });
     if (!lastIndex) { lastIndex = Number(page.dataset.index) || 0; }
+    var rendered = Date.parse(page.dataset.now || '');
+    if (rendered) { clockOffset = rendered - Date.now(); }
+    tick();
+    showArmed();
   }
 
   // Live updates.
@@ -255,6 +260,8 @@
     if (logCtl) { logCtl.abort(); logCtl = null; }
   }
 
+  // The stream select offers both streams (the default: stdout and
+  // stderr interleaved as they arrive, stderr marked), or one of them.
   function startLogs() {
     var sec = view.querySelector('[data-logs]');
     if (!sec) { return; }
@@ -264,31 +271,64 @@
     var state = sec.querySelector('#log-state');
     var toggle = sec.querySelector('#log-toggle');
     var following = true;
+    sec.dataset.started = 'true';
+    function append(text, stream) {
+      var atEnd = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
+      if (stream === 'stderr') {
+        var span = document.createElement('span');
+        span.className = 'stderr';
+        span.textContent = text;
+        out.append(span);
+      } else {
+        out.append(document.createTextNode(text));
+      }
+      if (out.textContent.length > 400000) { out.textContent = out.textContent.slice(-300000); }
+      if (atEnd) { out.scrollTop = out.scrollHeight; }
+    }
     function follow() {
       stopLogs();
       var ctl = new AbortController();
       logCtl = ctl;
       out.textContent = '';
-      var q = new URLSearchParams({ task: form.task.value, type: form.type.value, follow: 'true', tail: '500' });
-      state.textContent = 'loading…';
-      fetch('/v1/allocations/' + encodeURIComponent(sec.dataset.alloc) + '/logs?' + q.toString(), { headers: headers(), signal: ctl.signal, cache: 'no-store' }).then(function (resp) {
-        if (!resp.ok) { return message(resp).then(function (m) { throw new Error(m); }); }
-        state.textContent = 'following';
-        var reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-        function pump() {
-          return reader.read().then(function (r) {
-            if (r.done) { throw new Error('the log stream ended (the task stopped?)'); }
-            var atEnd = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
-            out.append(document.createTextNode(r.value));
-            if (out.textContent.length > 400000) { out.textContent = out.textContent.slice(-300000); }
-            if (atEnd) { out.scrollTop = out.scrollHeight; }
-            return pump();
-          });
+      var type = form.type.value;
+      var streams = type === 'both' ? ['stdout', 'stderr'] : [type];
+      var open = 0, ended = 0, got = false, failed = null;
+      function say() {
+        if (ctl.signal.aborted) { return; }
+        if (failed) { state.textContent = failed; return; }
+        if (ended === streams.length) {
+          state.textContent = got ? 'the log stream ended (the task stopped?)' : 'the task wrote nothing, and its log stream ended (the task stopped?)';
+        } else if (open < streams.length) {
+          state.textContent = 'connecting…';
+        } else {
+          state.textContent = got ? 'following' : 'following · no output yet';
         }
-        return pump();
+      }
+      say();
+      // The agent may take a moment; never leave the state unexplained.
+      setTimeout(function () { if (logCtl === ctl && open < streams.length && !failed) { state.textContent = 'waiting for the agent of this allocation…'; } }, 5000);
+      var done = streams.map(function (stream) {
+        var q = new URLSearchParams({ task: form.task.value, type: stream, follow: 'true', tail: '500' });
+        return fetch('/v1/allocations/' + encodeURIComponent(sec.dataset.alloc) + '/logs?' + q.toString(), { headers: headers(), signal: ctl.signal, cache: 'no-store' }).then(function (resp) {
+          if (!resp.ok) { return message(resp).then(function (m) { throw new Error(m); }); }
+          open++;
+          say();
+          var reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+          function pump() {
+            return reader.read().then(function (r) {
+              if (r.done) { ended++; say(); return; }
+              if (r.value) { got = true; append(r.value, stream); say(); }
+              return pump();
+            });
+          }
+          return pump();
+        });
+      });
+      Promise.all(done).then(function () {
+        if (!ctl.signal.aborted) { throw new Error(''); }
       }).catch(function (e) {
         if (ctl.signal.aborted) { return; }
-        state.textContent = e.message;
+        if (e.message) { failed = e.message; say(); }
         if (following && view.contains(sec)) {
           setTimeout(function () { if (following && logCtl === ctl && view.contains(sec)) { follow(); } }, 3000);
         }
@@ -303,6 +343,119 @@
       if (following) { follow(); } else { stopLogs(); state.textContent = 'paused'; }
     });
     follow();
+  }
+
+  // Relative times tick: each <time data-ago> says how long ago it was,
+  // by the server's clock (the page carries the time it was rendered at).
+
+  var clockOffset = 0;
+  function ago(ms) {
+    var s = Math.floor(ms / 1000);
+    if (s < 0) { return 'just now'; }
+    if (s < 60) { return s + 's ago'; }
+    if (s < 3600) { return Math.floor(s / 60) + 'm ago'; }
+    if (s < 48 * 3600) { return Math.floor(s / 3600) + 'h ago'; }
+    return Math.floor(s / 86400) + 'd ago';
+  }
+  function tick() {
+    var now = Date.now() + clockOffset;
+    view.querySelectorAll('time[data-ago]').forEach(function (t) {
+      var at = Date.parse(t.getAttribute('datetime'));
+      if (!at || at < 86400000) { return; }
+      var text = ago(now - at);
+      if (t.textContent !== text) { t.textContent = text; }
+    });
+  }
+  setInterval(tick, 1000);
+
+  // Filters are GET forms (they work without JavaScript too); here they
+  // load the page in place. Selects apply at once.
+
+  function formURL(form) {
+    var q = new URLSearchParams();
+    new FormData(form).forEach(function (v, k) { if (v !== '') { q.append(k, v); } });
+    var s = q.toString();
+    return form.getAttribute('action') + (s ? '?' + s : '');
+  }
+  view.addEventListener('submit', function (e) {
+    var form = e.target;
+    if (form.matches('[data-filter-form]')) {
+      e.preventDefault();
+      var href = formURL(form);
+      if (href !== location.pathname + location.search) { history.pushState({}, '', href); }
+      load(true).then(function () {
+        var again = view.querySelector('[data-filter-form]');
+        if (again) { again.querySelector('button[type=submit]').focus({ preventScroll: true }); }
+      });
+      return;
+    }
+    if (form.matches('[data-action]')) {
+      e.preventDefault();
+      act(form);
+    }
+  });
+  view.addEventListener('change', function (e) {
+    var form = e.target.form;
+    if (form && form.matches('[data-filter-form]') && e.target.tagName === 'SELECT') {
+      if (form.requestSubmit) { form.requestSubmit(); }
+    }
+  });
+
+  // Buttons that change something (promote, revert, scan) post to the API
+  // with the token. Promote and revert ask for a second click.
+
+  // The armed button outlives a live refresh of its region: it is kept
+  // by its form's action, not by the element.
+  var armed = null;
+  function actionKey(form) { return form.getAttribute('action') + ' ' + (form.dataset.version || ''); }
+  function showArmed() {
+    view.querySelectorAll('form[data-action]').forEach(function (f) {
+      var b = f.querySelector('button');
+      if (!b) { return; }
+      if (!b.dataset.label) { b.dataset.label = b.textContent; }
+      var on = armed && armed.key === actionKey(f) && Date.now() < armed.until;
+      b.textContent = on ? 'Confirm: ' + b.dataset.label.toLowerCase() : b.dataset.label;
+    });
+  }
+
+  function act(form) {
+    var kind = form.dataset.action;
+    var btn = form.querySelector('button');
+    var st = form.querySelector('.action-state') || (form.parentNode && form.parentNode.querySelector('.action-state'));
+    var key = actionKey(form);
+    if (kind === 'promote' || kind === 'revert') {
+      if (!armed || armed.key !== key || Date.now() >= armed.until) {
+        armed = { key: key, until: Date.now() + 8000 };
+        showArmed();
+        setTimeout(showArmed, 8100);
+        return;
+      }
+      armed = null;
+      showArmed();
+    }
+    var body = kind === 'revert' ? JSON.stringify({ version: Number(form.dataset.version) }) : '{}';
+    btn.disabled = true;
+    if (st) { st.textContent = kind === 'scan' ? 'auditing every node…' : 'sending…'; }
+    fetch(form.getAttribute('action'), { method: 'POST', headers: headers({ 'Content-Type': 'application/json' }), body: body, cache: 'no-store' }).then(function (resp) {
+      if (!resp.ok) { return message(resp).then(function (m) { throw new Error(m); }); }
+      return resp.json();
+    }).then(function (r) {
+      var text = 'done';
+      if (kind === 'scan') {
+        text = 'audited ' + (r.scanned || []).length + ' nodes' + ((r.skipped || []).length ? '; not audited: ' + r.skipped.map(function (x) { return x.node + ' (' + x.reason + ')'; }).join(', ') : '');
+      } else if (kind === 'revert') {
+        text = 'registered as version ' + r.job_version;
+      } else if (kind === 'promote') {
+        text = 'promoted';
+      }
+      return load(false).then(function () {
+        var again = view.querySelector('form[data-action="' + kind + '"]' + (form.dataset.version ? '[data-version="' + form.dataset.version + '"]' : ''));
+        var st2 = again ? (again.querySelector('.action-state') || again.parentNode.querySelector('.action-state')) : null;
+        if (st2) { st2.textContent = text; } else if (st) { st.textContent = text; }
+      });
+    }).catch(function (e) {
+      if (st) { st.textContent = e.message; }
+    }).finally(function () { btn.disabled = false; });
   }
 
   // Navigation without reloading the page.

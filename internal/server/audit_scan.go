@@ -1,0 +1,122 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/audit"
+)
+
+// The on-demand audit (POST /v1/audit/scan, `gantry audit --now`, the
+// UI's "Scan now"): the server asks every ready agent (or the one of
+// ?node=) to audit its containers at once (POST /v1/client/audit on the
+// agent), stores each answer as that node's report whatever it says, and
+// answers the cluster report, so nobody waits for the next round.
+
+// auditScanTimeout bounds one agent's audit.
+const auditScanTimeout = 2 * time.Minute
+
+func (s *Server) handleAuditScan(w http.ResponseWriter, r *http.Request) error {
+	var nodes []*api.Node
+	if key := r.URL.Query().Get("node"); key != "" {
+		n, err := s.findNode(key)
+		if err != nil {
+			return err
+		}
+		nodes = []*api.Node{n}
+	} else {
+		nodes = s.store.Nodes()
+	}
+	out := audit.ScanResponse{Scanned: []string{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		if n.Status != api.NodeStatusReady || n.HTTPAddr == "" {
+			out.Skipped = append(out.Skipped, audit.ScanSkip{Node: n.Name, Reason: "node is " + n.Status})
+			continue
+		}
+		wg.Add(1)
+		go func(n *api.Node) {
+			defer wg.Done()
+			err := s.scanNode(r.Context(), n)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				out.Skipped = append(out.Skipped, audit.ScanSkip{Node: n.Name, Reason: err.Error()})
+				return
+			}
+			out.Scanned = append(out.Scanned, n.Name)
+		}(n)
+	}
+	wg.Wait()
+	sort.Strings(out.Scanned)
+	sort.Slice(out.Skipped, func(a, b int) bool { return out.Skipped[a].Node < out.Skipped[b].Node })
+	s.log.Info("container audit on demand", "scanned", len(out.Scanned), "skipped", len(out.Skipped))
+	doc, err := s.admissionPolicy(r.Context())
+	if err != nil {
+		return err
+	}
+	out.Policy, out.Nodes = doc, []audit.NodeReport{}
+	ids, reports, err := s.store.NodeAudits(r.Context())
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, n := range nodes {
+		want[n.ID] = true
+	}
+	for i, data := range reports {
+		var nr audit.NodeReport
+		if !want[ids[i]] || json.Unmarshal(data, &nr) != nil {
+			continue
+		}
+		out.Nodes = append(out.Nodes, nr)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// scanNode has one agent audit now and stores its report.
+func (s *Server) scanNode(ctx context.Context, n *api.Node) error {
+	ctx, cancel := context.WithTimeout(ctx, auditScanTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.agentScheme("http")+"://"+n.HTTPAddr+"/v1/client/audit", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.agentClient().Do(req)
+	if err != nil {
+		return fmt.Errorf("its agent does not answer: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read its audit: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e api.Error
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s", e.Error)
+		}
+		return fmt.Errorf("its agent answered %s", resp.Status)
+	}
+	var rep audit.Report
+	if err := json.Unmarshal(body, &rep); err != nil {
+		return fmt.Errorf("its agent's audit cannot be read: %v", err)
+	}
+	data, err := json.Marshal(audit.NodeReport{NodeID: n.ID, ModifyTime: s.now(), Report: rep.Compact()})
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.PutNodeAudit(ctx, n.ID, data); err != nil {
+		return fmt.Errorf("store its audit: %v", err)
+	}
+	return nil
+}
