@@ -218,6 +218,8 @@ func (l *ServiceLB) ProtocolOrDefault() string {
 const (
 	DriverDocker = "docker"
 	DriverExec   = "exec"
+	// DriverQEMU runs a virtual machine (internal/driver/qemu).
+	DriverQEMU = "qemu"
 	// DriverNull pretends to run tasks (fault tests and scale runs).
 	DriverNull = "null"
 )
@@ -253,7 +255,28 @@ type TaskConfig struct {
 	UTSMode     string   `json:"uts_mode,omitempty"`     // empty (own namespace) or host
 	Volumes     []string `json:"volumes,omitempty"`      // bind mounts "/host/path:/container/path[:options]"; options ro, rw and a propagation mode, comma-separated
 	Devices     []string `json:"devices,omitempty"`      // host devices "/dev/x[:/dev/y[:rwm]]"
+
+	// The qemu driver's keys (see internal/driver/qemu). Image is its
+	// disk image (qcow2 or raw, a path on the node, never written);
+	// Kernel, Initrd and Append boot a kernel directly; Args are extra
+	// QEMU arguments, which the isolation policy judges.
+	Kernel      string `json:"kernel,omitempty"`
+	Initrd      string `json:"initrd,omitempty"`
+	Append      string `json:"append,omitempty"`
+	Accelerator string `json:"accelerator,omitempty"` // auto (the default), kvm or tcg
+	Machine     string `json:"machine,omitempty"`     // default q35
+	CPUModel    string `json:"cpu_model,omitempty"`
+	// GracefulShutdown (default true) stops the VM with an ACPI power-down
+	// and quits QEMU only after the kill timeout.
+	GracefulShutdown *bool `json:"graceful_shutdown,omitempty"`
 }
+
+// QEMU accelerators.
+const (
+	AccelAuto = "auto" // KVM when /dev/kvm opens read-write, else TCG
+	AccelKVM  = "kvm"
+	AccelTCG  = "tcg" // software emulation
+)
 
 // PortSpec names a port the task listens on. To is the port inside the
 // container (docker) and defaults to the host port; Static asks for a fixed
