@@ -271,6 +271,21 @@ type TaskConfig struct {
 	GracefulShutdown *bool `json:"graceful_shutdown,omitempty"`
 }
 
+// QEMUMemoryOverhead is the memory, in MiB, a node accounts for a qemu
+// task beyond its resources.memory (the guest's RAM): QEMU's own code,
+// device models and, under software emulation, its translation cache.
+// The qemu driver allows the QEMU process this much on top of the guest.
+const QEMUMemoryOverhead = 160
+
+// TaskMemory is the memory a node accounts for a task, in MiB: its
+// resources.memory, plus QEMUMemoryOverhead for a VM.
+func TaskMemory(t *Task) int {
+	if t.Driver == DriverQEMU {
+		return t.Resources.Memory + QEMUMemoryOverhead
+	}
+	return t.Resources.Memory
+}
+
 // QEMU accelerators.
 const (
 	AccelAuto = "auto" // KVM when /dev/kvm opens read-write, else TCG

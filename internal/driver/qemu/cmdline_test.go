@@ -54,7 +54,7 @@ func TestArgs(t *testing.T) {
 				t.Config.Image = "/images/app.qcow2"
 			}),
 			res: res(1500, 1024, http), kvm: true,
-			want: base + " -machine q35 -accel kvm -cpu host -smp 2 -m 1024M" +
+			want: base + " -machine q35 -accel kvm -cpu host -smp 2 -m 256M" +
 				" -chardev stdio,id=serial0,signal=off -serial chardev:serial0 -qmp unix:qmp.sock,server=on,wait=off" +
 				" -netdev user,id=net0,hostfwd=tcp::23456-:8080 -device virtio-net-pci,netdev=net0" +
 				" -drive file=disk.qcow2,format=qcow2,if=virtio",
@@ -67,19 +67,19 @@ func TestArgs(t *testing.T) {
 				t.Config.Args = []string{"-rtc", "base=utc"}
 			}),
 			res: res(250, 128), kvm: true,
-			want: base + " -machine pc -accel tcg,tb-size=64 -cpu max -smp 1 -m 128M" +
+			want: base + " -machine pc -accel tcg,tb-size=64 -cpu max -smp 1 -m 256M" +
 				" -chardev stdio,id=serial0,signal=off -serial chardev:serial0 -qmp unix:qmp.sock,server=on,wait=off" +
 				" -netdev user,id=net0 -device virtio-net-pci,netdev=net0" +
 				" -kernel /guest/vmlinuz -rtc base=utc",
 		},
 		{
-			name: "two ports, the allocation's resources win over the task's, both disk and kernel",
+			name: "two ports, the allocation's cpu wins, the guest gets the task's memory (the allocation's holds the overhead), both disk and kernel",
 			task: vmTask(func(t *api.Task) {
 				t.Config.Image = "/images/raw.img"
 				t.Config.Ports = append(t.Config.Ports, api.PortSpec{Name: "ssh", To: 22})
 			}),
 			res: res(3001, 512, http, api.AllocatedPort{Name: "ssh", Host: 23457, To: 22}), bind: "10.0.0.5",
-			want: base + " -machine q35 -accel tcg,tb-size=64 -smp 4 -m 512M" +
+			want: base + " -machine q35 -accel tcg,tb-size=64 -smp 4 -m 256M" +
 				" -chardev stdio,id=serial0,signal=off -serial chardev:serial0 -qmp unix:qmp.sock,server=on,wait=off" +
 				" -netdev user,id=net0,hostfwd=tcp:10.0.0.5:23456-:8080,hostfwd=tcp:10.0.0.5:23457-:22 -device virtio-net-pci,netdev=net0" +
 				" -drive file=disk.qcow2,format=qcow2,if=virtio -kernel /guest/vmlinuz -initrd /guest/initrd.img -append console=ttyS0 quiet",
@@ -124,7 +124,7 @@ func TestPlanErrors(t *testing.T) {
 			t.Config.Ports = append(t.Config.Ports, api.PortSpec{Name: "alt", To: 8080})
 		}), res(1000, 256, api.AllocatedPort{Name: "http", Host: 1, To: 8080}, api.AllocatedPort{Name: "alt", Host: 2, To: 8080}), false, "forwarded twice"},
 		{"port without host port", vmTask(nil), res(1000, 256), false, "no host port allocated"},
-		{"no memory", vmTask(nil), res(1000, 0, api.AllocatedPort{Name: "http", Host: 1, To: 8080}), false, "no memory"},
+		{"no memory", vmTask(func(t *api.Task) { t.Resources.Memory = 0 }), res(1000, 0, api.AllocatedPort{Name: "http", Host: 1, To: 8080}), false, "no memory"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -217,12 +217,12 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 	vm.Checks = nil
 	ecfg := *cfg
 	ecfg.Task = &vm
+	vm.Resources.Memory = api.TaskMemory(t)
 	if cfg.Resources != nil {
 		r := *cfg.Resources
-		r.Memory += Overhead
+		r.Memory = vm.Resources.Memory
 		ecfg.Resources = &r
 	}
-	vm.Resources.Memory += Overhead
 	h, err := d.exec.Start(ctx, &ecfg)
 	if err != nil {
 		d.removeFiles(dir)
