@@ -43,6 +43,9 @@ type Config struct {
 	KVMPath string
 	// BootWait bounds how long Start waits for QEMU's QMP socket.
 	BootWait time.Duration
+	// SysfsRoot is where GPU passthrough discovery reads sysfs. Empty:
+	// /sys.
+	SysfsRoot string
 }
 
 // Driver runs tasks as QEMU virtual machines under the exec driver's
@@ -70,6 +73,9 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if cfg.BootWait <= 0 {
 		cfg.BootWait = DefaultBootWait
+	}
+	if cfg.SysfsRoot == "" {
+		cfg.SysfsRoot = "/sys"
 	}
 	ed, err := exec.New(exec.Config{AllocRoot: cfg.AllocRoot, ExecutorPath: cfg.ExecutorPath, Kind: Name})
 	if err != nil {
@@ -136,7 +142,19 @@ func (d *Driver) Attributes(ctx context.Context) map[string]string {
 	if s.KVM {
 		accels = "kvm,tcg"
 	}
-	return map[string]string{"kvm": strconv.FormatBool(s.KVM), "accelerators": accels}
+	attrs := map[string]string{"kvm": strconv.FormatBool(s.KVM), "accelerators": accels}
+	if gpus, err := DiscoverGPUs(d.cfg.SysfsRoot); err == nil {
+		var ready []string
+		for _, g := range gpus {
+			if g.Ready {
+				ready = append(ready, g.Address)
+			}
+		}
+		if len(ready) > 0 {
+			attrs["vfio_gpus"] = strings.Join(ready, ",")
+		}
+	}
+	return attrs
 }
 
 // taskDir is the VM's working directory.
@@ -170,6 +188,15 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 	plan, err := NewPlan(t, cfg.Resources, cfg.BindAddress, s.KVM)
 	if err != nil {
 		return nil, fmt.Errorf("qemu driver: task %q: %w", t.Name, err)
+	}
+	if g := cfg.Resources; g != nil && g.GPU != nil && len(g.GPU.Devices) > 0 {
+		gpus, err := DiscoverGPUs(d.cfg.SysfsRoot)
+		if err == nil {
+			plan.VFIO, err = vfioDevices(g.GPU.Devices, gpus)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("qemu driver: task %q: %w", t.Name, err)
+		}
 	}
 	for _, f := range []struct{ key, path string }{{"kernel", t.Config.Kernel}, {"initrd", t.Config.Initrd}} {
 		if f.path == "" {
