@@ -271,6 +271,20 @@ type TaskConfig struct {
 	GracefulShutdown *bool `json:"graceful_shutdown,omitempty"`
 }
 
+// TaskKind names what a driver runs, for listings: container (docker),
+// process (exec), VM (qemu), or the driver's name for others.
+func TaskKind(driver string) string {
+	switch driver {
+	case DriverDocker:
+		return "container"
+	case DriverExec:
+		return "process"
+	case DriverQEMU:
+		return "VM"
+	}
+	return driver
+}
+
 // QEMUMemoryOverhead is the memory, in MiB, a node accounts for a qemu
 // task beyond its resources.memory (the guest's RAM): QEMU's own code,
 // device models and, under software emulation, its translation cache.
