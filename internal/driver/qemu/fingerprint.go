@@ -16,6 +16,8 @@ type System struct {
 	Version string // "7.2.22"
 	KVM     bool
 	KVMWhy  string // why not, when not
+
+	stamp string // the binary's size and modification time
 }
 
 var versionRE = regexp.MustCompile(`QEMU emulator version ([0-9][0-9A-Za-z.+~-]*)`)
@@ -39,16 +41,27 @@ func kvmUsable(path string) (bool, string) {
 }
 
 // Probe finds QEMU on PATH (bin overrides the binary) and checks KVM.
-func Probe(ctx context.Context, bin, kvmPath string) System {
+// prev is the last probe: its version is kept while the binary's size
+// and modification time are unchanged, so that a fingerprint every few
+// seconds does not start QEMU each time.
+func Probe(ctx context.Context, bin, kvmPath string, prev *System) System {
 	var s System
 	if bin == "" {
 		bin = "qemu-system-x86_64"
 	}
 	if p, err := osexec.LookPath(bin); err == nil {
 		s.QEMU = p
+		if st, err := os.Stat(p); err == nil {
+			s.stamp = fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano())
+		}
+		if prev != nil && prev.QEMU == p && prev.stamp == s.stamp && prev.Version != "" {
+			s.Version = prev.Version
+		}
+	}
+	if s.QEMU != "" && s.Version == "" {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if out, err := osexec.CommandContext(ctx, p, "--version").Output(); err == nil {
+		if out, err := osexec.CommandContext(ctx, s.QEMU, "--version").Output(); err == nil {
 			s.Version = ParseVersion(string(out))
 		}
 	}
