@@ -46,6 +46,7 @@ test-available: vet
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=60s ./internal/jobspec/
 	$(GO) test -run='^$$' -fuzz=FuzzValidate -fuzztime=60s ./internal/scheduler/
+	$(GO) test -run='^$$' -fuzz=FuzzConfig -fuzztime=60s ./internal/driver/qemu/
 
 # Benchmarks are commands, not tests; see the README's table.
 bench:

@@ -154,13 +154,18 @@ func CheckOn(p audit.Policy, job *api.Job, h *Host) (*Review, error) {
 	rv := &Review{Namespace: job.Namespace, Job: job.Name, Blocking: []Finding{}, Warning: []Finding{}}
 	for gi, g := range job.Groups {
 		for ti, t := range g.Tasks {
-			if t == nil || t.Driver != api.DriverDocker {
+			if t == nil || (t.Driver != api.DriverDocker && t.Driver != api.DriverQEMU) {
 				continue
 			}
 			path := fmt.Sprintf("groups[%d].tasks[%d]", gi, ti)
-			fs, err := AuditOn(TaskConfig(job, g, t), h)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
+			var fs []audit.Finding
+			if t.Driver == api.DriverQEMU {
+				fs = auditQEMU(t)
+			} else {
+				var err error
+				if fs, err = AuditOn(TaskConfig(job, g, t), h); err != nil {
+					return nil, fmt.Errorf("%s: %w", path, err)
+				}
 			}
 			for _, f := range fs {
 				if !f.Failed() {
@@ -177,6 +182,18 @@ func CheckOn(p audit.Policy, job *api.Job, h *Host) (*Review, error) {
 		}
 	}
 	return rv, nil
+}
+
+// auditQEMU judges a qemu task: its extra QEMU arguments, if any.
+func auditQEMU(t *api.Task) []audit.Finding {
+	if len(t.Config.Args) == 0 {
+		return nil
+	}
+	return []audit.Finding{{
+		CheckID: audit.CheckQEMUArgs, Title: "Extra QEMU arguments are not passed to VMs", Severity: audit.SeverityHigh,
+		Status: audit.StatusFail, Detail: fmt.Sprintf("config.args passes %q to QEMU, which can give the VM host devices and files", t.Config.Args),
+		Remediation: "Remove config.args, or ask an operator for a namespace exception for " + audit.CheckQEMUArgs,
+	}}
 }
 
 // Line renders a finding in one line: "task web/server: 5.5 Ensure that

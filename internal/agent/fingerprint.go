@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/driver"
 )
 
 // hostFacts are what cannot change while the agent runs (a new kernel or
@@ -62,6 +63,11 @@ func (a *Agent) fingerprint(ctx context.Context) *api.Node {
 		n.Drivers[d.Name()] = info
 		if info.Version != "" {
 			n.Attributes["driver."+d.Name()+".version"] = info.Version
+		}
+		if at, ok := d.(driver.Attributer); ok {
+			for k, v := range at.Attributes(ctx) {
+				n.Attributes["driver."+d.Name()+"."+k] = v
+			}
 		}
 	}
 	return n

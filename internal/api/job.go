@@ -218,6 +218,8 @@ func (l *ServiceLB) ProtocolOrDefault() string {
 const (
 	DriverDocker = "docker"
 	DriverExec   = "exec"
+	// DriverQEMU runs a virtual machine (internal/driver/qemu).
+	DriverQEMU = "qemu"
 	// DriverNull pretends to run tasks (fault tests and scale runs).
 	DriverNull = "null"
 )
@@ -253,7 +255,57 @@ type TaskConfig struct {
 	UTSMode     string   `json:"uts_mode,omitempty"`     // empty (own namespace) or host
 	Volumes     []string `json:"volumes,omitempty"`      // bind mounts "/host/path:/container/path[:options]"; options ro, rw and a propagation mode, comma-separated
 	Devices     []string `json:"devices,omitempty"`      // host devices "/dev/x[:/dev/y[:rwm]]"
+
+	// The qemu driver's keys (see internal/driver/qemu). Image is its
+	// disk image (qcow2 or raw, a path on the node, never written);
+	// Kernel, Initrd and Append boot a kernel directly; Args are extra
+	// QEMU arguments, which the isolation policy judges.
+	Kernel      string `json:"kernel,omitempty"`
+	Initrd      string `json:"initrd,omitempty"`
+	Append      string `json:"append,omitempty"`
+	Accelerator string `json:"accelerator,omitempty"` // auto (the default), kvm or tcg
+	Machine     string `json:"machine,omitempty"`     // default q35
+	CPUModel    string `json:"cpu_model,omitempty"`
+	// GracefulShutdown (default true) stops the VM with an ACPI power-down
+	// and quits QEMU only after the kill timeout.
+	GracefulShutdown *bool `json:"graceful_shutdown,omitempty"`
 }
+
+// TaskKind names what a driver runs, for listings: container (docker),
+// process (exec), VM (qemu), or the driver's name for others.
+func TaskKind(driver string) string {
+	switch driver {
+	case DriverDocker:
+		return "container"
+	case DriverExec:
+		return "process"
+	case DriverQEMU:
+		return "VM"
+	}
+	return driver
+}
+
+// QEMUMemoryOverhead is the memory, in MiB, a node accounts for a qemu
+// task beyond its resources.memory (the guest's RAM): QEMU's own code,
+// device models and, under software emulation, its translation cache.
+// The qemu driver allows the QEMU process this much on top of the guest.
+const QEMUMemoryOverhead = 160
+
+// TaskMemory is the memory a node accounts for a task, in MiB: its
+// resources.memory, plus QEMUMemoryOverhead for a VM.
+func TaskMemory(t *Task) int {
+	if t.Driver == DriverQEMU {
+		return t.Resources.Memory + QEMUMemoryOverhead
+	}
+	return t.Resources.Memory
+}
+
+// QEMU accelerators.
+const (
+	AccelAuto = "auto" // KVM when /dev/kvm opens read-write, else TCG
+	AccelKVM  = "kvm"
+	AccelTCG  = "tcg" // software emulation
+)
 
 // PortSpec names a port the task listens on. To is the port inside the
 // container (docker) and defaults to the host port; Static asks for a fixed

@@ -90,6 +90,8 @@ func DefaultPolicy() Policy {
 			"5.17": {Action: ActionBlock},
 			"5.18": {Action: ActionBlock, MinSeverity: SeverityHigh},
 			"5.32": {Action: ActionBlock},
+			// Extra QEMU arguments of a qemu task (not a CIS check).
+			CheckQEMUArgs: {Action: ActionBlock},
 		},
 	}
 }

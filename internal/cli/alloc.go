@@ -53,7 +53,17 @@ func newAllocStatusCmd(g *globals) *cobra.Command {
 			if g.json {
 				return printJSON(g.out, a)
 			}
-			printAlloc(g, a)
+			drivers := map[string]string{}
+			if s, err := c.job(a.Namespace, a.Job); err == nil && s.Job != nil {
+				for _, grp := range s.Job.Groups {
+					if grp.Name == a.Group {
+						for _, t := range grp.Tasks {
+							drivers[t.Name] = t.Driver
+						}
+					}
+				}
+			}
+			printAlloc(g, a, drivers)
 			return nil
 		},
 	}
@@ -61,7 +71,9 @@ func newAllocStatusCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printAlloc(g *globals, a *api.Allocation) {
+// printAlloc shows one allocation; drivers (task → driver, from its job)
+// name each task's kind where known.
+func printAlloc(g *globals, a *api.Allocation, drivers map[string]string) {
 	w := g.out
 	fmt.Fprintf(w, "ID             %s\nName           %s\nNamespace      %s\nJob version    %d\nNode           %s (%s)\n",
 		a.ID, a.Name(), a.Namespace, a.JobVersion, a.NodeName, api.ShortID(a.NodeID))
@@ -88,7 +100,11 @@ func printAlloc(g *globals, a *api.Allocation) {
 	sort.Strings(tasks)
 	for _, t := range tasks {
 		r := a.Resources[t]
-		fmt.Fprintf(w, "\nTask %q: cpu %d millicores, memory %d MiB", t, r.CPU, r.Memory)
+		fmt.Fprintf(w, "\nTask %q", t)
+		if d := drivers[t]; d != "" {
+			fmt.Fprintf(w, " (%s, %s)", api.TaskKind(d), d)
+		}
+		fmt.Fprintf(w, ": cpu %d millicores, memory %d MiB", r.CPU, r.Memory)
 		for _, p := range r.Ports {
 			fmt.Fprintf(w, ", port %s %d->%d", p.Name, p.Host, p.To)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/gantryhq/gantry/internal/driver/docker"
 	execdriver "github.com/gantryhq/gantry/internal/driver/exec"
 	"github.com/gantryhq/gantry/internal/driver/null"
+	"github.com/gantryhq/gantry/internal/driver/qemu"
 	"github.com/gantryhq/gantry/internal/gpu/nvml"
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/pki"
@@ -133,7 +134,7 @@ func (f *daemonFlags) addAgent(cmd *cobra.Command, withServers bool) {
 	cmd.Flags().StringVar(&f.class, "node-class", "", "node class, usable in constraints as ${node.class}")
 	cmd.Flags().StringVar(&f.pool, "node-pool", "", "node pool, usable in constraints as ${node.pool}")
 	cmd.Flags().StringVar(&f.dockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the local socket)")
-	cmd.Flags().StringSliceVar(&f.drivers, "drivers", []string{"docker", "exec"}, "task drivers to enable: docker, exec, null (null pretends to run tasks, for tests)")
+	cmd.Flags().StringSliceVar(&f.drivers, "drivers", []string{"docker", "exec", "qemu"}, "task drivers to enable: docker, exec, qemu, null (null pretends to run tasks, for tests)")
 	cmd.Flags().IntVar(&f.cpu, "cpu", 0, "override the node's cpu capacity (millicores)")
 	cmd.Flags().IntVar(&f.memory, "memory", 0, "override the node's memory capacity (MiB)")
 	cmd.Flags().DurationVar(&f.auditInterval, "audit-interval", agent.DefaultAuditInterval, "how often to audit every container on the Docker engine (CIS Docker Benchmark); negative turns it off")
@@ -344,10 +345,16 @@ func (f *daemonFlags) newAgent(dataDir string, servers []string, log *slog.Logge
 				return nil, exitf(ExitError, "%v", err)
 			}
 			drivers = append(drivers, ed)
+		case api.DriverQEMU:
+			qd, err := qemu.New(qemu.Config{AllocRoot: filepath.Join(dataDir, "allocs")})
+			if err != nil {
+				return nil, exitf(ExitError, "%v", err)
+			}
+			drivers = append(drivers, qd)
 		case api.DriverNull:
 			drivers = append(drivers, null.New())
 		default:
-			return nil, exitf(ExitError, "--drivers: unknown driver %q (use docker, exec, null)", name)
+			return nil, exitf(ExitError, "--drivers: unknown driver %q (use docker, exec, qemu, null)", name)
 		}
 	}
 	labels := map[string]string{}
@@ -380,7 +387,7 @@ func newDevCmd(g *globals) *cobra.Command {
 		Use:   "dev",
 		Short: "Run a single-node cluster in one process: embedded etcd, server and agent",
 		Long: `Run a single-node cluster in one process: an embedded etcd, a server and an
-agent with the docker and exec drivers. State is kept in --data-dir, so a
+agent with the docker, exec and qemu drivers. State is kept in --data-dir, so a
 restart (even after kill -9) finds every job, and the agent re-attaches to
 the containers and processes it started.`,
 		Args: cobra.NoArgs,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/gantryhq/gantry/internal/admission"
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/audit"
+	"github.com/gantryhq/gantry/internal/driver/qemu"
 	"github.com/gantryhq/gantry/internal/jobspec"
 	"github.com/gantryhq/gantry/internal/validate"
 	"github.com/spf13/cobra"
@@ -412,11 +414,32 @@ func printPlan(g *globals, job *api.Job, p *api.PlanResponse) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", n, gp.Place, gp.Stop, gp.InPlace, gp.Keep)
 	}
 	tw.Flush()
+	printVMs(w, job)
 	if len(p.Failed) > 0 {
 		fmt.Fprintln(w, "Cannot place:")
 		printFailures(w, p.Failed)
 	} else {
 		fmt.Fprintln(w, "All replicas can be placed.")
+	}
+}
+
+// printVMs says how each qemu task's resources become a VM: vCPUs are
+// whole, so millicores round up, and the node accounts QEMU's overhead on
+// top of the guest's RAM.
+func printVMs(w io.Writer, job *api.Job) {
+	for _, g := range job.Groups {
+		for _, t := range g.Tasks {
+			if t.Driver != api.DriverQEMU {
+				continue
+			}
+			v := qemu.VCPUs(t.Resources.CPU)
+			round := ""
+			if v*1000 != t.Resources.CPU {
+				round = ", rounded up"
+			}
+			fmt.Fprintf(w, "VM %s/%s: %d vCPU(s) from %d millicores%s; %d MiB guest RAM, %d MiB accounted per VM with QEMU's overhead\n",
+				g.Name, t.Name, v, t.Resources.CPU, round, t.Resources.Memory, api.TaskMemory(t))
+		}
 	}
 }
 

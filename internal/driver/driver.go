@@ -123,3 +123,10 @@ var ErrTaskNotFound = errors.New("task not found")
 // ErrImageNotFound is returned by Start when the image is absent locally
 // and cannot be pulled.
 var ErrImageNotFound = errors.New("image not found")
+
+// Attributer is implemented by drivers that report node attributes beyond
+// their version; the agent publishes each as driver.<name>.<key>, for
+// constraints such as ${driver.qemu.kvm}.
+type Attributer interface {
+	Attributes(ctx context.Context) map[string]string
+}

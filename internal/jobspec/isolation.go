@@ -27,6 +27,20 @@ var (
 // isolation checks the docker-only keys of a task's config.
 func (v *validator) isolation(t *api.Task, cp string) {
 	c := t.Config
+	if t.Driver == api.DriverQEMU {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{
+			{"network_mode", c.NetworkMode != ""}, {"pid_mode", c.PidMode != ""}, {"ipc_mode", c.IpcMode != ""},
+			{"uts_mode", c.UTSMode != ""}, {"volumes", len(c.Volumes) > 0}, {"devices", len(c.Devices) > 0},
+		} {
+			if k.set {
+				v.add(cp+"."+k.key, "applies only to the docker driver; a VM gets user-mode networking and its own disk overlay")
+			}
+		}
+		return
+	}
 	if t.Driver == api.DriverExec {
 		for _, k := range []struct {
 			key string
@@ -97,7 +111,7 @@ func (v *validator) isolation(t *api.Task, cp string) {
 // securityModes checks the security keys that only the docker driver
 // applies; on exec tasks it reports every one that is set.
 func (v *validator) securityModes(p, drv string, s *api.Security) {
-	if drv == api.DriverExec {
+	if drv == api.DriverExec || drv == api.DriverQEMU {
 		for _, k := range []struct {
 			key string
 			set bool
@@ -107,7 +121,7 @@ func (v *validator) securityModes(p, drv string, s *api.Security) {
 			{"no_new_privileges", s.NoNewPrivileges != nil}, {"seccomp", s.Seccomp != ""}, {"apparmor", s.AppArmor != ""},
 		} {
 			if k.set {
-				v.add(p+"."+k.key, "applies only to the docker driver; of security the exec driver applies only user")
+				v.add(p+"."+k.key, "applies only to the docker driver; of security the %s driver applies only user", drv)
 			}
 		}
 	}

@@ -343,14 +343,19 @@ func (v *validator) task(t *api.Task, p string) {
 		if len(c.Entrypoint) > 0 {
 			v.add(cp+".entrypoint", "applies only to the docker driver; the exec driver runs config.command")
 		}
+	case api.DriverQEMU:
+		v.qemu(t, p, cp)
 	case api.DriverNull:
 		// Pretend tasks (fault tests, scale runs): command optional.
 	case "":
-		v.add(p+".driver", "is required; use docker or exec")
+		v.add(p+".driver", "is required; use docker, exec or qemu")
 	default:
-		v.add(p+".driver", "%s is not a driver; use docker or exec", quote(t.Driver))
+		v.add(p+".driver", "%s is not a driver; use docker, exec or qemu", quote(t.Driver))
 	}
-	if v.length(cp+".image", c.Image, MaxString) && strings.ContainsAny(c.Image, " \t\r\n") {
+	if t.Driver != api.DriverQEMU {
+		v.qemuKeys(t, cp)
+	}
+	if v.length(cp+".image", c.Image, MaxString) && t.Driver != api.DriverQEMU && strings.ContainsAny(c.Image, " \t\r\n") {
 		v.add(cp+".image", "%s is not an image reference: it must not contain white space", quote(c.Image))
 	}
 	v.length(cp+".command", c.Command, MaxString)

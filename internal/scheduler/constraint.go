@@ -75,6 +75,9 @@ func parseAttr(s string) (attrRef, error) {
 		return attrRef{kind: attrAttribute, key: in[len("node.attr."):]}, nil
 	case strings.HasPrefix(in, "attr.") && len(in) > len("attr."):
 		return attrRef{kind: attrAttribute, key: in[len("attr."):]}, nil
+	case strings.HasPrefix(in, "driver.") && len(in) > len("driver."):
+		// ${driver.qemu.kvm} is the node attribute driver.qemu.kvm.
+		return attrRef{kind: attrAttribute, key: in}, nil
 	}
 	return attrRef{}, fmt.Errorf("%q: unknown attribute; use ${node.name}, ${node.id}, ${node.class}, ${node.pool}, ${node.labels.<key>} or ${node.attr.<key>}", s)
 }

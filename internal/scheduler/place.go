@@ -934,7 +934,7 @@ func (p *planner) commit(g *groupPlan, n *NodeState, pl Placement) {
 	}
 	var undo []tmp
 	for ti, t := range g.group.Tasks {
-		r := &api.AllocatedResources{CPU: t.Resources.CPU, Memory: t.Resources.Memory, Disk: t.Resources.Disk}
+		r := &api.AllocatedResources{CPU: t.Resources.CPU, Memory: api.TaskMemory(t), Disk: t.Resources.Disk}
 		for _, ps := range t.Config.Ports {
 			host := ps.Static
 			if host == 0 {

@@ -119,7 +119,7 @@ func compileGroup(g *api.Group, field string) (*groupPlan, error) {
 			return nil, verr(tf+".resources.disk", "%d must not be negative", r.Disk)
 		}
 		gp.cpu += r.CPU
-		gp.mem += r.Memory
+		gp.mem += api.TaskMemory(t)
 		gp.disk += r.Disk
 		names := map[string]bool{}
 		for pi, p := range t.Config.Ports {
@@ -170,6 +170,19 @@ func compileGroup(g *api.Group, field string) (*groupPlan, error) {
 			return nil, verr(cf, "%v", err)
 		}
 		gp.constraints = append(gp.constraints, m)
+	}
+	for _, t := range g.Tasks {
+		if t.Driver == api.DriverQEMU && t.Config.Accelerator == api.AccelKVM {
+			// A VM that must have KVM goes only where the qemu driver
+			// found /dev/kvm usable; the explanation says why.
+			m, err := compileMatcher("${driver.qemu.kvm}", "=", "true")
+			if err != nil {
+				return nil, err
+			}
+			m.text = fmt.Sprintf("accelerator kvm of task %q (${driver.qemu.kvm} = true: KVM usable)", t.Name)
+			gp.constraints = append(gp.constraints, m)
+			break
+		}
 	}
 	for ai, a := range g.Affinities {
 		af := fmt.Sprintf("%s.affinities[%d]", field, ai)

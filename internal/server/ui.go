@@ -392,8 +392,18 @@ func (s *Server) handleUIAlloc(w http.ResponseWriter, r *http.Request) error {
 	for t := range a.TaskStates {
 		names[t] = true
 	}
+	drivers := map[string]string{}
+	if j, ok := s.store.Job(a.Namespace, a.Job); ok {
+		for _, g := range j.Groups {
+			if g.Name == a.Group {
+				for _, t := range g.Tasks {
+					drivers[t.Name] = t.Driver
+				}
+			}
+		}
+	}
 	for _, t := range sortedNames(names) {
-		p.Tasks = append(p.Tasks, ui.TaskView{Name: t, Resources: a.Resources[t], State: a.TaskStates[t]})
+		p.Tasks = append(p.Tasks, ui.TaskView{Name: t, Driver: drivers[t], Resources: a.Resources[t], State: a.TaskStates[t]})
 		if _, ok := a.Resources[t]; ok {
 			p.LogTasks = append(p.LogTasks, t)
 		}

@@ -204,6 +204,7 @@ type AllocPage struct {
 // TaskView is a task's resources and state.
 type TaskView struct {
 	Name      string
+	Driver    string // from the job; empty when the job is gone
 	Resources *api.AllocatedResources
 	State     *api.TaskState
 }
@@ -271,6 +272,7 @@ var funcs = template.FuncMap{
 	"nodeURL":  func(id string) string { return "/ui/nodes/" + url.PathEscape(id) },
 	"join":     strings.Join,
 	"keys":     mapKeys,
+	"kind":     api.TaskKind,
 	"bar":      Bar,
 	"num":      formatValue,
 	"gpuSVG":   GPUMapSVG,

@@ -29,6 +29,10 @@
 // Fingerprint's Isolation says so. A MIG task reaches its GPU's device:
 // instances of one GPU are told apart by CUDA_VISIBLE_DEVICES only.
 //
+// Another driver can run its processes under the same executor: the qemu
+// driver makes its own Driver with Config.Kind "qemu", whose state files
+// live in AllocDir/.qemu/ and whose handles only its Recover returns.
+//
 // The package owns the executor, the layout of those files and their
 // rotation. It must never talk to the state store, never decide placement
 // or ports, and never restart a task: the agent decides that.

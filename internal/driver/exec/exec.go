@@ -51,6 +51,11 @@ type Config struct {
 	CgroupParent string
 	// StartTimeout bounds how long Start waits for the executor to report.
 	StartTimeout time.Duration
+	// Kind lets another driver supervise its processes with this one (the
+	// qemu driver does): it names the handles (Handle.Driver) and the
+	// directory of the state files, AllocDir/.<Kind>, so that each driver
+	// recovers only its own tasks. Empty: "exec".
+	Kind string
 }
 
 // Driver runs tasks as processes on the node, each under an executor that
@@ -104,6 +109,9 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = DefaultStartTimeout
+	}
+	if cfg.Kind == "" {
+		cfg.Kind = Name
 	}
 	d := &Driver{cfg: cfg, children: map[string]chan struct{}{}}
 	d.limits, d.limitsWhy = cgroupSupport(cfg.CgroupParent)
@@ -160,8 +168,8 @@ type taskPaths struct {
 	spec, handle, exit, log   string
 }
 
-func pathsFor(allocDir, task string) taskPaths {
-	state := filepath.Join(allocDir, stateDirName)
+func pathsFor(allocDir, kind, task string) taskPaths {
+	state := filepath.Join(allocDir, "."+kind)
 	return taskPaths{
 		taskDir:  filepath.Join(allocDir, task),
 		logDir:   filepath.Join(allocDir, "logs"),
@@ -174,7 +182,7 @@ func pathsFor(allocDir, task string) taskPaths {
 }
 
 func statePaths(st *taskState) taskPaths {
-	return pathsFor(filepath.Dir(st.StateDir), st.Task)
+	return pathsFor(filepath.Dir(st.StateDir), strings.TrimPrefix(filepath.Base(st.StateDir), "."), st.Task)
 }
 
 // TaskEnv is the environment of an exec task: driver.TaskEnv with host
@@ -308,7 +316,7 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 	if filepath.Dir(allocDir) != d.cfg.AllocRoot {
 		return nil, fmt.Errorf("exec driver: allocation directory %s is not directly under %s, where Recover looks after a restart", allocDir, d.cfg.AllocRoot)
 	}
-	p := pathsFor(allocDir, t.Name)
+	p := pathsFor(allocDir, d.cfg.Kind, t.Name)
 
 	if h := d.adopt(p, cfg); h != nil {
 		return h, nil
@@ -367,7 +375,18 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 	if err := readJSON(p.handle, &st); err != nil {
 		return nil, fmt.Errorf("exec driver: executor reported the task started but left no handle: %w", err)
 	}
-	return handleOf(&st, true), nil
+	return d.handleOf(&st, true), nil
+}
+
+// Running returns the handle of cfg's task if an earlier Start (in this
+// process or an earlier one) left it running, else nil. A driver built on
+// this one checks it before preparing anything for a new start.
+func (d *Driver) Running(cfg *driver.TaskConfig) *driver.Handle {
+	allocDir, err := filepath.Abs(cfg.AllocDir)
+	if err != nil || cfg.Task == nil {
+		return nil
+	}
+	return d.adopt(pathsFor(allocDir, d.cfg.Kind, cfg.Task.Name), cfg)
 }
 
 // adopt returns the handle of the task if an earlier Start left it running.
@@ -379,7 +398,7 @@ func (d *Driver) adopt(p taskPaths, cfg *driver.TaskConfig) *driver.Handle {
 	if _, err := os.Stat(p.exit); err == nil || !alive(st.Pid, st.PidStart) {
 		return nil
 	}
-	return handleOf(&st, true)
+	return d.handleOf(&st, true)
 }
 
 // launch starts the executor and waits for its word.
@@ -444,10 +463,10 @@ func (d *Driver) launch(ctx context.Context, p taskPaths, id string) error {
 	return fmt.Errorf("exec driver: task not started: %s", m.Error)
 }
 
-func handleOf(st *taskState, running bool) *driver.Handle {
+func (d *Driver) handleOf(st *taskState, running bool) *driver.Handle {
 	b, _ := json.Marshal(st)
 	return &driver.Handle{
-		Driver:   Name,
+		Driver:   d.cfg.Kind,
 		ID:       st.AllocID + "/" + st.Task,
 		AllocID:  st.AllocID,
 		Task:     st.Task,
@@ -623,7 +642,7 @@ func (d *Driver) Destroy(ctx context.Context, h *driver.Handle) error {
 // are under AllocRoot, running or exited. Running is checked against the
 // pid and its start time, so a reused pid does not pass for the task.
 func (d *Driver) Recover(ctx context.Context, nodeID string) ([]*driver.Handle, error) {
-	files, err := filepath.Glob(filepath.Join(d.cfg.AllocRoot, "*", stateDirName, "*"+handleSuffix))
+	files, err := filepath.Glob(filepath.Join(d.cfg.AllocRoot, "*", "."+d.cfg.Kind, "*"+handleSuffix))
 	if err != nil {
 		return nil, fmt.Errorf("exec driver: %w", err)
 	}
@@ -634,7 +653,7 @@ func (d *Driver) Recover(ctx context.Context, nodeID string) ([]*driver.Handle, 
 			continue
 		}
 		_, exited := readExit(statePaths(&st))
-		out = append(out, handleOf(&st, !exited && alive(st.Pid, st.PidStart)))
+		out = append(out, d.handleOf(&st, !exited && alive(st.Pid, st.PidStart)))
 	}
 	return out, nil
 }

@@ -21,9 +21,8 @@ import (
 // the arguments after the subcommand.
 const ExecutorCommand = "executor"
 
-// Files of one task in <alloc dir>/.exec/.
+// Files of one task in <alloc dir>/.exec/ (.<Config.Kind>/).
 const (
-	stateDirName = ".exec"
 	specSuffix   = ".spec.json"    // what to run, written by the driver
 	handleSuffix = ".handle.json"  // the running task, written by the executor
 	exitSuffix   = ".exit.json"    // how it ended, written by the executor

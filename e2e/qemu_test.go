@@ -1,0 +1,307 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+)
+
+// The qemu driver's end-to-end tests boot the project's own test guest
+// (scripts/build-vm-guest.sh: a Debian cloud kernel and an initramfs
+// serving HTTP) under software emulation. They need qemu-system-x86_64,
+// qemu-img and apt-get with package lists; without them they skip and say
+// why, or fail when GANTRY_REQUIRE_QEMU=1 (as CI sets it).
+
+var (
+	guestOnce sync.Once
+	guestDir  string
+	guestErr  error
+)
+
+// vmGuest builds (or finds in .cache/vm-guest) the test guest.
+func vmGuest(t *testing.T) string {
+	t.Helper()
+	var missing []string
+	for _, bin := range []string{"qemu-system-x86_64", "qemu-img", "apt-get", "dpkg-deb"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	if len(missing) > 0 {
+		msg := "the qemu driver's tests need " + strings.Join(missing, ", ") + " (Debian: apt-get install qemu-system-x86 qemu-utils)"
+		if os.Getenv("GANTRY_REQUIRE_QEMU") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg + "; set GANTRY_REQUIRE_QEMU=1 to make this a failure")
+	}
+	guestOnce.Do(func() {
+		cmd := exec.Command(filepath.Join(repoRoot, "scripts", "build-vm-guest.sh"))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		guestDir, guestErr = strings.TrimSpace(string(out)), err
+	})
+	if guestErr != nil {
+		t.Fatalf("build the test guest with scripts/build-vm-guest.sh: %v", guestErr)
+	}
+	return guestDir
+}
+
+// vmSpec is the example job with the guest's directory filled in.
+func vmSpec(t *testing.T, guest string, lbPort int) string {
+	t.Helper()
+	b, err := os.ReadFile(specFile("vm.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.ReplaceAll(string(b), "/GUEST", guest)
+	s = strings.ReplaceAll(s, "port: 18180", "port: "+strconv.Itoa(lbPort))
+	return WriteSpec(t, "vm.yaml", s)
+}
+
+// qemuProcs maps the QEMU processes of a cluster, found by their working
+// directory (AllocDir/<task>) under its data dir, to that directory.
+func qemuProcs(t *testing.T, dataDir string) map[int]string {
+	t.Helper()
+	out := map[int]string{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, _ := os.Readlink("/proc/" + e.Name() + "/exe")
+		if !strings.Contains(filepath.Base(exe), "qemu-system") {
+			continue
+		}
+		cwd, _ := os.Readlink("/proc/" + e.Name() + "/cwd")
+		if strings.HasPrefix(cwd, dataDir+"/") {
+			out[pid] = cwd
+		}
+	}
+	return out
+}
+
+// killVMs kills what a failed test left of its QEMU processes (by pid).
+func killVMs(t *testing.T, dataDir string) {
+	for pid := range qemuProcs(t, dataDir) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func pids(m map[int]string) []int {
+	var out []int
+	for p := range m {
+		out = append(out, p)
+	}
+	sort.Ints(out)
+	return out
+}
+
+func fileSum(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	io.Copy(h, f)
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+func getBody(url string) (string, error) {
+	c := http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return string(b), err
+}
+
+// TestQEMUServiceLifecycle runs examples/vm.yaml (two VM replicas behind
+// the load balancer) and then: kill -9 of gantry dev and a restart keep
+// the same QEMU processes; a QEMU killed by pid is replaced per the
+// restart policy; job stop leaves no QEMU process, overlay or QMP socket,
+// and the base image is unchanged.
+func TestQEMUServiceLifecycle(t *testing.T) {
+	guest := vmGuest(t)
+	base := filepath.Join(guest, "disk.qcow2")
+	baseSum := fileSum(t, base)
+	lbPort := freePort(t)
+	c := StartDev(t, "--lb")
+	t.Cleanup(func() { killVMs(t, c.DataDir) })
+
+	r := c.Gantry("job", "run", vmSpec(t, guest, lbPort))
+	if r.Code != 0 {
+		t.Fatalf("job run: %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if !strings.Contains(r.Stdout, "2/2 allocations healthy") {
+		t.Fatalf("job run did not report both VMs healthy:\n%s", r.Stdout)
+	}
+	procs := qemuProcs(t, c.DataDir)
+	if len(procs) != 2 {
+		t.Fatalf("want 2 QEMU processes under %s, found %v", c.DataDir, procs)
+	}
+	for _, as := range c.Allocs("vm") {
+		for _, f := range []string{"disk.qcow2", "qmp.sock"} {
+			if _, err := os.Stat(filepath.Join(c.DataDir, "agent", "allocs", as.ID, "guest", f)); err != nil {
+				t.Errorf("allocation %s: %v", as.ShortID(), err)
+			}
+		}
+	}
+	lb := fmt.Sprintf("http://127.0.0.1:%d/", lbPort)
+	c.Eventually(30*time.Second, "the load balancer to answer from a VM", func() bool {
+		body, err := getBody(lb)
+		return err == nil && strings.Contains(body, `"kind":"vm"`)
+	})
+
+	// The serial console is the task's log.
+	id := c.Allocs("vm")[0].ID
+	if r := c.Gantry("alloc", "logs", id); r.Code != 0 || !strings.Contains(r.Stdout, "serving HTTP on port 8080") {
+		t.Errorf("alloc logs: %d, want the guest's console line:\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := c.Gantry("alloc", "exec", id, "true"); r.Code == 0 || !strings.Contains(r.Stderr, "virtual machine") {
+		t.Errorf("alloc exec on a VM: %d, want one sentence saying it is a VM:\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+
+	// kill -9 of the whole dev process, then a restart: same QEMUs.
+	before := pids(procs)
+	c.Kill9()
+	c.Start()
+	c.Eventually(60*time.Second, "both VMs re-attached and healthy", func() bool {
+		n := 0
+		for _, a := range c.Allocs("vm") {
+			if ts := a.TaskStates["guest"]; a.ClientStatus == api.AllocRunning && ts != nil && ts.Health == api.HealthHealthy {
+				n++
+			}
+		}
+		return n == 2
+	})
+	if after := pids(qemuProcs(t, c.DataDir)); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("QEMU processes after kill -9 and restart: %v, want the same as before: %v", after, before)
+	}
+	c.Eventually(60*time.Second, "the load balancer to answer from a VM after the restart", func() bool {
+		_, err := getBody(lb)
+		return err == nil
+	})
+	if after := pids(qemuProcs(t, c.DataDir)); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("QEMU processes once the restarted agent serves them: %v, want the same as before: %v", after, before)
+	}
+
+	// A QEMU killed by pid is restarted in its allocation (restart policy).
+	victim := before[0]
+	victimDir := procs[victim]
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(90*time.Second, "the killed VM to be restarted", func() bool {
+		for pid, dir := range qemuProcs(t, c.DataDir) {
+			if dir == victimDir && pid != victim {
+				return true
+			}
+		}
+		return false
+	})
+	c.Eventually(90*time.Second, "the restarted VM healthy", func() bool {
+		n, restarts := 0, 0
+		for _, a := range c.Allocs("vm") {
+			if ts := a.TaskStates["guest"]; a.ClientStatus == api.AllocRunning && ts != nil && ts.Health == api.HealthHealthy {
+				n++
+				restarts += ts.Restarts
+			}
+		}
+		return n == 2 && restarts >= 1
+	})
+	if got := len(qemuProcs(t, c.DataDir)); got != 2 {
+		t.Fatalf("%d QEMU processes after the restart, want 2", got)
+	}
+
+	// job stop: nothing of the VMs is left.
+	if r := c.Gantry("job", "stop", "vm"); r.Code != 0 {
+		t.Fatalf("job stop: %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	c.Eventually(60*time.Second, "every QEMU process gone", func() bool { return len(qemuProcs(t, c.DataDir)) == 0 })
+	var left []string
+	filepath.Walk(filepath.Join(c.DataDir, "agent", "allocs"), func(p string, info os.FileInfo, err error) error {
+		if err == nil && (info.Name() == "disk.qcow2" || info.Name() == "qmp.sock") {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) > 0 {
+		t.Errorf("files left after job stop: %v", left)
+	}
+	if got := fileSum(t, base); got != baseSum {
+		t.Errorf("base image %s changed: sha256 %s, was %s", base, got, baseSum)
+	}
+}
+
+// TestQEMUMixedGroup runs a container, a process and a VM as three tasks
+// of one group.
+func TestQEMUMixedGroup(t *testing.T) {
+	guest := vmGuest(t)
+	c := StartDev(t)
+	t.Cleanup(func() { killVMs(t, c.DataDir) })
+	spec := WriteSpec(t, "mixed.yaml", fmt.Sprintf(`name: mixed
+type: service
+groups:
+  - name: g
+    restart: {attempts: 3, interval: 5m, delay: 1s, mode: fail}
+    tasks:
+      - name: web
+        driver: docker
+        config: {image: %s, ports: [{name: web, to: 8080}]}
+        resources: {cpu: 100, memory: 32}
+        checks: [{type: http, port: web, path: /healthz, interval: 1s, timeout: 1s, failures: 30}]
+      - name: proc
+        driver: exec
+        config: {command: /bin/sh, args: [-c, "sleep 600"]}
+        resources: {cpu: 50, memory: 16}
+      - name: vm
+        driver: qemu
+        config:
+          kernel: %s/vmlinuz
+          initrd: %s/initrd.img
+          append: "console=ttyS0 quiet panic=-1"
+          ports: [{name: guest, to: 8080}]
+        resources: {cpu: 500, memory: 256}
+        checks: [{type: http, port: guest, path: /healthz, interval: 1s, timeout: 1s, failures: 60}]
+`, DemoImage, guest, guest))
+	if r := c.Gantry("job", "run", spec); r.Code != 0 {
+		t.Fatalf("job run: %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	as := c.Allocs("mixed")
+	if len(as) != 1 {
+		t.Fatalf("%d allocations, want 1", len(as))
+	}
+	for _, task := range []string{"web", "proc", "vm"} {
+		if ts := as[0].TaskStates[task]; ts == nil || ts.State != api.TaskRunning {
+			t.Errorf("task %s: %+v, want running", task, ts)
+		}
+	}
+	if n := len(qemuProcs(t, c.DataDir)); n != 1 {
+		t.Errorf("%d QEMU processes, want 1", n)
+	}
+	if r := c.Gantry("job", "stop", "mixed"); r.Code != 0 {
+		t.Fatalf("job stop: %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	c.Eventually(60*time.Second, "the VM gone", func() bool { return len(qemuProcs(t, c.DataDir)) == 0 })
+}

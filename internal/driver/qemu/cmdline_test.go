@@ -1,0 +1,188 @@
+package qemu
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/gantryhq/gantry/internal/api"
+)
+
+func vmTask(mod func(*api.Task)) *api.Task {
+	t := &api.Task{
+		Name: "vm", Driver: api.DriverQEMU,
+		Config: api.TaskConfig{
+			Kernel: "/guest/vmlinuz", Initrd: "/guest/initrd.img", Append: "console=ttyS0 quiet",
+			Ports: []api.PortSpec{{Name: "http", To: 8080}},
+		},
+		Resources: api.Resources{CPU: 1000, Memory: 256},
+	}
+	if mod != nil {
+		mod(t)
+	}
+	return t
+}
+
+func res(cpu, mem int, ports ...api.AllocatedPort) *api.AllocatedResources {
+	return &api.AllocatedResources{CPU: cpu, Memory: mem, Ports: ports}
+}
+
+// TestArgs checks the command line built from a task, flag by flag: the
+// place where a wrong default or a lost option would hide.
+func TestArgs(t *testing.T) {
+	http := api.AllocatedPort{Name: "http", Host: 23456, To: 8080}
+	base := "-nodefaults -no-user-config -display none -no-reboot"
+	tests := []struct {
+		name string
+		task *api.Task
+		res  *api.AllocatedResources
+		bind string
+		kvm  bool
+		want string // the whole command line
+	}{
+		{
+			name: "direct boot under TCG, one forwarded port on the node address",
+			task: vmTask(nil), res: res(1000, 256, http), bind: "127.0.0.1",
+			want: base + " -machine q35 -accel tcg,tb-size=64 -smp 1 -m 256M" +
+				" -chardev stdio,id=serial0,signal=off -serial chardev:serial0 -qmp unix:qmp.sock,server=on,wait=off" +
+				" -netdev user,id=net0,hostfwd=tcp:127.0.0.1:23456-:8080 -device virtio-net-pci,netdev=net0" +
+				" -kernel /guest/vmlinuz -initrd /guest/initrd.img -append console=ttyS0 quiet",
+		},
+		{
+			name: "auto picks KVM with the host CPU; millicores round up to vCPUs; image boots from the overlay",
+			task: vmTask(func(t *api.Task) {
+				t.Config.Kernel, t.Config.Initrd, t.Config.Append = "", "", ""
+				t.Config.Image = "/images/app.qcow2"
+			}),
+			res: res(1500, 1024, http), kvm: true,
+			want: base + " -machine q35 -accel kvm -cpu host -smp 2 -m 256M" +
+				" -chardev stdio,id=serial0,signal=off -serial chardev:serial0 -qmp unix:qmp.sock,server=on,wait=off" +
+				" -netdev user,id=net0,hostfwd=tcp::23456-:8080 -device virtio-net-pci,netdev=net0" +
+				" -drive file=disk.qcow2,format=qcow2,if=virtio",
+		},
+		{
+			name: "tcg asked for on a KVM node; machine, cpu model and extra args kept in order",
+			task: vmTask(func(t *api.Task) {
+				t.Config.Accelerator, t.Config.Machine, t.Config.CPUModel = api.AccelTCG, "pc", "max"
+				t.Config.Initrd, t.Config.Append, t.Config.Ports = "", "", nil
+				t.Config.Args = []string{"-rtc", "base=utc"}
+			}),
+			res: res(250, 128), kvm: true,
+			want: base + " -machine pc -accel tcg,tb-size=64 -cpu max -smp 1 -m 256M" +
+				" -chardev stdio,id=serial0,signal=off -serial chardev:serial0 -qmp unix:qmp.sock,server=on,wait=off" +
+				" -netdev user,id=net0 -device virtio-net-pci,netdev=net0" +
+				" -kernel /guest/vmlinuz -rtc base=utc",
+		},
+		{
+			name: "two ports, the allocation's cpu wins, the guest gets the task's memory (the allocation's holds the overhead), both disk and kernel",
+			task: vmTask(func(t *api.Task) {
+				t.Config.Image = "/images/raw.img"
+				t.Config.Ports = append(t.Config.Ports, api.PortSpec{Name: "ssh", To: 22})
+			}),
+			res: res(3001, 512, http, api.AllocatedPort{Name: "ssh", Host: 23457, To: 22}), bind: "10.0.0.5",
+			want: base + " -machine q35 -accel tcg,tb-size=64 -smp 4 -m 256M" +
+				" -chardev stdio,id=serial0,signal=off -serial chardev:serial0 -qmp unix:qmp.sock,server=on,wait=off" +
+				" -netdev user,id=net0,hostfwd=tcp:10.0.0.5:23456-:8080,hostfwd=tcp:10.0.0.5:23457-:22 -device virtio-net-pci,netdev=net0" +
+				" -drive file=disk.qcow2,format=qcow2,if=virtio -kernel /guest/vmlinuz -initrd /guest/initrd.img -append console=ttyS0 quiet",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := NewPlan(tc.task, tc.res, tc.bind, tc.kvm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(Args(p), " "); got != tc.want {
+				t.Errorf("command line\n got: %s\nwant: %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPlanWithVFIO(t *testing.T) {
+	p, err := NewPlan(vmTask(nil), res(1000, 256, api.AllocatedPort{Name: "http", Host: 1, To: 8080}), "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.VFIO = []string{"0000:01:00.0", "0000:02:00.0"}
+	got := strings.Join(Args(p), " ")
+	if !strings.Contains(got, "-device vfio-pci,host=0000:01:00.0 -device vfio-pci,host=0000:02:00.0") {
+		t.Errorf("VFIO devices missing: %s", got)
+	}
+}
+
+func TestPlanErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		task *api.Task
+		res  *api.AllocatedResources
+		kvm  bool
+		want string
+	}{
+		{"kvm without KVM", vmTask(func(t *api.Task) { t.Config.Accelerator = api.AccelKVM }), res(1000, 256, api.AllocatedPort{Name: "http", Host: 1, To: 8080}), false, "/dev/kvm cannot be opened"},
+		{"nothing to boot", vmTask(func(t *api.Task) { t.Config.Kernel = "" }), res(1000, 256, api.AllocatedPort{Name: "http", Host: 1, To: 8080}), false, "neither config.image nor config.kernel"},
+		{"guest port twice", vmTask(func(t *api.Task) {
+			t.Config.Ports = append(t.Config.Ports, api.PortSpec{Name: "alt", To: 8080})
+		}), res(1000, 256, api.AllocatedPort{Name: "http", Host: 1, To: 8080}, api.AllocatedPort{Name: "alt", Host: 2, To: 8080}), false, "forwarded twice"},
+		{"port without host port", vmTask(nil), res(1000, 256), false, "no host port allocated"},
+		{"no memory", vmTask(func(t *api.Task) { t.Resources.Memory = 0 }), res(1000, 0, api.AllocatedPort{Name: "http", Host: 1, To: 8080}), false, "no memory"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewPlan(tc.task, tc.res, "", tc.kvm)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestVCPUs(t *testing.T) {
+	for _, tc := range []struct{ milli, want int }{{0, 1}, {1, 1}, {999, 1}, {1000, 1}, {1001, 2}, {2500, 3}, {4000, 4}} {
+		if got := VCPUs(tc.milli); got != tc.want {
+			t.Errorf("VCPUs(%d) = %d, want %d", tc.milli, got, tc.want)
+		}
+	}
+}
+
+func TestDetectFormat(t *testing.T) {
+	qcow2 := func(v byte) []byte { return append([]byte("QFI\xfb\x00\x00\x00"), v) }
+	tests := []struct {
+		name string
+		head []byte
+		want string
+		err  string
+	}{
+		{"qcow2 v3", qcow2(3), FormatQCOW2, ""},
+		{"qcow2 v2", qcow2(2), FormatQCOW2, ""},
+		{"zeros are raw", make([]byte, 512), FormatRaw, ""},
+		{"an MBR is raw", append(make([]byte, 510), 0x55, 0xaa), FormatRaw, ""},
+		{"vmdk", []byte("KDMV\x01\x00\x00\x00"), "", "vmdk"},
+		{"vhdx", []byte("vhdxfile"), "", "vhdx"},
+		{"vdi", append(make([]byte, 64), 0x7f, 0x10, 0xda, 0xbe), "", "vdi"},
+		{"qcow version 1", qcow2(1), "", "qcow (version 1)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := DetectFormat(tc.head)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("DetectFormat: %q, %v; want an error naming %s", got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("DetectFormat: %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	out := "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright (c) 2003-2022 Fabrice Bellard\n"
+	if got := ParseVersion(out); got != "7.2.22" {
+		t.Errorf("ParseVersion = %q", got)
+	}
+	if got := ParseVersion("something else"); got != "" {
+		t.Errorf("ParseVersion of junk = %q, want empty", got)
+	}
+}
