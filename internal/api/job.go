@@ -218,6 +218,7 @@ func (l *ServiceLB) ProtocolOrDefault() string {
 const (
 	DriverDocker = "docker"
 	DriverExec   = "exec"
+	DriverWasm   = "wasm"
 	// DriverNull pretends to run tasks (fault tests and scale runs).
 	DriverNull = "null"
 )
@@ -253,6 +254,29 @@ type TaskConfig struct {
 	UTSMode     string   `json:"uts_mode,omitempty"`     // empty (own namespace) or host
 	Volumes     []string `json:"volumes,omitempty"`      // bind mounts "/host/path:/container/path[:options]"; options ro, rw and a propagation mode, comma-separated
 	Devices     []string `json:"devices,omitempty"`      // host devices "/dev/x[:/dev/y[:rwm]]"
+
+	// The wasm driver's keys: the module (a .wasm file on the node, or an
+	// artifact the agent downloads and verifies) and the directories
+	// handed to it. Args, Env and Ports above apply to it as well.
+	Module   string      `json:"module,omitempty"`
+	Artifact *Artifact   `json:"artifact,omitempty"`
+	Mounts   []WasmMount `json:"mounts,omitempty"`
+}
+
+// Artifact is a file the agent downloads into the allocation directory and
+// verifies before anything runs. Checksum is "sha256:<64 hex digits>".
+type Artifact struct {
+	Source   string `json:"source"`
+	Checksum string `json:"checksum"`
+}
+
+// WasmMount hands a directory to a wasm module at Target. Source is a
+// directory under the task's own directory (relative), or an absolute
+// host path where the node allows host paths.
+type WasmMount struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"read_only,omitempty"`
 }
 
 // PortSpec names a port the task listens on. To is the port inside the

@@ -27,7 +27,7 @@ var (
 // isolation checks the docker-only keys of a task's config.
 func (v *validator) isolation(t *api.Task, cp string) {
 	c := t.Config
-	if t.Driver == api.DriverExec {
+	if t.Driver == api.DriverExec || t.Driver == api.DriverWasm {
 		for _, k := range []struct {
 			key string
 			set bool
@@ -36,7 +36,11 @@ func (v *validator) isolation(t *api.Task, cp string) {
 			{"uts_mode", c.UTSMode != ""}, {"volumes", len(c.Volumes) > 0}, {"devices", len(c.Devices) > 0},
 		} {
 			if k.set {
-				v.add(cp+"."+k.key, "applies only to the docker driver; exec tasks run in the node's own namespaces and filesystem")
+				if t.Driver == api.DriverWasm {
+					v.add(cp+"."+k.key, "applies only to the docker driver; a wasm module reaches only what it is handed (config.mounts, config.ports)")
+				} else {
+					v.add(cp+"."+k.key, "applies only to the docker driver; exec tasks run in the node's own namespaces and filesystem")
+				}
 			}
 		}
 		return
@@ -97,7 +101,7 @@ func (v *validator) isolation(t *api.Task, cp string) {
 // securityModes checks the security keys that only the docker driver
 // applies; on exec tasks it reports every one that is set.
 func (v *validator) securityModes(p, drv string, s *api.Security) {
-	if drv == api.DriverExec {
+	if drv == api.DriverExec || drv == api.DriverWasm {
 		for _, k := range []struct {
 			key string
 			set bool
@@ -107,7 +111,7 @@ func (v *validator) securityModes(p, drv string, s *api.Security) {
 			{"no_new_privileges", s.NoNewPrivileges != nil}, {"seccomp", s.Seccomp != ""}, {"apparmor", s.AppArmor != ""},
 		} {
 			if k.set {
-				v.add(p+"."+k.key, "applies only to the docker driver; of security the exec driver applies only user")
+				v.add(p+"."+k.key, "applies only to the docker driver; of security the %s driver applies only user", drv)
 			}
 		}
 	}

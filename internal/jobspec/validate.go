@@ -343,13 +343,16 @@ func (v *validator) task(t *api.Task, p string) {
 		if len(c.Entrypoint) > 0 {
 			v.add(cp+".entrypoint", "applies only to the docker driver; the exec driver runs config.command")
 		}
+	case api.DriverWasm:
+		// See wasm.go.
 	case api.DriverNull:
 		// Pretend tasks (fault tests, scale runs): command optional.
 	case "":
-		v.add(p+".driver", "is required; use docker or exec")
+		v.add(p+".driver", "is required; use docker, exec or wasm")
 	default:
-		v.add(p+".driver", "%s is not a driver; use docker or exec", quote(t.Driver))
+		v.add(p+".driver", "%s is not a driver; use docker, exec or wasm", quote(t.Driver))
 	}
+	v.wasm(t, cp)
 	if v.length(cp+".image", c.Image, MaxString) && strings.ContainsAny(c.Image, " \t\r\n") {
 		v.add(cp+".image", "%s is not an image reference: it must not contain white space", quote(c.Image))
 	}

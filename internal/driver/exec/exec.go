@@ -50,6 +50,10 @@ type Config struct {
 	CgroupParent string
 	// StartTimeout bounds how long Start waits for the executor to report.
 	StartTimeout time.Duration
+	// StateDir names the directory under each allocation directory that
+	// holds the executor's files. Empty: ".exec". A driver built on this
+	// one (wasm) keeps its own, so that each Recover finds only its tasks.
+	StateDir string
 }
 
 // Driver runs tasks as processes on the node, each under an executor that
@@ -103,6 +107,9 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = DefaultStartTimeout
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = stateDirName
 	}
 	d := &Driver{cfg: cfg, children: map[string]chan struct{}{}}
 	d.limits, d.limitsWhy = cgroupSupport(cfg.CgroupParent)
@@ -159,8 +166,8 @@ type taskPaths struct {
 	spec, handle, exit, log   string
 }
 
-func pathsFor(allocDir, task string) taskPaths {
-	state := filepath.Join(allocDir, stateDirName)
+func pathsFor(allocDir, stateDir, task string) taskPaths {
+	state := filepath.Join(allocDir, stateDir)
 	return taskPaths{
 		taskDir:  filepath.Join(allocDir, task),
 		logDir:   filepath.Join(allocDir, "logs"),
@@ -173,7 +180,7 @@ func pathsFor(allocDir, task string) taskPaths {
 }
 
 func statePaths(st *taskState) taskPaths {
-	return pathsFor(filepath.Dir(st.StateDir), st.Task)
+	return pathsFor(filepath.Dir(st.StateDir), filepath.Base(st.StateDir), st.Task)
 }
 
 // TaskEnv is the environment of an exec task: driver.TaskEnv with host
@@ -307,7 +314,7 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 	if filepath.Dir(allocDir) != d.cfg.AllocRoot {
 		return nil, fmt.Errorf("exec driver: allocation directory %s is not directly under %s, where Recover looks after a restart", allocDir, d.cfg.AllocRoot)
 	}
-	p := pathsFor(allocDir, t.Name)
+	p := pathsFor(allocDir, d.cfg.StateDir, t.Name)
 
 	if h := d.adopt(p, cfg); h != nil {
 		return h, nil
@@ -622,7 +629,7 @@ func (d *Driver) Destroy(ctx context.Context, h *driver.Handle) error {
 // are under AllocRoot, running or exited. Running is checked against the
 // pid and its start time, so a reused pid does not pass for the task.
 func (d *Driver) Recover(ctx context.Context, nodeID string) ([]*driver.Handle, error) {
-	files, err := filepath.Glob(filepath.Join(d.cfg.AllocRoot, "*", stateDirName, "*"+handleSuffix))
+	files, err := filepath.Glob(filepath.Join(d.cfg.AllocRoot, "*", d.cfg.StateDir, "*"+handleSuffix))
 	if err != nil {
 		return nil, fmt.Errorf("exec driver: %w", err)
 	}
@@ -675,4 +682,15 @@ func kernelRelease() string {
 		b = append(b, byte(c))
 	}
 	return string(b)
+}
+
+// StateDirOf is the directory holding the executor's files of the task h
+// names (AllocDir/<Config.StateDir>): a driver built on this one keeps its
+// own files for the task beside them.
+func StateDirOf(h *driver.Handle) (string, error) {
+	st, err := stateOf(h)
+	if err != nil {
+		return "", err
+	}
+	return st.StateDir, nil
 }
