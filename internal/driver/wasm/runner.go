@@ -195,14 +195,14 @@ func run(spec *runSpec) (int, string) {
 		code := int(exit.ExitCode() & 0xff)
 		if code != 0 {
 			if r := mem.refused(); r > 0 {
-				return code, fmt.Sprintf("out of memory: the module tried to grow its memory to %d MiB, past its limit of %d MiB (resources.memory)", r>>20, spec.MemoryMax>>20)
+				return code, fmt.Sprintf("out of memory: the module tried to grow its memory to %s, past its limit of %d MiB (resources.memory)", mib(r), spec.MemoryMax>>20)
 			}
 		}
 		return code, ""
 	}
 	msg := DescribeTrap(err.Error(), spec.Name)
 	if r := mem.refused(); r > 0 {
-		msg += fmt.Sprintf(" (after the module tried to grow its memory to %d MiB, past its limit of %d MiB, resources.memory)", r>>20, spec.MemoryMax>>20)
+		msg += fmt.Sprintf(" (after the module tried to grow its memory to %s, past its limit of %d MiB, resources.memory)", mib(r), spec.MemoryMax>>20)
 	}
 	return ExitTrap, msg
 }
@@ -265,6 +265,8 @@ func socketFDs() []int {
 	}
 	return out
 }
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func memoryTooSmall(min, max uint64) string {
 	return fmt.Sprintf("the module needs %d MiB of memory to start, more than its limit of %d MiB (resources.memory); raise resources.memory", (min+(1<<20)-1)>>20, max>>20)
