@@ -390,7 +390,7 @@ func newDevCmd(g *globals) *cobra.Command {
 		Use:   "dev",
 		Short: "Run a single-node cluster in one process: embedded etcd, server and agent",
 		Long: `Run a single-node cluster in one process: an embedded etcd, a server and an
-agent with the docker and exec drivers. State is kept in --data-dir, so a
+agent with the docker, exec and wasm drivers. State is kept in --data-dir, so a
 restart (even after kill -9) finds every job, and the agent re-attaches to
 the containers and processes it started.`,
 		Args: cobra.NoArgs,
