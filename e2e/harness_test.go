@@ -27,6 +27,7 @@ import (
 var (
 	gantryBin string // the binary under test
 	repoRoot  string
+	demoWasm  string // the demo app as a WASI module, built with the image
 )
 
 // DemoImage is the local image the tests run; TestMain builds it with
@@ -49,7 +50,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build gantry:", err)
 		os.Exit(1)
 	}
+	demoWasm = filepath.Join(dir, "demo-app.wasm")
 	img := exec.Command(filepath.Join(repoRoot, "scripts", "build-demo-image.sh"), DemoImage)
+	img.Env = append(os.Environ(), "GANTRY_DEMO_WASM="+demoWasm)
 	img.Stdout, img.Stderr = io.Discard, os.Stderr
 	if err := img.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build the demo image (is the Docker engine running?):", err)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds Gantry's demo workload (examples/demo-app) as a static binary and
 # the local Docker image gantry-demo:latest FROM scratch, then prints the
-# image id. Nothing is pulled: the image holds only the binary.
+# image id. Nothing is pulled: the image holds only the binary. It also
+# builds the same program as a WebAssembly module (GOOS=wasip1) for the
+# wasm driver's examples, into $GANTRY_DEMO_WASM (default
+# /var/tmp/gantry-demo/demo-app.wasm).
 #
 #   scripts/build-demo-image.sh [TAG]      # default TAG: gantry-demo:latest
 #
@@ -16,6 +19,12 @@ trap 'rm -rf "$build"' EXIT
 
 (cd "$root" && CGO_ENABLED=0 GOOS=linux go build -trimpath -buildvcs=false \
 	-ldflags='-s -w -buildid=' -o "$build/demo-app" ./examples/demo-app)
+
+wasm="${GANTRY_DEMO_WASM:-/var/tmp/gantry-demo/demo-app.wasm}"
+mkdir -p "$(dirname "$wasm")"
+(cd "$root" && GOOS=wasip1 GOARCH=wasm go build -trimpath -buildvcs=false \
+	-ldflags='-s -w -buildid=' -o "$build/demo-app.wasm" ./examples/demo-app)
+mv -f "$build/demo-app.wasm" "$wasm.tmp.$$" && mv -f "$wasm.tmp.$$" "$wasm"
 
 cat >"$build/Dockerfile" <<'DOCKERFILE'
 FROM scratch

@@ -7,7 +7,8 @@
 //	demo-app [--listen :8080] [--unhealthy-after 30s] [--unhealthy] [--version v2]
 //
 // listens on $GANTRY_PORT_HTTP when set (as ":<port>"), else on --listen,
-// and answers:
+// and answers (built for GOOS=wasip1 it serves the listener the wasm
+// driver pre-opened, file descriptor $GANTRY_LISTEN_FD_HTTP, default 3):
 //
 //	GET /          {"hostname":…,"alloc_id":…,"count":N,"version":…}
 //	GET /healthz   200 "ok", or 503 once unhealthy
@@ -42,15 +43,11 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
 )
 
 func main() {
@@ -89,7 +86,7 @@ func envDuration(name string) (time.Duration, error) {
 
 func serve(args []string) int {
 	fs := flag.NewFlagSet("demo-app", flag.ContinueOnError)
-	listen := fs.String("listen", ":8080", "address to listen on when GANTRY_PORT_HTTP is not set")
+	listenAddr := fs.String("listen", ":8080", "address to listen on when GANTRY_PORT_HTTP is not set")
 	unhealthy := fs.Bool("unhealthy", os.Getenv("DEMO_UNHEALTHY") == "1", "answer /healthz with 503 from the start (env DEMO_UNHEALTHY=1)")
 	unhealthyAfter := fs.Duration("unhealthy-after", 0, "answer /healthz with 503 once this long has passed (env DEMO_UNHEALTHY_AFTER)")
 	drain := fs.Duration("drain", 10*time.Second, "how long to let requests in flight finish after SIGTERM")
@@ -105,7 +102,7 @@ func serve(args []string) int {
 		}
 		*unhealthyAfter = d
 	}
-	addr := *listen
+	addr := *listenAddr
 	if p := os.Getenv("GANTRY_PORT_HTTP"); p != "" {
 		addr = ":" + p
 	}
@@ -120,9 +117,9 @@ func serve(args []string) int {
 	h.allocID = os.Getenv("GANTRY_ALLOC_ID")
 
 	// Catch SIGTERM before anyone can reach us, so a stop is always a drain.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := stopContext()
 	defer stop()
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listen(addr)
 	if err != nil {
 		log.Printf("demo-app: %v", err)
 		return 1
@@ -230,7 +227,7 @@ func batch(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := stopContext()
 	defer stop()
 	alloc := os.Getenv("GANTRY_ALLOC_ID")
 	for i := 1; i <= *steps; i++ {
@@ -250,34 +247,4 @@ func batch(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "done, exiting %d\n", *exitCode)
 	return *exitCode
-}
-
-func tty(args []string) int {
-	fs := flag.NewFlagSet("demo-app tty", flag.ContinueOnError)
-	wait := fs.Bool("wait-winch", false, "print the size again after the terminal is resized")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	winch := make(chan os.Signal, 1)
-	signal.Notify(winch, syscall.SIGWINCH)
-	rows, cols, ok := termSize(os.Stdout.Fd())
-	fmt.Printf("tty=%t rows=%d cols=%d\n", ok, rows, cols)
-	if !*wait || !ok {
-		return 0
-	}
-	<-winch
-	rows, cols, _ = termSize(os.Stdout.Fd())
-	fmt.Printf("resized rows=%d cols=%d\n", rows, cols)
-	return 0
-}
-
-// termSize reads a terminal's size with TIOCGWINSZ; ok is false when fd
-// is not a terminal.
-func termSize(fd uintptr) (rows, cols int, ok bool) {
-	var ws struct{ Row, Col, X, Y uint16 }
-	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCGWINSZ, uintptr(unsafe.Pointer(&ws)))
-	if errno != 0 {
-		return 0, 0, false
-	}
-	return int(ws.Row), int(ws.Col), true
 }

@@ -88,7 +88,7 @@ func (tr *taskRunner) config() *driver.TaskConfig {
 	if cfg.Resources == nil {
 		cfg.Resources = &api.AllocatedResources{CPU: tr.task.Resources.CPU, Memory: tr.task.Resources.Memory}
 	}
-	cfg.Env = driver.TaskEnv(cfg, tr.task.Driver == api.DriverExec)
+	cfg.Env = driver.TaskEnv(cfg, tr.task.Driver == api.DriverExec || tr.task.Driver == api.DriverWasm)
 	return cfg
 }
 
@@ -171,7 +171,7 @@ func (tr *taskRunner) run(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				permanent := errors.Is(err, driver.ErrImageNotFound)
+				permanent := errors.Is(err, driver.ErrImageNotFound) || errors.Is(err, driver.ErrCannotRun)
 				tr.event(api.TaskEventDriverFailure, err.Error(), nil)
 				if permanent {
 					tr.event(api.TaskEventNotRestarting, "task could not be started: "+err.Error(), func(s *api.TaskState) {
@@ -216,6 +216,8 @@ func exitMessage(r *driver.ExitResult) string {
 		return fmt.Sprintf("killed: out of memory (exit code %d)", r.ExitCode)
 	case r.Signal != 0:
 		return fmt.Sprintf("exit code %d, signal %d", r.ExitCode, r.Signal)
+	case r.Message != "":
+		return fmt.Sprintf("exit code %d: %s", r.ExitCode, r.Message)
 	}
 	return fmt.Sprintf("exit code %d", r.ExitCode)
 }

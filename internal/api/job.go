@@ -220,6 +220,8 @@ const (
 	DriverExec   = "exec"
 	// DriverQEMU runs a virtual machine (internal/driver/qemu).
 	DriverQEMU = "qemu"
+	// DriverWasm runs a WebAssembly module (internal/driver/wasm).
+	DriverWasm = "wasm"
 	// DriverNull pretends to run tasks (fault tests and scale runs).
 	DriverNull = "null"
 )
@@ -269,6 +271,29 @@ type TaskConfig struct {
 	// GracefulShutdown (default true) stops the VM with an ACPI power-down
 	// and quits QEMU only after the kill timeout.
 	GracefulShutdown *bool `json:"graceful_shutdown,omitempty"`
+
+	// The wasm driver's keys: the module (a .wasm file on the node, or an
+	// artifact the agent downloads and verifies) and the directories
+	// handed to it. Args, Env and Ports above apply to it as well.
+	Module   string      `json:"module,omitempty"`
+	Artifact *Artifact   `json:"artifact,omitempty"`
+	Mounts   []WasmMount `json:"mounts,omitempty"`
+}
+
+// Artifact is a file the agent downloads into the allocation directory and
+// verifies before anything runs. Checksum is "sha256:<64 hex digits>".
+type Artifact struct {
+	Source   string `json:"source"`
+	Checksum string `json:"checksum"`
+}
+
+// WasmMount hands a directory to a wasm module at Target. Source is a
+// directory under the task's own directory (relative), or an absolute
+// host path where the node allows host paths.
+type WasmMount struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"read_only,omitempty"`
 }
 
 // TaskKind names what a driver runs, for listings: container (docker),

@@ -19,6 +19,7 @@ import (
 	execdriver "github.com/gantryhq/gantry/internal/driver/exec"
 	"github.com/gantryhq/gantry/internal/driver/null"
 	"github.com/gantryhq/gantry/internal/driver/qemu"
+	wasmdriver "github.com/gantryhq/gantry/internal/driver/wasm"
 	"github.com/gantryhq/gantry/internal/gpu/nvml"
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/pki"
@@ -67,6 +68,7 @@ type daemonFlags struct {
 	cpu         int
 	memory      int
 	drivers     []string
+	wasmMounts  []string // host directories wasm tasks may mount
 
 	// security
 	tls      pki.Files
@@ -134,7 +136,8 @@ func (f *daemonFlags) addAgent(cmd *cobra.Command, withServers bool) {
 	cmd.Flags().StringVar(&f.class, "node-class", "", "node class, usable in constraints as ${node.class}")
 	cmd.Flags().StringVar(&f.pool, "node-pool", "", "node pool, usable in constraints as ${node.pool}")
 	cmd.Flags().StringVar(&f.dockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the local socket)")
-	cmd.Flags().StringSliceVar(&f.drivers, "drivers", []string{"docker", "exec", "qemu"}, "task drivers to enable: docker, exec, qemu, null (null pretends to run tasks, for tests)")
+	cmd.Flags().StringSliceVar(&f.drivers, "drivers", []string{"docker", "exec", "qemu", "wasm"}, "task drivers to enable: docker, exec, qemu, wasm, null (null pretends to run tasks, for tests)")
+	cmd.Flags().StringSliceVar(&f.wasmMounts, "wasm-host-mount", nil, "host directories (and what is under them) that wasm tasks may mount by absolute path; default none")
 	cmd.Flags().IntVar(&f.cpu, "cpu", 0, "override the node's cpu capacity (millicores)")
 	cmd.Flags().IntVar(&f.memory, "memory", 0, "override the node's memory capacity (MiB)")
 	cmd.Flags().DurationVar(&f.auditInterval, "audit-interval", agent.DefaultAuditInterval, "how often to audit every container on the Docker engine (CIS Docker Benchmark); negative turns it off")
@@ -351,10 +354,17 @@ func (f *daemonFlags) newAgent(dataDir string, servers []string, log *slog.Logge
 				return nil, exitf(ExitError, "%v", err)
 			}
 			drivers = append(drivers, qd)
+		case api.DriverWasm:
+			wd, err := wasmdriver.New(wasmdriver.Config{AllocRoot: filepath.Join(dataDir, "allocs"),
+				CacheDir: filepath.Join(dataDir, "wasm-cache"), HostMountRoots: f.wasmMounts})
+			if err != nil {
+				return nil, exitf(ExitError, "%v", err)
+			}
+			drivers = append(drivers, wd)
 		case api.DriverNull:
 			drivers = append(drivers, null.New())
 		default:
-			return nil, exitf(ExitError, "--drivers: unknown driver %q (use docker, exec, qemu, null)", name)
+			return nil, exitf(ExitError, "--drivers: unknown driver %q (use docker, exec, qemu, wasm, null)", name)
 		}
 	}
 	labels := map[string]string{}
@@ -387,7 +397,7 @@ func newDevCmd(g *globals) *cobra.Command {
 		Use:   "dev",
 		Short: "Run a single-node cluster in one process: embedded etcd, server and agent",
 		Long: `Run a single-node cluster in one process: an embedded etcd, a server and an
-agent with the docker, exec and qemu drivers. State is kept in --data-dir, so a
+agent with the docker, exec, qemu and wasm drivers. State is kept in --data-dir, so a
 restart (even after kill -9) finds every job, and the agent re-attaches to
 the containers and processes it started.`,
 		Args: cobra.NoArgs,
@@ -516,6 +526,22 @@ func newAgentCmd(g *globals) *cobra.Command {
 	f.addAgent(cmd, true)
 	f.addSecurity(cmd, false, false)
 	return cmd
+}
+
+// newWasmRunCmd runs one WebAssembly module for the wasm driver, under
+// the exec driver's executor.
+func newWasmRunCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:                wasmdriver.RunnerCommand,
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := wasmdriver.RunModule(args); code != 0 {
+				return errSilent{code}
+			}
+			return nil
+		},
+	}
 }
 
 // newExecutorCmd is the exec driver's supervisor: the agent starts it

@@ -1,5 +1,5 @@
 // Package driver declares the small contract between the agent and the
-// runtimes that start tasks (docker, exec): start, wait, stop, destroy and
+// runtimes that start tasks (docker, exec, wasm): start, wait, stop, destroy and
 // recover, with logs and exec as optional capabilities found by type
 // assertion.
 //

@@ -83,6 +83,9 @@ type ExitResult struct {
 	Signal    int
 	OOMKilled bool
 	Err       error // the driver lost track of the task
+	// Message says why the task ended when its exit code alone does not
+	// (a wasm trap and the function it happened in); empty otherwise.
+	Message string
 }
 
 // Successful reports a clean exit.
@@ -130,3 +133,8 @@ var ErrImageNotFound = errors.New("image not found")
 type Attributer interface {
 	Attributes(ctx context.Context) map[string]string
 }
+
+// ErrCannotRun is wrapped by Start when what the task names can never run
+// as given (not a WebAssembly module, a checksum mismatch, imports the
+// runtime does not provide): the agent does not retry it.
+var ErrCannotRun = errors.New("task cannot run as specified")

@@ -41,7 +41,7 @@ func (v *validator) isolation(t *api.Task, cp string) {
 		}
 		return
 	}
-	if t.Driver == api.DriverExec {
+	if t.Driver == api.DriverExec || t.Driver == api.DriverWasm {
 		for _, k := range []struct {
 			key string
 			set bool
@@ -50,7 +50,11 @@ func (v *validator) isolation(t *api.Task, cp string) {
 			{"uts_mode", c.UTSMode != ""}, {"volumes", len(c.Volumes) > 0}, {"devices", len(c.Devices) > 0},
 		} {
 			if k.set {
-				v.add(cp+"."+k.key, "applies only to the docker driver; exec tasks run in the node's own namespaces and filesystem")
+				if t.Driver == api.DriverWasm {
+					v.add(cp+"."+k.key, "applies only to the docker driver; a wasm module reaches only what it is handed (config.mounts, config.ports)")
+				} else {
+					v.add(cp+"."+k.key, "applies only to the docker driver; exec tasks run in the node's own namespaces and filesystem")
+				}
 			}
 		}
 		return
@@ -111,7 +115,7 @@ func (v *validator) isolation(t *api.Task, cp string) {
 // securityModes checks the security keys that only the docker driver
 // applies; on exec tasks it reports every one that is set.
 func (v *validator) securityModes(p, drv string, s *api.Security) {
-	if drv == api.DriverExec || drv == api.DriverQEMU {
+	if drv == api.DriverExec || drv == api.DriverQEMU || drv == api.DriverWasm {
 		for _, k := range []struct {
 			key string
 			set bool

@@ -118,7 +118,7 @@ func TestFiveErrors(t *testing.T) {
 		{"name", 1, `"Web-App" is not a valid name; names must match [a-z0-9][a-z0-9-]{0,62}`},
 		{"groups[0].tasks[0].resources.memory", 14, "must be greater than 0 (MiB), not 0"},
 		{"groups[0].tasks[0].checks[0].port", 18, `"admin" is not a port of this task; name one declared under config.ports`},
-		{"groups[0].tasks[1].driver", 21, `"kubelet" is not a driver; use docker, exec or qemu`},
+		{"groups[0].tasks[1].driver", 21, `"kubelet" is not a driver; use docker, exec, qemu or wasm`},
 		{"groups[0].restart.mode", 24, `"sometimes" is not a restart mode; use delay or fail`},
 	}
 	if fmt.Sprint(errs.Fields) != fmt.Sprint(want) {

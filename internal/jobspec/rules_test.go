@@ -94,9 +94,9 @@ var ruleCases = []struct {
 
 	// Drivers.
 	{"driver unknown", edit("", "driver: docker", "driver: podman"),
-		[]string{`groups[0].tasks[0].driver: "podman" is not a driver; use docker, exec or qemu (t.yaml:6)`}},
+		[]string{`groups[0].tasks[0].driver: "podman" is not a driver; use docker, exec, qemu or wasm (t.yaml:6)`}},
 	{"driver missing", edit("", "driver: docker", "# no driver"),
-		[]string{`groups[0].tasks[0].driver: is required; use docker, exec or qemu (t.yaml:5)`}},
+		[]string{`groups[0].tasks[0].driver: is required; use docker, exec, qemu or wasm (t.yaml:5)`}},
 	{"docker needs image", edit("", `config: {image: "demo:1"}`, `config: {command: /demo}`),
 		[]string{`groups[0].tasks[0].config.image: is required by the docker driver (t.yaml:7)`}},
 	{"exec needs command", edit("", "driver: docker", "driver: exec", `config: {image: "demo:1"}`, `config: {args: [a]}`),
@@ -317,7 +317,7 @@ var ruleCases = []struct {
 	{"env key quoted in path", edit("", `config: {image: "demo:1"}`, `config: {image: "demo:1", env: {a.b: x}}`),
 		[]string{`groups[0].tasks[0].config.env["a.b"]: "a.b" is not a variable name; use letters, digits and _, not starting with a digit, at most 256 bytes (t.yaml:7)`}},
 	{"long value clipped in message", edit("", "driver: docker", "driver: "+strings.Repeat("é", 40)),
-		[]string{`groups[0].tasks[0].driver: "` + strings.Repeat("é", 32) + `…" is not a driver; use docker, exec or qemu (t.yaml:6)`}},
+		[]string{`groups[0].tasks[0].driver: "` + strings.Repeat("é", 32) + `…" is not a driver; use docker, exec, qemu or wasm (t.yaml:6)`}},
 	{"alias", "name: &n web\ngroups:\n  - name: *n\n    tasks: []\n",
 		[]string{
 			`groups[0].name: YAML aliases (*n) are not supported; write the value out in full (t.yaml:3)`,
@@ -404,6 +404,7 @@ var listLimits = map[string]int{
 	"groups[].tasks[].config.ports":      MaxPorts,
 	"groups[].tasks[].config.volumes":    MaxVolumes,
 	"groups[].tasks[].config.devices":    MaxDevices,
+	"groups[].tasks[].config.mounts":     MaxMounts,
 	"groups[].tasks[].checks":            MaxChecks,
 	"groups[].tasks[].checks[].command":  MaxArgs,
 	"groups[].tasks[].security.cap_add":  MaxCapabilities,

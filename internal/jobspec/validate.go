@@ -345,16 +345,19 @@ func (v *validator) task(t *api.Task, p string) {
 		}
 	case api.DriverQEMU:
 		v.qemu(t, p, cp)
+	case api.DriverWasm:
+		// See wasm.go.
 	case api.DriverNull:
 		// Pretend tasks (fault tests, scale runs): command optional.
 	case "":
-		v.add(p+".driver", "is required; use docker, exec or qemu")
+		v.add(p+".driver", "is required; use docker, exec, qemu or wasm")
 	default:
-		v.add(p+".driver", "%s is not a driver; use docker, exec or qemu", quote(t.Driver))
+		v.add(p+".driver", "%s is not a driver; use docker, exec, qemu or wasm", quote(t.Driver))
 	}
 	if t.Driver != api.DriverQEMU {
 		v.qemuKeys(t, cp)
 	}
+	v.wasm(t, cp)
 	if v.length(cp+".image", c.Image, MaxString) && t.Driver != api.DriverQEMU && strings.ContainsAny(c.Image, " \t\r\n") {
 		v.add(cp+".image", "%s is not an image reference: it must not contain white space", quote(c.Image))
 	}

@@ -56,6 +56,10 @@ type Config struct {
 	// directory of the state files, AllocDir/.<Kind>, so that each driver
 	// recovers only its own tasks. Empty: "exec".
 	Kind string
+	// StateDir names the directory under each allocation directory that
+	// holds the executor's files. Empty: "."+Kind. A driver built on this
+	// one (wasm) keeps its own, so that each Recover finds only its tasks.
+	StateDir string
 }
 
 // Driver runs tasks as processes on the node, each under an executor that
@@ -113,6 +117,9 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Kind == "" {
 		cfg.Kind = Name
 	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = "." + cfg.Kind
+	}
 	d := &Driver{cfg: cfg, children: map[string]chan struct{}{}}
 	d.limits, d.limitsWhy = cgroupSupport(cfg.CgroupParent)
 	if d.limits {
@@ -168,8 +175,8 @@ type taskPaths struct {
 	spec, handle, exit, log   string
 }
 
-func pathsFor(allocDir, kind, task string) taskPaths {
-	state := filepath.Join(allocDir, "."+kind)
+func pathsFor(allocDir, stateDir, task string) taskPaths {
+	state := filepath.Join(allocDir, stateDir)
 	return taskPaths{
 		taskDir:  filepath.Join(allocDir, task),
 		logDir:   filepath.Join(allocDir, "logs"),
@@ -182,7 +189,7 @@ func pathsFor(allocDir, kind, task string) taskPaths {
 }
 
 func statePaths(st *taskState) taskPaths {
-	return pathsFor(filepath.Dir(st.StateDir), strings.TrimPrefix(filepath.Base(st.StateDir), "."), st.Task)
+	return pathsFor(filepath.Dir(st.StateDir), filepath.Base(st.StateDir), st.Task)
 }
 
 // TaskEnv is the environment of an exec task: driver.TaskEnv with host
@@ -316,7 +323,7 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 	if filepath.Dir(allocDir) != d.cfg.AllocRoot {
 		return nil, fmt.Errorf("exec driver: allocation directory %s is not directly under %s, where Recover looks after a restart", allocDir, d.cfg.AllocRoot)
 	}
-	p := pathsFor(allocDir, d.cfg.Kind, t.Name)
+	p := pathsFor(allocDir, d.cfg.StateDir, t.Name)
 
 	if h := d.adopt(p, cfg); h != nil {
 		return h, nil
@@ -386,7 +393,7 @@ func (d *Driver) Running(cfg *driver.TaskConfig) *driver.Handle {
 	if err != nil || cfg.Task == nil {
 		return nil
 	}
-	return d.adopt(pathsFor(allocDir, d.cfg.Kind, cfg.Task.Name), cfg)
+	return d.adopt(pathsFor(allocDir, d.cfg.StateDir, cfg.Task.Name), cfg)
 }
 
 // adopt returns the handle of the task if an earlier Start left it running.
@@ -642,7 +649,7 @@ func (d *Driver) Destroy(ctx context.Context, h *driver.Handle) error {
 // are under AllocRoot, running or exited. Running is checked against the
 // pid and its start time, so a reused pid does not pass for the task.
 func (d *Driver) Recover(ctx context.Context, nodeID string) ([]*driver.Handle, error) {
-	files, err := filepath.Glob(filepath.Join(d.cfg.AllocRoot, "*", "."+d.cfg.Kind, "*"+handleSuffix))
+	files, err := filepath.Glob(filepath.Join(d.cfg.AllocRoot, "*", d.cfg.StateDir, "*"+handleSuffix))
 	if err != nil {
 		return nil, fmt.Errorf("exec driver: %w", err)
 	}
@@ -755,4 +762,15 @@ func kernelRelease() string {
 		b = append(b, byte(c))
 	}
 	return string(b)
+}
+
+// StateDirOf is the directory holding the executor's files of the task h
+// names (AllocDir/<Config.StateDir>): a driver built on this one keeps its
+// own files for the task beside them.
+func StateDirOf(h *driver.Handle) (string, error) {
+	st, err := stateOf(h)
+	if err != nil {
+		return "", err
+	}
+	return st.StateDir, nil
 }
