@@ -96,6 +96,11 @@ func BuildContainer(cfg *driver.TaskConfig) (*ContainerSpec, error) {
 	}
 
 	labels := driver.Labels(cfg)
+	for k, v := range t.Config.Labels {
+		if _, own := labels[k]; !own {
+			labels[k] = v
+		}
+	}
 
 	hostNetwork := t.Config.NetworkMode == string(network.NetworkHost)
 	env := driver.TaskEnv(cfg, hostNetwork)
@@ -196,6 +201,7 @@ func BuildContainer(cfg *driver.TaskConfig) (*ContainerSpec, error) {
 		Entrypoint: entrypoint,
 		Env:        envList,
 		Labels:     labels,
+		WorkingDir: t.Config.WorkingDir,
 	}
 	if len(exposed) > 0 {
 		c.ExposedPorts = exposed
