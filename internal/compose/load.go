@@ -3,6 +3,10 @@ package compose
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v4"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -45,10 +49,32 @@ func Load(ctx context.Context, o LoadOptions) (*types.Project, error) {
 	}
 	p, err := opts.LoadProject(ctx)
 	if err != nil {
-		return nil, err
+		return nil, locate(opts.ConfigPaths, err)
 	}
 	if len(p.Services) == 0 {
 		return nil, fmt.Errorf("compose project %q has no service to deploy (with the profiles %v)", p.Name, o.Profiles)
 	}
 	return p, nil
+}
+
+// locate names the file of a YAML syntax error that compose-go reports
+// without it (it does when it reads the project's name first): each file
+// is parsed alone, and the first that fails names itself.
+func locate(files []string, err error) error {
+	for _, f := range files {
+		if strings.Contains(err.Error(), f) {
+			return err
+		}
+	}
+	for _, f := range files {
+		data, rerr := os.ReadFile(f)
+		if rerr != nil {
+			continue
+		}
+		var v any
+		if yerr := yaml.Unmarshal(data, &v); yerr != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+	}
+	return err
 }

@@ -541,7 +541,7 @@ func (t *translator) resources(task *api.Task, r types.Resources) {
 	// limit. Memory is a hard limit: the limit when given, else the
 	// reservation.
 	if x := pick(func(x *types.Resource) bool { return x.NanoCPUs > 0 }); x != nil {
-		task.Resources.CPU = int(math.Ceil(float64(x.NanoCPUs) * 1000))
+		task.Resources.CPU = int(math.Round(float64(x.NanoCPUs) * 1000))
 	}
 	for _, x := range []*types.Resource{r.Limits, r.Reservations} {
 		if x != nil && x.MemoryBytes > 0 {
