@@ -63,6 +63,9 @@ func (a *Agent) fingerprint(ctx context.Context) *api.Node {
 		if info.Version != "" {
 			n.Attributes["driver."+d.Name()+".version"] = info.Version
 		}
+		for name, v := range info.Components {
+			n.Attributes["component."+name] = v
+		}
 	}
 	return n
 }

@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestVersionInventory checks that the node's inventory reports the
+// Docker engine's own answer (engine, API, containerd, runc, as `docker
+// version` prints them) and the kernel, and that `gantry version report`
+// renders the inventory with its findings and an upgrade order in both
+// formats.
+func TestVersionInventory(t *testing.T) {
+	out, err := exec.Command("docker", "version", "--format", "{{json .Server}}").Output()
+	if err != nil {
+		t.Fatalf("docker version: %v", err)
+	}
+	var server struct {
+		Version    string
+		APIVersion string `json:"ApiVersion"`
+		Components []struct{ Name, Version string }
+	}
+	if err := json.Unmarshal(out, &server); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"docker": server.Version, "docker-api": server.APIVersion}
+	for _, c := range server.Components {
+		if n := strings.ToLower(c.Name); n == "containerd" || n == "runc" {
+			want[n] = c.Version
+		}
+	}
+	kernel, _ := exec.Command("uname", "-r").Output()
+	want["kernel"] = strings.TrimSpace(string(kernel))
+
+	c := StartDev(t)
+	r := c.Gantry("version", "inventory", "--json")
+	if r.Code != 0 {
+		t.Fatalf("version inventory: exit %d\n%s", r.Code, r.Stderr)
+	}
+	var inv struct {
+		Inventory map[string]map[string]string
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &inv); err != nil || len(inv.Inventory) != 1 {
+		t.Fatalf("inventory %v:\n%s", err, r.Stdout)
+	}
+	for _, node := range inv.Inventory {
+		for comp, v := range want {
+			if node[comp] != v {
+				t.Errorf("%s: inventory says %q, the machine says %q", comp, node[comp], v)
+			}
+		}
+	}
+
+	md := c.Gantry("version", "report")
+	if md.Code != 0 || !strings.Contains(md.Stdout, "## Upgrade order") || !strings.Contains(md.Stdout, server.Version) {
+		t.Fatalf("version report: exit %d\n%s%s", md.Code, md.Stdout, md.Stderr)
+	}
+	js := c.Gantry("version", "report", "--format", "json")
+	var rep struct {
+		Components []string
+		Findings   []json.RawMessage
+		Upgrade    []json.RawMessage
+	}
+	if js.Code != 0 || json.Unmarshal([]byte(js.Stdout), &rep) != nil || len(rep.Components) == 0 || rep.Findings == nil || rep.Upgrade == nil {
+		t.Fatalf("version report --format json: exit %d\n%s%s", js.Code, js.Stdout, js.Stderr)
+	}
+	// A policy that flags the engine's own version makes the node the
+	// one to upgrade.
+	policy := WriteSpec(t, "policy.yaml", "components:\n  docker:\n    known_bad: [{range: \"<= "+strings.SplitN(server.Version, "+", 2)[0]+"\", note: test entry}]\n")
+	flagged := c.Gantry("version", "report", "--policy", policy)
+	if flagged.Code != 0 || !strings.Contains(flagged.Stdout, "known-bad range") || !strings.Contains(flagged.Stdout, "1. e2e-") {
+		t.Fatalf("version report with a policy against this engine: exit %d\n%s%s", flagged.Code, flagged.Stdout, flagged.Stderr)
+	}
+}
