@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestVersionInventory checks that the node's inventory reports the
@@ -72,5 +76,57 @@ func TestVersionInventory(t *testing.T) {
 	flagged := c.Gantry("version", "report", "--policy", policy)
 	if flagged.Code != 0 || !strings.Contains(flagged.Stdout, "known-bad range") || !strings.Contains(flagged.Stdout, "1. e2e-") {
 		t.Fatalf("version report with a policy against this engine: exit %d\n%s%s", flagged.Code, flagged.Stdout, flagged.Stderr)
+	}
+}
+
+// TestVersionChange restarts the node's agent with a test-only override of
+// the Docker engine version it reports (GANTRY_TEST_DOCKER_VERSION) and
+// checks that the change arrives as a node event carrying the new version,
+// as the gantry_component_info series, in /v1/versions, and in a report
+// whose policy names that version.
+func TestVersionChange(t *testing.T) {
+	c := StartDev(t)
+	c.Stop()
+	t.Setenv("GANTRY_TEST_DOCKER_VERSION", "19.3.15")
+	c.Start()
+
+	c.Eventually(time.Minute, "a node event with the new Docker version", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.Addr+"/v1/events?topic=node&index=1", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body) // ends at the deadline
+		return strings.Contains(string(b), `"driver.docker.version":"19.3.15"`)
+	})
+	c.Eventually(30*time.Second, "the gantry_component_info series", func() bool {
+		resp, err := http.Get(c.Addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `gantry_component_info{component="docker",node="`) && strings.Contains(string(b), `version="19.3.15"}`)
+	})
+	var v struct {
+		Inventory map[string]map[string]string
+		Findings  []struct{ Kind, Component, Version string }
+	}
+	if err := c.GetJSON("/v1/versions", &v); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range v.Findings {
+		found = found || (f.Kind == "below-minimum" && f.Component == "docker" && f.Version == "19.3.15")
+	}
+	if !found {
+		t.Errorf("/v1/versions does not find docker 19.3.15 below the starting policy's minimum: %+v", v)
+	}
+	r := c.Gantry("version", "report")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "docker 19.3.15 is below the minimum 20.10.0") || !strings.Contains(r.Stdout, "1. e2e-") {
+		t.Fatalf("version report after the change: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 }
