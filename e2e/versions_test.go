@@ -77,6 +77,21 @@ func TestVersionInventory(t *testing.T) {
 	if flagged.Code != 0 || !strings.Contains(flagged.Stdout, "known-bad range") || !strings.Contains(flagged.Stdout, "1. e2e-") {
 		t.Fatalf("version report with a policy against this engine: exit %d\n%s%s", flagged.Code, flagged.Stdout, flagged.Stderr)
 	}
+	// The same policy applied to the cluster: stored, shown, used by the
+	// report and /v1/versions without --policy.
+	if r := c.Gantry("version", "policy", "apply", policy); r.Code != 0 {
+		t.Fatalf("version policy apply: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := c.Gantry("version", "policy", "show"); r.Code != 0 || !strings.Contains(r.Stdout, "(applied)") || !strings.Contains(r.Stdout, "test entry") {
+		t.Fatalf("version policy show: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := c.Gantry("version", "report"); r.Code != 0 || !strings.Contains(r.Stdout, "known-bad range") {
+		t.Fatalf("version report with the applied policy: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	bad := WriteSpec(t, "bad.yaml", "components:\n  docker:\n    minimum: latest\n")
+	if r := c.Gantry("version", "policy", "apply", bad); r.Code != 1 || !strings.Contains(r.Stderr, "components.docker.minimum") {
+		t.Fatalf("a bad version policy: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
 }
 
 // TestVersionChange restarts the node's agent with a test-only override of

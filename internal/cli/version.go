@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/versions"
@@ -19,14 +22,21 @@ func newVersionCmd(g *globals) *cobra.Command {
 		Short: "Component versions across the nodes: inventory with drift, and a report with an upgrade order",
 	}
 	var policyFile string
-	cmd.PersistentFlags().StringVar(&policyFile, "policy", "", "version policy file (YAML); default: the starting policy Gantry ships (internal/versions/policy/default.yaml)")
-	cmd.AddCommand(newVersionInventoryCmd(g), newVersionReportCmd(g, &policyFile))
+	cmd.AddCommand(newVersionInventoryCmd(g), newVersionReportCmd(g, &policyFile), newVersionPolicyCmd(g))
 	return cmd
 }
 
-func loadPolicy(file string) (*versions.Policy, error) {
+// loadPolicy reads a policy file, or with none the cluster's policy (the
+// shipped starting policy until one is applied).
+func loadPolicy(g *globals, file string) (*versions.Policy, error) {
 	if file == "" {
-		return versions.DefaultPolicy()
+		var resp struct {
+			Policy *versions.Policy `json:"policy"`
+		}
+		if err := g.client().get("/v1/versions/policy", &resp); err != nil {
+			return nil, fmt.Errorf("read the cluster's version policy: %w", err)
+		}
+		return resp.Policy, nil
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -72,7 +82,7 @@ healthy replicas, never splits a running gang, and leaves the queues'
 guaranteed CPU on the other nodes. It plans; it does not upgrade.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := loadPolicy(*policyFile)
+			p, err := loadPolicy(g, *policyFile)
 			if err != nil {
 				return exitf(ExitError, "%v", err)
 			}
@@ -105,5 +115,55 @@ guaranteed CPU on the other nodes. It plans; it does not upgrade.`,
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "md", "md or json")
+	cmd.Flags().StringVar(policyFile, "policy", "", "version policy file (YAML) instead of the cluster's")
+	return cmd
+}
+
+func newVersionPolicyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Apply or show the cluster's version policy (minimums, known-bad ranges, end-of-life dates)"}
+	apply := &cobra.Command{
+		Use:   "apply <policy.yaml>",
+		Short: "Check a version policy whole and store it in the cluster",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return exitf(ExitError, "read version policy: %v", err)
+			}
+			p, err := versions.ParsePolicy(data)
+			if err != nil {
+				return exitf(ExitError, "%s: %v", args[0], err)
+			}
+			var resp struct{ Index int64 }
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := g.client().do(ctx, http.MethodPut, "/v1/versions/policy", p, &resp); err != nil {
+				return exitf(ExitError, "apply version policy: %v", err)
+			}
+			fmt.Fprintf(g.out, "==> Version policy applied: %d component(s) (index %d)\n", len(p.Components), resp.Index)
+			return nil
+		},
+	}
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Print the cluster's version policy as YAML",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var resp struct {
+				Policy *versions.Policy `json:"policy"`
+				Source string           `json:"source"`
+			}
+			if err := g.client().get("/v1/versions/policy", &resp); err != nil {
+				return exitf(ExitError, "read the version policy: %v", err)
+			}
+			out, err := yaml.Marshal(resp.Policy)
+			if err != nil {
+				return exitf(ExitError, "%v", err)
+			}
+			fmt.Fprintf(g.out, "# version policy (%s)\n%s", resp.Source, out)
+			return nil
+		},
+	}
+	cmd.AddCommand(apply, show)
 	return cmd
 }

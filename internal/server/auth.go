@@ -78,6 +78,8 @@ var routeRules = map[string]rule{
 
 	"GET /v1/nodes":                   {scope: global, cap: acl.NodeRead},
 	"GET /v1/versions":                {scope: global, cap: acl.NodeRead},
+	"GET /v1/versions/policy":         {scope: global, cap: acl.OperatorRead},
+	"PUT /v1/versions/policy":         {scope: global, cap: acl.Operator},
 	"GET /v1/nodes/{id}":              {scope: global, cap: acl.NodeRead},
 	"GET /v1/nodes/{id}/metrics":      {scope: global, cap: acl.NodeRead},
 	"POST /v1/nodes/{id}/drain":       {scope: global, cap: acl.NodeWrite},

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,18 +41,67 @@ func (c *componentCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // handleVersions answers GET /v1/versions: every node's component
-// versions, which components drift, and the findings of the starting
-// version policy.
+// versions, which components drift, and the findings of the cluster's
+// version policy (the shipped starting policy until one is applied).
 func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) error {
 	inv := versions.FromNodes(s.store.Nodes())
-	p, err := versions.DefaultPolicy()
+	p, source, err := s.versionPolicy(r.Context())
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"inventory": inv,
-		"drift":     versions.Drifting(inv),
-		"findings":  versions.Evaluate(p, inv, s.now()),
+		"inventory":     inv,
+		"drift":         versions.Drifting(inv),
+		"findings":      versions.Evaluate(p, inv, s.now()),
+		"policy_source": source,
 	})
+	return nil
+}
+
+// versionPolicy is the applied version policy, else the shipped one.
+func (s *Server) versionPolicy(ctx context.Context) (*versions.Policy, string, error) {
+	data, err := s.store.VersionPolicy(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	if data == nil {
+		p, err := versions.DefaultPolicy()
+		return p, "default", err
+	}
+	p, err := versions.ParsePolicy(data)
+	return p, "applied", err
+}
+
+// handleVersionPolicyRead answers GET /v1/versions/policy.
+func (s *Server) handleVersionPolicyRead(w http.ResponseWriter, r *http.Request) error {
+	p, source, err := s.versionPolicy(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"policy": p, "source": source})
+	return nil
+}
+
+// handleVersionPolicyApply answers PUT /v1/versions/policy: a policy
+// (JSON) checked whole, then stored.
+func (s *Server) handleVersionPolicyApply(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return badRequest("read the version policy: %v", err)
+	}
+	p, err := versions.ParsePolicy(body)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	rev, err := s.store.PutVersionPolicy(r.Context(), data)
+	if err != nil {
+		return err
+	}
+	s.log.Info("version policy applied", "index", rev, "components", len(p.Components))
+	writeJSON(w, http.StatusOK, map[string]any{"policy": p, "source": "applied", "index": rev})
 	return nil
 }
