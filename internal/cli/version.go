@@ -56,6 +56,14 @@ func newVersionInventoryCmd(g *globals) *cobra.Command {
 				return exitf(ExitError, "list nodes: %v", err)
 			}
 			inv := versions.FromNodes(nodes)
+			var vs struct {
+				Etcd map[string]string `json:"etcd"`
+			}
+			if err := g.client().get("/v1/versions", &vs); err == nil {
+				for ep, v := range vs.Etcd {
+					inv[versions.EtcdMember(ep)] = map[string]string{versions.Etcd: v}
+				}
+			}
 			if g.json {
 				return printJSON(g.out, map[string]any{"inventory": inv, "drift": versions.Drifting(inv)})
 			}
@@ -103,7 +111,16 @@ guaranteed CPU on the other nodes. It plans; it does not upgrade.`,
 			for _, s := range jobs {
 				js = append(js, s.Job)
 			}
-			rep := versions.BuildReport(p, versions.FromNodes(nodes), versions.ClusterFrom(nodes, js, allocs, queues), time.Now())
+			inv := versions.FromNodes(nodes)
+			var vs struct {
+				Etcd map[string]string `json:"etcd"`
+			}
+			if err := c.get("/v1/versions", &vs); err == nil {
+				for ep, v := range vs.Etcd {
+					inv[versions.EtcdMember(ep)] = map[string]string{versions.Etcd: v}
+				}
+			}
+			rep := versions.BuildReport(p, inv, versions.ClusterFrom(nodes, js, allocs, queues), time.Now())
 			switch format {
 			case "json":
 				return printJSON(g.out, rep)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -49,13 +50,40 @@ func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	etcd := s.etcdVersions(r.Context())
+	all := versions.Inventory{}
+	for n, m := range inv {
+		all[n] = m
+	}
+	for ep, v := range etcd {
+		all[versions.EtcdMember(ep)] = map[string]string{versions.Etcd: v}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"inventory":     inv,
+		"etcd":          etcd,
 		"drift":         versions.Drifting(inv),
-		"findings":      versions.Evaluate(p, inv, s.now()),
+		"findings":      versions.Evaluate(p, all, s.now()),
 		"policy_source": source,
 	})
 	return nil
+}
+
+// etcdVersions asks every etcd endpoint the servers use for its version.
+func (s *Server) etcdVersions(ctx context.Context) map[string]string {
+	out := map[string]string{}
+	cli := s.store.Client()
+	if cli == nil {
+		return out
+	}
+	for _, ep := range cli.Endpoints() {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := cli.Status(sctx, ep)
+		cancel()
+		if err == nil {
+			out[ep] = st.Version
+		}
+	}
+	return out
 }
 
 // versionPolicy is the applied version policy, else the shipped one.

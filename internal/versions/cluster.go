@@ -2,6 +2,7 @@ package versions
 
 import (
 	"sort"
+	"strings"
 
 	"github.com/gantryhq/gantry/internal/api"
 )
@@ -99,3 +100,11 @@ func ClusterFrom(nodes []*api.Node, jobs []*api.Job, allocs []*api.Allocation, q
 	}
 	return c
 }
+
+// EtcdMember is the inventory name of an etcd endpoint, which reports
+// only the etcd component; the upgrade planner leaves it out (etcd members
+// are upgraded one at a time by their own procedure).
+func EtcdMember(endpoint string) string { return "etcd " + endpoint }
+
+// IsEtcdMember reports whether an inventory name is an etcd endpoint.
+func IsEtcdMember(name string) bool { return strings.HasPrefix(name, "etcd ") }

@@ -22,8 +22,13 @@ type Report struct {
 func BuildReport(p *Policy, inv Inventory, c Cluster, now time.Time) *Report {
 	r := &Report{Time: now, Inventory: inv, Findings: Evaluate(p, inv, now)}
 	r.Components = components(inv)
-	need := NeedUpgrade(r.Findings)
-	r.Upgrade = PlanUpgrades(c, sortedKeys(need))
+	var nodes []string
+	for _, n := range sortedKeys(NeedUpgrade(r.Findings)) {
+		if !IsEtcdMember(n) {
+			nodes = append(nodes, n)
+		}
+	}
+	r.Upgrade = PlanUpgrades(c, nodes)
 	if r.Findings == nil {
 		r.Findings = []Finding{}
 	}
