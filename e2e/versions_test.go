@@ -66,6 +66,17 @@ func TestVersionInventory(t *testing.T) {
 		}
 	}
 
+	// The UI's node page lists them.
+	resp, err := http.Get(c.Addr + "/ui/fragments/nodes/" + c.NodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "Component versions") || !strings.Contains(string(page), strings.ReplaceAll(want["runc"], "+", "&#43;")) {
+		t.Errorf("the UI node page lacks the component versions:\n%s", page)
+	}
+
 	md := c.Gantry("version", "report")
 	if md.Code != 0 || !strings.Contains(md.Stdout, "## Upgrade order") || !strings.Contains(md.Stdout, server.Version) {
 		t.Fatalf("version report: exit %d\n%s%s", md.Code, md.Stdout, md.Stderr)
