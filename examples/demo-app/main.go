@@ -13,6 +13,7 @@
 //	GET /          {"hostname":…,"alloc_id":…,"count":N,"version":…}
 //	GET /healthz   200 "ok", or 503 once unhealthy
 //	GET /slow?ms=N sleeps N milliseconds, then answers like /
+//	GET /upstream  GET of --upstream (env DEMO_UPSTREAM), its answer passed on
 //
 // Health can be turned bad for rollback tests with --unhealthy (from the
 // start) or --unhealthy-after D (after D has passed), or the environment
@@ -30,6 +31,8 @@
 //
 // Two helpers for exec tests, since a FROM scratch image has no shell:
 //
+//	demo-app probe URL           exits 0 when GET URL answers 2xx, else 1
+//	                             (a Compose healthcheck: ["CMD", "/demo-app", "probe", URL])
 //	demo-app cat                 copies stdin to stdout
 //	demo-app tty [--wait-winch]  prints "tty=<bool> rows=R cols=C", and with
 //	                             --wait-winch once more after the terminal
@@ -64,6 +67,8 @@ func main() {
 			os.Exit(0)
 		case "tty":
 			os.Exit(tty(args[1:]))
+		case "probe":
+			os.Exit(probe(args[1:]))
 		}
 	}
 	if len(args) > 0 && args[0] == "serve" {
@@ -91,6 +96,7 @@ func serve(args []string) int {
 	unhealthyAfter := fs.Duration("unhealthy-after", 0, "answer /healthz with 503 once this long has passed (env DEMO_UNHEALTHY_AFTER)")
 	drain := fs.Duration("drain", 10*time.Second, "how long to let requests in flight finish after SIGTERM")
 	version := fs.String("version", envOr("DEMO_VERSION", "v1"), "version string reported by / (env DEMO_VERSION)")
+	upstream := fs.String("upstream", os.Getenv("DEMO_UPSTREAM"), "URL that GET /upstream fetches and passes on (env DEMO_UPSTREAM)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -112,6 +118,7 @@ func serve(args []string) int {
 		version:        *version,
 		unhealthy:      *unhealthy,
 		unhealthyAfter: *unhealthyAfter,
+		upstream:       *upstream,
 	}
 	h.hostname, _ = os.Hostname()
 	h.allocID = os.Getenv("GANTRY_ALLOC_ID")
@@ -161,6 +168,7 @@ type handler struct {
 	version        string
 	unhealthy      bool
 	unhealthyAfter time.Duration
+	upstream       string
 	count          atomic.Int64
 }
 
@@ -176,7 +184,52 @@ func (h *handler) routes() http.Handler {
 	mux.HandleFunc("GET /{$}", h.root)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /slow", h.slow)
+	mux.HandleFunc("GET /upstream", h.fetchUpstream)
 	return mux
+}
+
+// fetchUpstream passes on the answer of the --upstream URL, so that tests
+// can see one service reach another by name.
+func (h *handler) fetchUpstream(w http.ResponseWriter, r *http.Request) {
+	if h.upstream == "" {
+		http.Error(w, "no --upstream set", http.StatusNotFound)
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, h.upstream, nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		http.Error(w, "upstream: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
+
+// probe is a health check for images without a shell: GET the URL, exit 0
+// on a 2xx answer within 5 seconds.
+func probe(args []string) int {
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "usage: demo-app probe URL")
+		return 2
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(args[0])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		fmt.Fprintln(os.Stderr, resp.Status)
+		return 1
+	}
+	return 0
 }
 
 func (h *handler) root(w http.ResponseWriter, r *http.Request) {

@@ -69,9 +69,22 @@ func (a *Agent) fingerprint(ctx context.Context) *api.Node {
 				n.Attributes["driver."+d.Name()+"."+k] = v
 			}
 		}
+		for name, v := range info.Components {
+			n.Attributes["component."+name] = v
+		}
+	}
+	// For tests only: pretend the Docker engine has another version, so
+	// that an end-to-end test can see a version change on a node without
+	// upgrading the machine's engine.
+	if v := os.Getenv(TestDockerVersionEnv); v != "" {
+		n.Attributes["driver.docker.version"] = v
 	}
 	return n
 }
+
+// TestDockerVersionEnv overrides the Docker engine version the node
+// reports; tests only.
+const TestDockerVersionEnv = "GANTRY_TEST_DOCKER_VERSION"
 
 func readTrim(path string) string {
 	b, err := os.ReadFile(path)

@@ -258,6 +258,11 @@ type TaskConfig struct {
 	Volumes     []string `json:"volumes,omitempty"`      // bind mounts "/host/path:/container/path[:options]"; options ro, rw and a propagation mode, comma-separated
 	Devices     []string `json:"devices,omitempty"`      // host devices "/dev/x[:/dev/y[:rwm]]"
 
+	WorkingDir    string            `json:"working_dir,omitempty"`    // the container's working directory (default: the image's)
+	Labels        map[string]string `json:"labels,omitempty"`         // container labels; gantry.* are Gantry's own and cannot be set
+	ExtraHosts    []string          `json:"extra_hosts,omitempty"`    // "name:IP" or "name:host-gateway" lines added to the container's /etc/hosts
+	DockerVolumes []string          `json:"docker_volumes,omitempty"` // node-local named Docker volumes "name:/container/path[:ro]"; they stay on their node
+
 	// The qemu driver's keys (see internal/driver/qemu). Image is its
 	// disk image (qcow2 or raw, a path on the node, never written);
 	// Kernel, Initrd and Append boot a kernel directly; Args are extra

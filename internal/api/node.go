@@ -75,6 +75,10 @@ type DriverInfo struct {
 	Version   string `json:"version,omitempty"`
 	Reason    string `json:"reason,omitempty"`    // why it is unhealthy or undetected
 	Isolation string `json:"isolation,omitempty"` // what limits and isolation it gives, in words
+	// Components are the versions of what the driver runs on, as they
+	// report them (docker: docker-api, containerd, runc); the agent
+	// publishes each as the node attribute component.<name>.
+	Components map[string]string `json:"components,omitempty"`
 }
 
 // Drain moves work off a node before a deadline.

@@ -89,8 +89,13 @@ func canonicalizeTask(t *api.Task) {
 	c.Ports = nilIfEmpty(c.Ports)
 	c.Volumes = nilIfEmpty(c.Volumes)
 	c.Devices = nilIfEmpty(c.Devices)
+	c.ExtraHosts = nilIfEmpty(c.ExtraHosts)
+	c.DockerVolumes = nilIfEmpty(c.DockerVolumes)
 	if len(c.Env) == 0 {
 		c.Env = nil
+	}
+	if len(c.Labels) == 0 {
+		c.Labels = nil
 	}
 	t.Checks = nilIfEmpty(t.Checks)
 	for i := range t.Checks {

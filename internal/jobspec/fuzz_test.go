@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,6 +75,24 @@ func FuzzParse(f *testing.F) {
 		Canonicalize(&server)
 		if errs := Validate(&server); len(errs) > 0 {
 			t.Fatalf("Validate rejects an accepted job after a JSON round trip: %v\n%s", errs, first)
+		}
+	})
+}
+
+// FuzzParseDockerVolume: a named volume either parses into a valid name
+// and an absolute container path other than /, or is refused with a
+// reason; it never panics.
+func FuzzParseDockerVolume(f *testing.F) {
+	for _, s := range []string{"data:/var/lib/data", "data:/d:ro", "data:/d:rw", "/host:/c", "x:relative", "d:/", "a:b:c:d", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, problem := ParseDockerVolume(s)
+		if problem != "" {
+			return
+		}
+		if !dockerVolumeName.MatchString(v.Source) || !strings.HasPrefix(v.Target, "/") || path.Clean(v.Target) == "/" {
+			t.Fatalf("ParseDockerVolume(%q) accepted %+v", s, v)
 		}
 	})
 }

@@ -34,6 +34,7 @@ func (v *validator) isolation(t *api.Task, cp string) {
 		}{
 			{"network_mode", c.NetworkMode != ""}, {"pid_mode", c.PidMode != ""}, {"ipc_mode", c.IpcMode != ""},
 			{"uts_mode", c.UTSMode != ""}, {"volumes", len(c.Volumes) > 0}, {"devices", len(c.Devices) > 0},
+			{"docker_volumes", len(c.DockerVolumes) > 0}, {"extra_hosts", len(c.ExtraHosts) > 0}, {"labels", len(c.Labels) > 0},
 		} {
 			if k.set {
 				v.add(cp+"."+k.key, "applies only to the docker driver; a VM gets user-mode networking and its own disk overlay")
@@ -100,6 +101,40 @@ func (v *validator) isolation(t *api.Task, cp string) {
 			continue
 		}
 		targets[target] = q
+	}
+	for i, vol := range c.DockerVolumes[:v.bounded(cp+".docker_volumes", len(c.DockerVolumes), MaxVolumes, "volumes")] {
+		q := index(cp+".docker_volumes", i)
+		if !v.length(q, vol, MaxString) {
+			continue
+		}
+		m, problem := ParseDockerVolume(vol)
+		if problem != "" {
+			v.add(q, "%s %s", quote(vol), problem)
+			continue
+		}
+		target := path.Clean(m.Target)
+		if first, ok := targets[target]; ok {
+			v.add(q, "mounts onto %s, as %s already does; each volume needs its own container path", target, first)
+			continue
+		}
+		targets[target] = q
+	}
+	for i, h := range c.ExtraHosts[:v.bounded(cp+".extra_hosts", len(c.ExtraHosts), MaxVolumes, "extra hosts")] {
+		q := index(cp+".extra_hosts", i)
+		if !v.length(q, h, MaxString) {
+			continue
+		}
+		if !extraHost.MatchString(h) {
+			v.add(q, `%s is not a host entry; write it as "name:IP" or "name:host-gateway"`, quote(h))
+		}
+	}
+	if len(c.Labels) > MaxEnv {
+		v.add(cp+".labels", "has %d entries; at most %d are allowed", len(c.Labels), MaxEnv)
+	}
+	for k := range c.Labels {
+		if strings.HasPrefix(k, "gantry.") {
+			v.add(cp+".labels", "%s: labels under gantry. are Gantry's own; choose another prefix", quote(k))
+		}
 	}
 	for i, dev := range c.Devices[:v.bounded(cp+".devices", len(c.Devices), MaxDevices, "devices")] {
 		q := index(cp+".devices", i)
@@ -183,6 +218,39 @@ func ParseVolume(s string) (Volume, string) {
 		if access > 1 || prop > 1 {
 			return Volume{}, "gives more than one access mode or propagation mode"
 		}
+	}
+	return m, ""
+}
+
+// extraHost is one /etc/hosts entry: a host name, then an IPv4 or IPv6
+// address or the engine's host-gateway.
+var extraHost = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,253}:([0-9.]+|[0-9A-Fa-f:]+|host-gateway)$`)
+
+// dockerVolumeName is the engine's rule for volume names.
+var dockerVolumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+
+// ParseDockerVolume reads a node-local named volume,
+// "name:/container/path[:ro|rw]", as docker run -v writes one.
+func ParseDockerVolume(s string) (Volume, string) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return Volume{}, `is not a named volume; write it as "name:/container/path", optionally followed by ":ro"`
+	}
+	m := Volume{Source: parts[0], Target: parts[1]}
+	if !dockerVolumeName.MatchString(m.Source) {
+		return Volume{}, "does not start with a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)"
+	}
+	if problem := absPath(m.Target, "container path"); problem != "" {
+		return Volume{}, problem
+	}
+	if path.Clean(m.Target) == "/" {
+		return Volume{}, "mounts over the container's root; choose a directory inside it"
+	}
+	if len(parts) == 3 {
+		if !contains(volumeAccess, parts[2]) {
+			return Volume{}, "has the unknown option " + quote(parts[2]) + "; use ro or rw"
+		}
+		m.ReadOnly = parts[2] == "ro"
 	}
 	return m, ""
 }

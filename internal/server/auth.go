@@ -77,6 +77,9 @@ var routeRules = map[string]rule{
 	"GET /v1/evaluations/{id}":         {scope: inHandler, cap: acl.Read},
 
 	"GET /v1/nodes":                   {scope: global, cap: acl.NodeRead},
+	"GET /v1/versions":                {scope: global, cap: acl.NodeRead},
+	"GET /v1/versions/policy":         {scope: global, cap: acl.OperatorRead},
+	"PUT /v1/versions/policy":         {scope: global, cap: acl.Operator},
 	"GET /v1/nodes/{id}":              {scope: global, cap: acl.NodeRead},
 	"GET /v1/nodes/{id}/metrics":      {scope: global, cap: acl.NodeRead},
 	"POST /v1/nodes/{id}/drain":       {scope: global, cap: acl.NodeWrite},

@@ -53,6 +53,9 @@ func (s *Server) routes() http.Handler {
 	handle("GET /v1/evaluations/{id}", s.handleEvalRead)
 
 	handle("GET /v1/nodes", s.handleNodeList)
+	handle("GET /v1/versions", s.handleVersions)
+	handle("GET /v1/versions/policy", s.handleVersionPolicyRead)
+	handle("PUT /v1/versions/policy", s.handleVersionPolicyApply)
 	handle("GET /v1/nodes/{id}", s.handleNodeRead)
 	handle("POST /v1/nodes/{id}/drain", s.handleNodeDrain)
 	handle("POST /v1/nodes/{id}/eligibility", s.handleNodeEligibility)

@@ -154,7 +154,7 @@ func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 		s.registry = metrics.NewRegistry()
 	}
 	s.met = newServerMetrics(s)
-	s.registry.MustRegister(append(s.met.collectors(), newStateCollector(s), newClusterCollector(s))...)
+	s.registry.MustRegister(append(s.met.collectors(), newStateCollector(s), newClusterCollector(s), newComponentCollector(s))...)
 	s.history = metrics.NewHistory(cfg.NodeHistory)
 	return s
 }

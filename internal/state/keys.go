@@ -16,6 +16,7 @@ import (
 //	nodes/<id>                                nodes
 //	queues/<name>                             queues
 //	policy/admission                          admission policy (policy.go)
+//	policy/versions                           version policy (versions.go)
 //	audit/<node id>                           latest audit report of a node (policy.go)
 //	deployments/<id>                          deployments
 //	nodeplan/<node id>                        bumped by every plan that places on the node

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/versions"
 )
 
 //go:embed templates/*.html
@@ -272,13 +273,16 @@ var funcs = template.FuncMap{
 	"nodeURL":  func(id string) string { return "/ui/nodes/" + url.PathEscape(id) },
 	"join":     strings.Join,
 	"keys":     mapKeys,
-	"kind":     api.TaskKind,
-	"bar":      Bar,
-	"num":      formatValue,
-	"gpuSVG":   GPUMapSVG,
-	"swatch":   Swatch,
-	"chartSVG": func(c Chart) template.HTML { return c.SVG() },
-	"legend":   func(c Chart) []LegendItem { return c.Legend() },
+	// components are a node's component versions (package versions reads
+	// them from its attributes), for the node page.
+	"components": func(n *api.Node) map[string]string { return versions.FromNodes([]*api.Node{n})[n.Name] },
+	"kind":       api.TaskKind,
+	"bar":        Bar,
+	"num":        formatValue,
+	"gpuSVG":     GPUMapSVG,
+	"swatch":     Swatch,
+	"chartSVG":   func(c Chart) template.HTML { return c.SVG() },
+	"legend":     func(c Chart) []LegendItem { return c.Legend() },
 	"mib": func(m int) string {
 		if m >= 1024 {
 			return formatValue(float64(m)/1024) + " GiB"

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/system"
 	"github.com/moby/moby/client"
 
 	"github.com/gantryhq/gantry/internal/api"
@@ -100,7 +101,7 @@ func (d *Driver) Fingerprint(ctx context.Context) api.DriverInfo {
 			Reason:   fmt.Sprintf("docker engine at %s answers ping but not version: %v", d.cli.DaemonHost(), err),
 		}
 	}
-	info := api.DriverInfo{Detected: true, Healthy: true, Version: v.Version}
+	info := api.DriverInfo{Detected: true, Healthy: true, Version: v.Version, Components: engineComponents(v.APIVersion, v.Components)}
 	res, err := d.cli.Info(ctx, client.InfoOptions{})
 	if err != nil {
 		info.Isolation = "containers (engine details unavailable: " + err.Error() + ")"
@@ -151,4 +152,25 @@ func (d *Driver) Fingerprint(ctx context.Context) api.DriverInfo {
 	}
 	info.Isolation = b.String()
 	return info
+}
+
+// engineComponents are the versions the engine's version answer names:
+// its API, containerd and runc.
+func engineComponents(apiVersion string, cs []system.ComponentVersion) map[string]string {
+	out := map[string]string{}
+	if apiVersion != "" {
+		out["docker-api"] = apiVersion
+	}
+	for _, c := range cs {
+		switch name := strings.ToLower(c.Name); name {
+		case "containerd", "runc":
+			if c.Version != "" {
+				out[name] = c.Version
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

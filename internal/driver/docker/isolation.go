@@ -42,6 +42,14 @@ func isolation(t *api.Task, hc *container.HostConfig) error {
 		}
 		hc.Mounts = append(hc.Mounts, mt)
 	}
+	for _, v := range c.DockerVolumes {
+		m, problem := jobspec.ParseDockerVolume(v)
+		if problem != "" {
+			return fmt.Errorf("docker: task %q: named volume %q %s", t.Name, v, problem)
+		}
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
+	}
+	hc.ExtraHosts = append(hc.ExtraHosts, c.ExtraHosts...)
 	for _, d := range c.Devices {
 		dev, problem := jobspec.ParseDevice(d)
 		if problem != "" {

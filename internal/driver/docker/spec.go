@@ -68,6 +68,10 @@ func ContainerName(cfg *driver.TaskConfig) string {
 //     (see isolation): network, PID, IPC and UTS modes, volumes as bind
 //     mounts, host devices. With network mode host or none no port is
 //     published, and with host GANTRY_PORT_<NAME> is the host port.
+//   - WorkingDir and ExtraHosts are passed on; Labels are added to
+//     Gantry's own (which they cannot replace); DockerVolumes become
+//     named-volume mounts, which the engine creates on first use and which
+//     stay on this node.
 //   - Restart policy "no": the agent restarts tasks, never the engine.
 //   - Logs go to json-file, LogMaxFile files of LogMaxSize.
 //   - Each allocated port publishes container port To/tcp (To defaults to
@@ -96,6 +100,11 @@ func BuildContainer(cfg *driver.TaskConfig) (*ContainerSpec, error) {
 	}
 
 	labels := driver.Labels(cfg)
+	for k, v := range t.Config.Labels {
+		if _, own := labels[k]; !own {
+			labels[k] = v
+		}
+	}
 
 	hostNetwork := t.Config.NetworkMode == string(network.NetworkHost)
 	env := driver.TaskEnv(cfg, hostNetwork)
@@ -196,6 +205,7 @@ func BuildContainer(cfg *driver.TaskConfig) (*ContainerSpec, error) {
 		Entrypoint: entrypoint,
 		Env:        envList,
 		Labels:     labels,
+		WorkingDir: t.Config.WorkingDir,
 	}
 	if len(exposed) > 0 {
 		c.ExposedPorts = exposed

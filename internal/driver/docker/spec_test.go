@@ -310,6 +310,28 @@ func TestBuildContainer(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "working dir, labels, extra hosts and named volumes (Compose services)",
+			change: func(c *driver.TaskConfig) {
+				c.Task.Config.WorkingDir = "/srv"
+				c.Task.Config.Labels = map[string]string{"com.example.team": "web", "gantry.alloc": "forged"}
+				c.Task.Config.ExtraHosts = []string{"api:host-gateway"}
+				c.Task.Config.DockerVolumes = []string{"shop_data:/data:ro"}
+			},
+			check: func(t *testing.T, s *ContainerSpec) {
+				if s.Config.WorkingDir != "/srv" || s.Config.Labels["com.example.team"] != "web" || s.Config.Labels["gantry.alloc"] == "forged" {
+					t.Errorf("working dir %q labels %v", s.Config.WorkingDir, s.Config.Labels)
+				}
+				if !slices.Equal(s.HostConfig.ExtraHosts, []string{"api:host-gateway"}) {
+					t.Errorf("extra hosts %v", s.HostConfig.ExtraHosts)
+				}
+				want := mount.Mount{Type: mount.TypeVolume, Source: "shop_data", Target: "/data", ReadOnly: true}
+				if !slices.Contains(s.HostConfig.Mounts, want) {
+					t.Errorf("mounts %+v lack %+v", s.HostConfig.Mounts, want)
+				}
+			},
+		},
+		{name: "bad named volume", change: func(c *driver.TaskConfig) { c.Task.Config.DockerVolumes = []string{"/abs:/data"} }, wantErr: "volume name"},
 		{name: "bad volume", change: func(c *driver.TaskConfig) { c.Task.Config.Volumes = []string{"data:/data"} }, wantErr: "not absolute"},
 		{name: "bad device", change: func(c *driver.TaskConfig) { c.Task.Config.Devices = []string{"/dev/a:/dev/b:x"} }, wantErr: "permissions"},
 		{name: "no image", change: func(c *driver.TaskConfig) { c.Task.Config.Image = "" }, wantErr: "no config.image"},

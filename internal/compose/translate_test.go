@@ -1,0 +1,108 @@
+package compose
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gantryhq/gantry/internal/jobspec"
+	"github.com/gantryhq/gantry/internal/validate"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// TestGolden loads each project of testdata with compose-go and checks its
+// translation (warnings, errors, and every job as YAML) against
+// testdata/<case>.golden. Run with -update to rewrite them after a change
+// that is meant, and review the diff.
+func TestGolden(t *testing.T) {
+	cases := []struct {
+		name     string
+		files    []string
+		profiles []string
+		strict   bool
+	}{
+		{name: "basic"},
+		{name: "deploy"},
+		{name: "interpolation", files: []string{"compose.yaml", "override.yaml"}, profiles: []string{"debug"}},
+		{name: "unsupported"},
+		{name: "unsupported-strict", strict: true},
+		{name: "bad-port"},
+		{name: "bad-cycle"},
+		{name: "bad-syntax"},
+		{name: "bad-yaml"},
+		{name: "bad-gpu"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dirName := strings.TrimSuffix(tc.name, "-strict")
+			dir, err := filepath.Abs(filepath.Join("testdata", dirName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			files := tc.files
+			if files == nil {
+				files = []string{"compose.yaml"}
+			}
+			for i := range files {
+				files[i] = filepath.Join(dir, files[i])
+			}
+			got := translateCase(t, dir, files, tc.profiles, tc.strict)
+			got = strings.ReplaceAll(got, dir, "$DIR")
+			golden := filepath.Join("testdata", tc.name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("translation of %s differs from %s (run with -update and review the diff):\n%s", dir, golden, got)
+			}
+		})
+	}
+}
+
+// translateCase loads and translates one project and checks that every
+// job it makes is a spec `gantry job run` accepts: it parses back from
+// the YAML `compose config` prints, and passes the job's own rules.
+func translateCase(t *testing.T, dir string, files, profiles []string, strict bool) string {
+	t.Helper()
+	p, err := Load(context.Background(), LoadOptions{
+		Files: files, Project: "demo", Profiles: profiles, WorkingDir: dir,
+		Env: []string{"GREETING=from-environment"},
+	})
+	if err != nil {
+		return "load error: " + err.Error() + "\n"
+	}
+	res, err := Translate(p, Options{Strict: strict})
+	if err != nil {
+		return "translate error: " + err.Error() + "\n"
+	}
+	out, err := Render(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range res.Services {
+		y, err := JobYAML(s.Job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		job, err := jobspec.Parse(s.Name+".yaml", y)
+		if err != nil {
+			t.Errorf("service %s: the translated spec does not parse: %v\n%s", s.Name, err, y)
+			continue
+		}
+		if invalid, _, _ := validate.Split(validate.Rules(job, nil)); len(invalid) > 0 {
+			t.Errorf("service %s: the translated spec breaks the job rules: %v\n%s", s.Name, invalid, y)
+		}
+	}
+	return string(out)
+}
