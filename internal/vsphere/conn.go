@@ -60,10 +60,10 @@ var (
 func ParseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("%w: %q must look like https://vcenter.example.com/sdk", ErrBadURL, raw)
+		return nil, failf(ErrBadURL, "vCenter URL %q must look like https://vcenter.example.com/sdk", raw)
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("%w: put the user in --user and the password in --password-file, not in the URL", ErrBadURL)
+		return nil, failf(ErrBadURL, "the vCenter URL must not hold credentials: put the user in --user and the password in --password-file")
 	}
 	if u.Path == "" || u.Path == "/" {
 		u.Path = "/sdk"
@@ -90,6 +90,20 @@ func (c *Connection) Validate() error {
 	}
 	_, err := ParseURL(c.URL)
 	return err
+}
+
+// dialError is one sentence for the user that errors.Is matches against
+// its kind (ErrLogin, ErrUntrusted, …).
+type dialError struct {
+	kind error
+	msg  string
+}
+
+func (e *dialError) Error() string { return e.msg }
+func (e *dialError) Unwrap() error { return e.kind }
+
+func failf(kind error, format string, args ...any) error {
+	return &dialError{kind: kind, msg: fmt.Sprintf(format, args...)}
 }
 
 // Dial connects and logs in; every failure is one of the errors above,
@@ -129,18 +143,18 @@ func classify(u *url.URL, user string, err error) error {
 	var opErr *net.OpError
 	switch {
 	case errors.As(err, &host):
-		return fmt.Errorf("%w: the certificate of %s is for %s, not %s: connect by the name in the certificate", ErrUntrusted, u.Host, strings.Join(append(host.Certificate.DNSNames, ipStrings(host.Certificate.IPAddresses)...), ", "), u.Hostname())
+		return failf(ErrUntrusted, "the certificate of vCenter %s is for %s, not %s: connect by the name in the certificate", u.Host, strings.Join(append(host.Certificate.DNSNames, ipStrings(host.Certificate.IPAddresses)...), ", "), u.Hostname())
 	case errors.As(err, &unknown), errors.As(err, &verify), errors.As(err, &invalid):
-		return fmt.Errorf("%w: the certificate of %s is not signed by a trusted CA: pass --ca-cert with the CA's PEM (or --insecure to skip the check)", ErrUntrusted, u.Host)
+		return failf(ErrUntrusted, "the certificate of vCenter %s is not signed by a trusted CA: pass --vcenter-ca with the CA's PEM (or --insecure to skip the check)", u.Host)
 	case isLoginFault(err):
-		return fmt.Errorf("%w: %s did not accept user %q and that password: check both", ErrLogin, u.Host, user)
+		return failf(ErrLogin, "vCenter %s refused the login of user %q: check the user and the password", u.Host, user)
 	case errors.As(err, &opErr), errors.As(err, &netErr):
-		return fmt.Errorf("%w: cannot reach %s: %v", ErrUnreachable, u.Host, rootCause(err))
+		return failf(ErrUnreachable, "cannot reach vCenter %s: %v", u.Host, rootCause(err))
 	}
 	if strings.Contains(err.Error(), "certificate") {
-		return fmt.Errorf("%w: the certificate of %s: %v", ErrUntrusted, u.Host, err)
+		return failf(ErrUntrusted, "the certificate of vCenter %s is not accepted: %v", u.Host, err)
 	}
-	return fmt.Errorf("%w: %s did not answer as a vSphere API: %v", ErrUnreachable, u, err)
+	return failf(ErrUnreachable, "%s did not answer as a vSphere API: %v", u, err)
 }
 
 func ipStrings(ips []net.IP) []string {
