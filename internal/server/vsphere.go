@@ -129,15 +129,24 @@ func (s *Server) vsphereSync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Stop removed or changed connections' collectors without holding the
+	// lock: a collector finishing its last update calls vsphereNotify.
+	var stopping []*vsphereRun
 	s.vs.mu.Lock()
-	defer s.vs.mu.Unlock()
 	for name, r := range s.vs.running {
 		if raw, ok := conns[name]; !ok || string(raw) != r.raw {
-			r.cancel()
-			<-r.done
+			stopping = append(stopping, r)
 			delete(s.vs.running, name)
 		}
 	}
+	s.vs.mu.Unlock()
+	for _, r := range stopping {
+		r.cancel()
+		<-r.done
+		s.log.Info("vSphere collector stopped", "vcenter", r.c.Connection().Name)
+	}
+	s.vs.mu.Lock()
+	defer s.vs.mu.Unlock()
 	for name, raw := range conns {
 		if _, ok := s.vs.running[name]; ok {
 			continue
@@ -164,11 +173,12 @@ func (s *Server) vsphereSync(ctx context.Context) error {
 
 func (s *Server) vsphereStopAll() {
 	s.vs.mu.Lock()
-	defer s.vs.mu.Unlock()
-	for name, r := range s.vs.running {
+	runs := s.vs.running
+	s.vs.running = map[string]*vsphereRun{}
+	s.vs.mu.Unlock()
+	for _, r := range runs {
 		r.cancel()
 		<-r.done
-		delete(s.vs.running, name)
 	}
 }
 
