@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
@@ -49,6 +50,7 @@ type Sim struct {
 	CACert string
 
 	stop, done chan struct{}
+	once       sync.Once
 }
 
 // notifyHostRuntime makes up for a gap of vcsim v0.52.0: its
@@ -125,10 +127,28 @@ func Start(cfg Config) (*Sim, error) {
 	return sim, nil
 }
 
-// Close stops the server and removes the model's files.
+// Close stops the server and removes the model's files; it may be called
+// more than once.
 func (s *Sim) Close() {
-	close(s.stop)
-	<-s.done
-	s.Server.Close()
-	s.Model.Remove()
+	s.once.Do(func() {
+		close(s.stop)
+		<-s.done
+		s.Server.Close()
+		s.Model.Remove()
+	})
+}
+
+// SetDatastoreFree sets a datastore's free space, as a real vCenter would
+// report it after its VMs grew, and tells the property collectors.
+func (s *Sim) SetDatastoreFree(name string, free int64) bool {
+	ctx := s.Model.Service.Context
+	for _, e := range ctx.Map.All("Datastore") {
+		if d, ok := e.(*simulator.Datastore); ok && d.Name == name {
+			ctx.WithLock(d, func() {
+				ctx.Update(d, []types.PropertyChange{{Name: "summary.freeSpace", Val: free}})
+			})
+			return true
+		}
+	}
+	return false
 }
