@@ -90,10 +90,14 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 					}
 				}
 			}
+			// vCenter allows two VMs of one name in different folders; the
+			// second would clash with the first's series, so it is left out.
+			seen := make(map[[2]string]bool, len(inv.VMs))
 			for _, v := range inv.VMs {
-				if v.Template {
+				if v.Template || seen[[2]string{v.Host, v.Name}] {
 					continue
 				}
+				seen[[2]string{v.Host, v.Name}] = true
 				ls := []string{name, v.Datacenter, v.Cluster, v.Host, v.Name}
 				ch <- prometheus.MustNewConstMetric(m.vmOn, prometheus.GaugeValue, b2f(v.PowerState == "poweredOn"), ls...)
 				if s, ok := c.hist.Latest(v.ID); ok && v.PowerState == "poweredOn" {
