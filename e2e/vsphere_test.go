@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -367,6 +368,19 @@ groups:
 	})
 	if h.Kind != "vm" || h.Samples[len(h.Samples)-1].MemUsage <= 0 {
 		t.Errorf("history of %s: %+v", nodeVMs[0].Name, h)
+	}
+	// The Virtualization page lists the hosts, their VMs and which VM runs
+	// a Gantry node.
+	resp, err := http.Get(c.Addr + "/ui/fragments/virtualization")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`data-host="` + drainHost + `"`, `data-vm="` + nodeVMs[1].Name + `"`, `data-node="` + drainNode + `"`, `data-datastore="`, `data-chart-box="vs-sim-cpu"`, "maintenance"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the Virtualization page lacks %s", want)
+		}
 	}
 	if r := c.Gantry("vsphere", "status"); r.Code != 0 || !strings.Contains(r.Stdout, "connected") {
 		t.Errorf("vsphere status: %d %s%s", r.Code, r.Stdout, r.Stderr)

@@ -27,7 +27,7 @@ type vsphereDaemonFlags struct {
 
 func (f *vsphereDaemonFlags) addServer(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.interval, "vsphere-interval", vsphere.RealTimeInterval, "how often the leader samples every vSphere host and VM (the PerformanceManager's real-time interval is 20s)")
-	cmd.Flags().IntVar(&f.history, "vsphere-history", vsphere.DefaultHistory, "samples kept per vSphere host, VM and datastore (180: one hour at 20s; about 36 bytes each, see the README)")
+	cmd.Flags().IntVar(&f.history, "vsphere-history", vsphere.DefaultHistory, "samples kept per vSphere host, VM and datastore (180: one hour at 20s; about 40 bytes each, see the README)")
 	cmd.Flags().DurationVar(&f.historyInterval, "vsphere-history-interval", 0, "keep at most one vSphere sample per entity per interval (0: every round)")
 }
 

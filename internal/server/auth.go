@@ -119,6 +119,7 @@ var routeRules = map[string]rule{
 	"GET /v1/vsphere/status":                {scope: global, cap: acl.OperatorRead},
 	"GET /v1/vsphere/status/{name}":         {scope: global, cap: acl.OperatorRead},
 	"GET /v1/vsphere/history/{key}":         {scope: global, cap: acl.OperatorRead},
+	"GET /ui/fragments/virtualization":      {scope: global, cap: acl.OperatorRead},
 
 	// The web UI: the shell and its assets hold no data; each page's
 	// fragment is authorized like the API endpoints that read the same

@@ -310,6 +310,7 @@ func (s *Server) vsphereRoutes(handle func(string, func(http.ResponseWriter, *ht
 	handle("GET /v1/vsphere/status", s.handleVSphereStatus)
 	handle("GET /v1/vsphere/status/{name}", s.handleVSphereStatusOne)
 	handle("GET /v1/vsphere/history/{key}", s.handleVSphereHistory)
+	handle("GET /ui/fragments/virtualization", s.handleUIVirtualization)
 }
 
 func (s *Server) handleVSphereList(w http.ResponseWriter, r *http.Request) error {

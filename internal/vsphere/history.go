@@ -10,9 +10,9 @@ import (
 // 20-second rounds.
 const DefaultHistory = 180
 
-// sample is a compact VSphereSample: 36 bytes (seconds since the epoch
-// and eight float32), so an hour of history for 11,000 entities is
-// about 71 MB; see the README.
+// sample is a compact VSphereSample: 40 bytes (seconds since the epoch
+// and eight float32), so an hour of history (180 samples) for 11,000
+// entities is about 80 MB; see the README.
 type sample struct {
 	unix int64
 	v    [8]float32
@@ -35,6 +35,9 @@ type ring struct {
 }
 
 func (r *ring) add(s sample, max int) {
+	if r.buf == nil {
+		r.buf = make([]sample, 0, max) // one allocation: 40 bytes a sample
+	}
 	if len(r.buf) < max {
 		r.buf = append(r.buf, s)
 		r.n = len(r.buf)
