@@ -283,3 +283,53 @@ func containsAny(s string, subs ...string) bool {
 	}
 	return false
 }
+
+// TestSessionExpiry ends the collector's vCenter session from another
+// client: the collector logs in again, says so, and keeps its history.
+func TestSessionExpiry(t *testing.T) {
+	s := startSim(t, vcsim.Default())
+	rec := &recorder{}
+	c := vsphere.NewCollector(conn(s), vsphere.Options{Interval: 200 * time.Millisecond, MinBackoff: 100 * time.Millisecond, Notify: rec.notify})
+	run(t, c)
+	eventually(t, 30*time.Second, "the first inventory", func() bool { return c.Inventory() != nil })
+	host := c.Inventory().Hosts[0].Name
+	eventually(t, 20*time.Second, "three samples", func() bool { h, _ := c.History(host); return len(h.Samples) >= 3 })
+	before, _ := c.History(host)
+
+	ctx := context.Background()
+	admin, err := vsphere.Dial(ctx, conn(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Logout(ctx)
+	var sm mo.SessionManager
+	if err := admin.RetrieveOne(ctx, *admin.ServiceContent.SessionManager, []string{"sessionList", "currentSession"}, &sm); err != nil {
+		t.Fatal(err)
+	}
+	var others []string
+	for _, us := range sm.SessionList {
+		if us.Key != sm.CurrentSession.Key {
+			others = append(others, us.Key)
+		}
+	}
+	if len(others) == 0 {
+		t.Fatal("no collector session to end")
+	}
+	if err := admin.SessionManager.TerminateSession(ctx, others); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the collector to notice and log in again", func() bool {
+		return rec.has(api.VSphereVCenterDisconnected, "vc1") && rec.has(api.VSphereVCenterConnected, "vc1") && c.Status(false).Connected
+	})
+	rec.mu.Lock()
+	for _, ch := range rec.changes {
+		if ch.Type == api.VSphereVCenterDisconnected && !containsAny(ch.Message, "session expired") {
+			t.Errorf("disconnection message %q does not say the session expired", ch.Message)
+		}
+	}
+	rec.mu.Unlock()
+	eventually(t, 20*time.Second, "the history to keep growing", func() bool {
+		h, _ := c.History(host)
+		return len(h.Samples) > len(before.Samples) && h.Samples[0].Time.Equal(before.Samples[0].Time)
+	})
+}
