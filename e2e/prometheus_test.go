@@ -95,6 +95,12 @@ func TestMonitoringKit(t *testing.T) {
 		}
 	})
 	hostport := strings.TrimPrefix(c.Addr, "http://")
+	// A simulated vCenter, so that the vsphere rules and panels have
+	// series (TestVSphereAlerts makes those alerts go off).
+	vsim, vca, vpw := startVCSim(t)
+	if r := c.Gantry("vsphere", "add", "sim", "--url", vsim.URL, "--user", "gantry", "--password-file", vpw, "--vcenter-ca", vca); r.Code != 0 {
+		t.Fatalf("vsphere add: %d %s%s", r.Code, r.Stdout, r.Stderr)
+	}
 
 	// An agent with eight mock A100s, the null driver and MIG managed.
 	dgx := nvmltest.NewDGXA100()

@@ -75,6 +75,11 @@ type Config struct {
 	SampleInterval time.Duration
 	// LB runs a load balancer on this node (proxy.go).
 	LB LBConfig
+	// BIOSUUIDFile is where the machine's BIOS UUID is read, reported as
+	// the node attribute bios.uuid so that the servers can match the node
+	// to its vSphere VM; "" means /sys/class/dmi/id/product_uuid. Tests
+	// point it at a file holding a simulated VM's UUID.
+	BIOSUUIDFile string
 }
 
 // Agent runs the allocations the servers assign to its node.

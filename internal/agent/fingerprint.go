@@ -57,6 +57,13 @@ func (a *Agent) fingerprint(ctx context.Context) *api.Node {
 	if a.cfg.CPUOverride > 0 {
 		n.Resources.CPU = a.cfg.CPUOverride
 	}
+	uuidFile := a.cfg.BIOSUUIDFile
+	if uuidFile == "" {
+		uuidFile = "/sys/class/dmi/id/product_uuid" // readable by root only
+	}
+	if u := readTrim(uuidFile); u != "" {
+		n.Attributes[api.AttrBIOSUUID] = u
+	}
 	a.gpus.fingerprint(n)
 	for _, d := range a.drivers {
 		info := d.Fingerprint(ctx)

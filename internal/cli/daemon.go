@@ -84,7 +84,8 @@ type daemonFlags struct {
 	mpsPipeDir         string
 	sampleEvery        time.Duration
 
-	net netFlags // load balancer and DNS (netflags.go)
+	net netFlags           // load balancer and DNS (netflags.go)
+	vs  vsphereDaemonFlags // virtualization monitor (vsphere.go)
 }
 
 func defaultDataDir(sub string) string {
@@ -122,6 +123,7 @@ func (f *daemonFlags) addServer(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.historyFile, "metrics-history-file", "", "keep the metrics history across restarts in this file (saved every minute and at shutdown); empty: memory only")
 	cmd.Flags().StringVar(&f.gpuPolicy, "gpu-policy", server.DefaultGPUPolicy, "how GPU work is placed: "+strings.Join(server.GPUPolicies, ", ")+
 		" (gantry: fragmentation-aware, learns the typical tasks from the jobs submitted; bestfit: the core's best fit, the earlier default)")
+	f.vs.addServer(cmd)
 }
 
 func (f *daemonFlags) addAgent(cmd *cobra.Command, withServers bool) {
@@ -151,6 +153,7 @@ func (f *daemonFlags) addAgent(cmd *cobra.Command, withServers bool) {
 	cmd.Flags().StringVar(&f.mpsPipeDir, "mps-pipe-dir", mps, "pipe directory of the node's MPS control daemon, which enforces GPU shares where it runs")
 	cmd.Flags().DurationVar(&f.sampleEvery, "sample-interval", agent.DefaultSampleInterval, "how often the agent reads node, GPU and task usage for /metrics and the servers' history")
 	f.net.addAgent(cmd)
+	f.vs.addAgent(cmd)
 }
 
 // addSecurity adds the TLS and ACL flags. Outside 'gantry dev' TLS and
@@ -297,7 +300,8 @@ func (f *daemonFlags) startServer(ctx context.Context, st *state.Store, log *slo
 		}
 	}
 	cfg := server.Config{ID: id, HTTPAddr: f.httpAddr, HeartbeatTTL: f.heartbeatTTL, LostBatchGrace: f.lostBatchGrace, Version: Version, ACL: f.acl,
-		NodeHistory: f.historyLen, HistoryInterval: f.historyInterval, HistoryFile: f.historyFile, GPUPolicy: f.gpuPolicy}
+		NodeHistory: f.historyLen, HistoryInterval: f.historyInterval, HistoryFile: f.historyFile, GPUPolicy: f.gpuPolicy,
+		VSphere: f.vs.serverConfig()}
 	if len(f.etcdEndpoints) > 0 {
 		cfg.PlanChunk = 50 // etcd's default limit is 128 operations per transaction
 	}
@@ -380,6 +384,7 @@ func (f *daemonFlags) newAgent(dataDir string, servers []string, log *slog.Logge
 		TLS: agentTLS, Token: f.token, LB: f.net.agentConfig(),
 		GPU:            agent.GPUConfig{Runtime: nvml.Open(), ManageMIG: f.gpuManage, MIGIdle: f.gpuMIGIdle, MPSPipeDir: f.mpsPipeDir},
 		SampleInterval: f.sampleEvery,
+		BIOSUUIDFile:   f.vs.biosUUIDFile,
 	}, log.With("component", "agent"))
 	if err != nil {
 		return nil, exitf(ExitError, "%v", err)

@@ -79,7 +79,7 @@ oldest index that can still be resumed from.
 			return err
 		},
 	}
-	cmd.Flags().StringSliceVar(&topics, "topic", nil, "only these topics (repeatable or comma-separated): job, allocation, node, evaluation, deployment, queue, audit")
+	cmd.Flags().StringSliceVar(&topics, "topic", nil, "only these topics (repeatable or comma-separated): job, allocation, node, evaluation, deployment, queue, audit, vsphere")
 	cmd.Flags().StringSliceVar(&keys, "key", nil, "only events about these keys (repeatable): a job name (its allocations and evaluations too), an allocation or node ID")
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "only events of this namespace (and cluster-wide ones, such as nodes)")
 	cmd.Flags().Int64Var(&index, "index", 0, "resume after the event with this index (0: from the next change)")

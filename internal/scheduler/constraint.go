@@ -47,7 +47,8 @@ type attrRef struct {
 }
 
 // parseAttr reads "${node.name}", "${node.id}", "${node.class}",
-// "${node.pool}", "${node.labels.X}", "${node.attr.X}" (also "${attr.X}");
+// "${node.pool}", "${node.labels.X}", "${node.attr.X}" (also "${attr.X}"),
+// "${node.vsphere.X}" (the attribute vsphere.X);
 // anything not wrapped in "${…}" is a literal.
 func parseAttr(s string) (attrRef, error) {
 	if !strings.HasPrefix(s, "${") {
@@ -78,8 +79,12 @@ func parseAttr(s string) (attrRef, error) {
 	case strings.HasPrefix(in, "driver.") && len(in) > len("driver."):
 		// ${driver.qemu.kvm} is the node attribute driver.qemu.kvm.
 		return attrRef{kind: attrAttribute, key: in}, nil
+	case strings.HasPrefix(in, "node.vsphere.") && len(in) > len("node.vsphere."):
+		// Set by the leader on nodes matched to a vSphere VM: host,
+		// cluster, datastore, vm, vcenter (internal/vsphere).
+		return attrRef{kind: attrAttribute, key: in[len("node."):]}, nil
 	}
-	return attrRef{}, fmt.Errorf("%q: unknown attribute; use ${node.name}, ${node.id}, ${node.class}, ${node.pool}, ${node.labels.<key>} or ${node.attr.<key>}", s)
+	return attrRef{}, fmt.Errorf("%q: unknown attribute; use ${node.name}, ${node.id}, ${node.class}, ${node.pool}, ${node.labels.<key>}, ${node.attr.<key>}, ${node.vsphere.host|cluster|datastore} or ${driver.<name>.<key>}", s)
 }
 
 func (r attrRef) get(n *api.Node) (string, bool) {

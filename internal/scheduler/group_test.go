@@ -214,7 +214,8 @@ func TestNodeAndDriverFilters(t *testing.T) {
 }
 
 func TestConstraintOperators(t *testing.T) {
-	n := Node("n", Label("zone", "eu-1"), Attr("docker.version", "24.0.7"), Attr("gpu.models", "H100,A100"), Attr("cores", "64"), Class("gpu"), Pool("p1"))
+	n := Node("n", Label("zone", "eu-1"), Attr("docker.version", "24.0.7"), Attr("gpu.models", "H100,A100"), Attr("cores", "64"), Class("gpu"), Pool("p1"),
+		Attr("vsphere.host", "esx-7"))
 	cases := []struct {
 		attr, op, val string
 		ok            bool
@@ -236,6 +237,9 @@ func TestConstraintOperators(t *testing.T) {
 		{"${node.pool}", "=", "p1", true},
 		{"${node.name}", "=", "n", true},
 		{"${node.id}", "=", "id-n", true},
+		{"${node.vsphere.host}", "=", "esx-7", true},
+		{"${node.vsphere.host}", "!=", "esx-7", false},
+		{"${node.vsphere.cluster}", "is_not_set", "", true},
 	}
 	for _, c := range cases {
 		h := New(scheduler.Config{})

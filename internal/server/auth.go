@@ -114,6 +114,17 @@ var routeRules = map[string]rule{
 	"GET /v1/audit":       {scope: global, cap: acl.OperatorRead},
 	"POST /v1/audit/scan": {scope: global, cap: acl.Operator},
 
+	// The virtualization monitor: connections hold credentials (the API
+	// never returns them), so adding and removing takes operator, reading
+	// operator-read.
+	"GET /v1/vsphere/connections":           {scope: global, cap: acl.OperatorRead},
+	"PUT /v1/vsphere/connections":           {scope: global, cap: acl.Operator},
+	"DELETE /v1/vsphere/connections/{name}": {scope: global, cap: acl.Operator},
+	"GET /v1/vsphere/status":                {scope: global, cap: acl.OperatorRead},
+	"GET /v1/vsphere/status/{name}":         {scope: global, cap: acl.OperatorRead},
+	"GET /v1/vsphere/history/{key}":         {scope: global, cap: acl.OperatorRead},
+	"GET /ui/fragments/virtualization":      {scope: global, cap: acl.OperatorRead},
+
 	// The web UI: the shell and its assets hold no data; each page's
 	// fragment is authorized like the API endpoints that read the same
 	// objects.

@@ -193,6 +193,14 @@ func TestAuthorizationTable(t *testing.T) {
 		{reader, "GET", "/v1/acl/tokens", false},
 		{mgmt, "GET", "/v1/acl/tokens", true},
 		{"gnt_not-a-token", "GET", "/v1/jobs", false},
+		// vCenter connections hold credentials: operator to change,
+		// operator-read to read (never the password itself).
+		{reader, "GET", "/v1/vsphere/connections", false},
+		{nodeReader, "GET", "/v1/vsphere/connections", false},
+		{nodeReader, "PUT", "/v1/vsphere/connections", false},
+		{operator, "GET", "/v1/vsphere/connections", true},
+		{operator, "PUT", "/v1/vsphere/connections", true},
+		{reader, "GET", "/ui/fragments/virtualization", false},
 	}
 	for _, tc := range cases {
 		code := call(t, cli, base, tc.method, tc.path, tc.token)

@@ -96,6 +96,7 @@ func (s *Server) routes() http.Handler {
 	handle("DELETE /v1/acl/policies/{name}", s.handleACLPolicyDelete)
 
 	s.networkRoutes(handle)
+	s.vsphereRoutes(handle)
 	s.uiRoutes(handle)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -78,6 +78,8 @@ type Config struct {
 	// minute) and at shutdown.
 	HistoryFile string
 	HistorySave time.Duration
+	// VSphere tunes the virtualization monitor's collectors (vsphere.go).
+	VSphere VSphereConfig
 }
 
 // Server is the HTTP API plus, while it leads, the evaluation broker,
@@ -118,6 +120,7 @@ type Server struct {
 	met      *serverMetrics
 	history  *metrics.History
 	ui       uiState
+	vs       vsphereState
 }
 
 // New builds a server over an open store.
@@ -156,6 +159,7 @@ func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 	s.met = newServerMetrics(s)
 	s.registry.MustRegister(append(s.met.collectors(), newStateCollector(s), newClusterCollector(s), newComponentCollector(s))...)
 	s.history = metrics.NewHistory(cfg.NodeHistory)
+	s.vsphereInit()
 	return s
 }
 

@@ -96,6 +96,11 @@ func (s *Store) toEvent(ev *clientv3.Event) (api.Event, eventMeta, bool) {
 		if verb == "Created" {
 			verb = "Registered"
 		}
+	case api.TopicVSphere:
+		if e, ok := vsphereEvent(ev, payload); ok {
+			return e, meta, true
+		}
+		return api.Event{}, eventMeta{}, false
 	}
 	return api.Event{
 		Index:     ev.Kv.ModRevision,

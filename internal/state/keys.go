@@ -88,6 +88,8 @@ func topicOf(kind string) string {
 		return api.TopicAudit
 	case kindDeployment:
 		return api.TopicDeployment
+	case kindVSphereEvent:
+		return api.TopicVSphere
 	}
 	return ""
 }

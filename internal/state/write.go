@@ -595,6 +595,7 @@ func (s *Store) RegisterNode(ctx context.Context, n *api.Node, ttl time.Duration
 				nn.RegisterTime = old.RegisterTime
 				nn.Ineligible = old.Ineligible
 				nn.Drain = old.Drain
+				keepVSphereAttrs(&nn, &old)
 				if old.Status == api.NodeStatusReady {
 					nn.StatusChanged = old.StatusChanged
 				}

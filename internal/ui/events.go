@@ -14,6 +14,11 @@ func Summarize(e api.Event) EventView {
 	v := EventView{Index: e.Index, Time: e.Time, Topic: e.Topic, Type: e.Type, Namespace: e.Namespace, Key: e.Key}
 	deleted := strings.HasSuffix(e.Type, "Deleted")
 	switch e.Topic {
+	case api.TopicVSphere:
+		var c api.VSphereChange
+		if json.Unmarshal(e.Payload, &c) == nil {
+			v.Summary = c.Message
+		}
 	case api.TopicJob:
 		var j api.Job
 		if json.Unmarshal(e.Payload, &j) == nil {
