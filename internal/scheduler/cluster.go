@@ -32,6 +32,42 @@ type Cluster struct {
 	// gpuNodes are the nodes with GPUs, by ID: GPU work looks only there
 	// (and at every node when it finds nothing, to explain why).
 	gpuNodes []*NodeState
+	gpuIndex *gpuIndex
+	values   map[attrRef]int // distinct values of an attribute over schedulable nodes
+	counts   [][]int32       // zeroed per-node counters for plans to borrow
+}
+
+// borrowCounts hands out a zeroed per-node counter array; returnCounts
+// takes it back zeroed. Plans reuse them instead of allocating one per
+// group.
+func (c *Cluster) borrowCounts() []int32 {
+	if k := len(c.counts); k > 0 {
+		a := c.counts[k-1]
+		c.counts = c.counts[:k-1]
+		return a
+	}
+	return make([]int32, len(c.nodes))
+}
+
+func (c *Cluster) returnCounts(a []int32) { c.counts = append(c.counts, a) }
+
+// attrValues is how many distinct values of the attribute the schedulable
+// nodes carry, computed once per attribute.
+func (c *Cluster) attrValues(ref attrRef) int {
+	if v, ok := c.values[ref]; ok {
+		return v
+	}
+	seen := map[string]bool{}
+	for _, n := range c.nodes {
+		if v, ok := ref.get(n.node); ok && n.schedulable {
+			seen[v] = true
+		}
+	}
+	if c.values == nil {
+		c.values = map[attrRef]int{}
+	}
+	c.values[ref] = len(seen)
+	return len(seen)
 }
 
 // NodeState is one node and what allocations hold of it. Scorers read it
@@ -52,25 +88,40 @@ type NodeState struct {
 	gpus   []gpu.Device
 	allocs []*api.Allocation
 
-	// A summary of the GPUs for quick rejection: devices that can go
-	// whole now, the most free milli on a device that can take a share,
-	// and healthy MIG-enabled devices.
+	// A summary of the GPUs for quick rejection and the GPU index:
+	// devices that can go whole now, the most free milli on a device that
+	// can take a share (and on one already shared), healthy MIG-enabled
+	// devices, and the most free compute slices on one of them (or the
+	// compute of a free instance).
 	gpuIdle, gpuShareMax, gpuMIG int
+	gpuPartialMax, gpuMIGFree    int
 }
 
 func (n *NodeState) summarize() {
 	n.gpuIdle, n.gpuShareMax, n.gpuMIG = 0, 0, 0
+	n.gpuPartialMax, n.gpuMIGFree = 0, 0
 	for i := range n.gpus {
 		d := &n.gpus[i]
 		switch {
 		case !d.Healthy:
 		case d.MIGEnabled:
 			n.gpuMIG++
+			free := 7 - d.Compute
+			if d.Geometry != nil {
+				free = d.Geometry.ComputeSlices - d.Compute
+			}
+			n.gpuMIGFree = max(n.gpuMIGFree, free)
+			for _, in := range d.Instances {
+				if in.Users == 0 {
+					n.gpuMIGFree = max(n.gpuMIGFree, in.Compute, 1)
+				}
+			}
 		case d.Users == 0:
 			n.gpuIdle++
 			n.gpuShareMax = max(n.gpuShareMax, d.FreeMilli)
 		case d.Form == gpu.FormShare:
 			n.gpuShareMax = max(n.gpuShareMax, d.FreeMilli)
+			n.gpuPartialMax = max(n.gpuPartialMax, d.FreeMilli)
 		}
 	}
 }
@@ -181,6 +232,7 @@ func newCluster(snap *Snapshot, ports api.PortRange) *Cluster {
 		c.account(a)
 	}
 	c.index = newFreeIndex(c.nodes)
+	c.gpuIndex = newGPUIndex(len(c.nodes))
 	for _, n := range c.nodes {
 		c.reindex(n)
 		if len(n.gpus) > 0 {
