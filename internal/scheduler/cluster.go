@@ -33,8 +33,9 @@ type Cluster struct {
 	// (and at every node when it finds nothing, to explain why).
 	gpuNodes []*NodeState
 	gpuIndex *gpuIndex
-	values   map[attrRef]int // distinct values of an attribute over schedulable nodes
-	counts   [][]int32       // zeroed per-node counters for plans to borrow
+	values   map[attrRef]*attrIndex
+	counts   [][]int32 // zeroed per-node counters for plans to borrow
+	memos    map[string]*explainMemo
 }
 
 // borrowCounts hands out a zeroed per-node counter array; returnCounts
@@ -51,23 +52,76 @@ func (c *Cluster) borrowCounts() []int32 {
 
 func (c *Cluster) returnCounts(a []int32) { c.counts = append(c.counts, a) }
 
-// attrValues is how many distinct values of the attribute the schedulable
-// nodes carry, computed once per attribute.
-func (c *Cluster) attrValues(ref attrRef) int {
-	if v, ok := c.values[ref]; ok {
-		return v
+// explainMemo remembers, for one demand, why each node did not fit it
+// and at which Gen (stored +1: 0 is unknown).
+type explainMemo struct {
+	gen []uint64
+	r   []reason
+}
+
+// memoFor returns the memo of the group's demand, or nil for a group
+// whose fit depends on more than the node (distinct_hosts).
+func (c *Cluster) memoFor(g *groupPlan) *explainMemo {
+	if g.distinct {
+		return nil
 	}
-	seen := map[string]bool{}
-	for _, n := range c.nodes {
-		if v, ok := ref.get(n.node); ok && n.schedulable {
-			seen[v] = true
+	if g.sig == "" {
+		g.sig = g.signature()
+	}
+	if m := c.memos[g.sig]; m != nil {
+		return m
+	}
+	if len(c.memos) >= maxMemos || c.memos == nil {
+		c.memos = map[string]*explainMemo{}
+	}
+	m := &explainMemo{gen: make([]uint64, len(c.nodes)), r: make([]reason, len(c.nodes))}
+	c.memos[g.sig] = m
+	return m
+}
+
+// maxMemos bounds the demands remembered (about 12 bytes per node each).
+const maxMemos = 32
+
+// attrIndex numbers the values of one attribute: per node its value's
+// number (-1 when the node does not carry it), and how many distinct
+// values the schedulable nodes carry.
+type attrIndex struct {
+	ids    []int32
+	n      int // values numbered (over every node)
+	values int // distinct values over schedulable nodes
+}
+
+// attrIndex returns the numbering of an attribute's values, computed once
+// per attribute.
+func (c *Cluster) attrIndex(ref attrRef) *attrIndex {
+	if x, ok := c.values[ref]; ok {
+		return x
+	}
+	x := &attrIndex{ids: make([]int32, len(c.nodes))}
+	id := map[string]int32{}
+	seen := map[int32]bool{}
+	for i, n := range c.nodes {
+		v, ok := ref.get(n.node)
+		if !ok {
+			x.ids[i] = -1
+			continue
+		}
+		k, known := id[v]
+		if !known {
+			k = int32(len(id))
+			id[v] = k
+		}
+		x.ids[i] = k
+		if n.schedulable {
+			seen[k] = true
 		}
 	}
+	x.n, x.values = len(id), len(seen)
 	if c.values == nil {
-		c.values = map[attrRef]int{}
+		c.values = map[attrRef]*attrIndex{}
 	}
-	c.values[ref] = len(seen)
-	return len(seen)
+	c.values[ref] = x
+	return x
 }
 
 // NodeState is one node and what allocations hold of it. Scorers read it

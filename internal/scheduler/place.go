@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"strings"
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/gpu"
@@ -24,8 +25,8 @@ type groupPlan struct {
 	affinities    []weighted
 	affinityTotal int
 	spreads       []*spreadPlan
-	spreadIdx     *spreadIndex  // the first spread, indexed (prepare)
-	apart         []*spreadPlan // Config.ApartAttributes the nodes carry (services)
+	spreadIdx     *spreadIndex // the first spread, indexed (prepare)
+	apart         []apartPlan  // Config.ApartAttributes the nodes carry (services)
 	gang          int
 	demand        Resources
 
@@ -39,7 +40,26 @@ type groupPlan struct {
 	total       int      // replicas of the group the cluster holds now
 	models      [][]uint64
 	ask         Ask
-	exhausted   bool // a placement found no node: later ones cannot either
+	exhausted   bool   // a placement found no node: later ones cannot either
+	sig         string // everything check reads of the group (signature)
+}
+
+// signature renders everything check reads of the group, but
+// distinct_hosts: two groups with the same signature fit the same nodes
+// for the same reasons.
+func (g *groupPlan) signature() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d/%d/%d/%v/%d", g.cpu, g.mem, g.disk, g.static, g.dynamic)
+	for _, t := range g.group.Tasks {
+		b.WriteString("|d:" + t.Driver)
+	}
+	for _, m := range g.constraints {
+		b.WriteString("|c:" + m.text)
+	}
+	for _, a := range g.gpu {
+		fmt.Fprintf(&b, "|g:%d/%d/%d/%d/%s/%s/%d/%d/%v", a.Form, a.Count, a.Milli, a.Memory, a.Profile, a.Model, a.MemoryMin, a.CCMin, a.Enforce)
+	}
+	return b.String()
 }
 
 type weighted struct {
@@ -245,7 +265,7 @@ func (p *planner) prepare(g *groupPlan) {
 	for _, sp := range g.spreads {
 		sp.counts = map[string]int{}
 		if sp.targets == nil {
-			sp.values = p.c.attrValues(sp.attr)
+			sp.values = p.c.attrIndex(sp.attr).values
 		}
 	}
 	if len(g.spreads) > 0 {
@@ -254,8 +274,8 @@ func (p *planner) prepare(g *groupPlan) {
 	if p.apart && len(g.affinities) == 0 && len(g.spreads) == 0 {
 		// The group's own affinities or spread decide over the default.
 		for _, ref := range p.e.apart {
-			if v := p.c.attrValues(ref); v > 1 {
-				g.apart = append(g.apart, &spreadPlan{attr: ref, counts: map[string]int{}, values: v})
+			if x := p.c.attrIndex(ref); x.values > 1 {
+				g.apart = append(g.apart, apartPlan{x, make([]int32, x.n)})
 			}
 		}
 	}
@@ -291,8 +311,8 @@ func (g *groupPlan) count(n *NodeState, sign int) {
 		g.spreadIdx.add(g.spreadIdx.bucketOf(g.spreads[0], n), sign)
 	}
 	for _, ap := range g.apart {
-		if v, ok := ap.attr.get(n.node); ok {
-			ap.counts[v] += sign
+		if v := ap.x.ids[n.index]; v >= 0 {
+			ap.counts[v] += int32(sign)
 		}
 	}
 }
@@ -480,6 +500,7 @@ type search struct {
 	explained bool   // the search checked every node, counting reasons
 	record    []rank // when measuring regret: every fitting node's rank
 	recording bool
+	last      reason // of the node rated last (0: it fits)
 	// deferred are nodes holding replicas of the group, passed over
 	// unchecked while the search may still find a node holding none.
 	deferred []*NodeState
@@ -514,6 +535,7 @@ func (s *search) undefer() {
 func (s *search) rate(n *NodeState, explain bool) bool {
 	p, g := s.p, s.g
 	r := p.check(g, n)
+	s.last = r
 	if r == 0 {
 		sc, ok := p.score(g, n)
 		if ok {
@@ -521,7 +543,7 @@ func (s *search) rate(n *NodeState, explain bool) bool {
 			if p.apart {
 				k.near = int(g.onNode[n.index])
 				for _, ap := range g.apart {
-					if ap.over(n.node, g.total) {
+					if ap.over(n.index, g.total) {
 						k.over++
 					}
 				}
@@ -540,6 +562,7 @@ func (s *search) rate(n *NodeState, explain bool) bool {
 			return s.limit > 0 && s.found >= s.limit
 		}
 		r = mkReason(cScorer, 0)
+		s.last = r
 	}
 	if explain {
 		p.countReason(r)
@@ -579,12 +602,26 @@ func (p *planner) find(g *groupPlan, limit int, s *search) {
 
 // explain looks at every node, counting the reasons of those that do not
 // fit.
+//
+// A node that did not fit the same demand before and has not changed
+// since (same Gen) is counted with its remembered reason instead of being
+// checked again: a replica that fits nowhere on a large cluster is
+// explained at the cost of the nodes that changed.
 func (p *planner) explain(g *groupPlan, s *search) {
 	p.reasons = p.reasons[:0]
 	s.found, s.fit = 0, 0
 	p.explaining = true
+	m := p.c.memoFor(g)
 	for _, n := range p.c.nodes {
-		if s.consider(n, true) {
+		if m != nil && m.gen[n.index] == n.gen+1 {
+			p.countReason(m.r[n.index])
+			continue
+		}
+		stop := s.consider(n, true)
+		if m != nil && s.last != 0 && s.last.code() != cScorer {
+			m.gen[n.index], m.r[n.index] = n.gen+1, s.last
+		}
+		if stop {
 			break
 		}
 	}
@@ -1067,12 +1104,18 @@ func (sp *spreadPlan) boost(n *api.Node, total, count int) float64 {
 	return math.Max(-1, math.Min(1, b))
 }
 
+// apartPlan counts a group's replicas per value of an apart attribute.
+type apartPlan struct {
+	x      *attrIndex
+	counts []int32 // per value number
+}
+
 // over reports whether the node's value of an apart attribute holds more
 // replicas of the group than an even share over the attribute's values
 // would give at this step. Nodes without the attribute are never over.
-func (sp *spreadPlan) over(n *api.Node, total int) bool {
-	v, ok := sp.attr.get(n)
-	return ok && sp.counts[v] > total/max(sp.values, 1)
+func (ap apartPlan) over(node, total int) bool {
+	v := ap.x.ids[node]
+	return v >= 0 && int(ap.counts[v]) > total/max(ap.x.values, 1)
 }
 
 // keep copies the picks of the node under test as the best so far.

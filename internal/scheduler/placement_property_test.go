@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"sort"
 	"testing"
 
@@ -278,4 +279,50 @@ func drawGPUTask(t *rapid.T) GroupOpt {
 		g = Share(rapid.IntRange(1, 1000).Draw(t, "milli"), rapid.SampledFrom([]int{0, 0, 4096}).Draw(t, "smem"), rapid.IntRange(0, 3).Draw(t, "enforce") == 0)
 	}
 	return Task("t", rapid.IntRange(0, 3000).Draw(t, "cpu"), rapid.IntRange(0, 4000).Draw(t, "mem"), g)
+}
+
+// TestEvolvingClusterExplainsAsSnapshot: planning jobs one after another
+// against one evolving Cluster (where failures are explained with the
+// remembered reasons of nodes that did not change) gives the same plans,
+// explanations included, as planning each against a fresh Cluster built
+// from the same nodes and allocations. Every node is scored, so the
+// order in which the indexes hold nodes plays no part.
+func TestEvolvingClusterExplainsAsSnapshot(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		eng := scheduler.New(scheduler.Config{SampleSize: -1, GPUSampleSize: -1, DisablePreemption: true,
+			Algorithm: rapid.SampledFrom([]string{"", "spread"}).Draw(t, "alg")})
+		var nodes []*api.Node
+		for i := rapid.IntRange(1, 10).Draw(t, "nodes"); i > 0; i-- {
+			nodes = append(nodes, drawNode(t, i))
+		}
+		c := eng.NewCluster(&scheduler.Snapshot{Nodes: nodes})
+		var allocs []*api.Allocation
+		// A few job shapes, each submitted many times: the same demands
+		// fail again after the cluster changed.
+		var shapes []*api.Job
+		for k := rapid.IntRange(1, 3).Draw(t, "shapes"); k > 0; k-- {
+			shapes = append(shapes, drawJob(t, k))
+		}
+		for i := rapid.IntRange(1, 20).Draw(t, "jobs"); i > 0; i-- {
+			shape := *rapid.SampledFrom(shapes).Draw(t, "shape")
+			job := &shape
+			job.Name = fmt.Sprintf("job%d", i)
+			if scheduler.Validate(job) != nil {
+				continue
+			}
+			fresh, err := eng.Schedule(&scheduler.Snapshot{Nodes: nodes, Allocs: allocs}, Request(job), testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan, err := eng.Plan(c, Request(job))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(plan, fresh) {
+				t.Fatalf("job %d: evolving cluster planned %v / %v, a fresh one %v / %v",
+					i, NodeNames(plan), plan.Failed, NodeNames(fresh), fresh.Failed)
+			}
+			allocs = append(allocs, plan.Placed...)
+		}
+	})
 }
