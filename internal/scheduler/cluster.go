@@ -36,6 +36,9 @@ type Cluster struct {
 	values   map[attrRef]*attrIndex
 	counts   [][]int32 // zeroed per-node counters for plans to borrow
 	memos    map[string]*explainMemo
+	changes  []int32  // nodes whose accounting changed, in order (explain.go)
+	stamp    []uint32 // per node: dedup stamp for walking changes
+	stampGen uint32
 }
 
 // borrowCounts hands out a zeroed per-node counter array; returnCounts
@@ -51,36 +54,6 @@ func (c *Cluster) borrowCounts() []int32 {
 }
 
 func (c *Cluster) returnCounts(a []int32) { c.counts = append(c.counts, a) }
-
-// explainMemo remembers, for one demand, why each node did not fit it
-// and at which Gen (stored +1: 0 is unknown).
-type explainMemo struct {
-	gen []uint64
-	r   []reason
-}
-
-// memoFor returns the memo of the group's demand, or nil for a group
-// whose fit depends on more than the node (distinct_hosts).
-func (c *Cluster) memoFor(g *groupPlan) *explainMemo {
-	if g.distinct {
-		return nil
-	}
-	if g.sig == "" {
-		g.sig = g.signature()
-	}
-	if m := c.memos[g.sig]; m != nil {
-		return m
-	}
-	if len(c.memos) >= maxMemos || c.memos == nil {
-		c.memos = map[string]*explainMemo{}
-	}
-	m := &explainMemo{gen: make([]uint64, len(c.nodes)), r: make([]reason, len(c.nodes))}
-	c.memos[g.sig] = m
-	return m
-}
-
-// maxMemos bounds the demands remembered (about 12 bytes per node each).
-const maxMemos = 32
 
 // attrIndex numbers the values of one attribute: per node its value's
 // number (-1 when the node does not carry it), and how many distinct

@@ -128,4 +128,7 @@ func (c *Cluster) reindex(n *NodeState) {
 	if len(n.gpus) > 0 {
 		c.gpuIndex.update(n)
 	}
+	if c.memos != nil {
+		c.noteChange(n)
+	}
 }

@@ -501,6 +501,7 @@ type search struct {
 	record    []rank // when measuring regret: every fitting node's rank
 	recording bool
 	last      reason // of the node rated last (0: it fits)
+	rated     int    // nodes rated
 	// deferred are nodes holding replicas of the group, passed over
 	// unchecked while the search may still find a node holding none.
 	deferred []*NodeState
@@ -536,6 +537,7 @@ func (s *search) rate(n *NodeState, explain bool) bool {
 	p, g := s.p, s.g
 	r := p.check(g, n)
 	s.last = r
+	s.rated++
 	if r == 0 {
 		sc, ok := p.score(g, n)
 		if ok {
@@ -601,29 +603,30 @@ func (p *planner) find(g *groupPlan, limit int, s *search) {
 }
 
 // explain looks at every node, counting the reasons of those that do not
-// fit.
-//
-// A node that did not fit the same demand before and has not changed
-// since (same Gen) is counted with its remembered reason instead of being
-// checked again: a replica that fits nowhere on a large cluster is
-// explained at the cost of the nodes that changed.
+// fit. After a search that found nothing, a demand explained before on
+// this Cluster is explained from its memo: only the nodes that changed
+// since (and those that fitted then) are checked again (see explainMemo).
 func (p *planner) explain(g *groupPlan, s *search) {
+	if !s.explained && p.explainFromMemo(g, s) {
+		return
+	}
 	p.reasons = p.reasons[:0]
-	s.found, s.fit = 0, 0
+	s.found, s.fit, s.rated = 0, 0, 0
+	s.best, s.rank = nil, rank{}
 	p.explaining = true
 	m := p.c.memoFor(g)
 	for _, n := range p.c.nodes {
-		if m != nil && m.gen[n.index] == n.gen+1 {
-			p.countReason(m.r[n.index])
-			continue
-		}
 		stop := s.consider(n, true)
-		if m != nil && s.last != 0 && s.last.code() != cScorer {
-			m.gen[n.index], m.r[n.index] = n.gen+1, s.last
+		if m != nil {
+			m.set(n.index, s.last)
 		}
 		if stop {
 			break
 		}
+	}
+	if m != nil {
+		m.at = len(p.c.changes)
+		m.complete = !s.explainStopped(len(p.c.nodes))
 	}
 	p.explaining = false
 	s.explained = true

@@ -70,7 +70,7 @@ func TestSpreadWithinOneProperty(t *testing.T) {
 				z = rapid.SampledFrom(zones).Draw(t, "zone")
 			}
 			opts := []NodeOpt{CPU(rapid.SampledFrom([]int{8000, 16000, 32000}).Draw(t, "cpu")), Memory(65536), Label("zone", z)}
-			if rapid.IntRange(0, 9).Draw(t, "unlabelled") == 0 {
+			if i > len(zones) && rapid.IntRange(0, 9).Draw(t, "unlabelled") == 0 {
 				opts = opts[:2]
 			}
 			h.AddNodes(Node(fmt.Sprintf("n%02d", i), opts...))
