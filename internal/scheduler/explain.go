@@ -110,11 +110,13 @@ func (p *planner) explainFromMemo(g *groupPlan, s *search) bool {
 			return true
 		}
 		c.stamp[i] = c.stampGen
-		s.rate(c.nodes[i], false)
-		if s.last == 0 {
+		// check only: a scorer is never asked here (one that draws random
+		// numbers would see extra calls)
+		r := p.check(g, c.nodes[i])
+		if r == 0 {
 			return false // it fits: the ordered scan decides
 		}
-		m.set(int(i), s.last)
+		m.set(int(i), r)
 		return true
 	}
 	for _, i := range c.changes[m.at:] {
