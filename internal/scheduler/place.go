@@ -640,6 +640,7 @@ func (p *planner) searchFree(g *groupPlan, s *search) {
 	nodes := p.c.nodes
 	x := p.c.index
 	up := !p.spread
+	apart := p.apart
 	lo := bucketOf(g.cpu)
 	quota := max(2, (s.limit+len(x.order)-1)/len(x.order))
 	for _, ci := range x.order {
@@ -656,9 +657,15 @@ func (p *planner) searchFree(g *groupPlan, s *search) {
 		for b = cl.next(b, up); b >= lo; b = cl.next(b+step(up), up) {
 			l := cl.buckets[b]
 			off := int(mix(p.seed, uint64(b), p.selections) % uint64(len(l)))
-			for j := range l {
-				if s.consider(nodes[l[(off+j)%len(l)]], false) || s.found >= quota {
-					break walk
+			for _, part := range [2][]int32{l[off:], l[:off]} {
+				for _, i := range part {
+					if apart && g.onNode[i] > 0 {
+						s.deferred = append(s.deferred, nodes[i]) // see consider
+						continue
+					}
+					if s.rate(nodes[i], false) || s.found >= quota {
+						break walk
+					}
 				}
 			}
 		}
