@@ -461,6 +461,9 @@ func (p *planner) selectNode(g *groupPlan) *NodeState {
 		p.note, p.noteNodes = g.spreadIdx.fullText(g.spreads[0])
 	}
 	p.explain(g, s)
+	if s.best != nil {
+		p.note, p.noteNodes = "", 0
+	}
 	return s.best
 }
 
