@@ -1,6 +1,7 @@
 package scheduler_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -86,5 +87,34 @@ func TestSpreadNamesValuesWithoutRoom(t *testing.T) {
 	}
 	if s := ex.String(); !strings.Contains(s, "spread ${node.labels.zone}: no room in a, b on 2") || !strings.Contains(s, "cpu exhausted on 2") {
 		t.Fatalf("explanation %q", s)
+	}
+}
+
+// TestRegretMeasured: with a sample of 2, the tightest nodes on cpu are
+// looked at first; the node that is tight on cpu and memory (the best
+// fit) has a little more cpu free and is missed. MeasureRegret reports
+// it, in (0, 1] of the score range; with every node scored, no sample.
+func TestRegretMeasured(t *testing.T) {
+	for _, sample := range []int{2, -1} {
+		h := New(scheduler.Config{SampleSize: sample, MeasureRegret: true})
+		h.AddNodes(Nodes(5, "cpu-tight", CPU(4000), Memory(8192))...)
+		h.AddNodes(Node("both-tight", CPU(4000), Memory(8192)))
+		h.AddNodes(Nodes(4, "empty", CPU(4000), Memory(8192))...)
+		for i := 0; i < 5; i++ {
+			mustRun(t, h, Job("fill-cpu-"+string(rune('a'+i)), Type(api.JobBatch), Placement(api.PlacementBinpack),
+				Group("g", 1, Task("t", 3000, 64), Constraint("${node.name}", "=", fmt.Sprintf("cpu-tight-%04d", i)))))
+		}
+		mustRun(t, h, Job("fill-both", Type(api.JobBatch), Group("g", 1, Task("t", 2000, 8000), Constraint("${node.name}", "=", "both-tight"))))
+		p := mustRun(t, h, Job("probe", Type(api.JobBatch), Group("g", 1, Task("t", 500, 100))))
+		switch {
+		case sample < 0 && len(p.Regret) != 0:
+			t.Fatalf("every node scored, yet regret samples %v", p.Regret)
+		case sample < 0:
+			if p.Placed[0].NodeName != "both-tight" {
+				t.Fatalf("every node scored: chose %s", p.Placed[0].NodeName)
+			}
+		case len(p.Regret) != 1 || p.Regret[0].Fraction() <= 0 || p.Regret[0].Fraction() > 1 || p.Regret[0].Apart:
+			t.Fatalf("sample 2 chose %s; regret %+v", p.Placed[0].NodeName, p.Regret)
+		}
 	}
 }

@@ -511,7 +511,7 @@ type search struct {
 }
 
 func (s *search) reset(p *planner, g *groupPlan, limit int) {
-	*s = search{p: p, g: g, limit: limit, record: s.record[:0], deferred: s.deferred[:0]}
+	*s = search{p: p, g: g, limit: limit, record: s.record[:0], recording: s.recording, deferred: s.deferred[:0]}
 }
 
 // consider checks and rates n; it reports true when the search has
