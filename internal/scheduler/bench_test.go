@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"slices"
 	"testing"
@@ -23,8 +24,10 @@ import (
 // placements/s, the replicas that found no room, and packing: nodes in
 // use against the lower bound max over cpu, memory and GPUs of
 // ceil(demand placed / largest node) (the bound), and the
-// tighter number of largest nodes needed to hold the demand. Run with -benchtime=1x -count=5 and
-// take medians.
+// tighter number of largest nodes needed to hold the demand, and the
+// regret of the sampled choices (see reportRegret; GANTRY_BENCH_REGRET=0
+// skips that untimed pass). Run with -benchtime=1x -count=5 and take
+// medians.
 func BenchmarkPlace(b *testing.B) {
 	for _, w := range []string{WorkloadCPU, WorkloadGPUMixed, WorkloadGang8} {
 		for _, n := range []int{1000, 5000, 10000} {
@@ -79,18 +82,11 @@ func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 		}
 		return eng.Plan(c, r)
 	}
-	var placed, unplaced, used, lower, tight int
-	b.ReportAllocs()
-	b.StopTimer()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if gpuPolicy != "" {
-			online, _ = policy.NewOnline(gpuPolicy)
-			cfg.GPUScorer = online
-		}
-		eng := scheduler.New(cfg)
+	// fill builds the cluster filled to 50% with the workload of seed and
+	// returns it with the requests that bring the arrived load to 90%.
+	fill := func(eng *scheduler.Engine, seed uint64) (*scheduler.Cluster, []*scheduler.Request) {
 		c := eng.NewCluster(&scheduler.Snapshot{Nodes: nodes})
-		w := NewWorkload(kind, uint64(i+1))
+		w := NewWorkload(kind, seed)
 		var demand scheduler.Resources
 		for util(demand) < 0.5 {
 			plan, err := planOne(eng, c, Request(w.Next()))
@@ -110,8 +106,22 @@ func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 				arrived = arrived.Add(scheduler.GroupResources(g).Scale(int64(g.Count)))
 			}
 		}
+		return c, reqs
+	}
+	var placed, unplaced, used, lower, tight int
+	var clock cpuClock
+	b.ReportAllocs()
+	b.StopTimer()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if gpuPolicy != "" {
+			online, _ = policy.NewOnline(gpuPolicy)
+			cfg.GPUScorer = online
+		}
+		eng := scheduler.New(cfg)
+		c, reqs := fill(eng, uint64(i+1))
 		runtime.GC()
-		b.StartTimer()
+		clock.Start(b)
 		for _, r := range reqs {
 			plan, err := planOne(eng, c, r)
 			if err != nil {
@@ -122,7 +132,7 @@ func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 				unplaced += ex.Unplaced
 			}
 		}
-		b.StopTimer()
+		clock.Stop(b)
 		var total scheduler.Resources
 		for _, n := range c.Nodes() {
 			if len(n.Allocs()) > 0 {
@@ -140,6 +150,29 @@ func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 		tight += max(largestNeeded(cpus, total.CPU), largestNeeded(mems, total.Memory), largestNeeded(gpuCounts, total.GPU))
 	}
 	b.ReportMetric(float64(placed)/b.Elapsed().Seconds(), "placements/s")
+	clock.report(b, placed)
+	if gpuPolicy == "" && os.Getenv("GANTRY_BENCH_REGRET") != "0" {
+		// Regret of the sampled choices: the timed part of the first
+		// iteration again, the sampled placements of every 8th request
+		// compared with a scan of every node (the same decisions: BestFit
+		// keeps no state).
+		measured := scheduler.New(scheduler.Config{MeasureRegret: true})
+		eng := scheduler.New(cfg)
+		c, reqs := fill(eng, 1)
+		var samples []scheduler.RegretSample
+		for i, r := range reqs {
+			e := eng
+			if i%8 == 0 {
+				e = measured // every 8th request: a full scan per placement is slow
+			}
+			plan, err := e.Plan(c, r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			samples = append(samples, plan.Regret...)
+		}
+		reportRegret(b, samples)
+	}
 	b.ReportMetric(float64(unplaced)/float64(b.N), "unplaced/op")
 	b.ReportMetric(float64(used)/float64(b.N), "nodes-used")
 	b.ReportMetric(float64(lower)/float64(b.N), "nodes-lower-bound")

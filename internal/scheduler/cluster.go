@@ -32,6 +32,69 @@ type Cluster struct {
 	// gpuNodes are the nodes with GPUs, by ID: GPU work looks only there
 	// (and at every node when it finds nothing, to explain why).
 	gpuNodes []*NodeState
+	gpuIndex *gpuIndex
+	values   map[attrRef]*attrIndex
+	counts   [][]int32 // zeroed per-node counters for plans to borrow
+	memos    map[string]*explainMemo
+	changes  []int32  // nodes whose accounting changed, in order (explain.go)
+	stamp    []uint32 // per node: dedup stamp for walking changes
+	stampGen uint32
+}
+
+// borrowCounts hands out a zeroed per-node counter array; returnCounts
+// takes it back zeroed. Plans reuse them instead of allocating one per
+// group.
+func (c *Cluster) borrowCounts() []int32 {
+	if k := len(c.counts); k > 0 {
+		a := c.counts[k-1]
+		c.counts = c.counts[:k-1]
+		return a
+	}
+	return make([]int32, len(c.nodes))
+}
+
+func (c *Cluster) returnCounts(a []int32) { c.counts = append(c.counts, a) }
+
+// attrIndex numbers the values of one attribute: per node its value's
+// number (-1 when the node does not carry it), and how many distinct
+// values the schedulable nodes carry.
+type attrIndex struct {
+	ids    []int32
+	n      int // values numbered (over every node)
+	values int // distinct values over schedulable nodes
+}
+
+// attrIndex returns the numbering of an attribute's values, computed once
+// per attribute.
+func (c *Cluster) attrIndex(ref attrRef) *attrIndex {
+	if x, ok := c.values[ref]; ok {
+		return x
+	}
+	x := &attrIndex{ids: make([]int32, len(c.nodes))}
+	id := map[string]int32{}
+	seen := map[int32]bool{}
+	for i, n := range c.nodes {
+		v, ok := ref.get(n.node)
+		if !ok {
+			x.ids[i] = -1
+			continue
+		}
+		k, known := id[v]
+		if !known {
+			k = int32(len(id))
+			id[v] = k
+		}
+		x.ids[i] = k
+		if n.schedulable {
+			seen[k] = true
+		}
+	}
+	x.n, x.values = len(id), len(seen)
+	if c.values == nil {
+		c.values = map[attrRef]*attrIndex{}
+	}
+	c.values[ref] = x
+	return x
 }
 
 // NodeState is one node and what allocations hold of it. Scorers read it
@@ -52,25 +115,40 @@ type NodeState struct {
 	gpus   []gpu.Device
 	allocs []*api.Allocation
 
-	// A summary of the GPUs for quick rejection: devices that can go
-	// whole now, the most free milli on a device that can take a share,
-	// and healthy MIG-enabled devices.
+	// A summary of the GPUs for quick rejection and the GPU index:
+	// devices that can go whole now, the most free milli on a device that
+	// can take a share (and on one already shared), healthy MIG-enabled
+	// devices, and the most free compute slices on one of them (or the
+	// compute of a free instance).
 	gpuIdle, gpuShareMax, gpuMIG int
+	gpuPartialMax, gpuMIGFree    int
 }
 
 func (n *NodeState) summarize() {
 	n.gpuIdle, n.gpuShareMax, n.gpuMIG = 0, 0, 0
+	n.gpuPartialMax, n.gpuMIGFree = 0, 0
 	for i := range n.gpus {
 		d := &n.gpus[i]
 		switch {
 		case !d.Healthy:
 		case d.MIGEnabled:
 			n.gpuMIG++
+			free := 7 - d.Compute
+			if d.Geometry != nil {
+				free = d.Geometry.ComputeSlices - d.Compute
+			}
+			n.gpuMIGFree = max(n.gpuMIGFree, free)
+			for _, in := range d.Instances {
+				if in.Users == 0 {
+					n.gpuMIGFree = max(n.gpuMIGFree, in.Compute, 1)
+				}
+			}
 		case d.Users == 0:
 			n.gpuIdle++
 			n.gpuShareMax = max(n.gpuShareMax, d.FreeMilli)
 		case d.Form == gpu.FormShare:
 			n.gpuShareMax = max(n.gpuShareMax, d.FreeMilli)
+			n.gpuPartialMax = max(n.gpuPartialMax, d.FreeMilli)
 		}
 	}
 }
@@ -181,6 +259,7 @@ func newCluster(snap *Snapshot, ports api.PortRange) *Cluster {
 		c.account(a)
 	}
 	c.index = newFreeIndex(c.nodes)
+	c.gpuIndex = newGPUIndex(len(c.nodes))
 	for _, n := range c.nodes {
 		c.reindex(n)
 		if len(n.gpus) > 0 {

@@ -11,6 +11,17 @@ import (
 // placement of work without GPUs when Config.SampleSize is 0.
 const DefaultSampleSize = 16
 
+// DefaultGPUSampleSize is how many feasible nodes are scored for each
+// placement of GPU work when Config.GPUSampleSize is 0.
+const DefaultGPUSampleSize = 16
+
+// DefaultApartAttributes are the node attributes whose values replicas of
+// a service prefer to differ in when Config.ApartAttributes is nil: the
+// zone label and the physical host a VM node runs on. A reference this
+// build does not resolve yet (${node.vsphere.host} before the vSphere
+// integration) is ignored, as is one a node does not carry.
+var DefaultApartAttributes = []string{"${node.labels.zone}", "${node.vsphere.host}"}
+
 // Config tunes an Engine. The zero value is the default everywhere.
 type Config struct {
 	// Algorithm is the cluster's default node choice, api.PlacementBinpack
@@ -27,9 +38,27 @@ type Config struct {
 	// for binpack, emptiest first for spread). 0: DefaultSampleSize;
 	// negative: every node.
 	SampleSize int
-	// GPUSampleSize is the same for GPU work. 0 (default): every feasible
-	// node is scored, in node-ID order.
+	// GPUSampleSize is the same for GPU work, found through the GPU index
+	// (nodes by free shape, tightest first). 0: DefaultGPUSampleSize;
+	// negative: every feasible node is scored, in node-ID order (the trace
+	// simulator's setting).
 	GPUSampleSize int
+	// PackReplicas turns off the default for services: without it, the
+	// replicas of a group of a service job prefer distinct nodes (a node
+	// already holding one ranks below every node that holds none), then
+	// distinct values of ApartAttributes. Batch jobs and jobs that ask
+	// for placement "binpack" explicitly always pack.
+	PackReplicas bool
+	// ApartAttributes are the node attributes whose values a service's
+	// replicas prefer to differ in (a soft term, after distinct nodes).
+	// nil: DefaultApartAttributes; empty: none.
+	ApartAttributes []string
+	// MeasureRegret makes every placement chosen from a sample of the
+	// nodes also scan every node and record, in Plan.Regret, how the
+	// chosen node compares with the best one. For benchmarks: it costs a
+	// full scan per placement, and a scorer that draws random numbers
+	// sees more calls (so its plans change).
+	MeasureRegret bool
 	// DisablePreemption turns off eviction of lower-priority work and
 	// reclaim of borrowed queue capacity.
 	DisablePreemption bool
@@ -40,7 +69,8 @@ type Config struct {
 // so one Engine may serve many goroutines (each with its own snapshot or
 // Cluster).
 type Engine struct {
-	cfg Config
+	cfg   Config
+	apart []attrRef // ApartAttributes this build resolves
 }
 
 // New returns an Engine with the configuration, defaults filled in.
@@ -57,7 +87,19 @@ func New(cfg Config) *Engine {
 	if cfg.SampleSize == 0 {
 		cfg.SampleSize = DefaultSampleSize
 	}
-	return &Engine{cfg: cfg}
+	if cfg.GPUSampleSize == 0 {
+		cfg.GPUSampleSize = DefaultGPUSampleSize
+	}
+	if cfg.ApartAttributes == nil {
+		cfg.ApartAttributes = DefaultApartAttributes
+	}
+	e := &Engine{cfg: cfg}
+	for _, s := range cfg.ApartAttributes {
+		if ref, err := parseAttr(s); err == nil && ref.kind != attrLiteral {
+			e.apart = append(e.apart, ref)
+		}
+	}
+	return e
 }
 
 // Config returns the configuration with its defaults filled in.

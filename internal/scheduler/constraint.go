@@ -111,14 +111,15 @@ func (r attrRef) get(n *api.Node) (string, bool) {
 
 // matcher is a compiled constraint or affinity test.
 type matcher struct {
-	attr    attrRef
-	op      string
-	value   string
-	rvalue  attrRef // value side, when it is a reference
-	re      *regexp.Regexp
-	version versionConstraint
-	set     []string
-	text    string // "${node.class} = gpu", for explanations
+	attr     attrRef
+	op       string
+	value    string
+	rvalue   attrRef // value side, when it is a reference
+	re       *regexp.Regexp
+	version  versionConstraint
+	set      []string
+	setIndex map[string]struct{}
+	text     string // "${node.class} = gpu", for explanations
 }
 
 func normalizeOp(op string) string {
@@ -169,6 +170,10 @@ func compileMatcher(attr, op, value string) (*matcher, error) {
 		m.set = splitSet(value)
 		if len(m.set) == 0 {
 			return nil, fmt.Errorf("operator %s needs a comma-separated value", m.op)
+		}
+		m.setIndex = make(map[string]struct{}, len(m.set))
+		for _, x := range m.set {
+			m.setIndex[x] = struct{}{}
 		}
 	default:
 		return nil, fmt.Errorf("unknown operator %q; use =, !=, <, <=, >, >=, regexp, version, semver, set_contains, set_contains_any, distinct_hosts, is_set or is_not_set", op)
@@ -231,7 +236,18 @@ func (m *matcher) match(n *api.Node) bool {
 	case OpVersion, OpSemver:
 		ver, err := parseVersion(v)
 		return err == nil && m.version.check(ver)
-	case OpSetContains, OpSetContainsAny:
+	case OpSetContainsAny:
+		// Any of the node's items in the set: walk the node's items (few)
+		// against the set's index.
+		for len(v) > 0 {
+			item, rest, _ := strings.Cut(v, ",")
+			if _, in := m.setIndex[strings.TrimSpace(item)]; in {
+				return true
+			}
+			v = rest
+		}
+		return false
+	case OpSetContains:
 		have := splitSet(v)
 		for _, want := range m.set {
 			found := false

@@ -7,8 +7,11 @@
 // status, drivers, constraints, distinct hosts, cpu, memory, disk and
 // ports; GPUs whole, as MIG instances at legal positions, or as
 // fractional shares, scored by a pluggable GPUScorer; binpack or spread
-// with affinities, spread targets and anti-affinity; gangs placed all or
-// nothing; queue limits and dominant-resource fairness (Queues);
+// with affinities; spread held exactly through an index of the spread
+// attribute; service replicas kept apart (nodes, then zone / physical
+// host) by default; candidates sampled through a free-cpu index and a GPU
+// index by free shape, with the sampling's regret measurable; gangs
+// placed all or nothing; queue limits and dominant-resource fairness (Queues);
 // preemption; explanations counted per reason. README.md draws the
 // pipeline.
 //

@@ -83,11 +83,15 @@ func (c *Choice) Pick(k, i int) { c.Picked[k] = append(c.Picked[k], i) }
 //     the profile or a legal free slot to create one).
 //   - It returns a score, higher is better, and ok=false to reject the
 //     node. The node with the highest score wins; ties go to the node seen
-//     first (with the default GPUSampleSize of 0 every node is seen, in
-//     Cluster.Nodes order, so ties go to the lowest node ID). When the
-//     group has affinities, spread or co-located replicas, the core
-//     averages the score with those terms (each in [-1, 1]); keep scores
-//     in [0, 1] for them to weigh equally. Otherwise any scale works.
+//     first (with a negative GPUSampleSize every node is seen, in
+//     Cluster.Nodes order, so ties go to the lowest node ID; by default
+//     the GPU index offers DefaultGPUSampleSize nodes, tightest first).
+//     Before the score, nodes holding fewer replicas of a service's group
+//     (then in zones or hosts below their share) win, and a spread picks
+//     the values that are due. When the group has affinities or several
+//     spreads, the core averages the score with those terms (each in
+//     [-1, 1]); keep scores in [0, 1] for them to weigh equally.
+//     Otherwise any scale works.
 //   - To choose devices, append to c.Picked[k] (c.Pick) exactly
 //     ask.GPU[k].Count distinct indices taken from c.Eligible[k]. Leaving
 //     Picked[k] empty lets the core choose (DefaultPick). A choice that
@@ -99,9 +103,9 @@ func (c *Choice) Pick(k, i int) { c.Picked[k] = append(c.Picked[k], i) }
 //   - It must not modify n, ask or c.Eligible, nor keep them after it
 //     returns; it runs on the scheduling goroutine, and an Engine shared by
 //     several goroutines calls it concurrently.
-//   - It must be fast: with GPUSampleSize 0 it runs for every feasible
-//     node of every GPU placement. Read n.GPUs() directly (FreeMilli,
-//     FreeMemory, Form, Model) and cache per-node values keyed by n.Index()
+//   - It must be fast: it runs for every candidate of every GPU
+//     placement (with a negative GPUSampleSize, every feasible node).
+//     Read n.GPUs() directly (FreeMilli, FreeMemory, Form, Model) and cache per-node values keyed by n.Index()
 //     and n.Gen(). Such keys hold within one Cluster only: a scorer with
 //     caches that may see several Clusters (an Engine's Schedule builds one
 //     per call) implements PlanScorer to hand each its own instance. A

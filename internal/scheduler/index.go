@@ -125,4 +125,10 @@ func (c *Cluster) reindex(n *NodeState) {
 		b = bucketOf(n.capCPU - n.cpu)
 	}
 	c.index.update(n.index, b)
+	if len(n.gpus) > 0 {
+		c.gpuIndex.update(n)
+	}
+	if c.memos != nil {
+		c.noteChange(n)
+	}
 }

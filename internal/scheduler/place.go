@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"strings"
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/gpu"
@@ -24,6 +25,8 @@ type groupPlan struct {
 	affinities    []weighted
 	affinityTotal int
 	spreads       []*spreadPlan
+	spreadIdx     *spreadIndex // the first spread, indexed (prepare)
+	apart         []apartPlan  // Config.ApartAttributes the nodes carry (services)
 	gang          int
 	demand        Resources
 
@@ -32,11 +35,31 @@ type groupPlan struct {
 	slowDrivers bool     // a driver beyond the 64 the bitmask holds
 	missing     int      // task whose driver no node reports, or -1
 	statics     []reason // per node: 0 unknown, okStatic, or the constraint that failed
-	onNode      map[int32]int
-	total       int // replicas of the group the cluster holds now
+	onNode      []int32  // per node index: replicas of the group (borrowed from the Cluster)
+	touched     []int32  // node indices whose onNode may be non-zero
+	total       int      // replicas of the group the cluster holds now
 	models      [][]uint64
 	ask         Ask
-	exhausted   bool // a placement found no node: later ones cannot either
+	exhausted   bool   // a placement found no node: later ones cannot either
+	sig         string // everything check reads of the group (signature)
+}
+
+// signature renders everything check reads of the group, but
+// distinct_hosts: two groups with the same signature fit the same nodes
+// for the same reasons.
+func (g *groupPlan) signature() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d/%d/%d/%v/%d", g.cpu, g.mem, g.disk, g.static, g.dynamic)
+	for _, t := range g.group.Tasks {
+		b.WriteString("|d:" + t.Driver)
+	}
+	for _, m := range g.constraints {
+		b.WriteString("|c:" + m.text)
+	}
+	for _, a := range g.gpu {
+		fmt.Fprintf(&b, "|g:%d/%d/%d/%d/%s/%s/%d/%d/%v", a.Form, a.Count, a.Milli, a.Memory, a.Profile, a.Model, a.MemoryMin, a.CCMin, a.Enforce)
+	}
+	return b.String()
 }
 
 type weighted struct {
@@ -45,6 +68,7 @@ type weighted struct {
 }
 
 type spreadPlan struct {
+	text    string
 	attr    attrRef
 	targets map[string]int
 	sum     int
@@ -115,6 +139,11 @@ type planner struct {
 	seed       uint64
 	selections uint64
 	plan       *Plan
+	apart      bool // replicas of a group prefer distinct nodes (rank.near)
+	srch       search
+	groups     []*groupPlan // prepared: their counts go back to the Cluster
+	note       string       // why the last search failed beyond node reasons (spread)
+	noteNodes  int
 	placed     map[*api.Allocation]bool
 	log        []logEntry
 
@@ -176,6 +205,7 @@ func (e *Engine) Plan(c *Cluster, req *Request) (plan *Plan, err error) {
 		spread: job.Placement == api.PlacementSpread || (job.Placement == "" && e.cfg.Algorithm == api.PlacementSpread),
 		plan:   &Plan{Failed: map[string]*api.Explanation{}},
 		placed: map[*api.Allocation]bool{},
+		apart:  !e.cfg.PackReplicas && job.Type != api.JobBatch && job.Placement != api.PlacementBinpack,
 	}
 	p.gpuScorer = e.cfg.GPUScorer
 	if ps, ok := p.gpuScorer.(PlanScorer); ok {
@@ -187,6 +217,14 @@ func (e *Engine) Plan(c *Cluster, req *Request) (plan *Plan, err error) {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s/%d", p.jobKey, job.Version)
 	p.seed = h.Sum64()
+	defer func() {
+		for _, g := range p.groups {
+			for _, i := range g.touched {
+				g.onNode[i] = 0
+			}
+			c.returnCounts(g.onNode)
+		}
+	}()
 	for _, g := range order {
 		p.placeGroup(g, perGroup[g])
 	}
@@ -222,17 +260,23 @@ func (p *planner) prepare(g *groupPlan) {
 	if len(g.constraints) > 0 {
 		g.statics = make([]reason, len(p.c.nodes))
 	}
-	g.onNode = map[int32]int{}
+	g.onNode = p.c.borrowCounts()
+	p.groups = append(p.groups, g)
 	for _, sp := range g.spreads {
 		sp.counts = map[string]int{}
 		if sp.targets == nil {
-			seen := map[string]bool{}
-			for _, n := range p.c.nodes {
-				if v, ok := sp.attr.get(n.node); ok && n.schedulable {
-					seen[v] = true
-				}
+			sp.values = p.c.attrIndex(sp.attr).values
+		}
+	}
+	if len(g.spreads) > 0 {
+		g.spreadIdx = newSpreadIndex(g.spreads[0], p.c.nodes, func(n *NodeState) bool { return p.static(g, n) == 0 })
+	}
+	if p.apart && len(g.affinities) == 0 && len(g.spreads) == 0 {
+		// The group's own affinities or spread decide over the default.
+		for _, ref := range p.e.apart {
+			if x := p.c.attrIndex(ref); x.values > 1 {
+				g.apart = append(g.apart, apartPlan{x, make([]int32, x.n)})
 			}
-			sp.values = len(seen)
 		}
 	}
 	for _, a := range p.c.byJob[p.jobKey] {
@@ -253,11 +297,22 @@ func (p *planner) prepare(g *groupPlan) {
 
 // count records (sign 1) or forgets (sign −1) a replica of the group on n.
 func (g *groupPlan) count(n *NodeState, sign int) {
-	g.onNode[int32(n.index)] += sign
+	if g.onNode[n.index] == 0 {
+		g.touched = append(g.touched, int32(n.index))
+	}
+	g.onNode[n.index] += int32(sign)
 	g.total += sign
 	for _, sp := range g.spreads {
 		if v, ok := sp.attr.get(n.node); ok {
 			sp.counts[v] += sign
+		}
+	}
+	if g.spreadIdx != nil {
+		g.spreadIdx.add(g.spreadIdx.bucketOf(g.spreads[0], n), sign)
+	}
+	for _, ap := range g.apart {
+		if v := ap.x.ids[n.index]; v >= 0 {
+			ap.counts[v] += int32(sign)
 		}
 	}
 }
@@ -336,6 +391,9 @@ func (p *planner) failed(g *groupPlan) *api.Explanation {
 	for _, rc := range p.reasons {
 		ex.Reasons = append(ex.Reasons, api.ReasonCount{Reason: p.reasonText(g, rc.r), Nodes: rc.n})
 	}
+	if p.note != "" {
+		ex.Reasons = append(ex.Reasons, api.ReasonCount{Reason: p.note, Nodes: p.noteNodes})
+	}
 	p.plan.Failed[name] = ex
 	return ex
 }
@@ -371,98 +429,250 @@ func (p *planner) placeOne(g *groupPlan, pl Placement) bool {
 	return true
 }
 
-// selectNode finds the best node for one replica of g, or nil. Work
-// without GPUs looks at nodes through the free-cpu index until it has
-// SampleSize feasible ones; GPU work (GPUSampleSize 0) and any search that
-// found nothing look at every node, which also counts the reasons.
+// selectNode finds the best node for one replica of g, or nil. A group
+// with a spread looks bucket by bucket through its spread index (see
+// spreadIndex). Otherwise work without GPUs looks at nodes through the
+// free-cpu index until it has SampleSize feasible ones, and GPU work
+// through the GPU index (nodes by free shape) until it has GPUSampleSize;
+// with a negative sample size every node is scored. A search that found
+// nothing looks at every node, which also counts the reasons.
 func (p *planner) selectNode(g *groupPlan) *NodeState {
 	limit := p.e.cfg.SampleSize
 	if len(g.gpu) > 0 {
 		limit = p.e.cfg.GPUSampleSize
 	}
-	nodes := p.c.nodes
+	if limit >= len(p.c.nodes) {
+		limit = -1
+	}
 	p.selections++
-	var best *NodeState
-	bestScore := 0.0
-	found := 0
-	consider := func(n *NodeState, explain bool) bool {
-		r := p.check(g, n)
-		if r == 0 {
-			s, ok := p.score(g, n)
-			if ok {
-				found++
-				if best == nil || s > bestScore {
-					best, bestScore = n, s
-					p.keep()
-				}
-				return limit > 0 && found >= limit
-			}
-			r = mkReason(cScorer, 0)
+	p.note, p.noteNodes = "", 0
+	s := &p.srch
+	p.find(g, limit, s)
+	if s.best != nil {
+		if p.e.cfg.MeasureRegret && limit > 0 && !s.explained {
+			p.measure(g, s.rank)
 		}
-		if explain {
-			p.countReason(r)
-		}
+		return s.best
+	}
+	if s.explained {
+		return nil
+	}
+	if g.spreadIdx != nil {
+		p.note, p.noteNodes = g.spreadIdx.fullText(g.spreads[0])
+	}
+	p.explain(g, s)
+	if s.best != nil {
+		p.note, p.noteNodes = "", 0
+	}
+	return s.best
+}
+
+// rank orders the candidates of one placement. For services (unless
+// they pack): a node holding fewer replicas of the group first, then one
+// whose values of the apart attributes (zone, physical host) hold no more
+// than their share of the group. Then the higher score.
+type rank struct {
+	near, over int
+	s          float64
+}
+
+func (a rank) better(b rank) bool {
+	if a.near != b.near {
+		return a.near < b.near
+	}
+	if a.over != b.over {
+		return a.over < b.over
+	}
+	return a.s > b.s
+}
+
+// apartFrom reports whether a keeps replicas further apart than b.
+func (a rank) apartFrom(b rank) bool {
+	return a.near < b.near || (a.near == b.near && a.over < b.over)
+}
+
+// search is the state of one node search.
+type search struct {
+	p         *planner
+	g         *groupPlan
+	limit     int // stop at this many fitting nodes (away from the group's replicas); <= 0: never
+	found     int
+	fit       int
+	best      *NodeState
+	rank      rank
+	explained bool   // the search checked every node, counting reasons
+	record    []rank // when measuring regret: every fitting node's rank
+	recording bool
+	last      reason // of the node rated last (0: it fits)
+	rated     int    // nodes rated
+	// deferred are nodes holding replicas of the group, passed over
+	// unchecked while the search may still find a node holding none.
+	deferred []*NodeState
+}
+
+func (s *search) reset(p *planner, g *groupPlan, limit int) {
+	*s = search{p: p, g: g, limit: limit, record: s.record[:0], recording: s.recording, deferred: s.deferred[:0]}
+}
+
+// consider checks and rates n; it reports true when the search has
+// enough candidates.
+func (s *search) consider(n *NodeState, explain bool) bool {
+	p, g := s.p, s.g
+	if p.apart && !explain && g.onNode[n.index] > 0 {
+		s.deferred = append(s.deferred, n)
 		return false
 	}
+	return s.rate(n, explain)
+}
+
+// undefer rates the deferred nodes when the search found no node that
+// holds none of the group's replicas.
+func (s *search) undefer() {
+	if s.best == nil {
+		for _, n := range s.deferred {
+			s.rate(n, false)
+		}
+	}
+	s.deferred = s.deferred[:0]
+}
+
+func (s *search) rate(n *NodeState, explain bool) bool {
+	p, g := s.p, s.g
+	r := p.check(g, n)
+	s.last = r
+	s.rated++
+	if r == 0 {
+		sc, ok := p.score(g, n)
+		if ok {
+			k := rank{s: sc}
+			if p.apart {
+				k.near = int(g.onNode[n.index])
+				for _, ap := range g.apart {
+					if ap.over(n.index, g.total) {
+						k.over++
+					}
+				}
+			}
+			if s.recording {
+				s.record = append(s.record, k)
+			}
+			s.fit++
+			if k.near == 0 {
+				s.found++
+			}
+			if s.best == nil || k.better(s.rank) {
+				s.best, s.rank = n, k
+				p.keep()
+			}
+			return s.limit > 0 && s.found >= s.limit
+		}
+		r = mkReason(cScorer, 0)
+		s.last = r
+	}
+	if explain {
+		p.countReason(r)
+	}
+	return false
+}
+
+// find runs the search for one replica of g into s.
+func (p *planner) find(g *groupPlan, limit int, s *search) {
+	s.reset(p, g, limit)
+	nodes := p.c.nodes
 	switch {
-	case limit > 0 && limit < len(nodes):
-		// Every capacity class offers its tightest (spread: emptiest)
-		// feasible nodes, up to a share of the sample each.
-		x := p.c.index
-		up := !p.spread
-		lo := bucketOf(g.cpu)
-		quota := max(2, (limit+len(x.order)-1)/len(x.order))
-		for _, ci := range x.order {
-			cl := x.classes[ci]
-			if cl.size == 0 {
-				continue
+	case g.spreadIdx != nil:
+		p.searchSpread(g, s)
+	case limit > 0 && len(g.gpu) > 0:
+		p.searchGPU(g, s)
+		s.undefer()
+	case limit > 0:
+		p.searchFree(g, s)
+		s.undefer()
+	case len(g.gpu) > 0 && len(p.c.gpuNodes) < len(nodes):
+		// Only nodes with GPUs can take GPU work; the full scan runs only
+		// to explain a failure.
+		for _, n := range p.c.gpuNodes {
+			if s.consider(n, false) {
+				break
 			}
-			if len(g.gpu) > 0 && ci%2 == 0 {
-				continue
-			}
-			found = 0
-			b := lo
-			if !up {
-				b = nBuckets - 1
-			}
-		walk:
-			for b = cl.next(b, up); b >= lo; b = cl.next(b+step(up), up) {
-				l := cl.buckets[b]
-				off := int(mix(p.seed, uint64(b), p.selections) % uint64(len(l)))
-				for j := range l {
-					if consider(nodes[l[(off+j)%len(l)]], false) || found >= quota {
+		}
+		s.undefer()
+		if s.best != nil {
+			p.visited, p.fit = len(nodes), s.fit
+		}
+	default:
+		p.explain(g, s)
+	}
+}
+
+// explain looks at every node, counting the reasons of those that do not
+// fit. After a search that found nothing, a demand explained before on
+// this Cluster is explained from its memo: only the nodes that changed
+// since (and those that fitted then) are checked again (see explainMemo).
+func (p *planner) explain(g *groupPlan, s *search) {
+	if !s.explained && p.explainFromMemo(g, s) {
+		return
+	}
+	p.reasons = p.reasons[:0]
+	s.found, s.fit, s.rated = 0, 0, 0
+	s.best, s.rank = nil, rank{}
+	p.explaining = true
+	m := p.c.memoFor(g)
+	for _, n := range p.c.nodes {
+		stop := s.consider(n, true)
+		if m != nil {
+			m.set(n.index, s.last)
+		}
+		if stop {
+			break
+		}
+	}
+	if m != nil {
+		m.at = len(p.c.changes)
+		m.complete = !s.explainStopped(len(p.c.nodes))
+	}
+	p.explaining = false
+	s.explained = true
+	p.visited, p.fit = len(p.c.nodes), s.fit
+}
+
+// searchFree walks the free-cpu index: every capacity class offers its
+// tightest (spread: emptiest) feasible nodes, up to a share of the
+// sample each.
+func (p *planner) searchFree(g *groupPlan, s *search) {
+	nodes := p.c.nodes
+	x := p.c.index
+	up := !p.spread
+	apart := p.apart
+	lo := bucketOf(g.cpu)
+	quota := max(2, (s.limit+len(x.order)-1)/len(x.order))
+	for _, ci := range x.order {
+		cl := x.classes[ci]
+		if cl.size == 0 {
+			continue
+		}
+		s.found = 0
+		b := lo
+		if !up {
+			b = nBuckets - 1
+		}
+	walk:
+		for b = cl.next(b, up); b >= lo; b = cl.next(b+step(up), up) {
+			l := cl.buckets[b]
+			off := int(mix(p.seed, uint64(b), p.selections) % uint64(len(l)))
+			for _, part := range [2][]int32{l[off:], l[:off]} {
+				for _, i := range part {
+					if apart && g.onNode[i] > 0 {
+						s.deferred = append(s.deferred, nodes[i]) // see consider
+						continue
+					}
+					if s.rate(nodes[i], false) || s.found >= quota {
 						break walk
 					}
 				}
 			}
 		}
-		if best != nil {
-			return best
-		}
-	case len(g.gpu) > 0 && len(p.c.gpuNodes) < len(nodes):
-		// Only nodes with GPUs can take GPU work; the full scan below runs
-		// only to explain a failure.
-		for _, n := range p.c.gpuNodes {
-			if consider(n, false) {
-				break
-			}
-		}
-		if best != nil {
-			p.visited, p.fit = len(nodes), found
-			return best
-		}
 	}
-	p.reasons = p.reasons[:0]
-	found = 0
-	p.explaining = true
-	for _, n := range nodes {
-		if consider(n, true) {
-			break
-		}
-	}
-	p.explaining = false
-	p.visited, p.fit = len(nodes), found
-	return best
 }
 
 func step(up bool) int {
@@ -511,6 +721,15 @@ func (p *planner) countReason(r reason) {
 // work it leaves the eligible devices (and for several GPU tasks the
 // picks) in p.choice.
 func (p *planner) check(g *groupPlan, n *NodeState) reason {
+	if r := p.static(g, n); r != 0 {
+		return r
+	}
+	return p.dynamic(g, n)
+}
+
+// static checks what does not change as allocations come and go: status,
+// drivers and constraints.
+func (p *planner) static(g *groupPlan, n *NodeState) reason {
 	if !n.schedulable {
 		switch {
 		case n.node.Status != api.NodeStatusReady:
@@ -546,7 +765,13 @@ func (p *planner) check(g *groupPlan, n *NodeState) reason {
 			return s
 		}
 	}
-	if g.distinct && g.onNode[int32(n.index)] > 0 {
+	return 0
+}
+
+// dynamic checks the rest of check: distinct hosts, capacity, ports and
+// GPUs.
+func (p *planner) dynamic(g *groupPlan, n *NodeState) reason {
+	if g.distinct && g.onNode[n.index] > 0 {
 		return mkReason(cDistinct, 0)
 	}
 	// Arg 1: the node could not hold the replica even empty.
@@ -836,18 +1061,15 @@ func (p *planner) score(g *groupPlan, n *NodeState) (float64, bool) {
 		sum += float64(a) / float64(g.affinityTotal)
 		terms++
 	}
-	if len(g.spreads) > 0 {
+	if len(g.spreads) > 1 {
 		b := 0.0
-		for _, sp := range g.spreads {
+		for _, sp := range g.spreads[1:] {
 			b += sp.boost(n.node, g.total, g.group.Count)
 		}
-		sum += b / float64(len(g.spreads))
+		sum += b / float64(len(g.spreads)-1)
 		terms++
 	}
-	if c := g.onNode[int32(n.index)]; c > 0 && p.job.Type != api.JobBatch {
-		sum -= math.Min(1, float64(c)/float64(max(g.group.Count, 1)))
-		terms++
-	}
+
 	if terms == 0 {
 		return s, true
 	}
@@ -900,6 +1122,20 @@ func (sp *spreadPlan) boost(n *api.Node, total, count int) float64 {
 		b = (mean - have) / mean
 	}
 	return math.Max(-1, math.Min(1, b))
+}
+
+// apartPlan counts a group's replicas per value of an apart attribute.
+type apartPlan struct {
+	x      *attrIndex
+	counts []int32 // per value number
+}
+
+// over reports whether the node's value of an apart attribute holds more
+// replicas of the group than an even share over the attribute's values
+// would give at this step. Nodes without the attribute are never over.
+func (ap apartPlan) over(node, total int) bool {
+	v := ap.x.ids[node]
+	return v >= 0 && int(ap.counts[v]) > total/max(ap.x.values, 1)
 }
 
 // keep copies the picks of the node under test as the best so far.

@@ -372,7 +372,7 @@ func checkPlan(t *rapid.T, h *Harness, job *api.Job, req *scheduler.Request, pla
 	for name, ex := range plan.Failed {
 		sum := 0
 		for _, r := range ex.Reasons {
-			if !strings.HasPrefix(r.Reason, "gang ") {
+			if !strings.HasPrefix(r.Reason, "gang ") && !strings.HasPrefix(r.Reason, "spread ") {
 				sum += r.Nodes
 			}
 		}

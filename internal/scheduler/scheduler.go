@@ -44,6 +44,9 @@ type Plan struct {
 	Placed  []*api.Allocation
 	Preempt []Preemption
 	Failed  map[string]*api.Explanation // by group
+	// Regret has one sample per placement chosen from a sample of the
+	// nodes, only with Config.MeasureRegret.
+	Regret []RegretSample
 }
 
 // Preemption is an allocation evicted to make room, with the reason.

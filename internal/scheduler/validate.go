@@ -215,7 +215,7 @@ func compileGroup(g *api.Group, field string) (*groupPlan, error) {
 		if sum > 100 {
 			return nil, verr(sf+".targets", "targets add up to %d%%, more than 100", sum)
 		}
-		gp.spreads = append(gp.spreads, &spreadPlan{attr: ref, targets: s.Targets, sum: sum})
+		gp.spreads = append(gp.spreads, &spreadPlan{text: s.Attribute, attr: ref, targets: s.Targets, sum: sum})
 	}
 	gp.demand = GroupResources(g)
 	return gp, nil

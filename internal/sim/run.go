@@ -291,7 +291,7 @@ func replayOne(ctx context.Context, nodes []*api.Node, gpus int, tune float64, j
 	if err != nil {
 		return SeedRun{}, err
 	}
-	eng := scheduler.New(scheduler.Config{GPUScorer: sc, SampleSize: -1, DisablePreemption: true})
+	eng := scheduler.New(scheduler.Config{GPUScorer: sc, SampleSize: -1, GPUSampleSize: -1, DisablePreemption: true})
 	start := time.Now()
 	points, placed, err := Replay(ctx, eng, nodes, j.order.tasks, policy.NewFragModel(j.w.typical))
 	if err != nil {
