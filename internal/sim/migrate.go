@@ -22,6 +22,9 @@ import (
 type Migration struct {
 	Budget float64 // percent of tasks placed so far; 0 is the one-pass replay
 	Window int64   // in tasks tried
+	// Breadth is how many candidate nodes a search tries in full (0: the
+	// defrag default).
+	Breadth int
 }
 
 // DefaultWindow is the default --migrate-window.
@@ -85,7 +88,7 @@ func ReplayMigrate(ctx context.Context, eng *scheduler.Engine, nodes []*api.Node
 			allowed := int(math.Floor(m.Budget/100*float64(placed))) - moves
 			ask := defrag.Ask{CPU: t.CPU, Memory: t.Memory, Count: t.GPUs, Milli: t.Milli, Model: t.Model}
 			if v, seen := hopeless[ask]; allowed > 0 && (!seen || v != version) {
-				p, ok := defrag.Find(mir.s, ask, defrag.Options{MaxMoves: allowed, Now: int64(i), Window: m.Window})
+				p, ok := defrag.Find(mir.s, ask, defrag.Options{MaxMoves: allowed, Now: int64(i), Window: m.Window, MaxNodes: m.Breadth})
 				if !ok || len(p.Moves) == 0 {
 					hopeless[ask] = version
 					goto tried

@@ -1,0 +1,30 @@
+package sim
+
+import "testing"
+
+func TestUpperBound(t *testing.T) {
+	share := func(m int) Task { return Task{GPUs: 1, Milli: m} }
+	whole := Task{GPUs: 1, Milli: 1000}
+	tests := []struct {
+		name  string
+		gpus  int
+		tasks []Task
+		used  []int64 // the bound on used milli after each task
+	}{
+		{"two 810s on one GPU: one fails", 1, []Task{share(810), share(810)}, []int64{810, 810}},
+		{"a 160 fills beside an 810", 1, []Task{share(810), share(160), share(810)}, []int64{810, 970, 970}},
+		{"room for all: no bound below arrived", 3, []Task{share(810), share(810), whole}, []int64{810, 1620, 2620}},
+		{"the best is to fail one 810 for the whole GPU", 2, []Task{share(810), share(810), whole}, []int64{810, 1620, 1810}},
+		{"small shares alone: only capacity binds", 1, []Task{share(470), share(470), share(470)}, []int64{470, 940, 1000}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pts := boundPoints(tt.tasks, tt.gpus)
+			for i, p := range pts {
+				if p.Used != tt.used[i] {
+					t.Errorf("after task %d: bound %d milli used, want %d", i, p.Used, tt.used[i])
+				}
+			}
+		})
+	}
+}
