@@ -30,6 +30,10 @@ type Migration struct {
 // DefaultWindow is the default --migrate-window.
 const DefaultWindow = 1000
 
+// retryAfter is how many placements a failed search waits before the same
+// ask is searched again (a move retries it at once).
+const retryAfter = 32
+
 // ReplayMigrate is Replay with migration: every task is tried once, in
 // order, with the engine; one that fits nowhere gets a move plan from
 // defrag.Find when the budget allows one, the moves are carried out on
@@ -70,10 +74,12 @@ func ReplayMigrate(ctx context.Context, eng *scheduler.Engine, nodes []*api.Node
 	points := make([]Point, 0, len(tasks))
 	var arrived, used int64
 	placed, moves := 0, 0
-	// A search that found nothing finds nothing again for the same ask
-	// until something is placed or moved: the state is the same.
-	version := 0
-	hopeless := map[defrag.Ask]int{}
+	// A search that found nothing for an ask is not repeated for the same
+	// ask until a move has been made or retryAfter more tasks have been
+	// placed: placements mostly take room, so it would rarely find more,
+	// and once the cluster is full most tasks are asks that failed before.
+	type failed struct{ moves, placed int }
+	hopeless := map[defrag.Ask]failed{}
 	for i := range tasks {
 		if i%256 == 0 && ctx.Err() != nil {
 			return nil, 0, 0, ctx.Err()
@@ -87,10 +93,10 @@ func ReplayMigrate(ctx context.Context, eng *scheduler.Engine, nodes []*api.Node
 		if len(plan.Placed) == 0 && t.GPUs > 0 {
 			allowed := int(math.Floor(m.Budget/100*float64(placed))) - moves
 			ask := defrag.Ask{CPU: t.CPU, Memory: t.Memory, Count: t.GPUs, Milli: t.Milli, Model: t.Model}
-			if v, seen := hopeless[ask]; allowed > 0 && (!seen || v != version) {
+			if f, seen := hopeless[ask]; allowed > 0 && (!seen || f.moves != moves || placed-f.placed >= retryAfter) {
 				p, ok := defrag.Find(mir.s, ask, defrag.Options{MaxMoves: allowed, Now: int64(i), Window: m.Window, MaxNodes: m.Breadth})
 				if !ok || len(p.Moves) == 0 {
-					hopeless[ask] = version
+					hopeless[ask] = failed{moves, placed}
 					goto tried
 				}
 				touched, err := mir.apply(p, ask, int64(i), m.Window)
@@ -114,7 +120,6 @@ func ReplayMigrate(ctx context.Context, eng *scheduler.Engine, nodes []*api.Node
 		arrived += demand
 		if len(plan.Placed) == 1 {
 			placed++
-			version++
 			used += demand
 			a := plan.Placed[0]
 			if err := mir.add(a, t); err != nil {
