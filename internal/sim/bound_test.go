@@ -1,6 +1,9 @@
 package sim
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestUpperBound(t *testing.T) {
 	share := func(m int) Task { return Task{GPUs: 1, Milli: m} }
@@ -26,5 +29,28 @@ func TestUpperBound(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestParseBudgets(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []float64
+		bad  bool
+	}{
+		{in: "", want: []float64{0}},
+		{in: "5", want: []float64{0, 5}},
+		{in: "10, 1,2%,5,5", want: []float64{0, 1, 2, 5, 10}},
+		{in: "0.5", want: []float64{0, 0.5}},
+		{in: "abc", bad: true},
+		{in: "-1", bad: true},
+		{in: "101", bad: true},
+		{in: "NaN", bad: true},
+	}
+	for _, tt := range tests {
+		got, err := ParseBudgets(tt.in)
+		if (err != nil) != tt.bad || !tt.bad && !slices.Equal(got, tt.want) {
+			t.Errorf("ParseBudgets(%q) = %v, %v; want %v (error: %v)", tt.in, got, err, tt.want, tt.bad)
+		}
 	}
 }
