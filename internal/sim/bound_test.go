@@ -54,3 +54,23 @@ func TestParseBudgets(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseBudgets(f *testing.F) {
+	for _, s := range []string{"", "5", "1,2,5,10", "10, 1,2%,5,5", "0.5", "abc", "-1", "1e2", "NaN", ",,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseBudgets(s)
+		if err != nil {
+			return
+		}
+		if len(got) == 0 || got[0] != 0 || !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
+			t.Fatalf("ParseBudgets(%q) = %v: want 0 first, sorted, no repeats", s, got)
+		}
+		for _, b := range got {
+			if !(b >= 0 && b <= 100) {
+				t.Fatalf("ParseBudgets(%q) = %v: %v outside 0..100", s, got, b)
+			}
+		}
+	})
+}
