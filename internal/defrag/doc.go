@@ -13,7 +13,8 @@
 //   - MIG legality: a GPU in MIG mode is never a destination and what it
 //     holds never moves (MIG instances are pinned to their slices);
 //   - gangs stay whole: an item holding several GPUs moves as one, to one
-//     node, and items of a gang of more than one item never move;
+//     node; work that must stay together across items (a gang of several
+//     replicas) is given to the search as pinned and never moves;
 //   - an item moved at time t is not moved again before t+Window;
 //   - at most MaxMoves moves, and, applied, the plan places the task.
 //
@@ -25,7 +26,9 @@
 // each evicted item a destination elsewhere by best fit (the tightest GPU
 // that takes it), so that moved work fills slivers other work cannot use.
 //
-// It must never do I/O, read the clock or draw random numbers: time is a
-// counter the caller passes in (the replay uses the task index). The trace
-// replay (internal/sim, `gantry sim --migrate`) is its first user.
+// It must never do I/O, read the clock or draw random numbers (the
+// scheduler's architecture test checks it): time is a counter the caller
+// passes in (the replay uses the task index). The trace replay
+// (internal/sim, `gantry sim --migrate`) is its only user so far; the
+// server does not use it yet.
 package defrag
