@@ -18,6 +18,14 @@
 // (CheckPublished): a policy that does not reproduce them is not a
 // baseline.
 //
+// With --migrate (ReplayMigrate) a task that fits nowhere may get room by
+// moving placed GPU tasks to other nodes: internal/defrag proposes the
+// moves, within a budget counted in percent of the tasks placed so far,
+// and the replay carries them out on the same Cluster and checks every
+// node they touch with scheduler.Fit. The one-pass replay is unchanged and
+// always runs first. UpperBound is a ceiling no policy passes, with or
+// without moves, computed from the task order alone.
+//
 // Run is the whole command (flags, worker pool, outputs); the cobra
 // wrapper in internal/cli and cmd/gantry-sim only call it.
 package sim

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -51,8 +52,18 @@ type RunSummary struct {
 	FragRateAt100  Stat     `json:"frag_rate_at_100"`
 	PlacementsPerS float64  `json:"placements_per_s"`
 	Published      *float64 `json:"published_gpu_alloc_at_100,omitempty"`
-	mean           Curve
+	// With --migrate: the move budget (percent of tasks placed), the moves
+	// made and what they are as a percent of the tasks placed.
+	Migrate  float64 `json:"migrate_budget_pct,omitempty"`
+	Moves    *Stat   `json:"moves,omitempty"`
+	MovedPct *Stat   `json:"moved_pct_of_placed,omitempty"`
+	// BoundAt100 is UpperBound at 100% arrived: no policy allocates more.
+	BoundAt100 Stat `json:"upper_bound_at_100"`
+	mean       Curve
 }
+
+// Label names the run's policy and move budget.
+func (r *RunSummary) Label() string { return budgetLabel(r.Policy, r.Migrate) }
 
 // Summary is what `gantry sim --json` prints and writes to summary.json.
 type Summary struct {
@@ -67,24 +78,31 @@ type Summary struct {
 func Summarize(results []*Result, seeds []int64, tune float64, pub Published) *Summary {
 	s := &Summary{Tune: tune, Seeds: seeds}
 	for _, r := range results {
-		rs := RunSummary{Policy: r.Policy, Workload: r.Workload, Variant: Variant(r.Workload)}
-		var allocs, frags []float64
+		rs := RunSummary{Policy: r.Policy, Workload: r.Workload, Variant: Variant(r.Workload), Migrate: r.Migrate}
+		var allocs, frags, moves, moved, bounds []float64
 		var curves []Curve
 		tasks, secs := 0, 0.0
 		for _, sr := range r.Runs {
 			rs.Seeds = append(rs.Seeds, sr.Seed)
 			allocs = append(allocs, sr.Alloc[100])
 			frags = append(frags, sr.Frag[100])
+			moves = append(moves, float64(sr.Moves))
+			moved = append(moved, 100*float64(sr.Moves)/float64(max(1, sr.Placed)))
+			bounds = append(bounds, sr.Bound)
 			curves = append(curves, sr.Alloc)
 			tasks += sr.Tasks
 			secs += sr.Duration.Seconds()
 		}
-		rs.GPUAllocAt100, rs.FragRateAt100 = stat(allocs), stat(frags)
+		rs.GPUAllocAt100, rs.FragRateAt100, rs.BoundAt100 = stat(allocs), stat(frags), stat(bounds)
+		if r.Migrate > 0 {
+			mv, pct := stat(moves), stat(moved)
+			rs.Moves, rs.MovedPct = &mv, &pct
+		}
 		if secs > 0 {
 			rs.PlacementsPerS = math.Round(float64(tasks) / secs)
 		}
 		rs.mean = MeanCurve(curves)
-		if pub != nil {
+		if pub != nil && r.Migrate == 0 {
 			if f, ok := Compare(pub, r.Workload, r.Policy, rs.Seeds, rs.mean); ok {
 				v := f.Published
 				rs.Published = &v
@@ -106,14 +124,27 @@ func writeJSON(w io.Writer, v any) error {
 // per policy and pod list, and the fidelity check when there is one.
 func WriteTable(w io.Writer, s *Summary) {
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "POD LIST\tPOLICY\tGPU ALLOC @100% (mean)\tMIN\tMAX\tPUBLISHED\tFRAG RATE @100%\tPLACEMENTS/S\t")
+	migrating := slices.ContainsFunc(s.Runs, func(r RunSummary) bool { return r.Migrate > 0 })
+	head := "POD LIST\tPOLICY\tGPU ALLOC @100% (mean)\tMIN\tMAX\tPUBLISHED\tFRAG RATE @100%\tPLACEMENTS/S\t"
+	if migrating {
+		head += "MOVES (mean)\tMOVED % OF PLACED\tUPPER BOUND @100%\t"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range s.Runs {
 		p := "-"
 		if r.Published != nil {
 			p = fmt.Sprintf("%.2f", *r.Published)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%.2f\t%s\t%.2f\t%.0f\t\n", r.Variant, r.Policy,
+		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%.2f\t%s\t%.2f\t%.0f\t", r.Variant, r.Label(),
 			r.GPUAllocAt100.Mean, r.GPUAllocAt100.Min, r.GPUAllocAt100.Max, p, r.FragRateAt100.Mean, r.PlacementsPerS)
+		if migrating {
+			mv, pct := "-", "-"
+			if r.Moves != nil {
+				mv, pct = fmt.Sprintf("%.1f", r.Moves.Mean), fmt.Sprintf("%.2f", r.MovedPct.Mean)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.2f\t", mv, pct, r.BoundAt100.Mean)
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 	if len(s.Fidelity) == 0 {
@@ -160,7 +191,11 @@ func WriteCurves(w io.Writer, results []*Result, tune float64, pick func(*SeedRu
 	for _, r := range results {
 		for i := range r.Runs {
 			sr := &r.Runs[i]
-			rec = append(rec[:0], r.Workload, policy.Label(r.Policy), pyFloat(tune), strconv.FormatInt(sr.Seed, 10), strconv.Itoa(r.GPUs))
+			label := policy.Label(r.Policy)
+			if r.Migrate > 0 {
+				label += fmt.Sprintf("+migrate%g%%", r.Migrate)
+			}
+			rec = append(rec[:0], r.Workload, label, pyFloat(tune), strconv.FormatInt(sr.Seed, 10), strconv.Itoa(r.GPUs))
 			c := pick(sr)
 			for p := 0; p <= MaxPercent; p++ {
 				rec = append(rec, pyFloat(c[p]))
@@ -187,7 +222,10 @@ func WriteOutputs(dir string, results []*Result, s *Summary, tune float64) error
 		if a.Workload != b.Workload {
 			return strings.Compare(a.Workload, b.Workload)
 		}
-		return strings.Compare(policy.Label(a.Policy), policy.Label(b.Policy))
+		if c := strings.Compare(policy.Label(a.Policy), policy.Label(b.Policy)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Migrate, b.Migrate)
 	})
 	write := func(name string, fn func(io.Writer) error) error {
 		f, err := os.Create(filepath.Join(dir, name))
@@ -236,6 +274,9 @@ func WriteMarkdown(w io.Writer, s *Summary) error {
 	var pols, lists []string
 	cell := map[[2]string]RunSummary{}
 	for _, r := range s.Runs {
+		if r.Migrate > 0 {
+			continue // the migration table below
+		}
 		if !slices.Contains(pols, r.Policy) {
 			pols = append(pols, r.Policy)
 		}
@@ -275,8 +316,99 @@ func WriteMarkdown(w io.Writer, s *Summary) error {
 	if anyPublished {
 		note = "; in parentheses the published mean over the same seeds."
 	}
-	_, err := fmt.Fprintf(w, "\nGPU allocation (%%) at 100%% arrived, mean of seeds %s, tune %.1f%s\n", seedList(s.Seeds), s.Tune, note)
+	if _, err := fmt.Fprintf(w, "\nGPU allocation (%%) at 100%% arrived, mean of seeds %s, tune %.1f%s\n", seedList(s.Seeds), s.Tune, note); err != nil {
+		return err
+	}
+	return writeMigration(w, s)
+}
+
+// writeMigration writes the table of replays with migration, when there
+// are any: per pod list and policy, the one-pass allocation, then the
+// allocation with each move budget, the tasks moved (percent of those
+// placed) and the fragmentation rate, beside published FGD and the
+// upper bound of any policy.
+func writeMigration(w io.Writer, s *Summary) error {
+	var budgets []float64
+	var pols, lists []string
+	type key struct {
+		list, policy string
+		budget       float64
+	}
+	cell := map[key]RunSummary{}
+	var fgdPub = map[string]*float64{}
+	bound := map[string]Stat{}
+	for _, r := range s.Runs {
+		if r.Migrate > 0 && !slices.Contains(budgets, r.Migrate) {
+			budgets = append(budgets, r.Migrate)
+		}
+		if !slices.Contains(pols, r.Policy) {
+			pols = append(pols, r.Policy)
+		}
+		if !slices.Contains(lists, r.Variant) {
+			lists = append(lists, r.Variant)
+		}
+		cell[key{r.Variant, r.Policy, r.Migrate}] = r
+		if r.Policy == "fgd" && r.Published != nil {
+			fgdPub[r.Variant] = r.Published
+		}
+		bound[r.Variant] = r.BoundAt100
+	}
+	if len(budgets) == 0 {
+		return nil
+	}
+	slices.Sort(budgets)
+	all := append([]float64{0}, budgets...)
+	fmt.Fprintf(w, "\n**With migration** (not the one-pass protocol: a task that fits nowhere may move placed GPU tasks, within a budget of moves counted in percent of the tasks placed so far):\n\n")
+	fmt.Fprint(w, "| pod list | policy | published fgd, one pass | upper bound, any policy |")
+	for _, b := range all {
+		if b == 0 {
+			fmt.Fprint(w, " one pass |")
+		} else {
+			fmt.Fprintf(w, " with migration, %g%% |", b)
+		}
+	}
+	fmt.Fprint(w, " moved, % of placed (", budgetList(budgets), ") | frag rate @100% (", budgetList(all), ") |\n|---|---|---:|---:|")
+	for range all {
+		fmt.Fprint(w, "---:|")
+	}
+	fmt.Fprintln(w, "---:|---:|")
+	for _, l := range lists {
+		for _, p := range pols {
+			if _, ok := cell[key{l, p, budgets[0]}]; !ok {
+				continue
+			}
+			pub := "-"
+			if v := fgdPub[l]; v != nil {
+				pub = fmt.Sprintf("%.2f", *v)
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %.2f |", l, p, pub, bound[l].Mean)
+			var moved, frag []string
+			for _, b := range all {
+				r, ok := cell[key{l, p, b}]
+				if !ok {
+					fmt.Fprint(w, " |")
+					moved, frag = append(moved, "-"), append(frag, "-")
+					continue
+				}
+				fmt.Fprintf(w, " %.2f |", r.GPUAllocAt100.Mean)
+				if b > 0 {
+					moved = append(moved, fmt.Sprintf("%.2f", r.MovedPct.Mean))
+				}
+				frag = append(frag, fmt.Sprintf("%.2f", r.FragRateAt100.Mean))
+			}
+			fmt.Fprintf(w, " %s | %s |\n", strings.Join(moved, " / "), strings.Join(frag, " / "))
+		}
+	}
+	_, err := fmt.Fprintf(w, "\nGPU allocation (%%) at 100%% arrived, mean of seeds %s, tune %.1f.\n", seedList(s.Seeds), s.Tune)
 	return err
+}
+
+func budgetList(bs []float64) string {
+	var parts []string
+	for _, b := range bs {
+		parts = append(parts, fmt.Sprintf("%g%%", b))
+	}
+	return strings.Join(parts, " / ")
 }
 
 func seedList(seeds []int64) string {

@@ -47,7 +47,7 @@ func Plot(w io.Writer, title string, runs []RunSummary) error {
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.6" points="%s"/>`+"\n", color, strings.Join(pts, " "))
 		ly := top + 14 + float64(i)*18
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/>`+"\n", width-right+12, ly-4, width-right+34, ly-4, color)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s %.2f%%</text>`+"\n", width-right+40, ly, html.EscapeString(r.Policy), r.GPUAllocAt100.Mean)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s %.2f%%</text>`+"\n", width-right+40, ly, html.EscapeString(r.Label()), r.GPUAllocAt100.Mean)
 	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())

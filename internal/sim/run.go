@@ -35,11 +35,13 @@ type Options struct {
 	CheckPublished bool    // compare with the published results; fail when they differ
 	PublishedFile  string  // default <trace-dir>/fgd-expected-results/analysis_allo_discrete.csv
 	Workers        int     // parallel replays; default GOMAXPROCS
+	Migrate        string  // move budgets in percent of tasks placed, comma-separated ("1,2,5,10"); empty: one pass only
+	MigrateWindow  int64   // tasks tried before a moved task may move again
 }
 
 // DefaultOptions are the flags' defaults.
 func DefaultOptions() Options {
-	return Options{Policies: "all", Tune: 1.3, Seeds: "42-51"}
+	return Options{Policies: "all", Tune: 1.3, Seeds: "42-51", MigrateWindow: DefaultWindow}
 }
 
 // Register defines the flags on fs (the cobra wrapper adds them with
@@ -57,6 +59,29 @@ func (o *Options) Register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.CheckPublished, "check-published", o.CheckPublished, "compare with the published results and fail when a policy is off (without --pods or --all: every published pod list in the trace folder)")
 	fs.StringVar(&o.PublishedFile, "published", o.PublishedFile, "published results (default <trace-dir>/fgd-expected-results/analysis_allo_discrete.csv)")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "replays run in parallel (default GOMAXPROCS)")
+	fs.StringVar(&o.Migrate, "migrate", o.Migrate, "also replay with migration: move budgets in percent of the tasks placed so far, comma-separated (1,2,5,10); the one-pass replay stays the first column")
+	fs.Int64Var(&o.MigrateWindow, "migrate-window", o.MigrateWindow, "with --migrate: tasks tried before a moved task may move again")
+}
+
+// ParseBudgets reads --migrate: percentages, comma-separated, each in
+// (0, 100]. The one-pass replay (0) is always first.
+func ParseBudgets(s string) ([]float64, error) {
+	out := []float64{0}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSuffix(strings.TrimSpace(part), "%")
+		if part == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(part, 64)
+		if err != nil || math.IsNaN(v) || v < 0 || v > 100 {
+			return nil, fmt.Errorf("--migrate %q: give move budgets in percent of the tasks placed, such as 1,2,5,10", s)
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // ErrMismatch is returned when --check-published finds a policy off the
@@ -151,15 +176,29 @@ type SeedRun struct {
 	Frag     Curve
 	Tasks    int
 	Placed   int
+	Moves    int     // tasks moved (with a migration budget)
+	Bound    float64 // UpperBound at 100% arrived for this task order
 	Duration time.Duration
 }
 
-// Result is every replay of one policy on one workload.
+// Result is every replay of one policy on one workload with one
+// migration budget.
 type Result struct {
 	Workload string
 	Policy   string
+	Migrate  float64 // move budget, percent of tasks placed; 0 is one pass
 	GPUs     int
 	Runs     []SeedRun // by seed
+}
+
+// Label names a result's policy and budget ("gantry", "gantry +5% moves").
+func (r *Result) Label() string { return budgetLabel(r.Policy, r.Migrate) }
+
+func budgetLabel(p string, budget float64) string {
+	if budget == 0 {
+		return p
+	}
+	return fmt.Sprintf("%s +%g%% moves", p, budget)
 }
 
 // Task of the worker pool.
@@ -167,7 +206,15 @@ type job struct {
 	w      *workload
 	seed   int64
 	policy string
+	budget float64
 	order  *ordered
+}
+
+// MigrateOptions are the migration budgets Replays runs besides the one
+// pass (0), and the window of Migration.
+type MigrateOptions struct {
+	Budgets []float64
+	Window  int64
 }
 
 type workload struct {
@@ -188,6 +235,19 @@ type ordered struct {
 // progress (may be nil).
 func Replays(ctx context.Context, nodes []Node, workloads map[string][]Task, policies []string, seeds []int64, tune float64, workers int,
 	progress func(done, total int, r *Result, s *SeedRun)) ([]*Result, error) {
+	return ReplaysMigrate(ctx, nodes, workloads, policies, seeds, tune, workers, MigrateOptions{}, progress)
+}
+
+// ReplaysMigrate is Replays with migration: every policy also runs with
+// each budget of mig (the one-pass replay, budget 0, always runs).
+func ReplaysMigrate(ctx context.Context, nodes []Node, workloads map[string][]Task, policies []string, seeds []int64, tune float64, workers int,
+	mig MigrateOptions, progress func(done, total int, r *Result, s *SeedRun)) ([]*Result, error) {
+	budgets := []float64{0}
+	for _, b := range mig.Budgets {
+		if b > 0 && !slices.Contains(budgets, b) {
+			budgets = append(budgets, b)
+		}
+	}
 	apiNodes, gpus := APINodes(nodes)
 	if gpus == 0 {
 		return nil, fmt.Errorf("the node list has no GPUs")
@@ -198,20 +258,28 @@ func Replays(ctx context.Context, nodes []Node, workloads map[string][]Task, pol
 	}
 	slices.Sort(names)
 	var jobs []job
-	results := map[[2]string]*Result{}
+	type key struct {
+		workload, policy string
+		budget           float64
+	}
+	results := map[key]*Result{}
 	var out []*Result
 	for _, name := range names {
 		w := &workload{name: name, tasks: workloads[name], typical: Typical(workloads[name])}
 		for _, seed := range seeds {
-			o := &ordered{left: len(policies)}
-			for _, p := range policies {
-				jobs = append(jobs, job{w: w, seed: seed, policy: p, order: o})
+			o := &ordered{left: len(policies) * len(budgets)}
+			for _, b := range budgets {
+				for _, p := range policies {
+					jobs = append(jobs, job{w: w, seed: seed, policy: p, budget: b, order: o})
+				}
 			}
 		}
-		for _, p := range policies {
-			r := &Result{Workload: name, Policy: p, GPUs: gpus}
-			results[[2]string{name, p}] = r
-			out = append(out, r)
+		for _, b := range budgets {
+			for _, p := range policies {
+				r := &Result{Workload: name, Policy: p, Migrate: b, GPUs: gpus}
+				results[key{name, p, b}] = r
+				out = append(out, r)
+			}
 		}
 	}
 	if workers <= 0 {
@@ -229,7 +297,7 @@ func Replays(ctx context.Context, nodes []Node, workloads map[string][]Task, pol
 		go func() {
 			defer wg.Done()
 			for j := range ch {
-				s, err := replayOne(ctx, apiNodes, gpus, tune, j)
+				s, err := replayOne(ctx, apiNodes, gpus, tune, j, mig.Window)
 				mu.Lock()
 				if j.order.left--; j.order.left == 0 {
 					j.order.tasks = nil // every policy has replayed it
@@ -240,7 +308,7 @@ func Replays(ctx context.Context, nodes []Node, workloads map[string][]Task, pol
 						cancel()
 					}
 				} else {
-					r := results[[2]string{j.w.name, j.policy}]
+					r := results[key{j.w.name, j.policy, j.budget}]
 					r.Runs = append(r.Runs, s)
 					done++
 					if progress != nil {
@@ -273,7 +341,7 @@ feed:
 	return out, nil
 }
 
-func replayOne(ctx context.Context, nodes []*api.Node, gpus int, tune float64, j job) (SeedRun, error) {
+func replayOne(ctx context.Context, nodes []*api.Node, gpus int, tune float64, j job, window int64) (SeedRun, error) {
 	j.order.once.Do(func() {
 		tasks, rank := Order(j.w.tasks, len(nodes), j.seed, tune, gpus*1000)
 		j.order.tasks = tasks
@@ -293,13 +361,14 @@ func replayOne(ctx context.Context, nodes []*api.Node, gpus int, tune float64, j
 	}
 	eng := scheduler.New(scheduler.Config{GPUScorer: sc, SampleSize: -1, GPUSampleSize: -1, DisablePreemption: true})
 	start := time.Now()
-	points, placed, err := Replay(ctx, eng, nodes, j.order.tasks, policy.NewFragModel(j.w.typical))
+	points, placed, moves, err := ReplayMigrate(ctx, eng, nodes, j.order.tasks, policy.NewFragModel(j.w.typical), Migration{Budget: j.budget, Window: window})
 	if err != nil {
-		return SeedRun{}, fmt.Errorf("%s on %s, seed %d: %w", j.policy, j.w.name, j.seed, err)
+		return SeedRun{}, fmt.Errorf("%s on %s, seed %d: %w", budgetLabel(j.policy, j.budget), j.w.name, j.seed, err)
 	}
 	return SeedRun{
-		Seed: j.seed, Tasks: len(points), Placed: placed, Duration: time.Since(start),
+		Seed: j.seed, Tasks: len(points), Placed: placed, Moves: moves, Duration: time.Since(start),
 		Alloc: Reduce(points, gpus, Allocation(gpus)), Frag: Reduce(points, gpus, FragRate),
+		Bound: UpperBound(j.order.tasks, gpus)[100],
 	}, nil
 }
 
@@ -339,6 +408,13 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	policies, err := parsePolicies(o.Policies)
 	if err != nil {
 		return err
+	}
+	budgets, err := ParseBudgets(o.Migrate)
+	if err != nil {
+		return err
+	}
+	if o.MigrateWindow < 0 {
+		return fmt.Errorf("--migrate-window %d: give a number of tasks, 0 or more", o.MigrateWindow)
 	}
 	if o.Tune < 0 || math.IsNaN(o.Tune) || o.Tune > 100 {
 		return fmt.Errorf("--tune %v: use a multiple of the GPU capacity such as 1.3", o.Tune)
@@ -410,13 +486,17 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		}
 		workloads[Workload(p)] = tasks
 	}
-	total := len(workloads) * len(policies) * len(seeds)
-	fmt.Fprintf(stderr, "gantry sim: %d pod lists × %d policies × %d seeds = %d replays on %d workers, tune %.2f\n",
-		len(workloads), len(policies), len(seeds), total, max(1, cmp0(o.Workers, runtime.GOMAXPROCS(0))), o.Tune)
+	total := len(workloads) * len(policies) * len(seeds) * len(budgets)
+	fmt.Fprintf(stderr, "gantry sim: %d pod lists × %d policies × %d seeds × %d move budgets = %d replays on %d workers, tune %.2f\n",
+		len(workloads), len(policies), len(seeds), len(budgets), total, max(1, cmp0(o.Workers, runtime.GOMAXPROCS(0))), o.Tune)
 	start := time.Now()
-	results, err := Replays(ctx, nodes, workloads, policies, seeds, o.Tune, o.Workers, func(done, total int, r *Result, s *SeedRun) {
-		fmt.Fprintf(stderr, "[%d/%d] %-10s %-26s seed %-4d %6.2f%% GPU allocated at 100%% arrived, %d/%d tasks placed (%.1f s)\n",
-			done, total, r.Policy, r.Workload, s.Seed, s.Alloc[100], s.Placed, s.Tasks, s.Duration.Seconds())
+	results, err := ReplaysMigrate(ctx, nodes, workloads, policies, seeds, o.Tune, o.Workers, MigrateOptions{Budgets: budgets, Window: o.MigrateWindow}, func(done, total int, r *Result, s *SeedRun) {
+		moved := ""
+		if r.Migrate > 0 {
+			moved = fmt.Sprintf(", %d moves", s.Moves)
+		}
+		fmt.Fprintf(stderr, "[%d/%d] %-10s %-26s seed %-4d %6.2f%% GPU allocated at 100%% arrived, %d/%d tasks placed%s (%.1f s)\n",
+			done, total, r.Label(), r.Workload, s.Seed, s.Alloc[100], s.Placed, s.Tasks, moved, s.Duration.Seconds())
 	})
 	if err != nil {
 		return err
