@@ -29,13 +29,14 @@ vet:
 	$(GO) vet ./...
 
 # Every test. What the tests drive (Docker, Chromium, Prometheus, spin,
-# docker-compose, the trace) is checked first: a missing one fails at once,
+# docker-compose, QEMU, clang for wasm32-wasi, the trace) is checked first: a missing one fails at once,
 # named, with how to install it (.ci/run installs them); then the tests run
 # with GANTRY_REQUIRE_*, so none can skip for lack of a tool. The last
 # lines count passed, failed and skipped tests and name every skip.
 test: vet
 	scripts/test-prereqs.sh
 	GANTRY_REQUIRE_DOCKER=1 GANTRY_REQUIRE_UI_DEPS=1 GANTRY_SIM_REQUIRE_TRACE=1 GANTRY_REQUIRE_SPIN=1 \
+		GANTRY_REQUIRE_QEMU=1 GANTRY_REQUIRE_WASI_CLANG=1 \
 		$(GO) test -json -count=1 -timeout 60m ./... | $(GO) run ./scripts/testsummary
 
 # The tests that can run on this machine; those lacking a tool skip, and

@@ -17,6 +17,19 @@ need promtool prometheus "the monitoring kit's rule tests"
 need docker-compose docker-compose "the Compose demo test"
 need spin spin "the model check of the allocation lifecycle"
 need gcc gcc "compiling the model checker"
+need qemu-system-x86_64 qemu-system-x86 "the qemu driver's end-to-end tests (software emulation)"
+need qemu-img qemu-utils "the qemu driver's copy-on-write overlays"
+need apt-get apt "downloading the test guest's kernel (scripts/build-vm-guest.sh)"
+need clang clang "compiling the wasm driver's C test modules"
+need wasm-ld lld "linking the wasm driver's C test modules"
+if [[ ! -e /usr/lib/wasm32-wasi/libc.a ]]; then
+	missing+=("wasi-libc (the wasm driver's C test modules)")
+	pkgs+=(wasi-libc)
+fi
+if ! ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then
+	missing+=("the wasm32 compiler builtins (the wasm driver's C test modules)")
+	pkgs+=(libclang-rt-14-dev-wasm32)
+fi
 if ! docker info >/dev/null 2>&1; then
 	missing+=("a running Docker engine (the end-to-end tests)")
 fi
