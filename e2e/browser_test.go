@@ -215,6 +215,27 @@ func (b *Browser) TabThrough(page string) int {
 	// them afterwards.
 	b.Pause()
 	defer b.Resume()
+	// A refresh already in flight when the pause began can still replace
+	// the page's controls (their tab marks go with them): then tab again
+	// over the page as it now stands, once.
+	for attempt := 1; ; attempt++ {
+		n, missed, replaced := b.tabOnce(page)
+		if len(missed) == 0 {
+			return n
+		}
+		if !replaced || attempt == 2 {
+			b.t.Errorf("page %s: Tab reached %d of %d controls; never reached:\n  %s", page, n-len(missed), n, strings.Join(missed, "\n  "))
+			return n
+		}
+		b.t.Logf("page %s: the page re-rendered while tabbing; tabbing again", page)
+	}
+}
+
+// tabOnce marks the page's shown controls and presses Tab until each got
+// the focus. It returns how many there are, the ones never reached, and
+// whether some marked control left the page meanwhile (a re-render).
+func (b *Browser) tabOnce(page string) (int, []string, bool) {
+	b.t.Helper()
 	n := eval[int](b, `(() => {
 		const sel = 'a[href], button:not([disabled]), input:not([disabled]):not([type=hidden]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
 		const shown = e => {
@@ -240,19 +261,23 @@ func (b *Browser) TabThrough(page string) int {
 		}
 	}
 	b.t.Logf("page %s: Tab reached %d of %d controls", page, len(reached), n)
-	if len(reached) < n {
-		missed := eval[[]string](b, `[...document.querySelectorAll('[data-tab-id]')].map(e => e.getAttribute('data-tab-id') + ': <' + e.tagName.toLowerCase() + '> ' + (e.getAttribute('href') || e.id || e.textContent.trim().slice(0, 40)))`)
-		var out []string
-		for _, m := range missed {
-			id, _, _ := strings.Cut(m, ":")
-			if !reached[id] {
-				out = append(out, m)
-			}
-		}
-		sort.Strings(out)
-		b.t.Errorf("page %s: Tab reached %d of %d controls; never reached:\n  %s", page, len(reached), n, strings.Join(out, "\n  "))
+	if len(reached) >= n {
+		return n, nil, false
 	}
-	return n
+	marked := eval[[]string](b, `[...document.querySelectorAll('[data-tab-id]')].map(e => e.getAttribute('data-tab-id') + ': <' + e.tagName.toLowerCase() + '> ' + (e.getAttribute('href') || e.id || e.textContent.trim().slice(0, 40)))`)
+	var out []string
+	for _, m := range marked {
+		id, _, _ := strings.Cut(m, ":")
+		if !reached[id] {
+			out = append(out, m)
+		}
+	}
+	replaced := len(marked) < n
+	for len(out) < n-len(reached) {
+		out = append(out, "(a control replaced by a re-render)")
+	}
+	sort.Strings(out)
+	return n, out, replaced
 }
 
 // js quotes a Go string as a JavaScript string literal.

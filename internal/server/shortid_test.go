@@ -35,6 +35,13 @@ func TestEvalShortID(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&e)
 		return resp.StatusCode, &e
 	}
+	// The evaluation reaches the server's view a moment after the
+	// register answers; wait for the full ID before trying prefixes.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if code, _ := get(rr.EvalID); code == http.StatusOK || time.Now().After(deadline) {
+			break
+		}
+	}
 	for _, id := range []string{rr.EvalID, api.ShortID(rr.EvalID), rr.EvalID[:4]} {
 		if code, e := get(id); code != http.StatusOK || e.ID != rr.EvalID {
 			t.Errorf("GET evaluation %q: %d %+v", id, code, e)

@@ -196,7 +196,7 @@ groups:
 	{name: "constraints and size", spec: spec("", `    constraints:
       - {attribute: "${node.labels.zone}", operator: "=", value: "a"}
 `, "", "cpu: 6000, memory: 64"), want: []string{
-		"unplaceable groups[0]: no node can hold one replica even when empty, each for another reason: a1 (too little cpu), a2 (too little cpu), big (constraint ${node.labels.zone} = a), mig (constraint ${node.labels.zone} = a) (web.yaml:3)",
+		"unplaceable groups[0]: no node can hold one replica even when empty, each for another reason: a1 (node too small: needs 6000 millicores of cpu, more than the node has even when empty), a2 (node too small: needs 6000 millicores of cpu, more than the node has even when empty), big (constraint ${node.labels.zone} = a), mig (constraint ${node.labels.zone} = a) (web.yaml:3)",
 	}},
 	{name: "driver no node has", cluster: noExec(), spec: `name: web
 groups:
