@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -134,9 +135,17 @@ func TestStats(t *testing.T) {
 	root := t.TempDir()
 	d := newDriver(t, root)
 	h := start(t, d, task(root, "n1", "sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 30"))
-	s, err := d.Stats(testCtx(t), h)
-	if err != nil {
-		t.Fatal(err)
+	// Right after the start the process group may still be between fork
+	// and exec, with nothing resident yet: sample until it shows memory.
+	var s *driver.TaskStats
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var err error
+		if s, err = d.Stats(testCtx(t), h); err != nil {
+			t.Fatal(err)
+		}
+		if s.MemoryBytes > 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if s.MemoryBytes == 0 {
 		t.Errorf("stats %+v", s)
