@@ -82,7 +82,7 @@ func NewPlan(t *api.Task, res *api.AllocatedResources, bindAddress string, kvm b
 		}
 	case api.AccelKVM:
 		if !kvm {
-			return nil, fmt.Errorf("accelerator kvm was asked for, but /dev/kvm cannot be opened read-write on this node; use accelerator auto or tcg, or a node with KVM")
+			return nil, fmt.Errorf("accelerator kvm was asked for, but KVM is not usable on this node (its driver.qemu.kvm attribute is false); use accelerator auto or tcg, or a node with KVM")
 		}
 		p.Accel = api.AccelKVM
 	case api.AccelTCG:

@@ -118,7 +118,7 @@ func TestPlanErrors(t *testing.T) {
 		kvm  bool
 		want string
 	}{
-		{"kvm without KVM", vmTask(func(t *api.Task) { t.Config.Accelerator = api.AccelKVM }), res(1000, 256, api.AllocatedPort{Name: "http", Host: 1, To: 8080}), false, "/dev/kvm cannot be opened"},
+		{"kvm without KVM", vmTask(func(t *api.Task) { t.Config.Accelerator = api.AccelKVM }), res(1000, 256, api.AllocatedPort{Name: "http", Host: 1, To: 8080}), false, "KVM is not usable on this node"},
 		{"nothing to boot", vmTask(func(t *api.Task) { t.Config.Kernel = "" }), res(1000, 256, api.AllocatedPort{Name: "http", Host: 1, To: 8080}), false, "neither config.image nor config.kernel"},
 		{"guest port twice", vmTask(func(t *api.Task) {
 			t.Config.Ports = append(t.Config.Ports, api.PortSpec{Name: "alt", To: 8080})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	osexec "os/exec"
+	"path/filepath"
 	"regexp"
 	"time"
 )
@@ -30,21 +31,34 @@ func ParseVersion(out string) string {
 	return ""
 }
 
-// kvmUsable reports whether /dev/kvm opens read-write, and why not.
-func kvmUsable(path string) (bool, string) {
+// kvmUsable reports whether /dev/kvm opens read-write and runs ordinary
+// guests, and why not. A KVM whose only backend is kvm_pvm (the
+// paravirtual KVM of some cloud sandboxes, loaded without kvm_intel or
+// kvm_amd) opens fine but runs only PVM-built guest kernels: a stock
+// kernel hangs in its boot, so auto must choose software emulation there.
+// sysModule is the kernel's /sys/module directory.
+func kvmUsable(path, sysModule string) (bool, string) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return false, fmt.Sprintf("%s cannot be opened read-write: %v", path, err)
 	}
 	f.Close()
+	loaded := func(m string) bool {
+		_, err := os.Stat(filepath.Join(sysModule, m))
+		return err == nil
+	}
+	if loaded("kvm_pvm") && !loaded("kvm_intel") && !loaded("kvm_amd") {
+		return false, fmt.Sprintf("%s is the paravirtual kvm_pvm, which runs only PVM guest kernels (neither kvm_intel nor kvm_amd is loaded)", path)
+	}
 	return true, ""
 }
 
-// Probe finds QEMU on PATH (bin overrides the binary) and checks KVM.
+// Probe finds QEMU on PATH (bin overrides the binary) and checks KVM
+// (sysfsRoot is where the kernel's /sys is, normally "/sys").
 // prev is the last probe: its version is kept while the binary's size
 // and modification time are unchanged, so that a fingerprint every few
 // seconds does not start QEMU each time.
-func Probe(ctx context.Context, bin, kvmPath string, prev *System) System {
+func Probe(ctx context.Context, bin, kvmPath, sysfsRoot string, prev *System) System {
 	var s System
 	if bin == "" {
 		bin = "qemu-system-x86_64"
@@ -68,6 +82,6 @@ func Probe(ctx context.Context, bin, kvmPath string, prev *System) System {
 	if p, err := osexec.LookPath("qemu-img"); err == nil {
 		s.QEMUImg = p
 	}
-	s.KVM, s.KVMWhy = kvmUsable(kvmPath)
+	s.KVM, s.KVMWhy = kvmUsable(kvmPath, filepath.Join(sysfsRoot, "module"))
 	return s
 }

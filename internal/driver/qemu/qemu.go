@@ -92,7 +92,7 @@ func (d *Driver) system(ctx context.Context, fresh bool) System {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.sys == nil || fresh {
-		s := Probe(ctx, d.cfg.QEMU, d.cfg.KVMPath, d.sys)
+		s := Probe(ctx, d.cfg.QEMU, d.cfg.KVMPath, d.cfg.SysfsRoot, d.sys)
 		d.sys = &s
 	}
 	return *d.sys
