@@ -331,7 +331,11 @@ func (tr *taskRunner) stop(ctx context.Context) {
 	wasDead := tr.state.State == api.TaskDead
 	tr.mu.Unlock()
 	if !wasDead {
-		tr.event(api.TaskEventKilling, fmt.Sprintf("sent SIGTERM, SIGKILL after %s", tr.ar.a.cfg.KillTimeout), nil)
+		msg := fmt.Sprintf("sent SIGTERM, SIGKILL after %s", tr.ar.a.cfg.KillTimeout)
+		if sd, ok := tr.drv.(driver.StopDescriber); ok && h != nil {
+			msg = sd.DescribeStop(h, tr.ar.a.cfg.KillTimeout)
+		}
+		tr.event(api.TaskEventKilling, msg, nil)
 	}
 	if h != nil && tr.drv != nil {
 		if err := tr.drv.Stop(ctx, h, tr.ar.a.cfg.KillTimeout); err != nil && !errors.Is(err, driver.ErrTaskNotFound) {

@@ -134,6 +134,12 @@ type Attributer interface {
 	Attributes(ctx context.Context) map[string]string
 }
 
+// StopDescriber is implemented by drivers whose Stop is not a signal
+// followed by SIGKILL: the agent's Killing event says what Stop will do.
+type StopDescriber interface {
+	DescribeStop(h *Handle, grace time.Duration) string
+}
+
 // ErrCannotRun is wrapped by Start when what the task names can never run
 // as given (not a WebAssembly module, a checksum mismatch, imports the
 // runtime does not provide): the agent does not retry it.

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/driver"
 )
 
 // TestProbe uses a stand-in qemu-system script (the real binary's version
@@ -76,5 +79,38 @@ func TestKVMUsable(t *testing.T) {
 				t.Errorf("kvmUsable(%s, %v) = %v, %q; want %v, containing %q", tc.dev, tc.modules, ok, why, tc.want, tc.why)
 			}
 		})
+	}
+}
+
+// TestDescribeStop: the Killing event of a VM says what Stop does (an
+// ACPI power-down, or a quit when graceful_shutdown is false), read from
+// the graceful_shutdown file the driver keeps beside the handle.
+func TestDescribeStop(t *testing.T) {
+	dir := t.TempDir()
+	h := &driver.Handle{Task: "guest", Internal: `{"state_dir":"` + filepath.Join(dir, ".qemu") + `"}`}
+	task := filepath.Join(dir, "guest")
+	if err := os.MkdirAll(task, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := &Driver{}
+	for _, tc := range []struct {
+		file  string // graceful_shutdown's content; "" for no file
+		grace time.Duration
+		want  string
+	}{
+		{"", 5 * time.Second, "ACPI power-down through QMP; QEMU is told to quit if the guest is still up after 5s"},
+		{"true", 5 * time.Second, "ACPI power-down"},
+		{"false", 5 * time.Second, "told QEMU to quit through QMP (graceful_shutdown is false)"},
+		{"true", 0, "told QEMU to quit"},
+	} {
+		os.Remove(filepath.Join(task, gracefulFile))
+		if tc.file != "" {
+			if err := os.WriteFile(filepath.Join(task, gracefulFile), []byte(tc.file), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := d.DescribeStop(h, tc.grace); !strings.Contains(got, tc.want) || strings.Contains(got, "SIGTERM") {
+			t.Errorf("graceful_shutdown %q, grace %s: %q, want one containing %q", tc.file, tc.grace, got, tc.want)
+		}
 	}
 }

@@ -380,6 +380,14 @@ func (d *Driver) Stop(ctx context.Context, h *driver.Handle, grace time.Duration
 	return d.exec.Stop(ctx, h, 5*time.Second)
 }
 
+// DescribeStop implements driver.StopDescriber, saying what Stop does.
+func (d *Driver) DescribeStop(h *driver.Handle, grace time.Duration) string {
+	if d.graceful(h) && grace > 0 {
+		return fmt.Sprintf("sent an ACPI power-down through QMP; QEMU is told to quit if the guest is still up after %s", grace)
+	}
+	return "told QEMU to quit through QMP (graceful_shutdown is false)"
+}
+
 // graceful reads graceful_shutdown from the task spec the driver kept
 // beside the handle; true when unknown.
 func (d *Driver) graceful(h *driver.Handle) bool {
