@@ -48,9 +48,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=60s ./internal/jobspec/
 	$(GO) test -run='^$$' -fuzz=FuzzValidate -fuzztime=60s ./internal/scheduler/
 	$(GO) test -run='^$$' -fuzz=FuzzConfig -fuzztime=60s ./internal/driver/qemu/
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=60s ./internal/bench/report/
 
 # Benchmarks are commands, not tests; see the README's table.
-bench:
-	$(GO) test -run '^$$' -bench BenchmarkPlace -benchtime 1x -count 5 -cpu 1 ./internal/scheduler/
-	$(GO) test -run '^$$' -bench Startup -benchtime 1x ./e2e/
-	bench/proxy.sh
+bench: build
+	scripts/build-demo-image.sh >/dev/null
+	bin/gantry bench run

@@ -3,7 +3,6 @@ package scheduler_test
 import (
 	"cmp"
 	"fmt"
-	"math"
 	"os"
 	"runtime"
 	"slices"
@@ -56,7 +55,7 @@ func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 		gpuFrac = 0
 	}
 	nodes := Fleet(42, size, gpuFrac)
-	cpuCap, _, gpus := Capacity(nodes)
+
 	var maxCPU, maxMem, maxGPU int
 	var cpus, mems, gpuCounts []int64
 	for _, n := range nodes {
@@ -67,13 +66,7 @@ func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 	for _, s := range [][]int64{cpus, mems, gpuCounts} {
 		slices.SortFunc(s, func(a, b int64) int { return cmp.Compare(b, a) })
 	}
-	util := func(r scheduler.Resources) float64 {
-		u := float64(r.CPU) / float64(cpuCap)
-		if gpus > 0 {
-			u = math.Max(u, float64(r.GPU)/float64(1000*gpus))
-		}
-		return u
-	}
+	share := Dominant(nodes)
 	cfg := scheduler.Config{}
 	var online *policy.Online
 	planOne := func(eng *scheduler.Engine, c *scheduler.Cluster, r *scheduler.Request) (*scheduler.Plan, error) {
@@ -86,25 +79,9 @@ func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 	// returns it with the requests that bring the arrived load to 90%.
 	fill := func(eng *scheduler.Engine, seed uint64) (*scheduler.Cluster, []*scheduler.Request) {
 		c := eng.NewCluster(&scheduler.Snapshot{Nodes: nodes})
-		w := NewWorkload(kind, seed)
-		var demand scheduler.Resources
-		for util(demand) < 0.5 {
-			plan, err := planOne(eng, c, Request(w.Next()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, a := range plan.Placed {
-				demand = demand.Add(scheduler.AllocResources(a))
-			}
-		}
-		var reqs []*scheduler.Request
-		arrived := demand
-		for util(arrived) < 0.9 {
-			j := w.Next()
-			reqs = append(reqs, Request(j))
-			for _, g := range j.Groups {
-				arrived = arrived.Add(scheduler.GroupResources(g).Scale(int64(g.Count)))
-			}
+		reqs, err := Fill(func(r *scheduler.Request) (*scheduler.Plan, error) { return planOne(eng, c, r) }, NewWorkload(kind, seed), share, 0.5, 0.9)
+		if err != nil {
+			b.Fatal(err)
 		}
 		return c, reqs
 	}

@@ -145,3 +145,44 @@ func Capacity(nodes []*api.Node) (cpu, mem, gpus int) {
 	}
 	return
 }
+
+// Dominant returns the share of nodes' capacity that resources take in
+// the dominant dimension of the benchmarks: cpu, or GPUs where the fleet
+// has any.
+func Dominant(nodes []*api.Node) func(scheduler.Resources) float64 {
+	cpu, _, gpus := Capacity(nodes)
+	return func(r scheduler.Resources) float64 {
+		u := float64(r.CPU) / float64(cpu)
+		if gpus > 0 {
+			u = max(u, float64(r.GPU)/float64(1000*gpus))
+		}
+		return u
+	}
+}
+
+// Fill plans jobs of w into c (through plan, which applies each plan to
+// c) until the placed demand takes from of the fleet by share, then
+// returns the requests of the jobs whose arrival brings the demand
+// (placed or not) to upTo: the benchmarks time the placement of those.
+func Fill(plan func(*scheduler.Request) (*scheduler.Plan, error), w *Workload, share func(scheduler.Resources) float64, from, upTo float64) ([]*scheduler.Request, error) {
+	var demand scheduler.Resources
+	for share(demand) < from {
+		p, err := plan(Request(w.Next()))
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range p.Placed {
+			demand = demand.Add(scheduler.AllocResources(a))
+		}
+	}
+	var reqs []*scheduler.Request
+	arrived := demand
+	for share(arrived) < upTo {
+		j := w.Next()
+		reqs = append(reqs, Request(j))
+		for _, g := range j.Groups {
+			arrived = arrived.Add(scheduler.GroupResources(g).Scale(int64(g.Count)))
+		}
+	}
+	return reqs, nil
+}

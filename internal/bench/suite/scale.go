@@ -1,0 +1,163 @@
+package suite
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/bench/report"
+	"github.com/gantryhq/gantry/internal/loadgen"
+)
+
+func scale() Suite {
+	return Suite{
+		Name:  "scale",
+		Short: "gantry loadtest: simulated nodes (real agents, null driver) run jobs through the real API until every allocation runs",
+		Target: func(env *Env) string {
+			if env.Address != "" {
+				return env.Address
+			}
+			return "a fresh gantry server on loopback per round"
+		},
+		Run: runScale,
+	}
+}
+
+func runScale(ctx context.Context, env *Env, rec *Recorder) error {
+	nodes := pick(env.Params.ScaleNodes, 100, 1000, env.Quick)
+	jobs := pick(env.Params.ScaleJobs, 10, 100, env.Quick)
+	tasks := pick(env.Params.ScaleTasks, 50, 100, env.Quick)
+	rounds := pick(env.Params.Rounds, 1, 3, env.Quick)
+	var rate, running, srvCPU, srvRSS, loadCPU []float64
+	for r := range rounds {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		res, cpu, rss, err := scaleRound(ctx, env, nodes, jobs, tasks)
+		if err != nil {
+			return fmt.Errorf("round %d: %w", r+1, err)
+		}
+		rate, running, loadCPU = append(rate, res.AllocsPerSec), append(running, res.RunningTime.Seconds()), append(loadCPU, res.LoadCPU)
+		if cpu > 0 {
+			srvCPU, srvRSS = append(srvCPU, cpu), append(srvRSS, rss)
+		}
+		env.logf("    round %d/%d: %d allocations on %d nodes running after %s (%.0f/s)", r+1, rounds, res.Allocations, res.Nodes, res.RunningTime.Round(time.Millisecond), res.AllocsPerSec)
+	}
+	rec.Add(report.NewFigure("scale/allocations-per-s", "allocations/s", report.HigherIsBetter, rate))
+	rec.Add(report.NewFigure("scale/all-running", "s", report.LowerIsBetter, running))
+	rec.Add(report.NewFigure("scale/load-tool-cpu", "s", report.LowerIsBetter, loadCPU))
+	if len(srvCPU) > 0 {
+		rec.Add(report.NewFigure("scale/server-cpu", "s", report.LowerIsBetter, srvCPU))
+		rec.Add(report.NewFigure("scale/server-peak-rss", "MiB", report.LowerIsBetter, srvRSS))
+	}
+	rec.Note("%d simulated nodes, %d jobs × %d allocations, %d round(s); the load tool shares the machine's cores with the server", nodes, jobs, tasks, rounds)
+	return nil
+}
+
+// scaleRound runs `gantry loadtest` against env.Address or a fresh
+// server it starts, and returns the load test's result with the server's
+// CPU seconds and peak RSS in MiB (0 when the server is not its own).
+func scaleRound(ctx context.Context, env *Env, nodes, jobs, tasks int) (*loadgen.Result, float64, float64, error) {
+	var srv *cluster
+	addr := env.Address
+	if addr == "" {
+		p, err := env.ports(4, 10)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		dir := filepath.Join(env.Dir, "scale-server")
+		srv = &cluster{env: env, addr: fmt.Sprintf("http://127.0.0.1:%d", p[0]), dataDir: dir}
+		if err := srv.start([]string{"server", "--insecure", "--data-dir", dir, "--http-addr", fmt.Sprintf("127.0.0.1:%d", p[0]),
+			"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", p[1]), "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", p[2]),
+			"--heartbeat-ttl", "60s", "--log-level", "warn"}); err != nil {
+			return nil, 0, 0, err
+		}
+		defer srv.stop()
+		if err := waitStatus(ctx, srv.addr, 60*time.Second); err != nil {
+			return nil, 0, 0, fmt.Errorf("the server did not answer: %w; its log ends: %s", err, lastLines(srv.log.String(), 5))
+		}
+		addr = srv.addr
+	}
+	cpu0 := procCPU(srv)
+	lc := &cluster{env: env, addr: addr}
+	nodeDir := filepath.Join(env.Dir, "scale-nodes")
+	defer removeAll(nodeDir)
+	out, err := lc.gantry(ctx, "loadtest", "--json", "--nodes", strconv.Itoa(nodes), "--jobs", strconv.Itoa(jobs), "--tasks", strconv.Itoa(tasks),
+		"--data-dir", nodeDir, "--timeout", "30m")
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	var res loadgen.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		return nil, 0, 0, fmt.Errorf("read gantry loadtest's answer: %w", err)
+	}
+	var cpu, rss float64
+	if srv != nil {
+		cpu = procCPU(srv) - cpu0
+		rss = procPeakRSS(srv)
+	}
+	return &res, cpu, rss, nil
+}
+
+// waitStatus waits until base answers /v1/status.
+func waitStatus(ctx context.Context, base string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		var st map[string]any
+		err := getJSON(ctx, base, "", "/v1/status", &st)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// procCPU is the CPU seconds a started process used so far (from
+// /proc/<pid>/stat, in clock ticks of 100 per second, as on every Linux
+// of this project's machines); 0 for none.
+func procCPU(c *cluster) float64 {
+	if c == nil || c.proc == nil || c.proc.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.proc.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100
+}
+
+// procPeakRSS is a started process's peak resident memory in MiB.
+func procPeakRSS(c *cluster) float64 {
+	if c == nil || c.proc == nil || c.proc.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.proc.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
