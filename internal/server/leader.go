@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -127,34 +128,61 @@ func (s *Server) brokerLoop(ctx context.Context, fence *state.Fence) error {
 			continue
 		}
 		s.learnJob(e)
-		err := s.processEval(ctx, fence, e)
-		switch {
-		case err == nil:
+		err := s.processEvalSafely(ctx, fence, e)
+		if err == nil {
 			delete(failures, e.ID)
 			if cur, ok := s.store.Eval(e.ID); ok {
 				s.evalDone(cur.Status)
 			}
-		case errors.Is(err, state.ErrNotLeader):
-			return err
-		case ctx.Err() != nil:
-			return nil
-		default:
-			failures[e.ID]++
-			s.evalDone("error")
-			s.log.Error("evaluation failed", "eval", e.ID, "job", e.JobKey(), "attempt", failures[e.ID], "err", err)
-			if failures[e.ID] >= 5 {
-				f := *e
-				f.Status, f.StatusDescription, f.ModifyTime = api.EvalFailed, err.Error(), s.now()
-				if err := s.store.UpdateEval(ctx, fence, &f); errors.Is(err, state.ErrNotLeader) {
-					return err
-				}
-				delete(failures, e.ID)
-			} else {
-				sleep(ctx, time.Duration(failures[e.ID])*200*time.Millisecond)
-			}
+			continue
 		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		class := classifyEvalErr(err)
+		if class == notLeader {
+			return err
+		}
+		failures[e.ID]++
+		s.log.Error("evaluation failed", "eval", e.ID, "job", e.JobKey(), "attempt", failures[e.ID], "class", class.String(), "err", err)
+		if class == retry && failures[e.ID] < maxEvalAttempts {
+			s.evalDone("error")
+			sleep(ctx, time.Duration(failures[e.ID])*200*time.Millisecond)
+			continue
+		}
+		if class == failPanic {
+			s.evalPanicked()
+		}
+		s.evalDone(api.EvalFailed)
+		f := *e
+		if cur, ok := s.store.Eval(e.ID); ok {
+			f = *cur
+		}
+		f.Status, f.StatusDescription, f.ModifyTime = api.EvalFailed, err.Error(), s.now()
+		if err := s.store.UpdateEval(ctx, fence, &f); errors.Is(err, state.ErrNotLeader) {
+			return err
+		}
+		delete(failures, e.ID)
 	}
 	return nil
+}
+
+// maxEvalAttempts bounds the tries of an evaluation whose errors are
+// worth retrying (conflicts, an unavailable store).
+const maxEvalAttempts = 5
+
+// processEvalSafely runs processEval, turning a panic anywhere in it (the
+// reconciler, the plan's assembly) into a failed evaluation instead of a
+// dead server.
+func (s *Server) processEvalSafely(ctx context.Context, fence *state.Fence, e *api.Evaluation) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.invalidateWork()
+			s.log.Error("evaluation panic", "eval", e.ID, "job", e.JobKey(), "panic", r, "stack", string(debug.Stack()))
+			err = &panicError{where: "processing evaluation " + api.ShortID(e.ID), value: r}
+		}
+	}()
+	return s.processEval(ctx, fence, e)
 }
 
 // nextEval picks the next evaluation to run, or says how long to wait.

@@ -153,7 +153,7 @@ func (s *Server) scheduleIncremental(req *scheduler.Request, now time.Time) (pla
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("scheduler panic", "job", req.Job.Key(), "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("scheduler failed on job %s: %v", req.Job.Key(), r)
+			err = fmt.Errorf("job %s: %w", req.Job.Key(), &panicError{where: "the scheduler", value: r})
 		}
 		if err != nil {
 			s.work.cluster = nil
@@ -178,7 +178,7 @@ func (s *Server) schedule(snap *state.Snapshot, req *scheduler.Request, now time
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("scheduler panic", "job", req.Job.Key(), "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("scheduler failed on job %s: %v", req.Job.Key(), r)
+			err = fmt.Errorf("job %s: %w", req.Job.Key(), &panicError{where: "the scheduler", value: r})
 		}
 	}()
 	start := time.Now()
