@@ -211,13 +211,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer hs.Close()
 	}
 
-	a.recoverTasks(ctx)
+	// Register and start heartbeating before looking for the tasks of an
+	// earlier run: that scan can take long (a container engine with many
+	// containers), and a node silent for its heartbeat TTL is marked down
+	// and all its work replaced. The tasks found are needed only by the
+	// first sync (watchLoop), which waits for the scan.
 	if err := a.registerUntilDone(ctx); err != nil {
 		return err
 	}
-	a.startLB(ctx)
-	a.wg.Add(7)
+	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.heartbeatLoop(ctx) }()
+	a.recoverTasks(ctx)
+	a.startLB(ctx)
+	a.wg.Add(6)
 	go func() { defer a.wg.Done(); a.fingerprintLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.updates.run(ctx) }()
 	go func() { defer a.wg.Done(); a.auditLoop(ctx) }()

@@ -220,8 +220,11 @@ func (s *Server) nextEval(now time.Time) (*api.Evaluation, time.Duration) {
 }
 
 // nodeMonitorLoop marks nodes down once their heartbeat lease expired,
-// and asks for evaluations of the jobs that ran there.
+// and asks for evaluations of the jobs that ran there. A node gets a full
+// heartbeat TTL from the moment this server became leader before it may be
+// marked down (downNodes).
 func (s *Server) nodeMonitorLoop(ctx context.Context, fence *state.Fence) error {
+	leaderSince := s.now()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -230,13 +233,12 @@ func (s *Server) nodeMonitorLoop(ctx context.Context, fence *state.Fence) error 
 			return nil
 		case <-t.C:
 		}
-		for _, n := range s.store.Nodes() {
-			if n.Status != api.NodeStatusReady || s.store.Alive(n.ID) {
-				continue
-			}
+		for _, n := range downNodes(s.store.Nodes(), s.store.Alive, leaderSince, s.now(), s.cfg.HeartbeatTTL) {
 			reason := fmt.Sprintf("no heartbeat within %s", s.cfg.HeartbeatTTL)
 			_, err := s.store.UpdateNode(ctx, fence, n.ID, func(cur *api.Node) error {
-				if cur.Status != api.NodeStatusReady {
+				// The lease may have been renewed (a re-registration)
+				// since the view was read.
+				if cur.Status != api.NodeStatusReady || s.store.Alive(n.ID) {
 					return errUnchanged
 				}
 				cur.Status, cur.StatusReason, cur.StatusChanged = api.NodeStatusDown, reason, s.now()
@@ -257,6 +259,26 @@ func (s *Server) nodeMonitorLoop(ctx context.Context, fence *state.Fence) error 
 			}
 		}
 	}
+}
+
+// downNodes is the node monitor's decision: the ready nodes whose
+// heartbeat lease is gone, unless the leader took over less than a
+// heartbeat TTL ago. A new leader's view of the leases says little about
+// the nodes: a restart of the only server (gantry dev) restarts its agent
+// too, and leases of a cluster whose leader died were not renewed while
+// no server answered. Every node therefore gets a full TTL from the
+// takeover to heartbeat or register again, as Nomad's failover TTL gives.
+func downNodes(nodes []*api.Node, alive func(id string) bool, leaderSince, now time.Time, ttl time.Duration) []*api.Node {
+	if now.Before(leaderSince.Add(ttl)) {
+		return nil
+	}
+	var out []*api.Node
+	for _, n := range nodes {
+		if n.Status == api.NodeStatusReady && !alive(n.ID) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 var errUnchanged = errors.New("unchanged")
