@@ -30,11 +30,7 @@ func (s *Server) processEval(ctx context.Context, fence *state.Fence, e *api.Eva
 			return err
 		}
 		// Someone changed what the plan depended on: catch up and redo.
-		resp, gerr := s.store.Client().Get(ctx, "gantry-sync-probe")
-		if gerr != nil {
-			return gerr
-		}
-		if err := s.store.WaitIndex(ctx, resp.Header.Revision); err != nil {
+		if _, err := s.store.Sync(ctx); err != nil {
 			return err
 		}
 		cur, ok := s.store.Eval(e.ID)
