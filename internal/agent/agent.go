@@ -211,13 +211,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer hs.Close()
 	}
 
-	a.recoverTasks(ctx)
+	// Register and start heartbeating before looking for the tasks of an
+	// earlier run: that scan can take long (a container engine with many
+	// containers), and a node silent for its heartbeat TTL is marked down
+	// and all its work replaced. The tasks found are needed only by the
+	// first sync (watchLoop), which waits for the scan.
 	if err := a.registerUntilDone(ctx); err != nil {
 		return err
 	}
-	a.startLB(ctx)
-	a.wg.Add(7)
+	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.heartbeatLoop(ctx) }()
+	a.recoverTasks(ctx)
+	a.startLB(ctx)
+	a.wg.Add(6)
 	go func() { defer a.wg.Done(); a.fingerprintLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.updates.run(ctx) }()
 	go func() { defer a.wg.Done(); a.auditLoop(ctx) }()
@@ -407,7 +413,7 @@ func (a *Agent) migReapLoop(ctx context.Context) {
 // watchLoop follows the node's allocations with blocking queries.
 func (a *Agent) watchLoop(ctx context.Context) {
 	var index int64
-	first := true
+	first, warned := true, false
 	backoff := 500 * time.Millisecond
 	// known is the node's allocations as the servers decided them; each
 	// answer carries only what changed after index, plus every ID.
@@ -448,13 +454,25 @@ func (a *Agent) watchLoop(ctx context.Context) {
 		for _, al := range known {
 			all = append(all, al)
 		}
-		a.sync(ctx, all, first)
-		first = false
+		// Orphans are removed on the first consistent answer only (see
+		// api.NodeAllocsResponse.Consistent); until then what was found
+		// at start and the answers omit is kept.
+		orphans := first && resp.Consistent
+		if first && !resp.Consistent && !warned {
+			warned = true
+			a.log.Info("the servers' answer may lag: tasks of the earlier run that it omits are kept until an answer reflects the latest state")
+		}
+		a.sync(ctx, all, orphans)
+		if orphans {
+			first = false
+		}
 	}
 }
 
-// sync brings the runners in line with the server's allocations.
-func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, first bool) {
+// sync brings the runners in line with the server's allocations. With
+// removeOrphans, the tasks found at start that allocs does not hold are
+// removed.
+func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, removeOrphans bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	seen := map[string]bool{}
@@ -496,7 +514,7 @@ func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, first bool) 
 	if removed {
 		a.jobs.retain(allocs)
 	}
-	if first {
+	if removeOrphans {
 		// Whatever was found at start and the server does not know is an
 		// orphan: remove it.
 		for id, byTask := range a.recovered {

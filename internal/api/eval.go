@@ -23,6 +23,7 @@ const (
 	TriggerAllocFailure  = "alloc-failure"
 	TriggerNodeUpdate    = "node-update"
 	TriggerRetry         = "retry"
+	TriggerPlanContinue  = "plan-continue"      // a plan committed in part: this one places the rest
 	TriggerDeployment    = "deployment-watcher" // a deployment's allocations changed health
 	TriggerPromote       = "deployment-promote"
 	TriggerJobRevert     = "job-revert"

@@ -120,6 +120,13 @@ type NodeAllocsResponse struct {
 	Index  int64         `json:"index"`
 	Allocs []*Allocation `json:"allocations"`
 	IDs    []string      `json:"ids"`
+	// Consistent says that the answer reflects etcd as of a linearizable
+	// read made after the request arrived, so it holds every allocation
+	// written before: a full answer (index 0) is consistent. An agent
+	// removes the tasks of its earlier run that the servers do not know
+	// only on a consistent answer; a server that lags could otherwise
+	// omit live work.
+	Consistent bool `json:"consistent,omitempty"`
 }
 
 // AllocUpdate is what an agent reports about one allocation.

@@ -24,6 +24,7 @@ import (
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/pki"
 	"github.com/gantryhq/gantry/internal/server"
+	"github.com/gantryhq/gantry/internal/server/applier"
 	"github.com/gantryhq/gantry/internal/state"
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
@@ -303,7 +304,10 @@ func (f *daemonFlags) startServer(ctx context.Context, st *state.Store, log *slo
 		NodeHistory: f.historyLen, HistoryInterval: f.historyInterval, HistoryFile: f.historyFile, GPUPolicy: f.gpuPolicy,
 		VSphere: f.vs.serverConfig()}
 	if len(f.etcdEndpoints) > 0 {
-		cfg.PlanChunk = 50 // etcd's default limit is 128 operations per transaction
+		// etcd's defaults: 128 operations and 1.5 MiB per transaction. A
+		// gang or preemption set larger than that fails its evaluation
+		// with a message that says to raise them.
+		cfg.TxnLimits = applier.External
 	}
 	if f.tls.Enabled() {
 		var err error

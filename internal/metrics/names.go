@@ -45,5 +45,6 @@ const (
 	EvalQueueDepth    = "gantry_eval_queue_depth"
 	PlanRejections    = "gantry_plan_rejections_total"
 	EvalsProcessed    = "gantry_evals_processed_total"
+	EvalPanics        = "gantry_eval_panics_total"
 	Nodes             = "gantry_nodes"
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -127,34 +128,61 @@ func (s *Server) brokerLoop(ctx context.Context, fence *state.Fence) error {
 			continue
 		}
 		s.learnJob(e)
-		err := s.processEval(ctx, fence, e)
-		switch {
-		case err == nil:
+		err := s.processEvalSafely(ctx, fence, e)
+		if err == nil {
 			delete(failures, e.ID)
 			if cur, ok := s.store.Eval(e.ID); ok {
 				s.evalDone(cur.Status)
 			}
-		case errors.Is(err, state.ErrNotLeader):
-			return err
-		case ctx.Err() != nil:
-			return nil
-		default:
-			failures[e.ID]++
-			s.evalDone("error")
-			s.log.Error("evaluation failed", "eval", e.ID, "job", e.JobKey(), "attempt", failures[e.ID], "err", err)
-			if failures[e.ID] >= 5 {
-				f := *e
-				f.Status, f.StatusDescription, f.ModifyTime = api.EvalFailed, err.Error(), s.now()
-				if err := s.store.UpdateEval(ctx, fence, &f); errors.Is(err, state.ErrNotLeader) {
-					return err
-				}
-				delete(failures, e.ID)
-			} else {
-				sleep(ctx, time.Duration(failures[e.ID])*200*time.Millisecond)
-			}
+			continue
 		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		class := classifyEvalErr(err)
+		if class == notLeader {
+			return err
+		}
+		failures[e.ID]++
+		s.log.Error("evaluation failed", "eval", e.ID, "job", e.JobKey(), "attempt", failures[e.ID], "class", class.String(), "err", err)
+		if class == retry && failures[e.ID] < maxEvalAttempts {
+			s.evalDone("error")
+			sleep(ctx, time.Duration(failures[e.ID])*200*time.Millisecond)
+			continue
+		}
+		if class == failPanic {
+			s.evalPanicked()
+		}
+		s.evalDone(api.EvalFailed)
+		f := *e
+		if cur, ok := s.store.Eval(e.ID); ok {
+			f = *cur
+		}
+		f.Status, f.StatusDescription, f.ModifyTime = api.EvalFailed, err.Error(), s.now()
+		if err := s.store.UpdateEval(ctx, fence, &f); errors.Is(err, state.ErrNotLeader) {
+			return err
+		}
+		delete(failures, e.ID)
 	}
 	return nil
+}
+
+// maxEvalAttempts bounds the tries of an evaluation whose errors are
+// worth retrying (conflicts, an unavailable store).
+const maxEvalAttempts = 5
+
+// processEvalSafely runs processEval, turning a panic anywhere in it (the
+// reconciler, the plan's assembly) into a failed evaluation instead of a
+// dead server.
+func (s *Server) processEvalSafely(ctx context.Context, fence *state.Fence, e *api.Evaluation) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.invalidateWork()
+			s.log.Error("evaluation panic", "eval", e.ID, "job", e.JobKey(), "panic", r, "stack", string(debug.Stack()))
+			err = &panicError{where: "processing evaluation " + api.ShortID(e.ID), value: r}
+		}
+	}()
+	return s.processEval(ctx, fence, e)
 }
 
 // nextEval picks the next evaluation to run, or says how long to wait.
@@ -192,8 +220,11 @@ func (s *Server) nextEval(now time.Time) (*api.Evaluation, time.Duration) {
 }
 
 // nodeMonitorLoop marks nodes down once their heartbeat lease expired,
-// and asks for evaluations of the jobs that ran there.
+// and asks for evaluations of the jobs that ran there. A node gets a full
+// heartbeat TTL from the moment this server became leader before it may be
+// marked down (downNodes).
 func (s *Server) nodeMonitorLoop(ctx context.Context, fence *state.Fence) error {
+	leaderSince := s.now()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -202,13 +233,12 @@ func (s *Server) nodeMonitorLoop(ctx context.Context, fence *state.Fence) error 
 			return nil
 		case <-t.C:
 		}
-		for _, n := range s.store.Nodes() {
-			if n.Status != api.NodeStatusReady || s.store.Alive(n.ID) {
-				continue
-			}
+		for _, n := range downNodes(s.store.Nodes(), s.store.Alive, leaderSince, s.now(), s.cfg.HeartbeatTTL) {
 			reason := fmt.Sprintf("no heartbeat within %s", s.cfg.HeartbeatTTL)
 			_, err := s.store.UpdateNode(ctx, fence, n.ID, func(cur *api.Node) error {
-				if cur.Status != api.NodeStatusReady {
+				// The lease may have been renewed (a re-registration)
+				// since the view was read.
+				if cur.Status != api.NodeStatusReady || s.store.Alive(n.ID) {
 					return errUnchanged
 				}
 				cur.Status, cur.StatusReason, cur.StatusChanged = api.NodeStatusDown, reason, s.now()
@@ -229,6 +259,26 @@ func (s *Server) nodeMonitorLoop(ctx context.Context, fence *state.Fence) error 
 			}
 		}
 	}
+}
+
+// downNodes is the node monitor's decision: the ready nodes whose
+// heartbeat lease is gone, unless the leader took over less than a
+// heartbeat TTL ago. A new leader's view of the leases says little about
+// the nodes: a restart of the only server (gantry dev) restarts its agent
+// too, and leases of a cluster whose leader died were not renewed while
+// no server answered. Every node therefore gets a full TTL from the
+// takeover to heartbeat or register again, as Nomad's failover TTL gives.
+func downNodes(nodes []*api.Node, alive func(id string) bool, leaderSince, now time.Time, ttl time.Duration) []*api.Node {
+	if now.Before(leaderSince.Add(ttl)) {
+		return nil
+	}
+	var out []*api.Node
+	for _, n := range nodes {
+		if n.Status == api.NodeStatusReady && !alive(n.ID) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 var errUnchanged = errors.New("unchanged")

@@ -16,6 +16,7 @@ type serverMetrics struct {
 	latency    prometheus.Histogram
 	rejections *prometheus.CounterVec
 	evals      *prometheus.CounterVec
+	panics     prometheus.Counter
 }
 
 func newServerMetrics(s *Server) *serverMetrics {
@@ -33,6 +34,10 @@ func newServerMetrics(s *Server) *serverMetrics {
 			Name: metrics.EvalsProcessed,
 			Help: "Evaluations this server processed while it led, by outcome (complete, blocked, failed, error).",
 		}, []string{"status"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: metrics.EvalPanics,
+			Help: "Evaluations that failed because processing them panicked (a bug in gantry: the log holds the stack).",
+		}),
 	}
 	for _, r := range []string{"recheck", "commit"} {
 		m.rejections.WithLabelValues(r)
@@ -41,7 +46,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 }
 
 func (m *serverMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.latency, m.rejections, m.evals}
+	return []prometheus.Collector{m.latency, m.rejections, m.evals, m.panics}
 }
 
 // stateCollector publishes, at each scrape, what the server's view of the
@@ -85,6 +90,9 @@ func (s *Server) observeSchedule(d time.Duration) { s.met.latency.Observe(d.Seco
 
 // planRejected counts a plan the applier turned back.
 func (s *Server) planRejected(reason string) { s.met.rejections.WithLabelValues(reason).Inc() }
+
+// evalPanicked counts an evaluation failed by a recovered panic.
+func (s *Server) evalPanicked() { s.met.panics.Inc() }
 
 // evalDone counts a processed evaluation by outcome.
 func (s *Server) evalDone(status string) { s.met.evals.WithLabelValues(status).Inc() }

@@ -100,13 +100,23 @@ func (s *Server) handleNodeAllocs(w http.ResponseWriter, r *http.Request) error 
 		}
 		wait = d
 	}
+	// A full answer is what an agent decides orphans on: bring the view
+	// up to etcd's current revision first, so that a lagging view cannot
+	// omit an allocation and get its live task removed.
+	consistent := false
+	if index == 0 {
+		if _, err := s.store.Sync(r.Context()); err != nil {
+			return fmt.Errorf("bring the view up to date before a full answer: %w", err)
+		}
+		consistent = true
+	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		allocs, ids, idx, changed := s.store.NodeAllocsSince(id, index)
 		idx = max(idx, 1)
 		if index == 0 || idx > index {
-			writeCompactJSON(w, http.StatusOK, api.NodeAllocsResponse{Index: idx, Allocs: allocs, IDs: ids})
+			writeCompactJSON(w, http.StatusOK, api.NodeAllocsResponse{Index: idx, Allocs: allocs, IDs: ids, Consistent: consistent})
 			return nil
 		}
 		select {

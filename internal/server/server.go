@@ -14,6 +14,7 @@ import (
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/scheduler"
 	"github.com/gantryhq/gantry/internal/scheduler/policy"
+	"github.com/gantryhq/gantry/internal/server/applier"
 	"github.com/gantryhq/gantry/internal/state"
 )
 
@@ -48,11 +49,11 @@ type Config struct {
 	// at once (0: DefaultBodyBudgetBytes). See body.go.
 	BodyReadTimeout time.Duration
 	BodyBudgetBytes int64
-	// PlanChunk bounds the placements committed in one transaction (0:
-	// 500, which the embedded etcd's limits allow; an existing etcd
-	// cluster with its default of 128 operations per transaction needs
-	// 50).
-	PlanChunk int
+	// TxnLimits bound one plan transaction (zero: applier.Embedded, the
+	// embedded etcd's limits; an existing etcd cluster with its defaults
+	// needs applier.External). A plan is cut into transactions only
+	// between gangs and preemption sets (see package applier).
+	TxnLimits applier.Limits
 	// Version is reported by /v1/status.
 	Version string
 	// TLS, when set, makes the API speak mutual TLS: every client
@@ -131,8 +132,8 @@ func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 4 << 20
 	}
-	if cfg.PlanChunk == 0 {
-		cfg.PlanChunk = 500
+	if cfg.TxnLimits == (applier.Limits{}) {
+		cfg.TxnLimits = applier.Embedded
 	}
 	if cfg.BodyReadTimeout == 0 {
 		cfg.BodyReadTimeout = DefaultBodyReadTimeout

@@ -12,6 +12,7 @@ import (
 	"github.com/gantryhq/gantry/internal/lifecycle"
 	"github.com/gantryhq/gantry/internal/reconcile"
 	"github.com/gantryhq/gantry/internal/scheduler"
+	"github.com/gantryhq/gantry/internal/server/applier"
 	"github.com/gantryhq/gantry/internal/state"
 	"github.com/google/uuid"
 )
@@ -29,11 +30,7 @@ func (s *Server) processEval(ctx context.Context, fence *state.Fence, e *api.Eva
 			return err
 		}
 		// Someone changed what the plan depended on: catch up and redo.
-		resp, gerr := s.store.Client().Get(ctx, "gantry-sync-probe")
-		if gerr != nil {
-			return gerr
-		}
-		if err := s.store.WaitIndex(ctx, resp.Header.Revision); err != nil {
+		if _, err := s.store.Sync(ctx); err != nil {
 			return err
 		}
 		cur, ok := s.store.Eval(e.ID)
@@ -49,7 +46,8 @@ func (s *Server) processEval(ctx context.Context, fence *state.Fence, e *api.Eva
 type planned struct {
 	job     *api.Job
 	result  *reconcile.Result
-	updates []*api.Allocation // stops, lost, preempted, in-place
+	updates []*api.Allocation // stops, lost, in-place
+	preempt []*api.Allocation // evicted to make room for placed
 	placed  []*api.Allocation
 	failed  map[string]*api.Explanation
 	snap    *state.Snapshot
@@ -122,7 +120,7 @@ func (s *Server) planJob(ctx context.Context, namespace, name string, job *api.J
 		if a, ok := s.store.Alloc(pe.AllocID); ok {
 			c := copyAlloc(a)
 			c.DesiredStatus, c.DesiredReason, c.ModifyTime = api.AllocDesiredStop, "preempted: "+pe.Reason, now
-			p.updates = append(p.updates, c)
+			p.preempt = append(p.preempt, c)
 		}
 	}
 	for _, a := range plan.Placed {
@@ -151,7 +149,7 @@ func (s *Server) scheduleIncremental(req *scheduler.Request, now time.Time) (pla
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("scheduler panic", "job", req.Job.Key(), "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("scheduler failed on job %s: %v", req.Job.Key(), r)
+			err = fmt.Errorf("job %s: %w", req.Job.Key(), &panicError{where: "the scheduler", value: r})
 		}
 		if err != nil {
 			s.work.cluster = nil
@@ -176,7 +174,7 @@ func (s *Server) schedule(snap *state.Snapshot, req *scheduler.Request, now time
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("scheduler panic", "job", req.Job.Key(), "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("scheduler failed on job %s: %v", req.Job.Key(), r)
+			err = fmt.Errorf("job %s: %w", req.Job.Key(), &panicError{where: "the scheduler", value: r})
 		}
 	}()
 	start := time.Now()
@@ -233,43 +231,68 @@ func (s *Server) tryEval(ctx context.Context, fence *state.Fence, e *api.Evaluat
 	for _, a := range p.placed {
 		guards[a.NodeID] = s.store.NodePlanIndex(a.NodeID)
 	}
-	updates := p.updates
-	placed := p.placed
-	deployments := p.result.Deployments
-	for {
-		n := min(len(placed), s.cfg.PlanChunk)
-		step := &state.PlanCommit{Fence: fence, Update: updates, Place: placed[:n], NodeGuards: map[string]int64{}, Deployments: deployments}
-		for _, a := range step.Place {
-			step.NodeGuards[a.NodeID] = guards[a.NodeID]
+	plan := &applier.Plan{
+		Fence: fence, Eval: &final, FollowUps: followUps, Deployments: p.result.Deployments,
+		Update: p.updates, Preempt: p.preempt, Place: p.placed, Gangs: gangGroups(job), Guards: guards,
+	}
+	ap := &applier.Applier{Store: s.store, Limits: s.cfg.TxnLimits}
+	res, err := ap.Apply(ctx, plan)
+	if err != nil {
+		if errors.Is(err, state.ErrConflict) {
+			s.planRejected("commit")
 		}
-		last := n == len(placed)
-		if last {
-			step.Eval, step.FollowUps = &final, followUps
+		if res.Partial() && !errors.Is(err, state.ErrNotLeader) {
+			return s.recordPartial(ctx, fence, e, &final, res, len(p.placed), err)
 		}
-		rev, err := s.store.ApplyPlan(ctx, step)
-		if err != nil {
-			if errors.Is(err, state.ErrConflict) {
-				s.planRejected("commit")
-			}
-			return err
-		}
-		for node := range step.NodeGuards {
-			guards[node] = rev
-		}
-		updates, placed, deployments = nil, placed[n:], nil
-		if last {
-			if len(dropRetries) > 0 {
-				if err := s.store.DeleteEvals(ctx, dropRetries); err != nil {
-					s.log.Warn("remove retry evaluations that have nothing left to do", "job", e.JobKey(), "err", err)
-				}
-			}
-			if len(p.placed)+len(p.updates)+len(p.result.Deployments) > 0 || len(p.failed) > 0 {
-				s.log.Info("evaluation applied", "eval", api.ShortID(e.ID), "job", e.JobKey(), "trigger", e.TriggeredBy,
-					"placed", len(p.placed), "updated", len(p.updates), "status", final.Status)
-			}
-			return s.store.WaitIndex(ctx, rev)
+		return err
+	}
+	if len(dropRetries) > 0 {
+		if err := s.store.DeleteEvals(ctx, dropRetries); err != nil {
+			s.log.Warn("remove retry evaluations that have nothing left to do", "job", e.JobKey(), "err", err)
 		}
 	}
+	if len(p.placed)+len(p.updates)+len(p.preempt)+len(p.result.Deployments) > 0 || len(p.failed) > 0 {
+		s.log.Info("evaluation applied", "eval", api.ShortID(e.ID), "job", e.JobKey(), "trigger", e.TriggeredBy,
+			"placed", len(p.placed), "updated", len(p.updates)+len(p.preempt), "steps", res.Steps, "status", final.Status)
+	}
+	return s.store.WaitIndex(ctx, res.Rev)
+}
+
+// gangGroups names the groups of job whose placements are all-or-nothing.
+func gangGroups(job *api.Job) map[string]bool {
+	if job == nil {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, g := range job.Groups {
+		if g.Gang != nil && g.Gang.Min > 0 {
+			out[g.Name] = true
+		}
+	}
+	return out
+}
+
+// recordPartial closes an evaluation whose plan committed only in part
+// (a later step conflicted, every gang and preemption set whole on one
+// side of it): the evaluation says how much was committed and a follow-up
+// evaluation, created in the same write, plans the rest against the new
+// state.
+func (s *Server) recordPartial(ctx context.Context, fence *state.Fence, e, final *api.Evaluation, res applier.Result, total int, cause error) error {
+	s.invalidateWork() // the working cluster absorbed all of the plan
+	next := s.newEval(e.Namespace, e.Job, api.TriggerPlanContinue)
+	next.Priority, next.JobVersion = e.Priority, e.JobVersion
+	done := *final
+	done.Status = api.EvalComplete
+	done.Placed = res.Placed
+	done.FailedGroups = nil
+	done.StatusDescription = fmt.Sprintf("plan applied in part: %d of %d placements committed in %d transaction(s) before %v; evaluation %s places the rest",
+		res.Placed, total, res.Steps, cause, next.ID)
+	if _, err := s.store.ApplyPlan(ctx, &state.PlanCommit{Fence: fence, Eval: &done, FollowUps: []*api.Evaluation{next}}); err != nil {
+		return fmt.Errorf("record a partly applied plan: %w", err)
+	}
+	s.log.Warn("plan applied in part; a follow-up evaluation places the rest", "eval", api.ShortID(e.ID), "job", e.JobKey(),
+		"placed", res.Placed, "of", total, "next", api.ShortID(next.ID), "cause", cause)
+	return s.store.WaitIndex(ctx, res.Rev)
 }
 
 // recheck verifies every node that receives placements against the latest

@@ -107,8 +107,8 @@ func StartEmbedded(cfg EmbedConfig) (*Embedded, error) {
 	ec.SnapshotCount = 2000
 	ec.SnapshotCatchUpEntries = 1000
 	ec.ExperimentalSnapshotCatchUpEntries = 1000
-	ec.MaxTxnOps = 4096
-	ec.MaxRequestBytes = 8 << 20
+	ec.MaxTxnOps = EmbeddedMaxTxnOps
+	ec.MaxRequestBytes = EmbeddedMaxRequestBytes
 	ec.LogLevel = "error"
 	// etcd formats a slow request as text before its logger (off here)
 	// drops it; a plan of hundreds of allocations is "slow" by its 100 ms
@@ -128,6 +128,21 @@ func StartEmbedded(cfg EmbedConfig) (*Embedded, error) {
 	}
 	return &Embedded{etcd: e, ClientURL: urls["client"].String()}, nil
 }
+
+// The embedded etcd's transaction limits. The plan applier cuts a plan
+// into transactions only between gangs and preemption sets, so one
+// transaction must hold the largest of those: 16,384 operations is a gang
+// of more than 16,000 replicas, and 8 MiB holds about 6,000 allocations
+// (the bytes bound first). The client's send limit (Dial) is raised to
+// match.
+const (
+	EmbeddedMaxTxnOps       = 16384
+	EmbeddedMaxRequestBytes = 8 << 20
+)
+
+// maxCallSendBytes is the client's limit on one request: above the
+// embedded etcd's so that the server, not the client, is the bound.
+const maxCallSendBytes = EmbeddedMaxRequestBytes + 1<<20
 
 func or(a, b string) string {
 	if a != "" {
@@ -176,9 +191,10 @@ func (e *Embedded) Close() { e.etcd.Close() }
 // Dial connects to etcd endpoints and checks that they answer.
 func Dial(ctx context.Context, endpoints []string) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   endpoints,
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
+		Endpoints:          endpoints,
+		DialTimeout:        5 * time.Second,
+		MaxCallSendMsgSize: maxCallSendBytes,
+		Logger:             zap.NewNop(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd %v: %w", endpoints, err)

@@ -327,6 +327,21 @@ func (s *Store) Index() int64 {
 	return s.rev
 }
 
+// Sync makes the view at least as new as etcd is now: it reads etcd's
+// current revision with a linearizable read (one that a majority of
+// members confirms, so no member's lag can make it stale) and waits until
+// the view reflects it. Whatever the view answers afterwards is as new as
+// every write acknowledged before Sync was called. It returns that
+// revision.
+func (s *Store) Sync(ctx context.Context) (int64, error) {
+	resp, err := s.cli.Get(ctx, s.keys.prefix+"sync-probe")
+	if err != nil {
+		return 0, fmt.Errorf("read etcd's revision: %w", err)
+	}
+	rev := resp.Header.Revision
+	return rev, s.WaitIndex(ctx, rev)
+}
+
 // WaitIndex blocks until the view reflects at least revision rev.
 func (s *Store) WaitIndex(ctx context.Context, rev int64) error {
 	for {
