@@ -153,7 +153,7 @@ func TestQEMUServiceLifecycle(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("job run: %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	if !strings.Contains(r.Stdout, "2/2 allocations healthy") {
+	if !strings.Contains(r.Stdout, "successful: every replica of version 0 is healthy") {
 		t.Fatalf("job run did not report both VMs healthy:\n%s", r.Stdout)
 	}
 	procs := qemuProcs(t, c.DataDir)

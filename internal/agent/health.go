@@ -52,6 +52,9 @@ func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *drive
 			return
 		case <-time.After(next):
 		}
+		if ctx.Err() != nil {
+			return // both were ready: the stop wins
+		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		err := tr.probe(cctx, c, h)
 		cancel()

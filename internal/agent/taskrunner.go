@@ -27,9 +27,9 @@ type taskRunner struct {
 	handle   *driver.Handle
 	stopping bool
 	checks   []string // health per check: "", healthy, unhealthy
-	// endChecks ends the running checks; stop calls it first, so no check
-	// probes a task that was told to stop.
-	endChecks context.CancelFunc
+	// endChecks ends the running checks and waits until they have; stop
+	// calls it first, so no check probes a task that was told to stop.
+	endChecks func()
 	winStart  time.Time
 	winCount  int
 
@@ -254,16 +254,22 @@ func (tr *taskRunner) wait(ctx context.Context, h *driver.Handle) *driver.ExitRe
 		// The checks end with this run of the task. A task without
 		// checks holds no context of its own while it runs.
 		cctx, cancel := context.WithCancel(ctx)
-		defer cancel()
+		var checks sync.WaitGroup
+		end := func() { cancel(); checks.Wait() }
+		defer end()
 		tr.mu.Lock()
 		stopping := tr.stopping
-		tr.endChecks = cancel
-		tr.mu.Unlock()
-		for i, c := range tr.task.Checks {
-			if !stopping {
-				go tr.runCheck(cctx, i, c, h)
+		tr.endChecks = end
+		if !stopping {
+			for i, c := range tr.task.Checks {
+				checks.Add(1)
+				go func() {
+					defer checks.Done()
+					tr.runCheck(cctx, i, c, h)
+				}()
 			}
 		}
+		tr.mu.Unlock()
 	}
 	res, err := tr.drv.Wait(ctx, h)
 	if err != nil {
@@ -324,12 +330,13 @@ func (tr *taskRunner) stop(ctx context.Context) {
 	}
 	tr.stopping = true
 	close(tr.stopCh)
-	if tr.endChecks != nil {
-		tr.endChecks()
-	}
+	endChecks := tr.endChecks
 	h := tr.handle
 	wasDead := tr.state.State == api.TaskDead
 	tr.mu.Unlock()
+	if endChecks != nil {
+		endChecks() // outside tr.mu: a check reporting its verdict takes it
+	}
 	if !wasDead {
 		msg := fmt.Sprintf("sent SIGTERM, SIGKILL after %s", tr.ar.a.cfg.KillTimeout)
 		if sd, ok := tr.drv.(driver.StopDescriber); ok && h != nil {

@@ -166,6 +166,20 @@ type UpdateStrategy struct {
 	Canary           int      `json:"canary"`
 }
 
+// DefaultUpdateStrategy is the update block of a service group that
+// declares none (as Nomad's default): one replica at a time, each healthy
+// (its checks passing, or simply running when it has none) for 10s,
+// within 5m of its start, some replica healthy every 10m, no automatic
+// rollback, no canaries. Batch groups have no update block.
+func DefaultUpdateStrategy() UpdateStrategy {
+	return UpdateStrategy{
+		MaxParallel:      1,
+		MinHealthyTime:   Duration(10 * time.Second),
+		HealthyDeadline:  Duration(5 * time.Minute),
+		ProgressDeadline: Duration(10 * time.Minute),
+	}
+}
+
 // Service publishes a task's named port as <name>.<namespace>: the
 // registry (/v1/services) and DNS (<name>.<namespace>.service.gantry) list
 // the node address and host port of every healthy replica. With LB, every

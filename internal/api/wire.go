@@ -67,6 +67,9 @@ type PlanGroup struct {
 	Stop    int `json:"stop"`
 	InPlace int `json:"in_place"`
 	Keep    int `json:"keep"`
+	// Later are replicas of an older version that stay for now and that
+	// the rolling update replaces in later steps, max_parallel at a time.
+	Later int `json:"later,omitempty"`
 }
 
 // ValidateResponse answers POST /v1/jobs/validate (the spec and the rules

@@ -41,7 +41,7 @@ func newDeploymentCmd(g *globals) *cobra.Command {
 				return printJSON(g.out, ds)
 			}
 			if len(ds) == 0 {
-				fmt.Fprintln(g.out, "No deployments: groups with an update block are deployed.")
+				fmt.Fprintln(g.out, "No deployments: service jobs roll out under deployments (an update block, or the default one); batch jobs have none.")
 				return nil
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 2, 2, ' ', 0)

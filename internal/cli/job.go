@@ -414,6 +414,15 @@ func printPlan(g *globals, job *api.Job, p *api.PlanResponse) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", n, gp.Place, gp.Stop, gp.InPlace, gp.Keep)
 	}
 	tw.Flush()
+	for _, n := range names {
+		if gp := p.Groups[n]; gp.Later > 0 {
+			u := "1"
+			if g := job.LookupGroup(n); g != nil && g.Update != nil {
+				u = fmt.Sprint(g.Update.MaxParallel)
+			}
+			fmt.Fprintf(w, "Group %s: the rolling update replaces the %d other replica(s) after these, %s at a time.\n", n, gp.Later, u)
+		}
+	}
 	printVMs(w, job)
 	if len(p.Failed) > 0 {
 		fmt.Fprintln(w, "Cannot place:")

@@ -19,6 +19,10 @@ const (
 //
 //   - namespace "default", type "service";
 //   - a group without a restart policy gets api.DefaultRestartPolicy(type);
+//   - a service group without an update block gets
+//     api.DefaultUpdateStrategy() (one replica at a time, healthy for 10s,
+//     within 5m, progress every 10m, no auto_revert): every change of a
+//     service rolls under a deployment, and `job inspect` shows how;
 //     one with a policy gets the default's interval and mode when those are
 //     unset (attempts 0 and delay 0s are legal choices and stay);
 //   - a health check gets interval 10s, timeout 2s (or its interval, if
@@ -61,6 +65,10 @@ func Canonicalize(job *api.Job) {
 			if g.Restart.Mode == "" {
 				g.Restart.Mode = def.Mode
 			}
+		}
+		if g.Update == nil && job.Type == api.JobService {
+			u := api.DefaultUpdateStrategy()
+			g.Update = &u
 		}
 		g.Constraints = nilIfEmpty(g.Constraints)
 		g.Affinities = nilIfEmpty(g.Affinities)

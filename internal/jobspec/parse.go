@@ -9,7 +9,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
 	"go.yaml.in/yaml/v4"
@@ -130,10 +129,12 @@ func decode(root *yaml.Node) (*api.Job, *decoder) {
 }
 
 // Defaults of an update block's keys when they are left out.
-const (
-	DefaultMinHealthyTime   = 10 * time.Second
-	DefaultHealthyDeadline  = 5 * time.Minute
-	DefaultProgressDeadline = 10 * time.Minute
+// They are those of the block a service group without one gets
+// (api.DefaultUpdateStrategy).
+var (
+	DefaultMinHealthyTime   = api.DefaultUpdateStrategy().MinHealthyTime.D()
+	DefaultHealthyDeadline  = api.DefaultUpdateStrategy().HealthyDeadline.D()
+	DefaultProgressDeadline = api.DefaultUpdateStrategy().ProgressDeadline.D()
 )
 
 // defaultUpdate fills the keys of an update block that were left out:

@@ -188,7 +188,7 @@ func reconcileGroup(in *Input, r *Result, job *api.Job, g *api.Group, allocs []*
 			stop(a, fmt.Sprintf("group %s scaled down to %d", g.Name, g.Count), false)
 		case live[a.Index] != nil:
 			stop(a, fmt.Sprintf("duplicate of replica %d", a.Index), false)
-		case a.JobVersion != job.Version && !sameGroup(in.Versions[a.JobVersion], job, g.Name):
+		case a.JobVersion != job.Version && !SameGroup(in.Versions[a.JobVersion], job, g.Name):
 			stop(a, fmt.Sprintf("replaced by job version %d", job.Version), false)
 			r.Place = append(r.Place, Placement{Group: g.Name, Index: a.Index})
 			live[a.Index] = a // its replacement is placed above
@@ -269,11 +269,11 @@ func rescheduleDelay(n int) time.Duration {
 	return min(d, MaxRescheduleDelay)
 }
 
-// sameGroup reports whether the named group is the same in both versions,
+// SameGroup reports whether the named group is the same in both versions,
 // ignoring its count, update strategy and services (none of which changes
 // what runs): then an allocation can move to the new version without a
 // restart.
-func sameGroup(old, cur *api.Job, name string) bool {
+func SameGroup(old, cur *api.Job, name string) bool {
 	if old == nil {
 		return false
 	}

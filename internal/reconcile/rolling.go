@@ -177,7 +177,7 @@ func rollGroup(in *Input, r *Result, d *api.Deployment, g *api.Group, allocs []*
 			continue
 		}
 		s := &slots[a.Index]
-		if a.JobVersion == job.Version || sameGroup(in.Versions[a.JobVersion], job, g.Name) {
+		if a.JobVersion == job.Version || SameGroup(in.Versions[a.JobVersion], job, g.Name) {
 			if s.new != nil {
 				stop(a, fmt.Sprintf("duplicate of replica %d", a.Index), false)
 				continue

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/jobspec"
 	"pgregory.net/rapid"
 )
 
@@ -451,5 +452,79 @@ func TestUnhealthyWithinHealthyDeadlineWaits(t *testing.T) {
 	in.Allocs, in.Deployment, in.Now = allocs(), dep(), t0.Add(16*time.Second)
 	if got := rollSummary(Reconcile(in)); !strings.Contains(got, "dep:d2=failed revert:1") {
 		t.Fatalf("after healthy_deadline: %q, want failed with the rollback", got)
+	}
+}
+
+// TestDefaultUpdateRollsOneAtATime (issue 15): a service job written
+// without an update block (and a revert to such a version) replaced every
+// replica at once. The spec as parsed now carries the default update
+// block, under which a changed version rolls one replica at a time, each
+// new one healthy for 10s before the next, under a deployment of its own.
+func TestDefaultUpdateRollsOneAtATime(t *testing.T) {
+	parse := func(version uint64, image string) *api.Job {
+		j, err := jobspec.Parse("web.yaml", []byte(`name: web
+groups:
+  - name: web
+    count: 3
+    tasks:
+      - name: server
+        driver: docker
+        config: {image: "`+image+`"}
+        resources: {cpu: 100, memory: 32}
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.Version = version
+		return j
+	}
+	v1, v2 := parse(1, "demo:v1"), parse(2, "demo:v2")
+	if u := v2.Groups[0].Update; u == nil || *u != api.DefaultUpdateStrategy() {
+		t.Fatalf("update block of a service group written without one: %+v, want %+v", u, api.DefaultUpdateStrategy())
+	}
+	old := func(spec string) *api.Allocation { return healthy(alloc(spec), t0.Add(-time.Hour)) }
+	versions := map[uint64]*api.Job{1: v1}
+	cases := []struct {
+		name   string
+		allocs []*api.Allocation
+		dep    *api.Deployment
+		now    time.Duration
+		want   string
+	}{
+		{name: "a changed version replaces one replica", allocs: []*api.Allocation{old("a:0:running:1"), old("b:1:running:1"), old("c:2:running:1")},
+			want: "place:0 retry:10m0s stop:a dep:D=running"}, // the retry: progress_deadline 10m
+		{name: "the next waits out min_healthy_time 10s", dep: runningDeployment("d2", 2, 3, 1), now: 5 * time.Second,
+			allocs: []*api.Allocation{inDeployment(healthy(alloc("n0:0:running:2"), t0), "d2", false), old("b:1:running:1"), old("c:2:running:1")},
+			want:   "retry:10s dep:d2=running"},
+		{name: "then moves on", dep: runningDeployment("d2", 2, 3, 1), now: 11 * time.Second,
+			allocs: []*api.Allocation{inDeployment(healthy(alloc("n0:0:running:2"), t0), "d2", false), old("b:1:running:1"), old("c:2:running:1")},
+			want:   "place:1 retry:10m11s stop:b dep:d2=running"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := &Input{Job: v2, Allocs: tc.allocs, Nodes: nodes("n1"), Versions: versions, Now: t0.Add(tc.now),
+				Deployment: tc.dep, DeploymentID: "D"}
+			if got := rollSummary(Reconcile(in)); got != tc.want {
+				t.Errorf("got  %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+
+	// A batch job has no update block and no deployment.
+	b, err := jobspec.Parse("batch.yaml", []byte(`name: web
+type: batch
+groups:
+  - name: web
+    tasks:
+      - name: server
+        driver: docker
+        config: {image: demo}
+        resources: {cpu: 100, memory: 32}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Groups[0].Update != nil {
+		t.Fatalf("a batch group got an update block: %+v", b.Groups[0].Update)
 	}
 }

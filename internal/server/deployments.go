@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/acl"
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/jobspec"
 	"github.com/gantryhq/gantry/internal/reconcile"
 	"github.com/gantryhq/gantry/internal/state"
 	"github.com/google/uuid"
@@ -206,10 +208,12 @@ func (s *Server) autoRevert(ctx context.Context, fence *state.Fence, d *api.Depl
 	if err != nil {
 		return note(job.Version, fmt.Sprintf("; not rolled back: %v", err))
 	}
-	spec := *target
-	spec.Stop = false
+	spec, err := revertSpec(target)
+	if err != nil {
+		return note(job.Version, fmt.Sprintf("; not rolled back: %v", err))
+	}
 	eval := s.newEval(d.Namespace, d.Job, api.TriggerJobRevert)
-	res, err := s.store.RegisterJob(ctx, &spec, eval, s.now())
+	res, err := s.store.RegisterJob(ctx, spec, eval, s.now())
 	if err != nil {
 		return err
 	}
@@ -290,7 +294,7 @@ func (s *Server) handleJobDeployment(w http.ResponseWriter, r *http.Request) err
 		return notFound("job %q has no deployment for version %d", j.Name, want)
 	}
 	if len(ds) == 0 {
-		return notFound("job %q has no deployment: only groups with an update block are deployed", j.Name)
+		return notFound("job %q has no deployment: batch jobs have none, nor versions stored before service groups got a default update block", j.Name)
 	}
 	writeJSON(w, http.StatusOK, ds[0])
 	return nil
@@ -385,13 +389,35 @@ func (s *Server) handleJobRevert(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	spec := *target
-	spec.Stop = false
+	spec, err := revertSpec(target)
+	if err != nil {
+		return err
+	}
 	eval := s.newEval(j.Namespace, j.Name, api.TriggerJobRevert)
-	res, err := s.store.RegisterJob(r.Context(), &spec, eval, s.now())
+	res, err := s.store.RegisterJob(r.Context(), spec, eval, s.now())
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, api.RegisterResponse{EvalID: res.Eval.ID, JobVersion: res.Job.Version, Changed: res.Changed, Index: res.Index})
 	return nil
+}
+
+// revertSpec is the spec a revert registers again: a copy of the stored
+// version (the store shares the versions it caches), running, with
+// today's defaults filled in. A version stored before service groups
+// got a default update block (api.DefaultUpdateStrategy) gets it now,
+// so that a revert rolls one replica at a time under a deployment of its
+// own instead of replacing every replica at once.
+func revertSpec(target *api.Job) (*api.Job, error) {
+	data, err := json.Marshal(target)
+	if err != nil {
+		return nil, fmt.Errorf("copy version %d of job %s: %w", target.Version, target.Name, err)
+	}
+	spec := &api.Job{}
+	if err := json.Unmarshal(data, spec); err != nil {
+		return nil, fmt.Errorf("copy version %d of job %s: %w", target.Version, target.Name, err)
+	}
+	spec.Stop = false
+	jobspec.Canonicalize(spec)
+	return spec, nil
 }

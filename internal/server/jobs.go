@@ -12,6 +12,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/acl"
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/reconcile"
 	"github.com/gantryhq/gantry/internal/state"
 )
 
@@ -125,9 +126,18 @@ func (s *Server) handleJobPlan(w http.ResponseWriter, r *http.Request) error {
 		group(a.Group).InPlace++
 	}
 	for _, a := range s.store.Allocs(state.AllocFilter{Namespace: job.Namespace, Job: job.Name, Live: true}) {
-		if a.DesiredStatus == api.AllocDesiredRun && !touched[a.ID] {
-			group(a.Group).Keep++
+		if a.DesiredStatus != api.AllocDesiredRun || touched[a.ID] {
+			continue
 		}
+		// A replica of an older, different spec that the first step
+		// leaves is replaced by a later step of the rolling update.
+		if a.JobVersion != planned.Version && job.LookupGroup(a.Group) != nil {
+			if old, err := s.store.JobVersion(r.Context(), job.Namespace, job.Name, a.JobVersion); err == nil && !reconcile.SameGroup(old, &planned, a.Group) {
+				group(a.Group).Later++
+				continue
+			}
+		}
+		group(a.Group).Keep++
 	}
 	resp.Failed = s.annotate(p.failed)
 	writeJSON(w, http.StatusOK, resp)

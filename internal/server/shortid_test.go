@@ -88,4 +88,10 @@ func TestPlanCountOnlyChangeKeeps(t *testing.T) {
 	if g := pr.Groups["g"]; g == nil || g.Keep == 2 {
 		t.Fatalf("plan of a changed command kept the replicas: %+v", g)
 	}
+	// Under the default update block the first step fills the new slot
+	// (no replica is healthy here, so none is replaced yet); the plan
+	// says the two others are replaced later, not kept.
+	if g := pr.Groups["g"]; g.Place != 1 || g.Later != 2 || g.Keep != 0 {
+		t.Fatalf("plan of a changed command: %+v, want 1 placed and 2 replaced later", g)
+	}
 }

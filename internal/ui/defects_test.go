@@ -144,3 +144,27 @@ func TestListPagesRender(t *testing.T) {
 		}
 	}
 }
+
+// TestReplacedUnhealthyReplicaReadsFailedChecks (issue 15, defect 2): a
+// replica replaced because it failed its health checks showed as a green
+// "complete" with health "unknown". Its page and the job's allocation
+// table say it failed its checks, in the failure style.
+func TestReplacedUnhealthyReplicaReadsFailedChecks(t *testing.T) {
+	a := &api.Allocation{ID: "0123456789abcdef", Namespace: "default", Job: "web", Group: "web", NodeID: "n1", NodeName: "n1",
+		DesiredStatus: api.AllocDesiredStop, DesiredReason: "replaced by job version 2", ClientStatus: api.AllocComplete,
+		Health: api.HealthUnhealthy, CreateTime: t0}
+	var b bytes.Buffer
+	if err := Render(&b, "alloc", AllocPage{Base: Base{Page: "alloc", Now: t0}, Alloc: a}); err != nil {
+		t.Fatal(err)
+	}
+	if h := b.String(); !strings.Contains(h, `<span class="badge bad" data-alloc-status="complete">complete, failed its checks</span>`) {
+		t.Errorf("the allocation's page does not show it failed its checks:\n%s", h)
+	}
+	if got := AllocStatus(a); got.Class != "bad" || !strings.Contains(got.Label, "failed its checks") {
+		t.Errorf("AllocStatus = %+v", got)
+	}
+	a.Health = ""
+	if got := AllocStatus(a); got.Class != "ok" || got.Label != api.AllocComplete {
+		t.Errorf("a replica stopped while healthy: AllocStatus = %+v, want a plain complete", got)
+	}
+}

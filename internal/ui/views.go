@@ -257,10 +257,11 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%dd ago", int(d.Hours()/24))
 	},
-	"utc":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"iso":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"status": StatusClass,
-	"jobURL": jobURL,
+	"utc":         func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"iso":         func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"status":      StatusClass,
+	"allocStatus": AllocStatus,
+	"jobURL":      jobURL,
 	"diffURL": func(ns, name string, from, to uint64) string {
 		q := url.Values{}
 		if ns != "" && ns != api.DefaultNamespace {
@@ -397,6 +398,20 @@ func Render(w io.Writer, page string, data any) error {
 	_, err := buf.WriteTo(w)
 	return err
 }
+
+// AllocStatus is how an allocation's status reads and the badge style
+// that shows it: one that ended after failing its health checks (a
+// replaced replica) reads "complete, failed its checks" in the failure
+// style, not as a green "complete".
+func AllocStatus(a *api.Allocation) Badge {
+	if a.ClientStatus == api.AllocComplete && a.Health == api.HealthUnhealthy {
+		return Badge{Label: "complete, failed its checks", Class: "bad"}
+	}
+	return Badge{Label: a.ClientStatus, Class: StatusClass(a.ClientStatus)}
+}
+
+// Badge is a status word and the style that shows it.
+type Badge struct{ Label, Class string }
 
 // StatusClass maps a status word to the badge style that shows it.
 func StatusClass(s string) string {
