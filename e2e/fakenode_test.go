@@ -23,7 +23,6 @@ type FakeNode struct {
 	t      testing.TB
 	c      *Cluster
 	Node   api.Node
-	lease  int64
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 }
@@ -54,7 +53,6 @@ func StartFakeNode(t testing.TB, c *Cluster, n api.Node) *FakeNode {
 	if err := f.call(context.Background(), http.MethodPost, "/v1/nodes/register", &n, &resp); err != nil {
 		t.Fatalf("register fake node %s: %v", n.Name, err)
 	}
-	f.lease = resp.LeaseID
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	f.done.Add(2)
@@ -158,7 +156,7 @@ func (f *FakeNode) allocs(ctx context.Context) []*api.Allocation {
 func (f *FakeNode) heartbeats(ctx context.Context) {
 	defer f.done.Done()
 	for tick := 0; ctx.Err() == nil; tick++ {
-		req := api.HeartbeatRequest{LeaseID: f.lease, Sample: f.sample(tick, f.allocs(ctx))}
+		req := api.HeartbeatRequest{Sample: f.sample(tick, f.allocs(ctx))}
 		if err := f.call(ctx, http.MethodPut, "/v1/nodes/"+f.Node.ID+"/heartbeat", &req, nil); err != nil && ctx.Err() == nil {
 			f.t.Logf("fake node %s heartbeat: %v", f.Node.Name, err)
 		}

@@ -92,9 +92,8 @@ type Agent struct {
 	httpAddr string
 	allocDir string
 
-	leaseMu sync.Mutex
-	lease   int64
-	node    *api.Node
+	regMu sync.Mutex // guards node and heartbeatEvery, set by each registration
+	node  *api.Node
 
 	mu        sync.Mutex
 	runners   map[string]*allocRunner
@@ -290,10 +289,10 @@ func (a *Agent) register(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.leaseMu.Lock()
-	a.lease, a.node = resp.LeaseID, n
+	a.regMu.Lock()
+	a.node = n
 	a.heartbeatEvery = max(resp.HeartbeatTTL.D()/3, 500*time.Millisecond)
-	a.leaseMu.Unlock()
+	a.regMu.Unlock()
 	a.log.Info("node registered", "node", n.Name, "id", a.nodeID, "drivers", driverSummary(n))
 	return nil
 }
@@ -319,18 +318,15 @@ func sleep(ctx context.Context, d time.Duration) {
 
 func (a *Agent) heartbeatLoop(ctx context.Context) {
 	for ctx.Err() == nil {
-		a.leaseMu.Lock()
+		a.regMu.Lock()
 		every := a.heartbeatEvery
-		a.leaseMu.Unlock()
+		a.regMu.Unlock()
 		sleep(ctx, every)
-		a.leaseMu.Lock()
-		lease := a.lease
-		a.leaseMu.Unlock()
-		err := a.srv.heartbeat(ctx, a.nodeID, lease, a.sampler.unsent(), every)
+		err := a.srv.heartbeat(ctx, a.nodeID, a.sampler.unsent(), every)
 		if isStatus(err, http.StatusBadRequest) {
 			// A server older than this agent refuses the sample: beat
 			// without it.
-			err = a.srv.heartbeat(ctx, a.nodeID, lease, nil, every)
+			err = a.srv.heartbeat(ctx, a.nodeID, nil, every)
 		}
 		switch {
 		case err == nil:
@@ -358,9 +354,9 @@ func (a *Agent) fingerprintLoop(ctx context.Context) {
 		case <-a.fpKick:
 		}
 		n := a.fingerprint(ctx)
-		a.leaseMu.Lock()
+		a.regMu.Lock()
 		changed := a.node == nil || !reflect.DeepEqual(a.node.Drivers, n.Drivers) || !reflect.DeepEqual(a.node.GPUs, n.GPUs)
-		a.leaseMu.Unlock()
+		a.regMu.Unlock()
 		if changed && ctx.Err() == nil {
 			a.log.Info("drivers or GPUs changed; updating the node", "drivers", driverSummary(n), "gpus", gpuSummary(n))
 			if err := a.register(ctx); err != nil {

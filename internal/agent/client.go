@@ -133,8 +133,8 @@ func (c *serverClient) register(ctx context.Context, n *api.Node) (*api.NodeRegi
 // heartbeat renews the node's lease, carrying the latest usage sample;
 // timeout should be well under the TTL so that a vanished server is left
 // for another before the lease expires.
-func (c *serverClient) heartbeat(ctx context.Context, nodeID string, lease int64, sample *api.NodeSample, timeout time.Duration) error {
-	return c.do(ctx, http.MethodPut, "/v1/nodes/"+nodeID+"/heartbeat", api.HeartbeatRequest{LeaseID: lease, Sample: sample}, nil, timeout)
+func (c *serverClient) heartbeat(ctx context.Context, nodeID string, sample *api.NodeSample, timeout time.Duration) error {
+	return c.do(ctx, http.MethodPut, "/v1/nodes/"+nodeID+"/heartbeat", api.HeartbeatRequest{Sample: sample}, nil, timeout)
 }
 
 func (c *serverClient) allocs(ctx context.Context, nodeID string, index int64, wait time.Duration) (*api.NodeAllocsResponse, error) {

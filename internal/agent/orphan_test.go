@@ -51,7 +51,7 @@ func TestOrphansRemovedOnlyOnAConsistentAnswer(t *testing.T) {
 	mux.HandleFunc("POST /v1/nodes/register", func(w http.ResponseWriter, r *http.Request) {
 		var n api.Node
 		json.NewDecoder(r.Body).Decode(&n)
-		json.NewEncoder(w).Encode(api.NodeRegisterResponse{NodeID: n.ID, LeaseID: 1, HeartbeatTTL: api.Duration(60e9)})
+		json.NewEncoder(w).Encode(api.NodeRegisterResponse{NodeID: n.ID, HeartbeatTTL: api.Duration(60e9)})
 	})
 	mux.HandleFunc("GET /v1/nodes/{id}/allocations", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()

@@ -103,15 +103,15 @@ type FieldError struct {
 // NodeRegisterResponse answers POST /v1/nodes/register.
 type NodeRegisterResponse struct {
 	NodeID       string   `json:"node_id"`
-	LeaseID      int64    `json:"lease_id"`
 	HeartbeatTTL Duration `json:"heartbeat_ttl"`
 }
 
-// HeartbeatRequest is the body of PUT /v1/nodes/{id}/heartbeat. Sample,
-// when set, is the agent's latest reading of the node's usage.
+// HeartbeatRequest is the body of PUT /v1/nodes/{id}/heartbeat, which
+// renews the lease of the node's latest registration (the lease is the
+// store's business: the agent names only its node). Sample, when set, is
+// the agent's latest reading of the node's usage.
 type HeartbeatRequest struct {
-	LeaseID int64       `json:"lease_id"`
-	Sample  *NodeSample `json:"sample,omitempty"`
+	Sample *NodeSample `json:"sample,omitempty"`
 }
 
 // NodeAllocsResponse answers GET /v1/nodes/{id}/allocations: the node's

@@ -45,7 +45,7 @@ func TestAuditScanNow(t *testing.T) {
 	for name, srv := range map[string]*httptest.Server{"n1": good, "n2": noDocker} {
 		n := schedtest.Node(name)
 		n.HTTPAddr = strings.TrimPrefix(srv.URL, "http://")
-		if _, err := s.store.RegisterNode(ctx, n, time.Minute, time.Now()); err != nil {
+		if err := s.store.RegisterNode(ctx, n, time.Minute, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -196,14 +196,14 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.qWait, float64(q.waiting), q.status.Name)
 	}
-	if cli := s.store.Client(); cli != nil && len(cli.Endpoints()) > 0 {
+	if eps := s.store.Endpoints(); len(eps) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if st, err := cli.Status(ctx, cli.Endpoints()[0]); err == nil {
-			gauge(c.dbSize, float64(st.DbSize))
-			gauge(c.dbInUse, float64(st.DbSizeInUse))
-			if st.DbSizeQuota > 0 {
-				gauge(c.quota, float64(st.DbSizeQuota))
+		if st, err := s.store.EndpointStatus(ctx, eps[0]); err == nil {
+			gauge(c.dbSize, float64(st.DBSize))
+			gauge(c.dbInUse, float64(st.DBInUse))
+			if st.Quota > 0 {
+				gauge(c.quota, float64(st.Quota))
 			}
 		} else {
 			s.log.Debug("etcd status for metrics", "err", err)

@@ -75,7 +75,9 @@ func (s *Server) deploymentLoop(ctx context.Context, fence *state.Fence) error {
 		changed := s.store.Changed()
 		if now := s.now(); now.After(nextGC) {
 			nextGC = now.Add(time.Minute)
-			if err := s.store.DeleteDeployments(ctx, s.oldDeployments()); err != nil {
+			if err := s.store.DeleteDeployments(ctx, fence, s.oldDeployments()); errors.Is(err, state.ErrNotLeader) {
+				return err
+			} else if err != nil {
 				s.log.Warn("garbage-collect deployments", "err", err)
 			}
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/gantryhq/gantry/internal/server/applier"
 	"github.com/gantryhq/gantry/internal/state"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -34,7 +33,6 @@ func TestClassifyEvalErr(t *testing.T) {
 		{"wrapped panic", fmt.Errorf("job x: %w", &panicError{where: "the scheduler", value: 1}), failPanic},
 		{"conflict", fmt.Errorf("node n1 changed: %w", state.ErrConflict), retry},
 		{"timeout", fmt.Errorf("apply plan: %w", context.DeadlineExceeded), retry},
-		{"etcd has no leader", fmt.Errorf("apply plan: %w", rpctypes.ErrNoLeader), retry},
 		{"etcd unavailable", fmt.Errorf("apply plan: %w", status.Error(codes.Unavailable, "connection refused")), retry},
 		{"leadership moved", fmt.Errorf("apply: %w", state.ErrNotLeader), notLeader},
 	} {

@@ -64,7 +64,7 @@ func TestDefaultGPUPolicyPlacesSharesAndLearns(t *testing.T) {
 	for i := range 2 {
 		node.GPUs = append(node.GPUs, api.GPUDevice{UUID: fmt.Sprintf("GPU-%d", i), Index: i, Model: "Tesla T4", Memory: 15360})
 	}
-	if _, err := s.store.RegisterNode(ctx, node, time.Minute, time.Now()); err != nil {
+	if err := s.store.RegisterNode(ctx, node, time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	job := &api.Job{Name: "infer", Namespace: api.DefaultNamespace, Type: api.JobService, Priority: 50, Groups: []*api.Group{{

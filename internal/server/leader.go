@@ -12,32 +12,21 @@ import (
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/state"
 	"github.com/google/uuid"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 )
 
 // runElection campaigns for leadership until ctx ends; while it leads it
 // runs the broker, the node monitor and garbage collection.
 func (s *Server) runElection(ctx context.Context) {
-	cli := s.store.Client()
 	for ctx.Err() == nil {
-		sess, err := concurrency.NewSession(cli, concurrency.WithTTL(10), concurrency.WithContext(ctx))
+		l, err := s.store.Campaign(ctx, s.cfg.ID, 10*time.Second)
 		if err != nil {
-			s.log.Warn("cannot open an election session; retrying", "err", err)
-			sleep(ctx, time.Second)
-			continue
-		}
-		s.clearStaleCandidacy(ctx, sess.Lease())
-		el := concurrency.NewElection(sess, s.store.LeaderPrefix())
-		if err := el.Campaign(ctx, s.cfg.ID); err != nil {
-			sess.Close()
 			if ctx.Err() == nil {
-				s.log.Warn("election campaign failed; retrying", "err", err)
+				s.log.Warn("election failed; retrying", "err", err)
 				sleep(ctx, time.Second)
 			}
 			continue
 		}
-		fence := &state.Fence{Key: el.Key(), Rev: el.Rev()}
+		fence := l.Fence
 		s.log.Info("became leader", "server", s.cfg.ID, "fence", fence.Rev)
 		lctx, cancel := context.WithCancel(ctx)
 		s.leaderMu.Lock()
@@ -45,7 +34,7 @@ func (s *Server) runElection(ctx context.Context) {
 		s.leaderMu.Unlock()
 		go func() {
 			select {
-			case <-sess.Done():
+			case <-l.Done():
 				s.log.Warn("leadership session ended")
 			case <-lctx.Done():
 			}
@@ -57,27 +46,9 @@ func (s *Server) runElection(ctx context.Context) {
 		s.fence = nil
 		s.leaderMu.Unlock()
 		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
-		el.Resign(rctx)
+		l.Resign(rctx)
 		rcancel()
-		sess.Close()
 		s.log.Info("stopped leading", "server", s.cfg.ID)
-	}
-}
-
-// clearStaleCandidacy removes election keys left by an earlier run of this
-// same server (after a crash its lease lingers until it expires), so a
-// restarted server does not wait for itself.
-func (s *Server) clearStaleCandidacy(ctx context.Context, own clientv3.LeaseID) {
-	resp, err := s.store.Client().Get(ctx, s.store.LeaderPrefix(), clientv3.WithPrefix())
-	if err != nil {
-		return
-	}
-	for _, kv := range resp.Kvs {
-		if string(kv.Value) == s.cfg.ID && clientv3.LeaseID(kv.Lease) != own {
-			s.store.Client().Txn(ctx).
-				If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
-				Then(clientv3.OpDelete(string(kv.Key))).Commit()
-		}
 	}
 }
 
@@ -346,7 +317,9 @@ func (s *Server) gcLoop(ctx context.Context, fence *state.Fence) error {
 				evalIDs = append(evalIDs, e.ID)
 			}
 		}
-		if err := s.store.DeleteEvals(ctx, evalIDs); err != nil {
+		if err := s.store.DeleteEvals(ctx, fence, evalIDs); errors.Is(err, state.ErrNotLeader) {
+			return err
+		} else if err != nil {
 			s.log.Warn("garbage-collect evaluations", "err", err)
 		}
 		var allocIDs []string
@@ -366,7 +339,9 @@ func (s *Server) gcLoop(ctx context.Context, fence *state.Fence) error {
 				allocIDs = append(allocIDs, a.ID)
 			}
 		}
-		if err := s.store.DeleteAllocs(ctx, allocIDs); err != nil {
+		if err := s.store.DeleteAllocs(ctx, fence, allocIDs); errors.Is(err, state.ErrNotLeader) {
+			return err
+		} else if err != nil {
 			s.log.Warn("garbage-collect allocations", "err", err)
 		}
 	}

@@ -22,7 +22,7 @@ func TestFullNodeAllocsAnswerIsConsistent(t *testing.T) {
 	s := startTestServer(t, Config{})
 	ctx := context.Background()
 	n := schedtest.Node("n1")
-	if _, err := s.store.RegisterNode(ctx, n, time.Minute, time.Now()); err != nil {
+	if err := s.store.RegisterNode(ctx, n, time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 20 {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/state"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 var hostnamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$`)
@@ -30,17 +29,22 @@ func (s *Server) handleNodeRegister(w http.ResponseWriter, r *http.Request) erro
 	case n.Resources.CPU < 0 || n.Resources.Memory < 0 || n.Resources.Disk < 0:
 		return &httpError{status: http.StatusBadRequest, msg: "node resources must not be negative", field: "resources"}
 	}
-	lease, err := s.store.RegisterNode(r.Context(), &n, s.cfg.HeartbeatTTL, s.now())
-	if err != nil {
+	if err := s.store.RegisterNode(r.Context(), &n, s.cfg.HeartbeatTTL, s.now()); err != nil {
 		return err
 	}
 	s.log.Info("node registered", "node", n.Name, "id", api.ShortID(n.ID))
-	writeJSON(w, http.StatusOK, api.NodeRegisterResponse{NodeID: n.ID, LeaseID: int64(lease), HeartbeatTTL: api.Duration(s.cfg.HeartbeatTTL)})
+	writeJSON(w, http.StatusOK, api.NodeRegisterResponse{NodeID: n.ID, HeartbeatTTL: api.Duration(s.cfg.HeartbeatTTL)})
 	return nil
 }
 
 func (s *Server) handleNodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
-	var req api.HeartbeatRequest
+	var req struct {
+		api.HeartbeatRequest
+		// LegacyLeaseID is what agents before the store kept leases to
+		// itself sent; it is accepted and ignored (the store renews the
+		// node's lease by the node's ID).
+		LegacyLeaseID int64 `json:"lease_id,omitempty"`
+	}
 	if err := s.decodeBody(w, r, &req); err != nil {
 		return err
 	}
@@ -48,7 +52,7 @@ func (s *Server) handleNodeHeartbeat(w http.ResponseWriter, r *http.Request) err
 	if !ok || n.Status == api.NodeStatusDown {
 		return notFound("node %s is not registered or was marked down: register again", r.PathValue("id"))
 	}
-	if err := s.store.Heartbeat(r.Context(), clientv3.LeaseID(req.LeaseID)); err != nil {
+	if err := s.store.Heartbeat(r.Context(), n.ID); err != nil {
 		if errors.Is(err, state.ErrLeaseExpired) {
 			return notFound("node %s: %v", n.Name, err)
 		}

@@ -24,7 +24,7 @@ func TestRevertRollsUnderItsOwnDeployment(t *testing.T) {
 	s := startTestServer(t, Config{})
 	base := "http://" + s.Addr()
 	ctx := context.Background()
-	if _, err := s.store.RegisterNode(ctx, schedtest.Node("n1"), time.Minute, time.Now()); err != nil {
+	if err := s.store.RegisterNode(ctx, schedtest.Node("n1"), time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the node in the store", func() bool { return len(s.store.Nodes()) == 1 })

@@ -60,7 +60,7 @@ func TestEvalShortID(t *testing.T) {
 func TestPlanCountOnlyChangeKeeps(t *testing.T) {
 	s := startTestServer(t, Config{})
 	base := "http://" + s.Addr()
-	if _, err := s.store.RegisterNode(context.Background(), schedtest.Node("n1"), time.Minute, time.Now()); err != nil {
+	if err := s.store.RegisterNode(context.Background(), schedtest.Node("n1"), time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the node in the store", func() bool { return len(s.store.Nodes()) == 1 })

@@ -46,7 +46,7 @@ func TestValidateAgainstTheCluster(t *testing.T) {
 	if err := s.store.PutToken(ctx, &acl.Token{AccessorID: "m", Name: "m", SecretHash: acl.Hash(secret), Management: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.store.RegisterNode(ctx, schedtest.Node("n1"), time.Minute, time.Now()); err != nil {
+	if err := s.store.RegisterNode(ctx, schedtest.Node("n1"), time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); len(s.store.Nodes()) == 0; time.Sleep(20 * time.Millisecond) {
@@ -107,7 +107,7 @@ func TestValidateAgainstTheCluster(t *testing.T) {
 	// changes the answer at once.
 	big := schedtest.Node("n2")
 	big.Resources.CPU = 128000
-	if _, err := s.store.RegisterNode(ctx, big, time.Minute, time.Now()); err != nil {
+	if err := s.store.RegisterNode(ctx, big, time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); len(s.store.Nodes()) < 2; time.Sleep(20 * time.Millisecond) {

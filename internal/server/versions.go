@@ -71,13 +71,9 @@ func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) error {
 // etcdVersions asks every etcd endpoint the servers use for its version.
 func (s *Server) etcdVersions(ctx context.Context) map[string]string {
 	out := map[string]string{}
-	cli := s.store.Client()
-	if cli == nil {
-		return out
-	}
-	for _, ep := range cli.Endpoints() {
+	for _, ep := range s.store.Endpoints() {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := cli.Status(sctx, ep)
+		st, err := s.store.EndpointStatus(sctx, ep)
 		cancel()
 		if err == nil {
 			out[ep] = st.Version

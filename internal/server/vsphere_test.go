@@ -43,7 +43,7 @@ func TestHungVCenterDoesNotBlockScheduling(t *testing.T) {
 	waitFor(t, "the collector to start", func() bool { return len(s.vsphereCollectors()) == 1 })
 	node := &api.Node{ID: "n1", Name: "n1", Resources: api.NodeResources{CPU: 4000, Memory: 4096},
 		Drivers: map[string]api.DriverInfo{api.DriverExec: {Detected: true, Healthy: true}}}
-	if _, err := s.store.RegisterNode(ctx, node, time.Minute, time.Now()); err != nil {
+	if err := s.store.RegisterNode(ctx, node, time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	job := &api.Job{Name: "w", Namespace: api.DefaultNamespace, Type: api.JobService, Priority: 50, Groups: []*api.Group{{

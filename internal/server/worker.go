@@ -247,7 +247,9 @@ func (s *Server) tryEval(ctx context.Context, fence *state.Fence, e *api.Evaluat
 		return err
 	}
 	if len(dropRetries) > 0 {
-		if err := s.store.DeleteEvals(ctx, dropRetries); err != nil {
+		if err := s.store.DeleteEvals(ctx, fence, dropRetries); errors.Is(err, state.ErrNotLeader) {
+			return err
+		} else if err != nil {
 			s.log.Warn("remove retry evaluations that have nothing left to do", "job", e.JobKey(), "err", err)
 		}
 	}

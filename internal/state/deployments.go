@@ -142,18 +142,8 @@ func (s *Store) UpdateDeployment(ctx context.Context, fence *Fence, id string, f
 	return nil, 0, fmt.Errorf("deployment %s: %w after %d attempts", id, ErrConflict, maxRetries)
 }
 
-// DeleteDeployments removes deployments (garbage collection).
-func (s *Store) DeleteDeployments(ctx context.Context, ids []string) error {
-	for len(ids) > 0 {
-		n := min(len(ids), 100)
-		ops := make([]clientv3.Op, 0, n)
-		for _, id := range ids[:n] {
-			ops = append(ops, clientv3.OpDelete(s.keys.deployment(id)))
-		}
-		if _, err := s.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
-			return fmt.Errorf("delete deployments: %w", err)
-		}
-		ids = ids[n:]
-	}
-	return nil
+// DeleteDeployments removes deployments (garbage collection), fenced like
+// DeleteEvals.
+func (s *Store) DeleteDeployments(ctx context.Context, fence *Fence, ids []string) error {
+	return s.deleteFenced(ctx, fence, "deployments", ids, s.keys.deployment)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func freePort(t *testing.T) int {
@@ -255,7 +256,7 @@ func TestEventsCompactedIndexIsGone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.Client().Compact(ctx, s.Index()); err != nil {
+	if _, err := s.cli.Compact(ctx, s.Index()); err != nil {
 		t.Fatal(err)
 	}
 	err := s.Events(ctx, 1, EventFilter{}, time.Now, func([]api.Event) error { return nil })
@@ -269,29 +270,39 @@ func TestNodeHeartbeatLease(t *testing.T) {
 	s := openTest(t, 0)
 	ctx := context.Background()
 	n := &api.Node{ID: "n1", Name: "n1", Resources: api.NodeResources{CPU: 1000, Memory: 1024}}
-	lease, err := s.RegisterNode(ctx, n, 2*time.Second, time.Now())
-	if err != nil {
+	if err := s.RegisterNode(ctx, n, 2*time.Second, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return s.Alive("n1") })
-	if err := s.Heartbeat(ctx, lease); err != nil {
+	if err := s.Heartbeat(ctx, "n1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Client().Revoke(ctx, lease); err != nil {
+	s.mu.RLock()
+	lease := clientv3.LeaseID(s.leases["n1"])
+	s.mu.RUnlock()
+	if _, err := s.cli.Revoke(ctx, lease); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return !s.Alive("n1") })
-	if err := s.Heartbeat(ctx, lease); !errors.Is(err, ErrLeaseExpired) {
+	if err := s.Heartbeat(ctx, "n1"); !errors.Is(err, ErrLeaseExpired) {
 		t.Fatalf("want ErrLeaseExpired, got %v", err)
 	}
 	// Re-registering keeps the operator's decisions.
 	if _, err := s.UpdateNode(ctx, nil, "n1", func(n *api.Node) error { n.Ineligible = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RegisterNode(ctx, n, 2*time.Second, time.Now()); err != nil {
+	if err := s.RegisterNode(ctx, n, 2*time.Second, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { x, ok := s.Node("n1"); return ok && x.Ineligible && x.Status == api.NodeStatusReady })
+	// A view that still names the revoked lease (the node registered
+	// again through another server) finds the new one in etcd.
+	s.mu.Lock()
+	s.leases["n1"] = int64(lease)
+	s.mu.Unlock()
+	if err := s.Heartbeat(ctx, "n1"); err != nil {
+		t.Fatalf("heartbeat after registering again: %v", err)
+	}
 }
 
 // TestLateReportsDoNotReviveAllocations: the store applies only the
@@ -433,7 +444,7 @@ func TestRepeatedReportWritesNothing(t *testing.T) {
 		return resp.Kvs[0].ModRevision
 	}
 	first := modRev()
-	waitFor(t, func() bool { x, _ := s.Alloc("r1"); return x.ModifyIndex == first })
+	waitFor(t, func() bool { x, ok := s.Alloc("r1"); return ok && x.ModifyIndex == first })
 	if err := s.UpdateAllocsFromClients(ctx, report, time.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -488,7 +499,7 @@ func TestNodeAllocsSinceSendsIDsOnlyAfterARemoval(t *testing.T) {
 		t.Fatalf("another node's placement sent n1 its ids: %v", all)
 	}
 
-	if err := s.DeleteAllocs(ctx, []string{"a1"}); err != nil {
+	if err := s.DeleteAllocs(ctx, lead(t, s, "s1").Fence, []string{"a1"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { _, ok := s.Alloc("a1"); return !ok })

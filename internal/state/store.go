@@ -41,6 +41,7 @@ type Store struct {
 	deployments  map[string]*api.Deployment
 	nodePlan     map[string]int64 // node id → mod revision of its nodeplan key
 	alive        map[string]bool  // node id → heartbeat key present
+	leases       map[string]int64 // node id → lease holding its heartbeat key
 	allocsByNode map[string]map[string]*api.Allocation
 	allocsByJob  map[string]map[string]*api.Allocation
 	nodeIndex    map[string]int64 // node id → last revision the servers changed one of its allocations
@@ -89,9 +90,6 @@ func (s *Store) Close() {
 	<-s.done
 }
 
-// Client is the etcd client the store uses.
-func (s *Store) Client() *clientv3.Client { return s.cli }
-
 func (s *Store) reset() {
 	s.jobs = map[string]*api.Job{}
 	s.allocs = map[string]*api.Allocation{}
@@ -101,6 +99,7 @@ func (s *Store) reset() {
 	s.deployments = map[string]*api.Deployment{}
 	s.nodePlan = map[string]int64{}
 	s.alive = map[string]bool{}
+	s.leases = map[string]int64{}
 	s.allocsByNode = map[string]map[string]*api.Allocation{}
 	s.allocsByJob = map[string]map[string]*api.Allocation{}
 	s.nodeIndex = map[string]int64{}
@@ -297,8 +296,10 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 		s.capIndex = kv.ModRevision
 		if deleted {
 			delete(s.alive, rest)
+			delete(s.leases, rest)
 		} else {
 			s.alive[rest] = true
+			s.leases[rest] = kv.Lease
 		}
 	}
 }

@@ -281,32 +281,41 @@ func (s *Store) UpdateEval(ctx context.Context, fence *Fence, e *api.Evaluation)
 	return err
 }
 
-// DeleteEvals removes evaluations (garbage collection).
-func (s *Store) DeleteEvals(ctx context.Context, ids []string) error {
-	for len(ids) > 0 {
-		n := min(len(ids), 100)
-		ops := make([]clientv3.Op, 0, n)
-		for _, id := range ids[:n] {
-			ops = append(ops, clientv3.OpDelete(s.keys.eval(id)))
-		}
-		if _, err := s.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
-			return fmt.Errorf("delete evaluations: %w", err)
-		}
-		ids = ids[n:]
-	}
-	return nil
+// DeleteEvals removes evaluations (garbage collection). Only a leader
+// deletes: fence is required, and a deposed leader's delete fails with
+// ErrNotLeader.
+func (s *Store) DeleteEvals(ctx context.Context, fence *Fence, ids []string) error {
+	return s.deleteFenced(ctx, fence, "evaluations", ids, s.keys.eval)
 }
 
-// DeleteAllocs removes allocations (garbage collection of terminal ones).
-func (s *Store) DeleteAllocs(ctx context.Context, ids []string) error {
+// DeleteAllocs removes allocations (garbage collection of terminal ones),
+// fenced like DeleteEvals.
+func (s *Store) DeleteAllocs(ctx context.Context, fence *Fence, ids []string) error {
+	return s.deleteFenced(ctx, fence, "allocations", ids, s.keys.alloc)
+}
+
+// gcBatch is how many keys one garbage-collection transaction deletes.
+const gcBatch = 100
+
+// deleteFenced deletes the keys of ids in transactions of gcBatch, each
+// conditional on fence. A batch that commits stays deleted when a later
+// one finds leadership gone: garbage collection is idempotent.
+func (s *Store) deleteFenced(ctx context.Context, fence *Fence, what string, ids []string, key func(string) string) error {
+	if fence == nil {
+		return fmt.Errorf("delete %s: only the leader collects garbage, and no leader fence was given", what)
+	}
 	for len(ids) > 0 {
-		n := min(len(ids), 100)
+		n := min(len(ids), gcBatch)
 		ops := make([]clientv3.Op, 0, n)
 		for _, id := range ids[:n] {
-			ops = append(ops, clientv3.OpDelete(s.keys.alloc(id)))
+			ops = append(ops, clientv3.OpDelete(key(id)))
 		}
-		if _, err := s.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
-			return fmt.Errorf("delete allocations: %w", err)
+		tr, err := s.cli.Txn(ctx).If(fence.cmps()...).Then(ops...).Commit()
+		if err != nil {
+			return fmt.Errorf("delete %s: %w", what, err)
+		}
+		if !tr.Succeeded {
+			return fmt.Errorf("delete %s: %w", what, ErrNotLeader)
 		}
 		ids = ids[n:]
 	}
@@ -576,11 +585,12 @@ func (s *Store) cas(ctx context.Context, key string, fn func(cur []byte) (string
 }
 
 // RegisterNode stores a node's fingerprint, marks it ready and starts its
-// heartbeat lease. It returns the lease that heartbeats keep alive.
-func (s *Store) RegisterNode(ctx context.Context, n *api.Node, ttl time.Duration, now time.Time) (clientv3.LeaseID, error) {
+// heartbeat lease, which Heartbeat renews by the node's ID: the lease
+// itself never leaves the store.
+func (s *Store) RegisterNode(ctx context.Context, n *api.Node, ttl time.Duration, now time.Time) error {
 	grant, err := s.cli.Grant(ctx, int64(max(ttl/time.Second, 2)))
 	if err != nil {
-		return 0, fmt.Errorf("grant heartbeat lease for node %s: %w", n.Name, err)
+		return fmt.Errorf("grant heartbeat lease for node %s: %w", n.Name, err)
 	}
 	lease := grant.ID
 	key := s.keys.node(n.ID)
@@ -608,18 +618,40 @@ func (s *Store) RegisterNode(ctx context.Context, n *api.Node, ttl time.Duration
 	})
 	if err != nil {
 		s.cli.Revoke(ctx, lease)
-		return 0, fmt.Errorf("register node %s: %w", n.Name, err)
+		return fmt.Errorf("register node %s: %w", n.Name, err)
 	}
-	return lease, nil
+	s.mu.Lock()
+	s.leases[n.ID] = int64(lease)
+	s.mu.Unlock()
+	return nil
 }
 
 // ErrLeaseExpired is returned by Heartbeat when the node's lease is gone:
 // the node must register again.
 var ErrLeaseExpired = errors.New("heartbeat lease expired: register again")
 
-// Heartbeat renews a node's lease.
-func (s *Store) Heartbeat(ctx context.Context, lease clientv3.LeaseID) error {
-	_, err := s.cli.KeepAliveOnce(ctx, lease)
+// Heartbeat renews the lease of node id's latest registration. The view
+// names the lease; where it does not know one yet (the node registered
+// through another server a moment ago) or the one it knows is gone (the
+// node registered again), the heartbeat key is read from etcd.
+func (s *Store) Heartbeat(ctx context.Context, id string) error {
+	s.mu.RLock()
+	lease, ok := s.leases[id]
+	s.mu.RUnlock()
+	if ok {
+		_, err := s.cli.KeepAliveOnce(ctx, clientv3.LeaseID(lease))
+		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return err
+		}
+	}
+	resp, err := s.cli.Get(ctx, s.keys.heartbeat(id))
+	if err != nil {
+		return fmt.Errorf("read the heartbeat lease of node %s: %w", id, err)
+	}
+	if len(resp.Kvs) == 0 || resp.Kvs[0].Lease == 0 {
+		return ErrLeaseExpired
+	}
+	_, err = s.cli.KeepAliveOnce(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return ErrLeaseExpired
 	}

@@ -1,0 +1,93 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+)
+
+// lead wins the election for id on s, resigning at the end of the test.
+func lead(t *testing.T, s *Store, id string) *Leadership {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := s.Campaign(ctx, id, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Resign(context.Background()) })
+	return l
+}
+
+// TestDeposedLeaderCannotCollectGarbage: garbage collection deletes carry
+// the leader fence like every other leader write, so a leader that lost
+// its election (here it resigned and another server won) deletes nothing
+// with its old fence, and a delete without a fence is refused outright.
+func TestDeposedLeaderCannotCollectGarbage(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	a := &api.Allocation{ID: "a1", Namespace: "default", Job: "web", NodeID: "n1", DesiredStatus: api.AllocDesiredStop, ClientStatus: api.AllocComplete}
+	e := &api.Evaluation{ID: "e1", Namespace: "default", Job: "web", Status: api.EvalComplete}
+	d := &api.Deployment{ID: "d1", Namespace: "default", Job: "web"}
+	rev, err := s.ApplyPlan(ctx, &PlanCommit{Place: []*api.Allocation{a}, FollowUps: []*api.Evaluation{e}, Deployments: []*api.Deployment{d}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.WaitIndex(ctx, rev)
+
+	first, err := s.Campaign(ctx, "s1", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := first.Fence
+	first.Resign(ctx)
+	second := lead(t, s, "s2")
+	if *second.Fence == *stale {
+		t.Fatalf("the second leadership has the first one's fence %+v", *stale)
+	}
+
+	for what, del := range map[string]func(*Fence) error{
+		"allocation": func(f *Fence) error { return s.DeleteAllocs(ctx, f, []string{"a1"}) },
+		"evaluation": func(f *Fence) error { return s.DeleteEvals(ctx, f, []string{"e1"}) },
+		"deployment": func(f *Fence) error { return s.DeleteDeployments(ctx, f, []string{"d1"}) },
+	} {
+		if err := del(stale); !errors.Is(err, ErrNotLeader) {
+			t.Errorf("%s deleted by a deposed leader: want ErrNotLeader, got %v", what, err)
+		}
+		if err := del(nil); err == nil {
+			t.Errorf("%s deleted without a fence", what)
+		}
+	}
+	if _, err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Alloc("a1"); !ok {
+		t.Fatal("a deposed leader's garbage collection removed an allocation")
+	}
+	if _, ok := s.Eval("e1"); !ok {
+		t.Fatal("a deposed leader's garbage collection removed an evaluation")
+	}
+	if _, ok := s.Deployment("d1"); !ok {
+		t.Fatal("a deposed leader's garbage collection removed a deployment")
+	}
+
+	// The leader in office collects.
+	for what, err := range map[string]error{
+		"allocation": s.DeleteAllocs(ctx, second.Fence, []string{"a1"}),
+		"evaluation": s.DeleteEvals(ctx, second.Fence, []string{"e1"}),
+		"deployment": s.DeleteDeployments(ctx, second.Fence, []string{"d1"}),
+	} {
+		if err != nil {
+			t.Errorf("the leader's delete of a %s: %v", what, err)
+		}
+	}
+	waitFor(t, func() bool {
+		_, a := s.Alloc("a1")
+		_, e := s.Eval("e1")
+		_, d := s.Deployment("d1")
+		return !a && !e && !d
+	})
+}
