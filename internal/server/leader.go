@@ -130,8 +130,14 @@ func (s *Server) brokerLoop(ctx context.Context, fence *state.Fence) error {
 			f = *cur
 		}
 		f.Status, f.StatusDescription, f.ModifyTime = api.EvalFailed, err.Error(), s.now()
-		if err := s.store.UpdateEval(ctx, fence, &f); errors.Is(err, state.ErrNotLeader) {
+		rev, err := s.store.ApplyPlan(ctx, &state.PlanCommit{Fence: fence, Eval: &f})
+		if errors.Is(err, state.ErrNotLeader) {
 			return err
+		}
+		if err == nil {
+			// Until the view holds the failure, it still lists the
+			// evaluation as pending, and the next pick would run it again.
+			s.store.WaitIndex(ctx, rev)
 		}
 		delete(failures, e.ID)
 	}
