@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -177,11 +178,35 @@ func (s *Server) lookupJob(r *http.Request) (*api.Job, error) {
 		return nil, err
 	}
 	name := r.PathValue("name")
+	if _, ok := r.URL.Query()["consistent"]; ok {
+		if err := s.syncView(r.Context()); err != nil {
+			return nil, err
+		}
+	}
 	j, ok := s.store.Job(ns, name)
+	if !ok && r.Method != http.MethodGet {
+		// A write on a job this server's view has not received yet (it
+		// was registered through another server a moment ago) must not
+		// be refused: ask etcd before saying the job does not exist.
+		if err := s.syncView(r.Context()); err != nil {
+			return nil, err
+		}
+		j, ok = s.store.Job(ns, name)
+	}
 	if !ok {
 		return nil, notFound("job %q not found in namespace %q", name, ns)
 	}
 	return j, nil
+}
+
+// syncView brings the view up to etcd's current revision (a linearizable
+// read), so that what it answers next reflects every write acknowledged
+// before the request arrived, through any server.
+func (s *Server) syncView(ctx context.Context) error {
+	if _, err := s.store.Sync(ctx); err != nil {
+		return fmt.Errorf("bring the view up to date: %w", err)
+	}
+	return nil
 }
 
 func (s *Server) handleJobRead(w http.ResponseWriter, r *http.Request) error {

@@ -1,0 +1,558 @@
+package linearize
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/gantryhq/gantry/internal/api"
+)
+
+var gantryBin string
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Dir(filepath.Dir(filepath.Dir(file)))
+	dir, err := os.MkdirTemp("", "gantry-linearize-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	gantryBin = filepath.Join(dir, "gantry")
+	build := exec.Command("go", "build", "-o", gantryBin, "./cmd/gantry")
+	build.Dir = root
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build gantry:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// What the test does. Counts, not times, decide what is checked; the
+// durations only bound how long the faults last.
+const (
+	clients     = 6
+	jobs        = 6
+	opsDuration = 24 * time.Second // clients run this long
+	requestWait = 5 * time.Second  // a request without an answer by then is indeterminate
+)
+
+// killAt are the moments (from the clients' start) at which the leader is
+// killed; each is started again on its data after downFor.
+var (
+	killAt  = []time.Duration{5 * time.Second, 14 * time.Second}
+	downFor = 3 * time.Second
+)
+
+// syncBuffer is a log that a process writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) tail(n int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(s.b.String()), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// proc is one gantry process, started again with the same arguments
+// (and so on the same data) after a kill.
+type proc struct {
+	name string
+	addr string // http://host:port of its API; empty for the agent
+	args []string
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	log  *syncBuffer
+}
+
+func (p *proc) start(t *testing.T) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.log = &syncBuffer{}
+	p.cmd = exec.Command(gantryBin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", p.name, err)
+	}
+}
+
+func (p *proc) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil && p.cmd.ProcessState == nil {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.cmd.Wait()
+	}
+}
+
+func (p *proc) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.ProcessState != nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+	}
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
+
+var httpc = &http.Client{Timeout: requestWait}
+
+func status(addr string) (api.StatusResponse, error) {
+	var st api.StatusResponse
+	resp, err := httpc.Get(addr + "/v1/status")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("status: %s", resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// leader returns the server that says it leads, or nil.
+func leader(servers []*proc) *proc {
+	for _, s := range servers {
+		if st, err := status(s.addr); err == nil && st.Leader {
+			return s
+		}
+	}
+	return nil
+}
+
+func eventually(t *testing.T, limit time.Duration, what string, cond func() bool, logs ...*proc) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			for _, p := range logs {
+				t.Logf("%s's log ends:\n%s", p.name, p.log.tail(15))
+			}
+			t.Fatalf("%s: not within %s", what, limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The model: one register per job key, read as its value and whether it
+// is stopped. A register writes a new value and clears stop; a stop
+// succeeds only on a job that exists.
+type kvState struct {
+	Exists  bool
+	Value   string
+	Stopped bool
+}
+
+type input struct {
+	Job   string
+	Op    string // register | stop | read
+	Value string // register: the value written
+}
+
+type output struct {
+	Unknown bool    // the request got no answer: it may or may not have taken effect
+	Found   bool    // stop: the job existed; read: it exists
+	State   kvState // read: what it returned
+}
+
+var model = porcupine.Model{
+	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+		byJob := map[string][]porcupine.Operation{}
+		var keys []string
+		for _, op := range history {
+			k := op.Input.(input).Job
+			if _, ok := byJob[k]; !ok {
+				keys = append(keys, k)
+			}
+			byJob[k] = append(byJob[k], op)
+		}
+		sort.Strings(keys)
+		var out [][]porcupine.Operation
+		for _, k := range keys {
+			out = append(out, byJob[k])
+		}
+		return out
+	},
+	Init: func() any { return kvState{} },
+	Step: func(st, in, out any) (bool, any) {
+		s, i, o := st.(kvState), in.(input), out.(output)
+		switch i.Op {
+		case "register":
+			return true, kvState{Exists: true, Value: i.Value}
+		case "stop":
+			if o.Unknown {
+				if s.Exists {
+					s.Stopped = true
+				}
+				return true, s
+			}
+			if o.Found != s.Exists {
+				return false, s
+			}
+			if s.Exists {
+				s.Stopped = true
+			}
+			return true, s
+		default: // read
+			if !o.Found {
+				return !s.Exists, s
+			}
+			return o.State == s, s
+		}
+	},
+	DescribeOperation: func(in, out any) string {
+		i, o := in.(input), out.(output)
+		res := "ok"
+		switch {
+		case o.Unknown:
+			res = "unknown"
+		case i.Op == "read" && !o.Found:
+			res = "not found"
+		case i.Op == "read":
+			res = fmt.Sprintf("%s stopped=%v", o.State.Value, o.State.Stopped)
+		case i.Op == "stop" && !o.Found:
+			res = "not found"
+		}
+		return fmt.Sprintf("%s %s %s -> %s", i.Op, i.Job, i.Value, res)
+	},
+	DescribeState: func(st any) string { return fmt.Sprintf("%+v", st.(kvState)) },
+}
+
+// recorder keeps the history: every operation's invocation and completion
+// on the monotonic clock.
+type recorder struct {
+	start time.Time
+	mu    sync.Mutex
+	ops   []porcupine.Operation
+	// acked are the jobs some register was acknowledged for.
+	acked map[string]bool
+	unk   int
+}
+
+func (r *recorder) now() int64 { return int64(time.Since(r.start)) }
+
+func (r *recorder) add(client int, in input, call int64, out output) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ret := r.now()
+	if out.Unknown {
+		// An operation without an answer may take effect at any point
+		// after its invocation: it never returns.
+		ret = math.MaxInt64
+		r.unk++
+	}
+	if in.Op == "register" && !out.Unknown {
+		r.acked[in.Job] = true
+	}
+	r.ops = append(r.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
+}
+
+// errDropped marks a request that never reached a server (connection
+// refused): it took no effect and is left out of the history.
+var errDropped = errors.New("no server took the request")
+
+// do sends one operation to addr and says what came of it.
+func do(ctx context.Context, addr string, in input) (output, error) {
+	var req *http.Request
+	var err error
+	switch in.Op {
+	case "register":
+		body := fmt.Sprintf(`{"name": %q, "type": "batch", "groups": [{"name": "g", "count": 1, "tasks": [{"name": "t", "driver": "null", "config": {"env": {"V": %q}}, "resources": {"cpu": 10, "memory": 10}}]}]}`, in.Job, in.Value)
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, addr+"/v1/jobs", strings.NewReader(body))
+		if req != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+	case "stop":
+		req, err = http.NewRequestWithContext(ctx, http.MethodDelete, addr+"/v1/jobs/"+in.Job, nil)
+	default:
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, addr+"/v1/jobs/"+in.Job+"?consistent", nil)
+	}
+	if err != nil {
+		return output{}, err
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return output{}, errDropped
+		}
+		return output{Unknown: true}, nil
+	}
+	defer resp.Body.Close()
+	body, rerr := io.ReadAll(resp.Body)
+	switch {
+	case resp.StatusCode == http.StatusOK && in.Op == "read":
+		var sum api.JobSummary
+		if rerr != nil || json.Unmarshal(body, &sum) != nil || sum.Job == nil {
+			return output{Unknown: true}, nil
+		}
+		st := kvState{Exists: true, Stopped: sum.Job.Stop}
+		if len(sum.Job.Groups) == 1 && len(sum.Job.Groups[0].Tasks) == 1 {
+			st.Value = sum.Job.Groups[0].Tasks[0].Config.Env["V"]
+		}
+		return output{Found: true, State: st}, nil
+	case resp.StatusCode == http.StatusOK:
+		return output{Found: true}, nil
+	case resp.StatusCode == http.StatusNotFound && in.Op != "register":
+		return output{}, nil
+	case resp.StatusCode == http.StatusBadRequest:
+		return output{}, fmt.Errorf("%s %s: %s: %s", in.Op, in.Job, resp.Status, body)
+	}
+	// A server error (etcd without a leader, a timeout inside the
+	// server): the write may have committed or not.
+	return output{Unknown: true}, nil
+}
+
+// TestLinearizableUnderLeaderKills runs concurrent clients against three
+// servers while the leader is killed with SIGKILL twice and restarted on
+// its data, then checks the history for linearizability and that every
+// job whose registration was acknowledged is still there.
+func TestLinearizableUnderLeaderKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three servers and kills them (not in -short)")
+	}
+	dir := t.TempDir()
+	ports := freePorts(t, 11)
+	var servers []*proc
+	var members, addrs []string
+	for i := range 3 {
+		members = append(members, fmt.Sprintf("s%d=http://127.0.0.1:%d", i+1, ports[3*i+2]))
+	}
+	for i := range 3 {
+		apiAddr := fmt.Sprintf("127.0.0.1:%d", ports[3*i])
+		s := &proc{name: fmt.Sprintf("server s%d", i+1), addr: "http://" + apiAddr, args: []string{"server", "--insecure",
+			"--data-dir", filepath.Join(dir, fmt.Sprintf("s%d", i+1)), "--http-addr", apiAddr,
+			"--etcd-name", fmt.Sprintf("s%d", i+1),
+			"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", ports[3*i+1]),
+			"--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[3*i+2]),
+			"--initial-cluster", strings.Join(members, ","), "--heartbeat-ttl", "10s", "--log-level", "warn"}}
+		servers = append(servers, s)
+		addrs = append(addrs, apiAddr)
+	}
+	agent := &proc{name: "agent", args: []string{"agent", "--insecure", "--servers", strings.Join(addrs, ","),
+		"--drivers", "null", "--data-dir", filepath.Join(dir, "agent"), "--agent-addr", fmt.Sprintf("127.0.0.1:%d", ports[9]),
+		"--node-name", "lin-node", "--log-level", "warn"}}
+	all := append([]*proc{agent}, servers...)
+	t.Cleanup(func() {
+		for _, p := range all {
+			p.stop()
+		}
+	})
+	for _, s := range servers {
+		s.start(t)
+	}
+	eventually(t, 90*time.Second, "a leader among the three servers", func() bool { return leader(servers) != nil }, servers...)
+	agent.start(t)
+
+	rec := &recorder{start: time.Now(), acked: map[string]bool{}}
+	ctx, cancel := context.WithTimeout(context.Background(), opsDuration)
+	defer cancel()
+	var wg sync.WaitGroup
+	var failMu sync.Mutex
+	var failures []string
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 19))
+			target := c % len(servers)
+			for seq := 0; ctx.Err() == nil; seq++ {
+				in := input{Job: fmt.Sprintf("lin-%d", rng.IntN(jobs))}
+				switch r := rng.IntN(10); {
+				case r < 4:
+					in.Op, in.Value = "register", fmt.Sprintf("c%d-%d", c, seq)
+				case r < 5:
+					in.Op = "stop"
+				default:
+					in.Op = "read"
+				}
+				call := rec.now()
+				out, err := do(context.Background(), servers[target].addr, in)
+				switch {
+				case errors.Is(err, errDropped):
+					target = (target + 1) % len(servers) // that server is down: use the next
+				case err != nil:
+					failMu.Lock()
+					failures = append(failures, err.Error())
+					failMu.Unlock()
+				case in.Op == "read" && out.Unknown:
+					// A read without an answer changed nothing.
+				default:
+					rec.add(c, in, call, out)
+				}
+				time.Sleep(time.Duration(5+rng.IntN(20)) * time.Millisecond)
+			}
+		}()
+	}
+
+	// The nemesis: kill the leader, start it again on its data.
+	var kills []string
+	for _, at := range killAt {
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(rec.start.Add(at))):
+		}
+		var l *proc
+		eventually(t, 60*time.Second, "a leader to kill", func() bool { l = leader(servers); return l != nil }, servers...)
+		l.kill()
+		kills = append(kills, l.name)
+		time.Sleep(downFor)
+		l.start(t)
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d requests were refused as invalid, the first: %s", len(failures), failures[0])
+	}
+
+	// The faults healed: every server answers and one leads.
+	for _, s := range servers {
+		eventually(t, 90*time.Second, s.name+" to answer after the faults", func() bool { _, err := status(s.addr); return err == nil }, s)
+	}
+	eventually(t, 90*time.Second, "a leader after the faults", func() bool { return leader(servers) != nil }, servers...)
+
+	// Final reads of every job through every server join the history:
+	// an acknowledged job they do not find was lost.
+	final := map[string]map[string]output{}
+	for j := range jobs {
+		job := fmt.Sprintf("lin-%d", j)
+		final[job] = map[string]output{}
+		for _, s := range servers {
+			in := input{Job: job, Op: "read"}
+			eventually(t, 60*time.Second, "a consistent read of "+job+" through "+s.name, func() bool {
+				call := rec.now()
+				out, err := do(context.Background(), s.addr, in)
+				if err != nil || out.Unknown {
+					return false
+				}
+				rec.add(clients, in, call, out)
+				final[job][s.name] = out
+				return true
+			}, s)
+		}
+	}
+	for job := range rec.acked {
+		for srv, out := range final[job] {
+			if !out.Found {
+				t.Errorf("job %s was acknowledged but %s does not find it after the faults: lost", job, srv)
+			}
+		}
+	}
+
+	counts := map[string]int{}
+	for _, op := range rec.ops {
+		counts[op.Input.(input).Op]++
+	}
+	t.Logf("killed %s; %d operations recorded (%d register, %d stop, %d read), %d without an answer; %d jobs acknowledged",
+		strings.Join(kills, " then "), len(rec.ops), counts["register"], counts["stop"], counts["read"], rec.unk, len(rec.acked))
+	if counts["register"] == 0 || counts["read"] == 0 || counts["stop"] == 0 {
+		t.Fatalf("the history lacks an operation kind: %v", counts)
+	}
+
+	res, info := porcupine.CheckOperationsVerbose(model, rec.ops, 60*time.Second)
+	switch res {
+	case porcupine.Ok:
+	case porcupine.Illegal:
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("gantry-linearize-%d.html", time.Now().UnixNano()))
+		if err := porcupine.VisualizePath(model, info, path); err == nil {
+			t.Logf("the history, drawn: %s", path)
+		}
+		t.Fatal("the history is not linearizable")
+	default:
+		t.Fatalf("the linearizability check did not finish (%s)", res)
+	}
+}
+
+// TestModelRejectsWhatIsNotLinearizable: the checker, given histories
+// that a correct store could not produce, says so; and an answerless
+// register may take effect late.
+func TestModelRejectsWhatIsNotLinearizable(t *testing.T) {
+	op := func(client int, in input, call, ret int64, out output) porcupine.Operation {
+		return porcupine.Operation{ClientId: client, Input: in, Call: call, Return: ret, Output: out}
+	}
+	reg := func(v string) input { return input{Job: "j", Op: "register", Value: v} }
+	read := input{Job: "j", Op: "read"}
+	found := func(v string, stopped bool) output {
+		return output{Found: true, State: kvState{Exists: true, Value: v, Stopped: stopped}}
+	}
+	for _, tc := range []struct {
+		name string
+		ops  []porcupine.Operation
+		want bool
+	}{
+		{"a read after a register sees it", []porcupine.Operation{
+			op(0, reg("a"), 0, 10, output{Found: true}), op(1, read, 20, 30, found("a", false))}, true},
+		{"a stale read after an acknowledged register", []porcupine.Operation{
+			op(0, reg("a"), 0, 10, output{Found: true}), op(0, reg("b"), 11, 12, output{Found: true}),
+			op(1, read, 20, 30, found("a", false))}, false},
+		{"a lost job", []porcupine.Operation{
+			op(0, reg("a"), 0, 10, output{Found: true}), op(1, read, 20, 30, output{})}, false},
+		{"a stop of a job that does not exist yet", []porcupine.Operation{
+			op(0, input{Job: "j", Op: "stop"}, 0, 5, output{Found: true}), op(1, reg("a"), 10, 20, output{Found: true})}, false},
+		{"an answerless register seen late", []porcupine.Operation{
+			op(0, reg("a"), 0, math.MaxInt64, output{Unknown: true}), op(1, read, 20, 30, output{}),
+			op(1, read, 40, 50, found("a", false))}, true},
+		{"a value read back after it was overwritten", []porcupine.Operation{
+			op(0, reg("a"), 0, 10, output{Found: true}), op(1, read, 20, 30, found("a", false)),
+			op(0, reg("b"), 40, 50, output{Found: true}), op(1, read, 60, 70, found("b", false)),
+			op(1, read, 80, 90, found("a", false))}, false},
+	} {
+		if got := porcupine.CheckOperations(model, tc.ops); got != tc.want {
+			t.Errorf("%s: linearizable %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
