@@ -19,11 +19,11 @@ const DefaultMaxMoves = 8
 // Input is the state a plan is made from.
 type Input struct {
 	Nodes  []*api.Node
-	Allocs []*api.Allocation    // allocations that hold resources
-	Jobs   map[string]*api.Job  // by api.JobKey: the jobs of Allocs and Target
-	Target *api.Job             // the job to make room for; nil frees whole GPUs
-	Group  string               // Target's group waiting to be placed
-	Count  int                  // replicas of Group waiting (at least 1)
+	Allocs []*api.Allocation   // allocations that hold resources
+	Jobs   map[string]*api.Job // by api.JobKey: the jobs of Allocs and Target
+	Target *api.Job            // the job to make room for; nil frees whole GPUs
+	Group  string              // Target's group waiting to be placed
+	Count  int                 // replicas of Group waiting (at least 1)
 	// MaxMoves bounds the plan (0: DefaultMaxMoves).
 	MaxMoves int
 }
