@@ -1,5 +1,10 @@
 package api
 
+import (
+	"fmt"
+	"strings"
+)
+
 // DefragRequest asks for a GPU defragmentation plan (POST
 // /v1/gpu/defrag/plan) or for the next step of carrying one out (POST
 // /v1/gpu/defrag/apply). Job names the pending job to make room for; empty
@@ -59,4 +64,51 @@ type DefragStep struct {
 	Move    *DefragMove `json:"move,omitempty"`
 	Plan    *DefragPlan `json:"plan,omitempty"`
 	Message string      `json:"message"`
+}
+
+// Sentence says what the plan does in one line, as `gantry job plan` and
+// `gantry gpu defrag plan` print it: "would fit after moving 2 replicas of
+// inference/api from node-3 GPU 1 to node-7 GPU 0 (gantry gpu defrag apply
+// --for train)". Moves of the same group between the same GPUs are counted
+// together.
+func (p *DefragPlan) Sentence() string {
+	type key struct{ what, from, to string }
+	var order []key
+	count := map[key]int{}
+	for _, m := range p.Moves {
+		k := key{m.Job + "/" + m.Group, m.FromNode + " " + gpuWords(m.FromGPUs), m.ToNode + " " + gpuWords(m.ToGPUs)}
+		if count[k] == 0 {
+			order = append(order, k)
+		}
+		count[k]++
+	}
+	var parts []string
+	for _, k := range order {
+		word := "replica"
+		if count[k] > 1 {
+			word = "replicas"
+		}
+		parts = append(parts, fmt.Sprintf("%d %s of %s from %s to %s", count[k], word, k.what, k.from, k.to))
+	}
+	moves := strings.Join(parts, ", ")
+	switch {
+	case p.FitsNow:
+		return "fits now, without moving anything"
+	case !p.Fits:
+		return "cannot fit by moving GPU work: " + p.Why
+	case p.Job == "":
+		return fmt.Sprintf("moving %s frees %d whole GPU(s) (gantry gpu defrag apply --for <job>)", moves, p.Freed)
+	}
+	return fmt.Sprintf("would fit after moving %s (gantry gpu defrag apply --for %s)", moves, p.Job)
+}
+
+func gpuWords(gs []int) string {
+	s := make([]string, len(gs))
+	for i, g := range gs {
+		s[i] = fmt.Sprint(g)
+	}
+	if len(gs) == 1 {
+		return "GPU " + s[0]
+	}
+	return "GPUs " + strings.Join(s, ",")
 }
