@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -121,15 +123,23 @@ room for the job.`,
 			c := g.client()
 			enc := json.NewEncoder(g.out)
 			deadline := time.Now().Add(timeout)
-			last := ""
+			last, moved := "", false
 			for {
 				var step api.DefragStep
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				err := c.do(ctx, http.MethodPost, "/v1/gpu/defrag/apply", api.DefragRequest{Namespace: g.namespace, Job: job}, &step)
 				cancel()
+				var ae *apiError
+				if err != nil && moved && errors.As(err, &ae) && ae.Status == http.StatusConflict && strings.Contains(ae.Msg, "is not waiting") {
+					// The moves made room and the job's evaluation placed
+					// it before this call could.
+					step = api.DefragStep{State: api.DefragDone, Message: fmt.Sprintf("%s no longer waits: its evaluation placed it in the room the moves made", job)}
+					err = nil
+				}
 				if err != nil {
 					return exitf(ExitError, "GPU defrag apply --for %s: %v", job, err)
 				}
+				moved = moved || step.State == api.DefragMoved
 				if g.json {
 					if err := enc.Encode(&step); err != nil {
 						return err
