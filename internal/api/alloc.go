@@ -54,6 +54,10 @@ type Allocation struct {
 	DeploymentID  string `json:"deployment_id,omitempty"`  // the deployment that placed it
 	Canary        bool   `json:"canary,omitempty"`         // placed as a canary beside the old version
 	Reschedules   int    `json:"reschedules,omitempty"`    // how many replacements led to this one
+	// Move says why the GPU defragmenter placed this allocation beside
+	// PreviousAlloc, which it replaces once healthy; while both run, the
+	// reconciler counts them as one replica.
+	Move string `json:"move,omitempty"`
 
 	CreateTime  time.Time `json:"create_time"`
 	ModifyTime  time.Time `json:"modify_time"`

@@ -27,6 +27,7 @@ const (
 	TriggerDeployment    = "deployment-watcher" // a deployment's allocations changed health
 	TriggerPromote       = "deployment-promote"
 	TriggerJobRevert     = "job-revert"
+	TriggerDefrag        = "gpu-defrag" // GPU defragmentation made room for the job
 )
 
 // Evaluation is a request to bring one job's allocations to its desired

@@ -95,7 +95,12 @@ type Group struct {
 	Restart     *RestartPolicy  `json:"restart,omitempty"`
 	Update      *UpdateStrategy `json:"update,omitempty"`
 	Services    []Service       `json:"services,omitempty"`
-	Tasks       []*Task         `json:"tasks"`
+	// Migrate lets Gantry move this group's replicas to another node or
+	// GPU to defragment GPUs (`gantry gpu defrag`): each move places a
+	// replacement, waits until it is healthy and only then stops the old
+	// replica. Groups without it are never moved.
+	Migrate bool    `json:"migrate,omitempty"`
+	Tasks   []*Task `json:"tasks"`
 }
 
 // Gang asks for all-or-nothing placement of at least Min replicas.

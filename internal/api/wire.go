@@ -51,7 +51,10 @@ type PlanResponse struct {
 	Diff       []FieldDiff             `json:"diff,omitempty"`
 	Groups     map[string]*PlanGroup   `json:"groups"`
 	Failed     map[string]*Explanation `json:"failed,omitempty"`
-	Index      int64                   `json:"index"`
+	// Defrag is set when a group that cannot be placed would fit after
+	// moving GPU work (gantry gpu defrag apply --for <job>).
+	Defrag *DefragPlan `json:"defrag,omitempty"`
+	Index  int64       `json:"index"`
 }
 
 // FieldDiff is one changed field between the current and the planned job.

@@ -427,6 +427,9 @@ func printPlan(g *globals, job *api.Job, p *api.PlanResponse) {
 	if len(p.Failed) > 0 {
 		fmt.Fprintln(w, "Cannot place:")
 		printFailures(w, p.Failed)
+		if p.Defrag != nil {
+			fmt.Fprintf(w, "  GPUs are fragmented: group %q %s\n", p.Defrag.Group, p.Defrag.Sentence())
+		}
 	} else {
 		fmt.Fprintln(w, "All replicas can be placed.")
 	}

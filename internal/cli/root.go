@@ -105,7 +105,7 @@ Start a single-node cluster with 'gantry dev', then run a job with
 		newPolicyCmd(g), newAuditCmd(g), newMonitorCmd(g),
 		newServiceCmd(g), newDeploymentCmd(g), newIngressCmd(g),
 		newExecutorCmd(), newWasmRunCmd(), newTLSCmd(g), newACLCmd(g), newLoadtestCmd(g), newBenchCmd(g),
-		newSimCmd(g.out, g.errw), newComposeCmd(g), newVersionCmd(g), newVSphereCmd(g),
+		newSimCmd(g.out, g.errw), newComposeCmd(g), newVersionCmd(g), newVSphereCmd(g), newGPUCmd(g),
 	)
 	return root
 }

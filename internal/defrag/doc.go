@@ -28,7 +28,7 @@
 //
 // It must never do I/O, read the clock or draw random numbers (the
 // scheduler's architecture test checks it): time is a counter the caller
-// passes in (the replay uses the task index). The trace replay
-// (internal/sim, `gantry sim --migrate`) is its only user so far; the
-// server does not use it yet.
+// passes in (the replay uses the task index). Its users are the trace
+// replay (internal/sim, `gantry sim --migrate`) and the server's GPU
+// defragmenter (internal/defragplan, `gantry gpu defrag`).
 package defrag

@@ -91,6 +91,10 @@ var ruleCases = []struct {
 		[]string{`groups[0].gang.min: must be at least 1, not 0 (t.yaml:9)`}},
 	{"gang min above count", edit("    count: 2\n    gang: {min: 3}\n"),
 		[]string{`groups[0].gang.min: must not exceed the group's count (2), not 3 (t.yaml:10)`}},
+	{"migrate with a gang", edit("    count: 2\n    gang: {min: 2}\n    migrate: true\n"),
+		[]string{`groups[0].migrate: a gang group is never moved (a move would split it); remove migrate or the gang (t.yaml:11)`}},
+	{"migrate with a MIG instance", edit("    migrate: true\n", "memory: 64}", "memory: 64, gpu: {mig: 1g.10gb}}"),
+		[]string{`groups[0].migrate: task server holds a MIG instance, which is never moved (it is pinned to its slices); remove migrate (t.yaml:9)`}},
 
 	// Drivers.
 	{"driver unknown", edit("", "driver: docker", "driver: podman"),
@@ -289,7 +293,7 @@ var ruleCases = []struct {
 			`groups[0].tasks[0].config.image: is required by the docker driver (t.yaml:7)`,
 		}},
 	{"unknown field listed", edit("    replicas: 3\n"),
-		[]string{`groups[0].replicas: unknown field; the fields allowed here are affinities, constraints, count, gang, name, restart, services, spread, tasks, update (t.yaml:9)`}},
+		[]string{`groups[0].replicas: unknown field; the fields allowed here are affinities, constraints, count, gang, migrate, name, restart, services, spread, tasks, update (t.yaml:9)`}},
 	{"case matters", edit("Name: x\n"),
 		[]string{`Name: unknown field; did you mean "name"? (t.yaml:9)`}},
 	{"not a number", edit("", "cpu: 100", "cpu: lots"),

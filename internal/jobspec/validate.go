@@ -87,6 +87,17 @@ func (v *validator) group(job *api.Job, g *api.Group, p string) {
 		case g.Count > 0 && g.Gang.Min > g.Count:
 			v.add(p+".gang.min", "must not exceed the group's count (%d), not %d", g.Count, g.Gang.Min)
 		}
+		if g.Migrate {
+			v.add(p+".migrate", "a gang group is never moved (a move would split it); remove migrate or the gang")
+		}
+	}
+	if g.Migrate {
+		for _, t := range g.Tasks {
+			if t != nil && t.Resources.GPU != nil && t.Resources.GPU.MIG != "" {
+				v.add(p+".migrate", "task %s holds a MIG instance, which is never moved (it is pinned to its slices); remove migrate", t.Name)
+				break
+			}
+		}
 	}
 	for i, c := range g.Constraints[:v.bounded(p+".constraints", len(g.Constraints), MaxConstraints, "constraints")] {
 		v.constraint(index(p+".constraints", i), c.Attribute, c.Operator, c.Value, true)

@@ -115,6 +115,7 @@ func Reconcile(in *Input) *Result {
 		return r
 	}
 	job := in.Job
+	allocs = withoutMoves(allocs)
 	dep := deploymentFor(in, r)
 
 	// Allocations on lost or draining nodes.
@@ -351,4 +352,31 @@ func migrate(in *Input, r *Result, job *api.Job, allocs, draining []*api.Allocat
 		recheck(in.Now.Add(DrainRecheck))
 		recheck(n.Drain.Deadline)
 	}
+}
+
+// withoutMoves leaves out the replacements the GPU defragmenter has placed
+// beside a replica that still runs (Allocation.Move): until it stops the
+// old replica, the two are one replica, and the defragmenter, not the
+// reconciler, decides which of them stays. Once the old replica is
+// stopped, its replacement is an ordinary allocation again.
+func withoutMoves(allocs []*api.Allocation) []*api.Allocation {
+	live := map[string]bool{}
+	moving := false
+	for _, a := range allocs {
+		if a.DesiredStatus == api.AllocDesiredRun && !a.ClientTerminal() {
+			live[a.ID] = true
+		}
+		moving = moving || a.Move != ""
+	}
+	if !moving {
+		return allocs
+	}
+	out := allocs[:0:0]
+	for _, a := range allocs {
+		if a.Move != "" && a.PreviousAlloc != "" && live[a.PreviousAlloc] && live[a.ID] {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }

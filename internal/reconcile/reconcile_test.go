@@ -139,6 +139,24 @@ func TestReconcile(t *testing.T) {
 		{name: "duplicate replicas: the newer one stops", job: job(api.JobService, 0, 1), nodes: nodes("n1"),
 			allocs: []*api.Allocation{alloc("a:0:running"), func() *api.Allocation { b := alloc("b:0:running"); b.CreateTime = t0.Add(time.Second); return b }()},
 			want:   "stop:b"},
+		{name: "a defrag move in progress is one replica with the one it replaces", job: job(api.JobService, 0, 1), nodes: nodes("n1", "n2"),
+			allocs: []*api.Allocation{alloc("a:0:running"), func() *api.Allocation {
+				b := alloc("b:0:pending:0:n2")
+				b.PreviousAlloc, b.Move, b.CreateTime = "a", "make room", t0.Add(time.Second)
+				return b
+			}()}, want: ""},
+		{name: "a defrag move whose old replica stopped is the replica", job: job(api.JobService, 0, 1), nodes: nodes("n1", "n2"),
+			allocs: []*api.Allocation{func() *api.Allocation { a := alloc("a:0:complete"); a.DesiredStatus = api.AllocDesiredStop; return a }(), func() *api.Allocation {
+				b := alloc("b:0:running:0:n2")
+				b.PreviousAlloc, b.Move, b.CreateTime = "a", "make room", t0.Add(time.Second)
+				return b
+			}()}, want: ""},
+		{name: "a stopped job stops a defrag move too", job: func() *api.Job { j := job(api.JobService, 0, 1); j.Stop = true; return j }(), nodes: nodes("n1", "n2"),
+			allocs: []*api.Allocation{alloc("a:0:running"), func() *api.Allocation {
+				b := alloc("b:0:pending:0:n2")
+				b.PreviousAlloc, b.Move = "a", "make room"
+				return b
+			}()}, want: "stop:a stop:b"},
 		{name: "allocations already stopping are left alone", job: job(api.JobService, 0, 1), nodes: nodes("n1"),
 			allocs: []*api.Allocation{func() *api.Allocation { a := alloc("a:0:running"); a.DesiredStatus = api.AllocDesiredStop; return a }(), alloc("b:0:running")},
 			want:   ""},

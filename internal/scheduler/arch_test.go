@@ -14,7 +14,7 @@ import (
 
 // The decision core is pure: no clock, no global random source, no I/O.
 // This test parses every non-test file of internal/scheduler (with its
-// subpackages), internal/gpu and internal/defrag that a CGO_ENABLED=0 build compiles (so a
+// subpackages), internal/gpu, internal/defrag and internal/defragplan that a CGO_ENABLED=0 build compiles (so a
 // build-tagged NVML file in internal/gpu is left out) and rejects:
 //   - imports of os, net, io, syscall, unsafe, os/…, net/…, io/…;
 //   - time.Now, time.Since, time.Until, time.Tick, time.After, time.NewTimer,
@@ -29,7 +29,7 @@ func TestArchitecturePureCore(t *testing.T) {
 	allowedRand := map[string]bool{"New": true, "NewSource": true, "NewPCG": true, "NewChaCha8": true, "NewZipf": true,
 		"Rand": true, "Source": true, "PCG": true, "ChaCha8": true, "Zipf": true}
 	checked := 0
-	for _, root := range []string{".", "../gpu", "../defrag"} {
+	for _, root := range []string{".", "../gpu", "../defrag", "../defragplan"} {
 		err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 			if err != nil {
 				return err

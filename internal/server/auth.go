@@ -98,6 +98,11 @@ var routeRules = map[string]rule{
 
 	"GET /v1/events": {scope: namespaced, cap: acl.Read, list: true},
 
+	// A defrag plan shows every namespace's GPU work; applying it moves
+	// that work.
+	"POST /v1/gpu/defrag/plan":  {scope: global, cap: acl.OperatorRead},
+	"POST /v1/gpu/defrag/apply": {scope: global, cap: acl.Operator},
+
 	"GET /v1/services":                {scope: namespaced, cap: acl.Read, list: true},
 	"GET /v1/services/{name}":         {scope: namespaced, cap: acl.Read},
 	"GET /v1/service-catalog":         {scope: global, cap: acl.NodeRead, agentToo: true},

@@ -72,6 +72,9 @@ func (s *Server) routes() http.Handler {
 	handle("GET /v1/queues/{name}", s.handleQueueRead)
 	handle("DELETE /v1/queues/{name}", s.handleQueueDelete)
 
+	handle("POST /v1/gpu/defrag/plan", s.handleDefragPlan)
+	handle("POST /v1/gpu/defrag/apply", s.handleDefragApply)
+
 	handle("GET /v1/events", s.handleEvents)
 	metricsHandler := s.registry.Handler()
 	handle("GET /metrics", func(w http.ResponseWriter, r *http.Request) error {

@@ -141,6 +141,7 @@ func (s *Server) handleJobPlan(w http.ResponseWriter, r *http.Request) error {
 		group(a.Group).Keep++
 	}
 	resp.Failed = s.annotate(p.failed)
+	resp.Defrag = s.defragForPlan(&planned, p.failed)
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

@@ -1,0 +1,180 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/google/uuid"
+)
+
+// shareSpec is a service of one replica holding milli of one GPU, on the
+// fake nodes' null driver, that allows GPU defragmentation to move it.
+func shareSpec(name string, milli int) string {
+	return fmt.Sprintf(`name: %s
+type: service
+groups:
+  - name: g
+    count: 1
+    migrate: true
+    tasks:
+      - name: main
+        driver: "null"
+        resources: {cpu: 200, memory: 256, gpu: {share: {milli: %d}}}
+`, name, milli)
+}
+
+const trainSpec = `name: train
+type: service
+groups:
+  - name: g
+    count: 1
+    tasks:
+      - name: main
+        driver: "null"
+        resources: {cpu: 200, memory: 256, gpu: {count: 1}}
+`
+
+func plainGPUNode(name string) api.Node {
+	n := api.Node{ID: uuid.NewString(), Name: name, Labels: map[string]string{"gpu": "a100"},
+		Attributes: map[string]string{"os.name": "linux"},
+		Resources:  api.NodeResources{CPU: 16000, Cores: 16, Memory: 64 * 1024, Disk: 1 << 20}, PortRange: api.DefaultPortRange}
+	n.GPUs = []api.GPUDevice{A100(name, 0)}
+	return n
+}
+
+// TestGPUDefragPlanAndApply drives `gantry gpu defrag` on `gantry dev`
+// with two fake nodes of one A100 each: a share of 300 milli on one and
+// of 600 on the other leave no whole GPU, so a job asking for one waits.
+// `job plan` says it would fit after one move; `gpu defrag plan` proposes
+// that move; `apply` places the replacement, waits until it is healthy,
+// stops the old replica (its reason says why) and the job is placed. Bad
+// input gets one sentence and exit 1.
+func TestGPUDefragPlanAndApply(t *testing.T) {
+	c := StartDev(t)
+	a := StartFakeNode(t, c, plainGPUNode("gpu-a"))
+	b := StartFakeNode(t, c, plainGPUNode("gpu-b"))
+	eligible := func(n *FakeNode, yes bool) {
+		t.Helper()
+		flag := "--disable"
+		if yes {
+			flag = "--enable"
+		}
+		if r := c.Gantry("node", "eligibility", n.Node.ID, flag); r.Code != 0 {
+			t.Fatalf("node eligibility %s %s: %d %s%s", n.Node.Name, flag, r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	run := func(name, spec string) {
+		t.Helper()
+		if r := c.Gantry("job", "run", "-d", WriteSpec(t, name+".yaml", spec)); r.Code != 0 {
+			t.Fatalf("job run %s: %d %s%s", name, r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	running := func(job, node string) *api.Allocation {
+		var got *api.Allocation
+		c.Eventually(60*time.Second, job+" running on "+node, func() bool {
+			for _, al := range c.Allocs(job) {
+				if al.DesiredStatus == api.AllocDesiredRun && al.ClientStatus == api.AllocRunning && al.NodeName == node {
+					got = al
+					return true
+				}
+			}
+			return false
+		})
+		return got
+	}
+	// One share on each node: placement itself would pack them onto one
+	// GPU, so each node takes work in turn.
+	eligible(b, false)
+	run("small", shareSpec("small", 300))
+	old := running("small", "gpu-a")
+	eligible(b, true)
+	eligible(a, false)
+	run("big", shareSpec("big", 600))
+	running("big", "gpu-b")
+	eligible(a, true)
+
+	trainFile := WriteSpec(t, "train.yaml", trainSpec)
+	if r := c.Gantry("job", "run", "-d", trainFile); r.Code != 0 && r.Code != 2 {
+		t.Fatalf("job run train: %d %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	c.Eventually(30*time.Second, "train blocked", func() bool {
+		var evals []*api.Evaluation
+		if c.GetJSON("/v1/jobs/train/evaluations", &evals) != nil {
+			return false
+		}
+		for _, e := range evals {
+			if e.Status == api.EvalBlocked {
+				return true
+			}
+		}
+		return false
+	})
+
+	r := c.Gantry("job", "plan", trainFile)
+	t.Logf("job plan train:\n%s%s", r.Stdout, r.Stderr)
+	want := "would fit after moving 1 replica of small/g from gpu-a GPU 0 to gpu-b GPU 0 (gantry gpu defrag apply --for train)"
+	if r.Code != 2 || !strings.Contains(r.Stdout, want) {
+		t.Fatalf("job plan: exit %d, want 2 and %q in:\n%s%s", r.Code, want, r.Stdout, r.Stderr)
+	}
+
+	r = c.Gantry("gpu", "defrag", "plan", "--for", "train", "--json")
+	var p api.DefragPlan
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &p) != nil {
+		t.Fatalf("gpu defrag plan --json: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if !p.Fits || len(p.Moves) != 1 || p.Moves[0].Alloc != old.ID || p.Moves[0].ToNode != "gpu-b" || p.Moves[0].Reason == "" {
+		t.Fatalf("plan: %+v", p)
+	}
+	r = c.Gantry("gpu", "defrag", "plan", "--for", "train")
+	t.Logf("gpu defrag plan --for train:\n%s", r.Stdout)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "small.g[0]") {
+		t.Fatalf("gpu defrag plan: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"gpu", "defrag", "plan", "--for", "nosuch"}, `job "nosuch" not found in namespace "default"`},
+		{[]string{"gpu", "defrag", "plan", "--for", "small"}, "is not waiting for GPUs"},
+		{[]string{"gpu", "defrag", "apply"}, "apply needs --for <job>"},
+	} {
+		r := c.Gantry(bad.args...)
+		if r.Code != 1 || !strings.Contains(r.Stderr, bad.want) || strings.Count(strings.TrimSpace(r.Stderr), "\n") > 0 {
+			t.Errorf("gantry %v: exit %d, stderr %q; want exit 1 and one line with %q", bad.args, r.Code, r.Stderr, bad.want)
+		}
+	}
+
+	r = c.Gantry("gpu", "defrag", "apply", "--for", "train", "--timeout", "2m")
+	t.Logf("gpu defrag apply --for train:\n%s%s", r.Stdout, r.Stderr)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "placed:") || !strings.Contains(r.Stdout, "moved:") || !strings.Contains(r.Stdout, "done:") {
+		t.Fatalf("gpu defrag apply: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	running("train", "gpu-a")
+	moved := running("small", "gpu-b")
+	if moved.PreviousAlloc != old.ID || !strings.Contains(moved.Move, "from gpu-a GPU [0] to gpu-b GPU [0]") {
+		t.Errorf("replacement: previous %s, move %q", moved.PreviousAlloc, moved.Move)
+	}
+	var was api.Allocation
+	if err := c.GetJSON("/v1/allocations/"+old.ID, &was); err != nil {
+		t.Fatal(err)
+	}
+	if was.DesiredStatus != api.AllocDesiredStop || !strings.Contains(was.DesiredReason, "moved by GPU defragmentation") {
+		t.Errorf("old replica: %s, reason %q", was.DesiredStatus, was.DesiredReason)
+	}
+	// Exactly one replica of small runs: the move never left it with
+	// fewer, and the reconciler kept neither a duplicate nor a third.
+	c.Eventually(30*time.Second, "one replica of small", func() bool {
+		n := 0
+		for _, al := range c.Allocs("small") {
+			if al.DesiredStatus == api.AllocDesiredRun && !al.Terminal() {
+				n++
+			}
+		}
+		return n == 1
+	})
+}
