@@ -70,7 +70,14 @@ func TestComposeUpThreeServices(t *testing.T) {
 	api := strings.Index(r.Stdout, "==> Service api:")
 	web := strings.Index(r.Stdout, "==> Service web:")
 	worker := strings.Index(r.Stdout, "==> Service worker:")
-	healthy := strings.Index(r.Stdout, `Job "api" is healthy`)
+	// api is healthy once its deployment succeeded (a service job rolls
+	// under a deployment, the default update block's).
+	healthy := -1
+	if api >= 0 {
+		if i := strings.Index(r.Stdout[api:], "successful: every replica of version 0 is healthy"); i >= 0 {
+			healthy = api + i
+		}
+	}
 	if api < 0 || healthy < api || web < healthy || worker < healthy {
 		t.Fatalf("services not started after api was healthy:\n%s", r.Stdout)
 	}

@@ -223,7 +223,7 @@ func getJSON(ctx context.Context, base, token, path string, out any) error {
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("the API at %s does not answer (is the cluster up? give --address): %w", base, err)
+		return fmt.Errorf("the API at %s does not answer (is a Gantry server running there?): %w", base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
