@@ -31,7 +31,7 @@ var layers = []struct {
 		"internal/reconcile", "internal/gpu", "internal/gpu/mps", "internal/gpu/nvml", "internal/defrag", "internal/discovery",
 		"internal/metrics", "internal/versions", "internal/compose", "internal/audit", "internal/vsphere", "internal/driver",
 		"internal/bench/report", "internal/bench/plot", "internal/bench/compare"}},
-	{"scheduling", []string{"internal/scheduler/...", "internal/validate", "internal/sim"}},
+	{"scheduling", []string{"internal/scheduler/...", "internal/validate", "internal/sim", "internal/defragplan"}},
 	{"drivers", []string{"internal/driver/docker", "internal/driver/exec", "internal/driver/null", "internal/driver/qemu", "internal/driver/wasm"}},
 	{"shared by agent and server", []string{"internal/admission", "internal/lb", "internal/dns", "internal/ui"}},
 	{"store", []string{"internal/state/..."}},
@@ -74,7 +74,7 @@ var rules = []struct {
 // clock, no goroutines in their non-test files. The clock comes in as a
 // value (STYLE.md, lesson 1).
 var pure = []string{"internal/scheduler", "internal/reconcile", "internal/lifecycle", "internal/validate",
-	"internal/admission", "internal/acl", "internal/jobspec"}
+	"internal/admission", "internal/acl", "internal/jobspec", "internal/defragplan"}
 
 var (
 	pureForbiddenImports = []string{"os", "os/exec", "os/signal", "net", "net/http", "syscall"}
