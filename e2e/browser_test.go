@@ -181,9 +181,24 @@ func (b *Browser) WaitPage(page string) {
 }
 
 // Click clicks the first element matching sel.
+//
+// A live page may replace the element between the query and the click
+// (a refresh swapped the table it is in): Chrome then answers "Could not
+// find node with given id", and the click is tried again on the new one.
 func (b *Browser) Click(sel string) {
 	b.t.Helper()
-	b.Run("click "+sel, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
+	var err error
+	for range 3 {
+		ctx, cancel := context.WithTimeout(b.ctx, b.TimeOut)
+		err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "Could not find node with given id") {
+			break
+		}
+	}
+	if err != nil {
+		b.fail("click "+sel, err)
+	}
 }
 
 // Screenshot saves the whole page as name.png in the screenshot folder.
