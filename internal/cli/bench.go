@@ -74,6 +74,15 @@ interrupted or failed run keeps what it measured and marks the report partial.`,
 				env.Address = g.address
 			}
 			env.Token = g.token
+			// The suites write these paths into job specs, which take
+			// absolute paths on the node.
+			for _, p := range []*string{&env.Params.VMGuest, &env.Params.WasmModule, &env.Params.TraceDir} {
+				if *p != "" {
+					if *p, err = filepath.Abs(*p); err != nil {
+						return exitf(ExitError, "%v", err)
+					}
+				}
+			}
 			if env.Bin, err = os.Executable(); err != nil {
 				return exitf(ExitError, "find the gantry binary to start clusters with: %v", err)
 			}

@@ -180,11 +180,17 @@ func (m Machine) Line() string {
 	return strings.Join(parts, ", ")
 }
 
+// shortCommit shortens a commit hash to 12 digits, keeping a suffix
+// such as "+modified".
 func shortCommit(c string) string {
-	if len(c) > 12 {
-		return c[:12]
+	hash, suffix, _ := strings.Cut(c, "+")
+	if len(hash) > 12 {
+		hash = hash[:12]
 	}
-	return c
+	if suffix != "" {
+		return hash + "+" + suffix
+	}
+	return hash
 }
 
 func orUnknown(s string) string {

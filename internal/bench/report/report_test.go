@@ -142,3 +142,11 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestShortCommit(t *testing.T) {
+	for in, want := range map[string]string{"0123456789abcdef": "0123456789ab", "0123456789abcdef+modified": "0123456789ab+modified", "abc": "abc"} {
+		if got := shortCommit(in); got != want {
+			t.Errorf("shortCommit(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -60,7 +60,7 @@ func runStartup(ctx context.Context, env *Env, rec *Recorder) error {
 	}
 	replicas := pick(env.Params.Replicas, 3, 10, env.Quick)
 	rounds := pick(env.Params.Rounds, 2, 5, env.Quick)
-	var skipped []string
+	var skipped, failed []string
 	measured := 0
 	drivers := env.Params.Drivers
 	if len(drivers) == 0 {
@@ -79,20 +79,33 @@ func runStartup(ctx context.Context, env *Env, rec *Recorder) error {
 			continue
 		}
 		var running, healthy, direct []float64
-		for r := 0; r < rounds; r++ {
+		var roundErr error
+		for r := 0; r < rounds && roundErr == nil; r++ {
 			if w.direct != nil {
 				d, err := directRound(ctx, w, replicas)
 				if err != nil {
-					return fmt.Errorf("%s started directly, round %d: %w", name, r+1, err)
+					roundErr = fmt.Errorf("%s started directly, round %d: %w", name, r+1, err)
+					break
 				}
 				direct = append(direct, d...)
 			}
 			run, ok, err := gantryRound(ctx, c, nodes, w, replicas, fmt.Sprintf("bench-startup-%s-%d-%s", name, r+1, env.RunID))
 			if err != nil {
-				return fmt.Errorf("%s through gantry, round %d: %w", name, r+1, err)
+				roundErr = fmt.Errorf("%s through gantry, round %d: %w", name, r+1, err)
+				break
 			}
 			running, healthy = append(running, run...), append(healthy, ok...)
 			env.logf("    %s round %d/%d: %d replicas healthy", name, r+1, rounds, replicas)
+		}
+		if roundErr != nil {
+			// The other drivers are still measured; the suite fails at
+			// the end, naming this one.
+			if ctx.Err() != nil {
+				return roundErr
+			}
+			env.logf("    %s: %v", name, roundErr)
+			failed = append(failed, roundErr.Error())
+			continue
 		}
 		run := report.NewFigure("startup/"+name+"/running", "ms", report.LowerIsBetter, running)
 		run.Chart = &report.Chart{ID: "startup/running", Kind: "cdf", Title: "submit → running (each replica)"}
@@ -111,6 +124,9 @@ func runStartup(ctx context.Context, env *Env, rec *Recorder) error {
 			rec.Note("%s: no direct baseline (the driver's runtime has no stand-alone start to compare with here)", name)
 		}
 		measured++
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%s", strings.Join(failed, "; "))
 	}
 	if measured == 0 {
 		return skipf("no driver could be measured: %s", strings.Join(skipped, "; "))
