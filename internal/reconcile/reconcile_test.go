@@ -128,9 +128,17 @@ func TestReconcile(t *testing.T) {
 		{name: "node down, disconnect.replace true: lost and replaced", job: withDisconnect(job(api.JobService, 0, 1), true), nodes: nodes("n2=down"),
 			allocs: []*api.Allocation{alloc("b:0:running:0:n2")}, want: "place:0<b stop:b(lost)"},
 		{name: "node back: the waiting allocation resumes", job: noReplace(job(api.JobService, 0, 1)), nodes: nodes("n2"),
-			allocs: []*api.Allocation{func() *api.Allocation { a := alloc("b:0:running:0:n2"); a.DesiredReason = WaitingPrefix + "node n2 is down"; return a }()}, want: "resumed:b"},
+			allocs: []*api.Allocation{func() *api.Allocation {
+				a := alloc("b:0:running:0:n2")
+				a.DesiredReason = WaitingPrefix + "node n2 is down"
+				return a
+			}()}, want: "resumed:b"},
 		{name: "node back, the waiting allocation reported failed (stopped by its cut-off agent): replaced", job: noReplace(job(api.JobService, 0, 1)), nodes: nodes("n2"), now: t0.Add(time.Minute),
-			allocs: []*api.Allocation{func() *api.Allocation { a := alloc("b:0:failed:0:n2"); a.DesiredReason = WaitingPrefix + "node n2 is down"; return a }()}, want: "place:0<b"},
+			allocs: []*api.Allocation{func() *api.Allocation {
+				a := alloc("b:0:failed:0:n2")
+				a.DesiredReason = WaitingPrefix + "node n2 is down"
+				return a
+			}()}, want: "place:0<b"},
 		{name: "node gone, disconnect.replace false: a gone node never comes back, so replaced", job: noReplace(job(api.JobService, 0, 1)), nodes: nodes(),
 			allocs: []*api.Allocation{alloc("a:0:running")}, want: "place:0<a stop:a(lost)"},
 		{name: "node gone: lost and replaced", job: job(api.JobService, 0, 1), nodes: nodes(),

@@ -30,7 +30,8 @@ func (s *Server) handleNodeRegister(w http.ResponseWriter, r *http.Request) erro
 		return &httpError{status: http.StatusBadRequest, msg: "node resources must not be negative", field: "resources"}
 	}
 	prev, known := s.store.Node(n.ID)
-	if err := s.store.RegisterNode(r.Context(), &n, s.cfg.HeartbeatTTL, s.now()); err != nil {
+	ttl := s.heartbeatTTL(!known || prev.Status == api.NodeStatusDown)
+	if err := s.store.RegisterNode(r.Context(), &n, ttl, s.now()); err != nil {
 		return err
 	}
 	s.log.Info("node registered", "node", n.Name, "id", api.ShortID(n.ID))
@@ -41,7 +42,7 @@ func (s *Server) handleNodeRegister(w http.ResponseWriter, r *http.Request) erro
 			s.log.Warn("evaluate the jobs of a node back from down", "node", n.Name, "err", err)
 		}
 	}
-	writeJSON(w, http.StatusOK, api.NodeRegisterResponse{NodeID: n.ID, HeartbeatTTL: api.Duration(s.cfg.HeartbeatTTL)})
+	writeJSON(w, http.StatusOK, api.NodeRegisterResponse{NodeID: n.ID, HeartbeatTTL: api.Duration(ttl)})
 	return nil
 }
 
