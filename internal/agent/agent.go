@@ -101,9 +101,13 @@ type Agent struct {
 
 	updates        *updater
 	heartbeatEvery time.Duration
-	jobs           *jobCache
-	audit          auditor
-	wg             sync.WaitGroup
+	heartbeatTTL   time.Duration // as the servers handed it at registration
+
+	contactMu sync.Mutex
+	contact   contact // the link to the servers (disconnect.go)
+	jobs      *jobCache
+	audit     auditor
+	wg        sync.WaitGroup
 
 	gpus    *gpuManager
 	sampler *sampler
@@ -222,8 +226,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer a.wg.Done(); a.heartbeatLoop(ctx) }()
 	a.recoverTasks(ctx)
 	a.startLB(ctx)
-	a.wg.Add(6)
+	a.wg.Add(7)
 	go func() { defer a.wg.Done(); a.fingerprintLoop(ctx) }()
+	go func() { defer a.wg.Done(); a.disconnectLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.updates.run(ctx) }()
 	go func() { defer a.wg.Done(); a.auditLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.gpus.watchXID(ctx) }()
@@ -285,13 +290,16 @@ func (a *Agent) registerUntilDone(ctx context.Context) error {
 
 func (a *Agent) register(ctx context.Context) error {
 	n := a.fingerprint(ctx)
+	sent := time.Now()
 	resp, err := a.srv.register(ctx, n)
+	a.noteContact(err == nil, sent)
 	if err != nil {
 		return err
 	}
 	a.regMu.Lock()
 	a.node = n
 	a.heartbeatEvery = max(resp.HeartbeatTTL.D()/3, 500*time.Millisecond)
+	a.heartbeatTTL = resp.HeartbeatTTL.D()
 	a.regMu.Unlock()
 	a.log.Info("node registered", "node", n.Name, "id", a.nodeID, "drivers", driverSummary(n))
 	return nil
@@ -322,11 +330,15 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 		every := a.heartbeatEvery
 		a.regMu.Unlock()
 		sleep(ctx, every)
+		sent := time.Now()
 		err := a.srv.heartbeat(ctx, a.nodeID, a.sampler.unsent(), every)
 		if isStatus(err, http.StatusBadRequest) {
 			// A server older than this agent refuses the sample: beat
 			// without it.
 			err = a.srv.heartbeat(ctx, a.nodeID, nil, every)
+		}
+		if ctx.Err() == nil {
+			a.noteContact(err == nil, sent)
 		}
 		switch {
 		case err == nil:

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/driver"
@@ -24,6 +25,14 @@ type allocRunner struct {
 	reason   string            // why the allocation ended, when it did
 	mig      map[string]string // task → MIG instance the agent created or resolved
 	stopping bool
+	// jobType and group are the allocation's, once run() loaded its job
+	// (the disconnect decision reads the group's disconnect block).
+	jobType api.JobType
+	group   *api.Group
+	// disconnected says the agent stopped the allocation itself because
+	// the node could not reach any server (disconnect.go): it is
+	// reported failed, not complete.
+	disconnected bool
 	// reported is the client status last reported (at first the servers'
 	// view); the lifecycle table says which report may follow it.
 	reported string
@@ -68,6 +77,7 @@ func (r *allocRunner) run(ctx context.Context) {
 	}
 	terminal := al.ClientTerminal()
 	r.mu.Lock()
+	r.jobType, r.group = job.Type, g
 	restart := api.DefaultRestartPolicy(job.Type)
 	if g.Restart != nil {
 		restart = *g.Restart
@@ -195,6 +205,38 @@ func (r *allocRunner) stop(ctx context.Context) {
 	})
 }
 
+// disconnectWatch is the allocation as the disconnect decision sees it,
+// its group's policy resolved with the node's heartbeat TTL; false until
+// its job is loaded.
+func (r *allocRunner) disconnectWatch(ttl time.Duration) (disconnectWatch, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.group == nil {
+		return disconnectWatch{}, false
+	}
+	done := r.stopping || r.alloc.ClientTerminal()
+	switch r.reported {
+	case api.AllocComplete, api.AllocFailed, api.AllocLost:
+		done = true
+	}
+	p := api.DisconnectFor(r.jobType, r.group, ttl)
+	return disconnectWatch{ID: r.alloc.ID, StopAfter: p.StopAfter, Done: done}, true
+}
+
+// stopDisconnected stops the allocation because the node could not reach
+// any server for its group's stop_after; it is reported failed with the
+// reason once a server answers.
+func (r *allocRunner) stopDisconnected(ctx context.Context, reason string) {
+	r.mu.Lock()
+	if r.stopping {
+		r.mu.Unlock()
+		return
+	}
+	r.disconnected, r.reason = true, reason
+	r.mu.Unlock()
+	r.stop(ctx)
+}
+
 // destroy stops the allocation if needed and removes everything it left:
 // tasks, containers and its directory.
 func (r *allocRunner) destroy(ctx context.Context) {
@@ -242,6 +284,7 @@ func (r *allocRunner) report() {
 	r.mu.Lock()
 	al := r.alloc
 	reason := r.reason
+	disconnected := r.disconnected
 	names := append([]string(nil), r.order...)
 	tasks := r.tasks
 	r.mu.Unlock()
@@ -271,7 +314,8 @@ func (r *allocRunner) report() {
 	}
 	u := api.AllocUpdate{ID: al.ID, TaskStates: states, MIGInstances: r.migInstances()}
 	switch {
-	case dead == len(names) && failed > 0:
+	case dead == len(names) && (failed > 0 || disconnected):
+		// Work the node stopped because it was cut off did not finish.
 		u.ClientStatus = api.AllocFailed
 	case dead == len(names):
 		u.ClientStatus = api.AllocComplete

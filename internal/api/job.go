@@ -99,8 +99,62 @@ type Group struct {
 	// GPU to defragment GPUs (`gantry gpu defrag`): each move places a
 	// replacement, waits until it is healthy and only then stops the old
 	// replica. Groups without it are never moved.
-	Migrate bool    `json:"migrate,omitempty"`
-	Tasks   []*Task `json:"tasks"`
+	Migrate bool `json:"migrate,omitempty"`
+	// Disconnect says what happens to the group's allocations while their
+	// node cannot reach any server; nil takes DisconnectFor's defaults.
+	Disconnect *Disconnect `json:"disconnect,omitempty"`
+	Tasks      []*Task     `json:"tasks"`
+}
+
+// Disconnect is a group's answer to a node cut off from the servers
+// (Nomad's stop_on_client_after and replace).
+//
+// StopAfter, when positive, is how long the node's agent keeps the
+// group's allocations running without reaching any server; then it stops
+// them itself and, once it reaches a server again, reports them failed
+// because the node was disconnected. Zero: they run on until the servers
+// say otherwise.
+//
+// Replace (nil means true) says whether the servers place a replacement
+// elsewhere once the node is marked down. With false they wait for the
+// node to come back (or for the job to change or stop) instead.
+type Disconnect struct {
+	StopAfter Duration `json:"stop_after,omitempty"`
+	Replace   *bool    `json:"replace,omitempty"`
+}
+
+// DisconnectPolicy is a group's disconnect behaviour with its defaults
+// resolved.
+type DisconnectPolicy struct {
+	StopAfter time.Duration // 0: never stopped by the agent
+	Replace   bool
+	// Default says the policy is the implied one, not the group's block.
+	Default bool
+}
+
+// DisconnectFor resolves a group's disconnect behaviour. A group with a
+// disconnect block gets what it says (replace true when left out). One
+// without gets the defaults: batch groups with a task that asks for GPUs
+// stop after the node's heartbeat TTL (ttl, as the servers handed it to
+// the node) and are replaced; every other group is never stopped by its
+// agent and is replaced, as before the option existed.
+func DisconnectFor(t JobType, g *Group, ttl time.Duration) DisconnectPolicy {
+	if d := g.Disconnect; d != nil {
+		return DisconnectPolicy{StopAfter: d.StopAfter.D(), Replace: d.Replace == nil || *d.Replace}
+	}
+	if t == JobBatch && g.asksGPU() {
+		return DisconnectPolicy{StopAfter: ttl, Replace: true, Default: true}
+	}
+	return DisconnectPolicy{Replace: true, Default: true}
+}
+
+func (g *Group) asksGPU() bool {
+	for _, t := range g.Tasks {
+		if t != nil && t.Resources.GPU != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Gang asks for all-or-nothing placement of at least Min replicas.

@@ -49,6 +49,7 @@ type daemonFlags struct {
 	etcdQuota       int64
 	etcdRetention   int64
 	heartbeatTTL    time.Duration
+	maxHeartbeats   float64
 	lostBatchGrace  time.Duration
 	serverID        string
 	etcdPrefix      string
@@ -114,7 +115,8 @@ func (f *daemonFlags) addServer(cmd *cobra.Command) {
 	cmd.Flags().StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", nil, "use this existing etcd cluster instead of embedding one (comma-separated URLs)")
 	cmd.Flags().Int64Var(&f.etcdQuota, "etcd-quota-bytes", 2<<30, "embedded etcd backend quota in bytes")
 	cmd.Flags().Int64Var(&f.etcdRetention, "etcd-history", 100000, "revisions of history the embedded etcd keeps (how far back the event stream can resume)")
-	cmd.Flags().DurationVar(&f.heartbeatTTL, "heartbeat-ttl", 15*time.Second, "a node silent for this long is marked down and its work replaced")
+	cmd.Flags().DurationVar(&f.heartbeatTTL, "heartbeat-ttl", 15*time.Second, "a node silent for this long is marked down and its work replaced (at least: it grows with the cluster, see --max-heartbeats-per-second)")
+	cmd.Flags().Float64Var(&f.maxHeartbeats, "max-heartbeats-per-second", server.DefaultMaxHeartbeatsPerSecond, "the heartbeats all nodes together may send a second: a registering node gets a TTL of at least nodes×3/this (agents beat three times per TTL); 0 or negative: never grow the TTL")
 	cmd.Flags().DurationVar(&f.lostBatchGrace, "lost-batch-grace", 0, "how long batch work on a down node waits for the node to come back before it is replaced elsewhere")
 	cmd.Flags().StringVar(&f.serverID, "server-id", "", "this server's identity in leader election (default: generated once and kept in the data dir)")
 	cmd.Flags().StringVar(&f.etcdPrefix, "etcd-prefix", "/gantry/", "key prefix of Gantry's state in etcd")
@@ -300,7 +302,7 @@ func (f *daemonFlags) startServer(ctx context.Context, st *state.Store, log *slo
 			return nil, exitf(ExitError, "%v", err)
 		}
 	}
-	cfg := server.Config{ID: id, HTTPAddr: f.httpAddr, HeartbeatTTL: f.heartbeatTTL, LostBatchGrace: f.lostBatchGrace, Version: Version, ACL: f.acl,
+	cfg := server.Config{ID: id, HTTPAddr: f.httpAddr, HeartbeatTTL: f.heartbeatTTL, MaxHeartbeatsPerSecond: maxHeartbeats(f.maxHeartbeats), LostBatchGrace: f.lostBatchGrace, Version: Version, ACL: f.acl,
 		NodeHistory: f.historyLen, HistoryInterval: f.historyInterval, HistoryFile: f.historyFile, GPUPolicy: f.gpuPolicy,
 		VSphere: f.vs.serverConfig()}
 	if len(f.etcdEndpoints) > 0 {
@@ -567,4 +569,13 @@ func newExecutorCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// maxHeartbeats maps the flag to server.Config: there 0 means the
+// default, so a 0 given on the command line (growth off) becomes -1.
+func maxHeartbeats(v float64) float64 {
+	if v <= 0 {
+		return -1
+	}
+	return v
 }

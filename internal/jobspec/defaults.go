@@ -25,6 +25,9 @@ const (
 //     service rolls under a deployment, and `job inspect` shows how;
 //     one with a policy gets the default's interval and mode when those are
 //     unset (attempts 0 and delay 0s are legal choices and stay);
+//   - a disconnect block without replace gets replace: true (a group
+//     without the block keeps none: api.DisconnectFor resolves its
+//     defaults, which depend on the node's heartbeat TTL);
 //   - a health check gets interval 10s, timeout 2s (or its interval, if
 //     shorter) and failures 3 when those are unset; grace stays 0;
 //   - empty lists and maps become nil, so that a job reads the same after a
@@ -65,6 +68,10 @@ func Canonicalize(job *api.Job) {
 			if g.Restart.Mode == "" {
 				g.Restart.Mode = def.Mode
 			}
+		}
+		if d := g.Disconnect; d != nil && d.Replace == nil {
+			replace := true
+			d.Replace = &replace
 		}
 		if g.Update == nil && job.Type == api.JobService {
 			u := api.DefaultUpdateStrategy()

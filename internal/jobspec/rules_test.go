@@ -95,6 +95,14 @@ var ruleCases = []struct {
 		[]string{`groups[0].migrate: a gang group is never moved (a move would split it); remove migrate or the gang (t.yaml:11)`}},
 	{"migrate with a MIG instance", edit("    migrate: true\n", "memory: 64}", "memory: 64, gpu: {mig: 1g.10gb}}"),
 		[]string{`groups[0].migrate: task server holds a MIG instance, which is never moved (it is pinned to its slices); remove migrate (t.yaml:9)`}},
+	{"disconnect stop_after negative", edit("    disconnect: {stop_after: -5s}\n"),
+		[]string{`groups[0].disconnect.stop_after: must not be negative, not -5s; give how long a node cut off from the servers keeps this group running (like 5m), or leave it out to never stop it (t.yaml:9)`}},
+	{"disconnect stop_after without a unit", edit("    disconnect: {stop_after: 30}\n"),
+		[]string{`groups[0].disconnect.stop_after: must be a duration with a unit, like "10s" or "5m", not 30 (t.yaml:9)`}},
+	{"disconnect replace not a bool", edit("    disconnect: {replace: maybe}\n"),
+		[]string{`groups[0].disconnect.replace: must be true or false, not "maybe" (t.yaml:9)`}},
+	{"disconnect unknown key", edit("    disconnect: {stop_on_client_after: 5m}\n"),
+		[]string{`groups[0].disconnect.stop_on_client_after: unknown field; the fields allowed here are replace, stop_after (t.yaml:9)`}},
 
 	// Drivers.
 	{"driver unknown", edit("", "driver: docker", "driver: podman"),
@@ -293,7 +301,7 @@ var ruleCases = []struct {
 			`groups[0].tasks[0].config.image: is required by the docker driver (t.yaml:7)`,
 		}},
 	{"unknown field listed", edit("    replicas: 3\n"),
-		[]string{`groups[0].replicas: unknown field; the fields allowed here are affinities, constraints, count, gang, migrate, name, restart, services, spread, tasks, update (t.yaml:9)`}},
+		[]string{`groups[0].replicas: unknown field; the fields allowed here are affinities, constraints, count, disconnect, gang, migrate, name, restart, services, spread, tasks, update (t.yaml:9)`}},
 	{"case matters", edit("Name: x\n"),
 		[]string{`Name: unknown field; did you mean "name"? (t.yaml:9)`}},
 	{"not a number", edit("", "cpu: 100", "cpu: lots"),

@@ -115,6 +115,9 @@ func (v *validator) group(job *api.Job, g *api.Group, p string) {
 	if r := g.Restart; r != nil {
 		v.restart(p+".restart", r)
 	}
+	if d := g.Disconnect; d != nil && d.StopAfter < 0 {
+		v.add(p+".disconnect.stop_after", "must not be negative, not %s; give how long a node cut off from the servers keeps this group running (like 5m), or leave it out to never stop it", d.StopAfter)
+	}
 	if g.Update != nil {
 		if msg, ok := unsupported("groups[].update"); ok {
 			v.add(p+".update", "%s", msg)

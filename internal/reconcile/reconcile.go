@@ -68,6 +68,14 @@ type Result struct {
 	RetryAt time.Time
 	// GaveUp lists allocations that failed too often to be replaced.
 	GaveUp []*api.Allocation
+	// Waiting are allocations on a down node whose group says
+	// disconnect.replace: false: they are neither marked lost nor
+	// replaced; the servers wait for the node. Reason (WaitingPrefix and
+	// the node) is what the allocation's desired reason should say.
+	Waiting []Stop
+	// Resumed are allocations that were waiting for their node, which is
+	// back: their desired reason no longer applies.
+	Resumed []*api.Allocation
 	// Deployments are the deployments to write: one created for a new job
 	// version, the running one with new progress or a final status, an
 	// older one cancelled. Each is a copy; the input is never changed.
@@ -129,6 +137,11 @@ func Reconcile(in *Input) *Result {
 		case n == nil:
 			stop(a, fmt.Sprintf("node %s is gone", a.NodeName), true)
 		case n.Status == api.NodeStatusDown:
+			if g := job.LookupGroup(a.Group); g != nil && !api.DisconnectFor(job.Type, g, 0).Replace {
+				r.Waiting = append(r.Waiting, Stop{Alloc: a, Reason: fmt.Sprintf("%snode %s is down; group %s has disconnect.replace false, so no replacement is placed",
+					WaitingPrefix, n.Name, g.Name)})
+				continue
+			}
 			if job.Type == api.JobBatch && in.LostBatchGrace > 0 {
 				if due := n.StatusChanged.Add(in.LostBatchGrace); in.Now.Before(due) {
 					if r.RetryAt.IsZero() || due.Before(r.RetryAt) {
@@ -140,6 +153,9 @@ func Reconcile(in *Input) *Result {
 			stop(a, fmt.Sprintf("node %s is down", n.Name), true)
 		case n.Drain != nil:
 			draining = append(draining, a)
+		}
+		if n != nil && n.Status != api.NodeStatusDown && strings.HasPrefix(a.DesiredReason, WaitingPrefix) {
+			r.Resumed = append(r.Resumed, a)
 		}
 	}
 	migrate(in, r, job, allocs, draining, stop)
@@ -290,6 +306,10 @@ func SameGroup(old, cur *api.Job, name string) bool {
 	bj, _ := json.Marshal(&bc)
 	return bytes.Equal(aj, bj) && old.Priority == cur.Priority && old.Type == cur.Type
 }
+
+// WaitingPrefix starts the desired reason of an allocation whose node is
+// down and whose group says disconnect.replace: false.
+const WaitingPrefix = "waiting for the node to come back: "
 
 // DrainPrefix starts the reason given to allocations moved off a draining
 // node.

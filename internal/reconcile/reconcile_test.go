@@ -76,9 +76,24 @@ func summary(r *Result) string {
 	for _, a := range r.GaveUp {
 		out = append(out, "gaveup:"+a.ID)
 	}
+	for _, w := range r.Waiting {
+		out = append(out, "wait:"+w.Alloc.ID)
+	}
+	for _, a := range r.Resumed {
+		out = append(out, "resumed:"+a.ID)
+	}
 	sort.Strings(out)
 	return strings.Join(out, " ")
 }
+
+func withDisconnect(j *api.Job, replace bool) *api.Job {
+	for _, g := range j.Groups {
+		g.Disconnect = &api.Disconnect{StopAfter: api.Duration(time.Minute), Replace: &replace}
+	}
+	return j
+}
+
+func noReplace(j *api.Job) *api.Job { return withDisconnect(j, false) }
 
 func TestReconcile(t *testing.T) {
 	changed := job(api.JobService, 2, 2)
@@ -106,6 +121,26 @@ func TestReconcile(t *testing.T) {
 			allocs: []*api.Allocation{alloc("a:0:running")}, want: "stop:a"},
 		{name: "node down: lost and replaced", job: job(api.JobService, 0, 2), nodes: nodes("n1", "n2=down"),
 			allocs: []*api.Allocation{alloc("a:0:running"), alloc("b:1:running:0:n2")}, want: "place:1<b stop:b(lost)"},
+		{name: "node down, disconnect.replace false: no replacement, the allocation waits", job: noReplace(job(api.JobService, 0, 2)), nodes: nodes("n1", "n2=down"),
+			allocs: []*api.Allocation{alloc("a:0:running"), alloc("b:1:running:0:n2")}, want: "wait:b"},
+		{name: "node down, disconnect.replace false, batch: waits, without the lost-batch grace", job: noReplace(job(api.JobBatch, 0, 1)), nodes: nodes("n2=down"),
+			allocs: []*api.Allocation{alloc("b:0:running:0:n2")}, want: "wait:b"},
+		{name: "node down, disconnect.replace true: lost and replaced", job: withDisconnect(job(api.JobService, 0, 1), true), nodes: nodes("n2=down"),
+			allocs: []*api.Allocation{alloc("b:0:running:0:n2")}, want: "place:0<b stop:b(lost)"},
+		{name: "node back: the waiting allocation resumes", job: noReplace(job(api.JobService, 0, 1)), nodes: nodes("n2"),
+			allocs: []*api.Allocation{func() *api.Allocation {
+				a := alloc("b:0:running:0:n2")
+				a.DesiredReason = WaitingPrefix + "node n2 is down"
+				return a
+			}()}, want: "resumed:b"},
+		{name: "node back, the waiting allocation reported failed (stopped by its cut-off agent): replaced", job: noReplace(job(api.JobService, 0, 1)), nodes: nodes("n2"), now: t0.Add(time.Minute),
+			allocs: []*api.Allocation{func() *api.Allocation {
+				a := alloc("b:0:failed:0:n2")
+				a.DesiredReason = WaitingPrefix + "node n2 is down"
+				return a
+			}()}, want: "place:0<b"},
+		{name: "node gone, disconnect.replace false: a gone node never comes back, so replaced", job: noReplace(job(api.JobService, 0, 1)), nodes: nodes(),
+			allocs: []*api.Allocation{alloc("a:0:running")}, want: "place:0<a stop:a(lost)"},
 		{name: "node gone: lost and replaced", job: job(api.JobService, 0, 1), nodes: nodes(),
 			allocs: []*api.Allocation{alloc("a:0:running")}, want: "place:0<a stop:a(lost)"},
 		{name: "draining node: migrated", job: job(api.JobService, 0, 1), nodes: nodes("n1=drain"),

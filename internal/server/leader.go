@@ -210,8 +210,12 @@ func (s *Server) nodeMonitorLoop(ctx context.Context, fence *state.Fence) error 
 			return nil
 		case <-t.C:
 		}
-		for _, n := range downNodes(s.store.Nodes(), s.store.Alive, leaderSince, s.now(), s.cfg.HeartbeatTTL) {
-			reason := fmt.Sprintf("no heartbeat within %s", s.cfg.HeartbeatTTL)
+		// The grace after a takeover is the TTL the cluster's nodes were
+		// handed, grown with their number (HeartbeatTTL); each node's lease
+		// carries the TTL it registered with.
+		ttl := s.heartbeatTTL(false)
+		for _, n := range downNodes(s.store.Nodes(), s.store.Alive, leaderSince, s.now(), ttl) {
+			reason := fmt.Sprintf("no heartbeat within its TTL (%s for a cluster of this size)", ttl)
 			_, err := s.store.UpdateNode(ctx, fence, n.ID, func(cur *api.Node) error {
 				// The lease may have been renewed (a re-registration)
 				// since the view was read.

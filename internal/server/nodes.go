@@ -29,11 +29,20 @@ func (s *Server) handleNodeRegister(w http.ResponseWriter, r *http.Request) erro
 	case n.Resources.CPU < 0 || n.Resources.Memory < 0 || n.Resources.Disk < 0:
 		return &httpError{status: http.StatusBadRequest, msg: "node resources must not be negative", field: "resources"}
 	}
-	if err := s.store.RegisterNode(r.Context(), &n, s.cfg.HeartbeatTTL, s.now()); err != nil {
+	prev, known := s.store.Node(n.ID)
+	ttl := s.heartbeatTTL(!known || prev.Status == api.NodeStatusDown)
+	if err := s.store.RegisterNode(r.Context(), &n, ttl, s.now()); err != nil {
 		return err
 	}
 	s.log.Info("node registered", "node", n.Name, "id", api.ShortID(n.ID))
-	writeJSON(w, http.StatusOK, api.NodeRegisterResponse{NodeID: n.ID, HeartbeatTTL: api.Duration(s.cfg.HeartbeatTTL)})
+	if known && prev.Status == api.NodeStatusDown {
+		// A node back from down may hold allocations the servers kept
+		// waiting for it (disconnect.replace false): evaluate their jobs.
+		if err := s.evalJobsOnNode(r.Context(), nil, n.ID, api.TriggerNodeUpdate); err != nil {
+			s.log.Warn("evaluate the jobs of a node back from down", "node", n.Name, "err", err)
+		}
+	}
+	writeJSON(w, http.StatusOK, api.NodeRegisterResponse{NodeID: n.ID, HeartbeatTTL: api.Duration(ttl)})
 	return nil
 }
 

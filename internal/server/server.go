@@ -24,8 +24,14 @@ type Config struct {
 	ID string
 	// HTTPAddr is where the API listens, e.g. 127.0.0.1:7700.
 	HTTPAddr string
-	// HeartbeatTTL is how long a node may stay silent before it is down.
+	// HeartbeatTTL is how long a node may stay silent before it is down,
+	// at least: it grows with the cluster (MaxHeartbeatsPerSecond).
 	HeartbeatTTL time.Duration
+	// MaxHeartbeatsPerSecond bounds the heartbeats all nodes together send:
+	// the TTL handed to a registering node grows to keep them under it
+	// (HeartbeatTTL, the function). 0 means
+	// DefaultMaxHeartbeatsPerSecond; negative turns the growth off.
+	MaxHeartbeatsPerSecond float64
 	// LostBatchGrace is how long batch work on a down node waits for the
 	// node to come back before it is replaced elsewhere.
 	LostBatchGrace time.Duration
@@ -128,6 +134,9 @@ type Server struct {
 func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 	if cfg.HeartbeatTTL == 0 {
 		cfg.HeartbeatTTL = 15 * time.Second
+	}
+	if cfg.MaxHeartbeatsPerSecond == 0 {
+		cfg.MaxHeartbeatsPerSecond = DefaultMaxHeartbeatsPerSecond
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 4 << 20

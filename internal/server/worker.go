@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
@@ -92,6 +93,20 @@ func (s *Server) planJob(ctx context.Context, namespace, name string, job *api.J
 		}
 		p.updates = append(p.updates, c)
 		stopping = append(stopping, c.ID)
+	}
+	// Allocations waiting for their down node (disconnect.replace false)
+	// say so; once the node is back they no longer do.
+	for _, w := range res.Waiting {
+		if w.Alloc.DesiredReason != w.Reason {
+			c := copyAlloc(w.Alloc)
+			c.DesiredReason, c.ModifyTime = w.Reason, now
+			p.updates = append(p.updates, c)
+		}
+	}
+	for _, a := range res.Resumed {
+		c := copyAlloc(a)
+		c.DesiredReason, c.ModifyTime = "", now
+		p.updates = append(p.updates, c)
 	}
 	for _, a := range res.InPlace {
 		c := copyAlloc(a)
@@ -205,6 +220,9 @@ func (s *Server) tryEval(ctx context.Context, fence *state.Fence, e *api.Evaluat
 	}
 	if len(p.result.GaveUp) > 0 && final.StatusDescription == "" {
 		final.StatusDescription = fmt.Sprintf("%d allocation(s) failed too often to be replaced", len(p.result.GaveUp))
+	}
+	if w := p.result.Waiting; len(w) > 0 && final.StatusDescription == "" {
+		final.StatusDescription = waitingDescription(w)
 	}
 	var followUps []*api.Evaluation
 	retry, create, dropRetries := retryFollowUp(s.store.Evals(e.Namespace, e.Job), e.ID, p.result.RetryAt, now)
@@ -340,4 +358,15 @@ func (s *Server) recheck(p *planned) error {
 func copyAlloc(a *api.Allocation) *api.Allocation {
 	c := *a
 	return &c
+}
+
+// waitingDescription is an evaluation's status description when
+// allocations wait for their down node instead of being replaced.
+func waitingDescription(w []reconcile.Stop) string {
+	ids := make([]string, 0, len(w))
+	for _, st := range w {
+		ids = append(ids, st.Alloc.ShortID())
+	}
+	return fmt.Sprintf("%d allocation(s) not replaced (%s): %s",
+		len(w), strings.Join(ids, ", "), strings.TrimPrefix(w[0].Reason, reconcile.WaitingPrefix)+"; waiting for the node to come back")
 }

@@ -1,0 +1,227 @@
+package disconnect
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+)
+
+var gantryBin string
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Dir(filepath.Dir(filepath.Dir(file)))
+	dir, err := os.MkdirTemp("", "gantry-disconnect-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	gantryBin = filepath.Join(dir, "gantry")
+	build := exec.Command("go", "build", "-o", gantryBin, "./cmd/gantry")
+	build.Dir = root
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build gantry:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// logBuffer is a process's output, written by it while the test reads.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// proc is one gantry process; start again runs it on the same data.
+type proc struct {
+	name string
+	args []string
+	cmd  *exec.Cmd
+	log  *logBuffer
+}
+
+func (p *proc) start(t *testing.T) {
+	t.Helper()
+	p.log = &logBuffer{}
+	p.cmd = exec.Command(gantryBin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", p.name, err)
+	}
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	if p.cmd != nil && p.cmd.ProcessState == nil {
+		p.cmd.Process.Signal(sig)
+		done := make(chan struct{})
+		go func() { p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			p.cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+		}
+	}
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
+
+var httpc = &http.Client{Timeout: 5 * time.Second}
+
+func getJSON(url string, v any) error {
+	resp, err := httpc.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func eventually(t *testing.T, limit time.Duration, what string, cond func() bool, procs ...*proc) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			for _, p := range procs {
+				t.Logf("%s's log:\n%s", p.name, p.log.String())
+			}
+			t.Fatalf("%s: not within %s", what, limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestAgentStopsWorkWhenCutOff (issue 19): a node cut off from the servers
+// ran its work forever while the servers replaced it elsewhere. Here the
+// only server is killed with SIGKILL; the agent, unable to reach any
+// server, stops the allocation of the group with disconnect.stop_after 3s
+// itself (its log says so) and leaves the group without stop_after
+// running. Once the server runs again on its data, the agent reports the
+// stopped allocation failed because the node was disconnected.
+func TestAgentStopsWorkWhenCutOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server and an agent and kills the server (not in -short)")
+	}
+	dir := t.TempDir()
+	ports := freePorts(t, 4)
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	base := "http://" + apiAddr
+	server := &proc{name: "server", args: []string{"server", "--insecure", "--data-dir", filepath.Join(dir, "server"), "--http-addr", apiAddr,
+		"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", ports[1]), "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
+		"--heartbeat-ttl", "30s", "--log-level", "warn"}}
+	agent := &proc{name: "agent", args: []string{"agent", "--insecure", "--servers", apiAddr, "--drivers", "null",
+		"--data-dir", filepath.Join(dir, "agent"), "--agent-addr", fmt.Sprintf("127.0.0.1:%d", ports[3]),
+		"--node-name", "cut-node", "--log-level", "info"}}
+	t.Cleanup(func() { agent.signal(syscall.SIGTERM); server.signal(syscall.SIGTERM) })
+	server.start(t)
+	eventually(t, 60*time.Second, "the server to lead", func() bool {
+		var st api.StatusResponse
+		return getJSON(base+"/v1/status", &st) == nil && st.Leader
+	}, server)
+	agent.start(t)
+
+	spec := `{"name": "cut", "type": "service", "groups": [
+	  {"name": "train", "count": 1, "disconnect": {"stop_after": "3s"},
+	   "tasks": [{"name": "t", "driver": "null", "resources": {"cpu": 10, "memory": 10}}]},
+	  {"name": "web", "count": 1,
+	   "tasks": [{"name": "t", "driver": "null", "resources": {"cpu": 10, "memory": 10}}]}]}`
+	resp, err := httpc.Post(base+"/v1/jobs", "application/json", strings.NewReader(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("register the job: %s", resp.Status)
+	}
+	byGroup := func() map[string]*api.Allocation {
+		var allocs []*api.Allocation
+		if getJSON(base+"/v1/jobs/cut/allocations", &allocs) != nil {
+			return nil
+		}
+		m := map[string]*api.Allocation{}
+		for _, a := range allocs {
+			m[a.Group] = a
+		}
+		return m
+	}
+	var train, web *api.Allocation
+	eventually(t, 60*time.Second, "both allocations running", func() bool {
+		m := byGroup()
+		train, web = m["train"], m["web"]
+		return train != nil && web != nil && train.ClientStatus == api.AllocRunning && web.ClientStatus == api.AllocRunning
+	}, server, agent)
+
+	server.signal(syscall.SIGKILL)
+	stopLine := "stopping an allocation: the node cannot reach any server"
+	eventually(t, 60*time.Second, "the agent to stop the train allocation itself", func() bool {
+		for _, line := range strings.Split(agent.log.String(), "\n") {
+			if strings.Contains(line, stopLine) && strings.Contains(line, train.ShortID()) {
+				return true
+			}
+		}
+		return false
+	}, agent)
+	for _, line := range strings.Split(agent.log.String(), "\n") {
+		if strings.Contains(line, stopLine) && strings.Contains(line, web.ShortID()) {
+			t.Errorf("the agent stopped the web allocation, whose group has no stop_after: %s", line)
+		}
+	}
+
+	server.start(t)
+	eventually(t, 90*time.Second, "the train allocation reported failed because the node was disconnected", func() bool {
+		var a api.Allocation
+		return getJSON(base+"/v1/allocations/"+train.ID, &a) == nil && a.ClientStatus == api.AllocFailed &&
+			strings.Contains(a.ClientReason, "node was disconnected")
+	}, server, agent)
+	var w api.Allocation
+	if err := getJSON(base+"/v1/allocations/"+web.ID, &w); err != nil || w.ClientStatus != api.AllocRunning {
+		t.Errorf("web allocation after the reconnect: %s (%v), want running", w.ClientStatus, err)
+	}
+}

@@ -1,0 +1,68 @@
+package agent
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDisconnectStops: which allocations a cut-off agent stops itself, as
+// a function of the last accepted heartbeat, whether one failed since,
+// the clock and each group's stop_after.
+func TestDisconnectStops(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	train := disconnectWatch{ID: "train", StopAfter: 3 * time.Second}
+	web := disconnectWatch{ID: "web"} // no stop_after: never stopped by the agent
+	slow := disconnectWatch{ID: "slow", StopAfter: 5 * time.Minute}
+	cases := []struct {
+		name   string
+		allocs []disconnectWatch
+		c      contact
+		now    time.Time
+		want   []string
+	}{
+		{"connected, long quiet gap between heartbeats", []disconnectWatch{train}, contact{Last: t0}, t0.Add(time.Hour), nil},
+		{"failing, not yet stop_after", []disconnectWatch{train}, contact{Last: t0, Failed: true}, t0.Add(2999 * time.Millisecond), nil},
+		{"failing, exactly stop_after", []disconnectWatch{train}, contact{Last: t0, Failed: true}, t0.Add(3 * time.Second), []string{"train"}},
+		{"failing, past stop_after", []disconnectWatch{train, web, slow}, contact{Last: t0, Failed: true}, t0.Add(10 * time.Second), []string{"train"}},
+		{"each group by its own stop_after", []disconnectWatch{slow, train, web}, contact{Last: t0, Failed: true}, t0.Add(6 * time.Minute), []string{"slow", "train"}},
+		{"already stopped", []disconnectWatch{{ID: "train", StopAfter: time.Second, Done: true}}, contact{Last: t0, Failed: true}, t0.Add(time.Minute), nil},
+		{"never registered", []disconnectWatch{train}, contact{Failed: true}, t0.Add(time.Hour), nil},
+		{"clock behind the last contact", []disconnectWatch{train}, contact{Last: t0, Failed: true}, t0.Add(-time.Minute), nil},
+		{"nothing to watch", nil, contact{Last: t0, Failed: true}, t0.Add(time.Hour), nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := disconnectStops(c.allocs, c.c, c.now)
+			var ids []string
+			for _, s := range got {
+				ids = append(ids, s.ID)
+				if !strings.Contains(s.Reason, "disconnected") || !strings.Contains(s.Reason, "disconnect.stop_after") {
+					t.Errorf("reason %q does not say the node was disconnected and which setting stopped it", s.Reason)
+				}
+			}
+			if !reflect.DeepEqual(ids, c.want) {
+				t.Fatalf("stops %v, want %v", ids, c.want)
+			}
+		})
+	}
+}
+
+// TestDisconnectStopsNeverBeforeStopAfter is the decision's invariant,
+// over a grid of inputs: an allocation is stopped only when an attempt
+// failed and at least its stop_after passed since the last accepted one.
+func TestDisconnectStopsNeverBeforeStopAfter(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, after := range []time.Duration{0, time.Millisecond, time.Second, 15 * time.Second, time.Hour} {
+		for _, gap := range []time.Duration{-time.Second, 0, 500 * time.Millisecond, time.Second, 14 * time.Second, 15 * time.Second, 2 * time.Hour} {
+			for _, failed := range []bool{false, true} {
+				got := disconnectStops([]disconnectWatch{{ID: "a", StopAfter: after}}, contact{Last: t0, Failed: failed}, t0.Add(gap))
+				want := failed && after > 0 && gap >= after
+				if (len(got) == 1) != want {
+					t.Errorf("stop_after %s, %s since the last contact, failed %v: stopped %v, want %v", after, gap, failed, len(got) == 1, want)
+				}
+			}
+		}
+	}
+}
