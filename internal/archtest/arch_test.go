@@ -74,7 +74,8 @@ var rules = []struct {
 // clock, no goroutines in their non-test files. The clock comes in as a
 // value (STYLE.md, lesson 1).
 var pure = []string{"internal/scheduler", "internal/reconcile", "internal/lifecycle", "internal/validate",
-	"internal/admission", "internal/acl", "internal/jobspec", "internal/defragplan"}
+	"internal/admission", "internal/acl", "internal/jobspec", "internal/defragplan",
+	"internal/server/evalstep", "internal/server/broker"}
 
 var (
 	pureForbiddenImports = []string{"os", "os/exec", "os/signal", "net", "net/http", "syscall"}

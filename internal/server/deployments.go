@@ -12,9 +12,7 @@ import (
 	"github.com/gantryhq/gantry/internal/acl"
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/jobspec"
-	"github.com/gantryhq/gantry/internal/reconcile"
 	"github.com/gantryhq/gantry/internal/state"
-	"github.com/google/uuid"
 )
 
 // Deployments: the reconciler decides (rolling.go in internal/reconcile);
@@ -23,17 +21,6 @@ import (
 // for an evaluation whenever their allocations change health, and
 // registers the stable version again when a deployment failed with
 // auto_revert.
-
-// deploymentInput adds what the reconciler needs about deployments.
-func (s *Server) deploymentInput(in *reconcile.Input, namespace, name string) {
-	if d, ok := s.store.LatestDeployment(namespace, name); ok {
-		in.Deployment = d
-	}
-	in.DeploymentID = uuid.NewString()
-	if in.Job != nil {
-		in.Stable = s.stableVersion(namespace, name, in.Job.Version)
-	}
-}
 
 // stableVersion is the newest version below `below` whose deployment
 // succeeded.
@@ -45,24 +32,6 @@ func (s *Server) stableVersion(namespace, name string, below uint64) *uint64 {
 		}
 	}
 	return nil
-}
-
-// markPlacements copies the deployment and canary marks of the
-// reconciler's placements onto the allocations the scheduler placed.
-func markPlacements(placed []*api.Allocation, wanted []reconcile.Placement) {
-	type key struct {
-		group string
-		index int
-	}
-	byKey := make(map[key]reconcile.Placement, len(wanted))
-	for _, p := range wanted {
-		byKey[key{p.Group, p.Index}] = p
-	}
-	for _, a := range placed {
-		if p, ok := byKey[key{a.Group, a.Index}]; ok {
-			a.DeploymentID, a.Canary = p.Deployment, p.Canary
-		}
-	}
 }
 
 // deploymentLoop runs while leading: it asks for an evaluation of a job

@@ -4,41 +4,20 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gantryhq/gantry/internal/server/evalstep"
 	"github.com/gantryhq/gantry/internal/state"
 )
 
-// evalErrClass is what the broker does with an evaluation that failed.
-type evalErrClass int
+// evalErrClass is what the broker does with an evaluation that failed
+// (evalstep.OnFailure decides from it).
+type evalErrClass = evalstep.Class
 
 const (
-	// failOnce: retrying cannot succeed (invalid input, a plan larger
-	// than a transaction may hold, a bug): the evaluation fails at once
-	// with the error's message.
-	failOnce evalErrClass = iota
-	// failPanic: the evaluation's processing panicked; it fails at once
-	// with the panic's message and is counted.
-	failPanic
-	// retry: the store changed under the plan or could not be reached;
-	// the evaluation is tried again after a backoff, a bounded number of
-	// times.
-	retry
-	// notLeader: this server no longer leads; it stops processing.
-	notLeader
+	failOnce  = evalstep.FailOnce
+	failPanic = evalstep.FailPanic
+	retry     = evalstep.Retry
+	notLeader = evalstep.NotLeader
 )
-
-func (c evalErrClass) String() string {
-	switch c {
-	case failOnce:
-		return "fail"
-	case failPanic:
-		return "panic"
-	case retry:
-		return "retry"
-	case notLeader:
-		return "not-leader"
-	}
-	return "unknown"
-}
 
 // classifyEvalErr says what an evaluation's error means. Only conflicts
 // and unavailability are worth retrying; everything else, ErrInvalid

@@ -95,7 +95,7 @@ func (s *Server) handleJobPlan(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	resp.JobVersion = planned.Version
-	p, err := s.planJob(r.Context(), job.Namespace, job.Name, &planned, "plan", s.now(), true)
+	p, err := s.planJob(r.Context(), &planned, s.now())
 	if err != nil {
 		return err
 	}
@@ -108,15 +108,15 @@ func (s *Server) handleJobPlan(w http.ResponseWriter, r *http.Request) error {
 		}
 		return resp.Groups[name]
 	}
-	for _, pl := range p.result.Place {
+	for _, pl := range p.Result.Place {
 		group(pl.Group).Place++
 	}
 	touched := map[string]bool{}
-	for _, st := range p.result.Stop {
+	for _, st := range p.Result.Stop {
 		group(st.Alloc.Group).Stop++
 		touched[st.Alloc.ID] = true
 	}
-	for _, a := range p.result.InPlace {
+	for _, a := range p.Result.InPlace {
 		touched[a.ID] = true
 		// A replica whose group changed only in count is kept as it is:
 		// moving it to the new version changes nothing about it.
@@ -140,8 +140,8 @@ func (s *Server) handleJobPlan(w http.ResponseWriter, r *http.Request) error {
 		}
 		group(a.Group).Keep++
 	}
-	resp.Failed = s.annotate(p.failed)
-	resp.Defrag = s.defragForPlan(&planned, p.failed)
+	resp.Failed = s.annotate(p.Failed)
+	resp.Defrag = s.defragForPlan(&planned, p.Failed)
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/server/broker"
+	"github.com/gantryhq/gantry/internal/server/evalstep"
 	"github.com/gantryhq/gantry/internal/state"
 	"github.com/google/uuid"
 )
@@ -84,10 +85,12 @@ func (s *Server) brokerLoop(ctx context.Context, fence *state.Fence) error {
 	s.invalidateWork() // whatever an earlier leadership knew is stale
 	s.learnJobs()      // the GPU policy's typical tasks, from the jobs in the store
 	failures := map[string]int{}
+	q, since := broker.New(), int64(-1)
 	for ctx.Err() == nil {
 		changed := s.store.Changed()
+		since = s.followEvals(q, since)
 		now := s.now()
-		e, wake := s.nextEval(now)
+		e, wake := s.nextEval(q, now)
 		if e == nil {
 			timer := time.NewTimer(wake)
 			select {
@@ -111,26 +114,23 @@ func (s *Server) brokerLoop(ctx context.Context, fence *state.Fence) error {
 			return nil
 		}
 		class := classifyEvalErr(err)
-		if class == notLeader {
+		failures[e.ID]++
+		cur, _ := s.store.Eval(e.ID)
+		f := evalstep.OnFailure(e, cur, class, failures[e.ID], err.Error(), s.now())
+		if f.StepDown {
 			return err
 		}
-		failures[e.ID]++
 		s.log.Error("evaluation failed", "eval", e.ID, "job", e.JobKey(), "attempt", failures[e.ID], "class", class.String(), "err", err)
-		if class == retry && failures[e.ID] < maxEvalAttempts {
+		if f.Backoff > 0 {
 			s.evalDone("error")
-			sleep(ctx, time.Duration(failures[e.ID])*200*time.Millisecond)
+			sleep(ctx, f.Backoff)
 			continue
 		}
-		if class == failPanic {
+		if f.Panic {
 			s.evalPanicked()
 		}
 		s.evalDone(api.EvalFailed)
-		f := *e
-		if cur, ok := s.store.Eval(e.ID); ok {
-			f = *cur
-		}
-		f.Status, f.StatusDescription, f.ModifyTime = api.EvalFailed, err.Error(), s.now()
-		rev, err := s.store.ApplyPlan(ctx, &state.PlanCommit{Fence: fence, Eval: &f})
+		rev, err := s.store.ApplyPlan(ctx, &state.PlanCommit{Fence: fence, Eval: f.Eval})
 		if errors.Is(err, state.ErrNotLeader) {
 			return err
 		}
@@ -143,10 +143,6 @@ func (s *Server) brokerLoop(ctx context.Context, fence *state.Fence) error {
 	}
 	return nil
 }
-
-// maxEvalAttempts bounds the tries of an evaluation whose errors are
-// worth retrying (conflicts, an unavailable store).
-const maxEvalAttempts = 5
 
 // processEvalSafely runs processEval, turning a panic anywhere in it (the
 // reconciler, the plan's assembly) into a failed evaluation instead of a
@@ -162,37 +158,34 @@ func (s *Server) processEvalSafely(ctx context.Context, fence *state.Fence, e *a
 	return s.processEval(ctx, fence, e)
 }
 
-// nextEval picks the next evaluation to run, or says how long to wait.
-func (s *Server) nextEval(now time.Time) (*api.Evaluation, time.Duration) {
-	wake := 5 * time.Second
+// followEvals brings the broker's queue up to the store's evaluations
+// changed after since, and returns the revision it now reflects.
+func (s *Server) followEvals(q *broker.Queue, since int64) int64 {
+	changed, gone, upTo, whole := s.store.EvalChanges(since)
+	if whole {
+		q.Reset()
+	}
+	for _, id := range gone {
+		q.Remove(id)
+	}
+	for _, e := range changed {
+		q.Upsert(e)
+	}
+	return upTo
+}
+
+// nextEval picks the next evaluation to run, or says how long to wait:
+// the queue's head, or, with queues defined, the first of the ready
+// evaluations in fair-share order.
+func (s *Server) nextEval(q *broker.Queue, now time.Time) (*api.Evaluation, time.Duration) {
 	capIdx := s.store.CapacityIndex()
-	var ready []*api.Evaluation
-	for _, e := range s.store.Evals("", "") {
-		switch e.Status {
-		case api.EvalPending:
-			if now.Before(e.WaitUntil) {
-				wake = min(wake, e.WaitUntil.Sub(now))
-				continue
-			}
-		case api.EvalBlocked:
-			if capIdx <= e.ModifyIndex {
-				continue
-			}
-		default:
-			continue
-		}
-		ready = append(ready, e)
+	if len(s.store.Queues()) == 0 {
+		return q.Next(now, capIdx)
 	}
+	ready := q.Ready(now, capIdx)
 	if len(ready) == 0 {
-		return nil, wake
+		return q.Next(now, capIdx)
 	}
-	sort.Slice(ready, func(i, j int) bool {
-		a, b := ready[i], ready[j]
-		if a.Priority != b.Priority {
-			return a.Priority > b.Priority
-		}
-		return a.ModifyIndex < b.ModifyIndex
-	})
 	return s.orderReady(ready)[0], 0
 }
 
@@ -284,17 +277,7 @@ func (s *Server) evalJobsOnNode(ctx context.Context, fence *state.Fence, nodeID,
 }
 
 func (s *Server) newEval(namespace, job, trigger string) *api.Evaluation {
-	now := s.now()
-	return &api.Evaluation{
-		ID:          uuid.NewString(),
-		Namespace:   namespace,
-		Job:         job,
-		Priority:    api.DefaultPriority,
-		TriggeredBy: trigger,
-		Status:      api.EvalPending,
-		CreateTime:  now,
-		ModifyTime:  now,
-	}
+	return evalstep.NewEval(uuid.NewString(), namespace, job, trigger, s.now())
 }
 
 // gcLoop removes evaluations and allocations nobody needs any more:

@@ -57,6 +57,10 @@ type Store struct {
 	aclTokens   map[string]*acl.Token  // by secret hash
 	aclPolicies map[string]*acl.Policy // by name
 	changed     chan struct{}          // closed and replaced on every change
+	// evalLog lists the evaluations changed after evalLogFrom, in
+	// revision order (evalfeed.go).
+	evalLog     []evalChange
+	evalLogFrom int64
 
 	versionsMu sync.Mutex
 	versions   map[string]*api.Job // job versions read, by key: immutable
@@ -133,6 +137,7 @@ func (s *Store) load(ctx context.Context) error {
 	}
 	s.rev = resp.Header.Revision
 	s.loadRev = s.rev
+	s.evalLog, s.evalLogFrom = nil, s.rev // readers of the feed start over
 	s.broadcastLocked()
 	return nil
 }
@@ -235,6 +240,7 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 			}
 		}
 	case kindEval:
+		s.logEvalLocked(kv.ModRevision, rest)
 		if deleted {
 			delete(s.evals, rest)
 			return

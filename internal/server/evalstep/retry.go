@@ -1,4 +1,4 @@
-package server
+package evalstep
 
 import (
 	"sort"
@@ -17,12 +17,12 @@ import (
 // ask again), and one that wants none removes the pending ones, which
 // have nothing left to do.
 
-// retryFollowUp decides the job's future retry evaluations after an
+// RetryFollowUp decides the job's future retry evaluations after an
 // evaluation asked for one at `at` (zero: none). pending are the job's
 // evaluations; self is the evaluation that just ran. It returns the
 // evaluation to write (a new one is made by the caller when create is
 // true) and the IDs of pending retries to remove.
-func retryFollowUp(pending []*api.Evaluation, self string, at, now time.Time) (put *api.Evaluation, create bool, drop []string) {
+func RetryFollowUp(pending []*api.Evaluation, self string, at, now time.Time) (put *api.Evaluation, create bool, drop []string) {
 	var future []*api.Evaluation
 	for _, e := range pending {
 		if e.ID != self && e.Status == api.EvalPending && e.TriggeredBy == api.TriggerRetry && now.Before(e.WaitUntil) {

@@ -1,4 +1,4 @@
-package server
+package evalstep
 
 import (
 	"slices"
@@ -42,7 +42,7 @@ func TestRetryFollowUp(t *testing.T) {
 			if c.at > 0 {
 				at = now.Add(c.at)
 			}
-			put, create, drop := retryFollowUp(c.pending, "self", at, now)
+			put, create, drop := RetryFollowUp(c.pending, "self", at, now)
 			if create != c.create || !slices.Equal(drop, c.drop) {
 				t.Errorf("create %v drop %v, want %v %v", create, drop, c.create, c.drop)
 			}
