@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/metrics"
 )
 
 // The qemu driver's end-to-end tests boot the project's own test guest
@@ -140,13 +141,15 @@ func getBody(url string) (string, error) {
 // the load balancer) and then: kill -9 of gantry dev and a restart keep
 // the same QEMU processes; a QEMU killed by pid is replaced per the
 // restart policy; job stop leaves no QEMU process, overlay or QMP socket,
-// and the base image is unchanged.
+// and the base image is unchanged. On the way, a VM's disk counters (QMP
+// query-blockstats) grow in the history and in the agent's
+// gantry_alloc_disk_* series when its guest reads its disk.
 func TestQEMUServiceLifecycle(t *testing.T) {
 	guest := vmGuest(t)
 	base := filepath.Join(guest, "disk.qcow2")
 	baseSum := fileSum(t, base)
 	lbPort := freePort(t)
-	c := StartDev(t, "--lb")
+	c := StartDev(t, "--lb", "--sample-interval", "2s")
 	t.Cleanup(func() { killVMs(t, c.DataDir) })
 
 	r := c.Gantry("job", "run", vmSpec(t, guest, lbPort))
@@ -172,6 +175,8 @@ func TestQEMUServiceLifecycle(t *testing.T) {
 		body, err := getBody(lb)
 		return err == nil && strings.Contains(body, `"kind":"vm"`)
 	})
+
+	checkVMDiskCounters(t, c, c.Allocs("vm")[0])
 
 	// The serial console is the task's log.
 	id := c.Allocs("vm")[0].ID
@@ -304,4 +309,84 @@ groups:
 		t.Fatalf("job stop: %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	c.Eventually(60*time.Second, "the VM gone", func() bool { return len(qemuProcs(t, c.DataDir)) == 0 })
+}
+
+// vmDisk is the last history sample of an allocation's virtual disk
+// virtio0 (its image's overlay), nil before the first.
+func vmDisk(t *testing.T, c *Cluster, alloc string) *api.DiskSample {
+	var m api.AllocMetricsResponse
+	if err := c.GetJSON("/v1/allocations/"+alloc+"/metrics", &m); err != nil {
+		return nil
+	}
+	for i := len(m.Samples) - 1; i >= 0; i-- {
+		for _, ts := range m.Samples[i].Tasks {
+			for _, d := range ts.Disks {
+				if ts.Task == "guest" && d.Device == "virtio0" {
+					return &d
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// checkVMDiskCounters makes a VM's guest read 1 MiB of its disk and write
+// 64 KiB (the test guest's /disk endpoint, through its forwarded port) and
+// waits for the counters to grow by at least that much, first in the
+// server's history, then in the agent's Prometheus series.
+func checkVMDiskCounters(t *testing.T, c *Cluster, a *api.Allocation) {
+	t.Helper()
+	var before *api.DiskSample
+	c.Eventually(30*time.Second, "the VM's disk counters in the allocation's history", func() bool {
+		before = vmDisk(t, c, a.ID)
+		return before != nil
+	})
+	if before.ReadBytes == 0 || before.ReadOps == 0 {
+		t.Errorf("disk counters before any request: %+v, want the boot's reads (the kernel reads the partition table)", before)
+	}
+	p, ok := a.Resources["guest"].Port("http")
+	if !ok {
+		t.Fatalf("allocation %s has no http port: %+v", a.ShortID(), a.Resources["guest"])
+	}
+	disk := fmt.Sprintf("http://127.0.0.1:%d/disk", p.Host)
+	if body, err := getBody(disk); err != nil || !strings.Contains(body, `"read":1048576`) {
+		t.Fatalf("GET %s: %q %v", disk, body, err)
+	}
+	resp, err := http.Post(disk+"?bytes=65536", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %s", disk, resp.Status)
+	}
+	var after *api.DiskSample
+	c.Eventually(30*time.Second, "the disk counters to count the guest's 1 MiB read and 64 KiB write", func() bool {
+		after = vmDisk(t, c, a.ID)
+		return after != nil && after.ReadBytes >= before.ReadBytes+1<<20 && after.ReadOps > before.ReadOps &&
+			after.WriteBytes >= before.WriteBytes+64<<10 && after.WriteOps > before.WriteOps
+	})
+	t.Logf("VM %s disk virtio0: before %+v, after %+v", a.ShortID(), *before, *after)
+
+	var n api.Node
+	if err := c.GetJSON("/v1/nodes/"+c.NodeID, &n); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(30*time.Second, "the agent's gantry_alloc_disk_* series of the VM", func() bool {
+		fams := scrapeMetrics(t, "http://"+n.HTTPAddr+"/metrics")
+		for name, least := range map[string]int64{metrics.AllocDiskReadBytes: after.ReadBytes, metrics.AllocDiskWrittenBytes: after.WriteBytes,
+			metrics.AllocDiskReads: after.ReadOps, metrics.AllocDiskWrites: after.WriteOps} {
+			found := false
+			for _, m := range fams[name].GetMetric() {
+				l := labelsOf(m)
+				if l["alloc"] == a.ID && l["task"] == "guest" && l["device"] == "virtio0" && l["job"] == "vm" && m.GetCounter().GetValue() >= float64(least) {
+					found = true
+				}
+			}
+			if !found {
+				return false
+			}
+		}
+		return true
+	})
 }

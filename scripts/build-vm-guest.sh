@@ -9,7 +9,8 @@
 #                       no install hooks run and no root is needed)
 #   OUT_DIR/initrd.img  an initramfs: /init is cmd/gantry-guest-init (a
 #                       static Go program), plus the virtio network
-#                       modules, and the ACPI button and evdev modules for
+#                       modules, virtio_blk (the job's disk, /dev/vda),
+#                       and the ACPI button and evdev modules for
 #                       a graceful power-down, each decompressed if the
 #                       package ships them .ko.xz or .ko.zst
 #   OUT_DIR/disk.qcow2  a small empty qcow2 disk for the image form of a job
@@ -29,7 +30,7 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
 # The modules to load, in this order: each one's depends= come before it.
-modules=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net button evdev)
+modules=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk button evdev)
 
 stamp="$(cd "$root" && cat cmd/gantry-guest-init/*.go cmd/gantry-guest-init/mkinitramfs/*.go scripts/build-vm-guest.sh | sha256sum | cut -c1-16)"
 if [[ -s "$out/vmlinuz" && -s "$out/initrd.img" && -s "$out/disk.qcow2" && "$(cat "$out/stamp" 2>/dev/null)" == "$stamp" ]]; then

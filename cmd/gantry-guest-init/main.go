@@ -14,6 +14,12 @@
 //
 //	GET /          {"hostname":…,"kind":"vm","count":N,"version":…}
 //	GET /healthz   200 "ok"
+//	GET /disk      reads the first MiB of the virtual disk /dev/vda (the
+//	               job's image, through virtio_blk), its buffer cache
+//	               dropped first so every request reaches the device:
+//	               {"device":"/dev/vda","read":N}; ?bytes=N reads N
+//	               (at most 16 MiB); POST writes zeros there instead and
+//	               syncs them ({"written":N}); 404 when the VM has no disk
 //
 // An ACPI power-button press (QMP system_powerdown, sent by the qemu
 // driver's graceful stop) powers the guest off. If anything fails it says
@@ -110,6 +116,7 @@ func run() error {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"hostname": host, "kind": "vm", "count": count.Add(1), "version": version})
 	})
+	mux.HandleFunc("/disk", serveDisk)
 	return (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
 }
 
@@ -230,4 +237,47 @@ func watchPowerButton() {
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// blkflsbuf is the BLKFLSBUF ioctl: drop a block device's buffer cache.
+const blkflsbuf = 0x1261
+
+// serveDisk reads (GET) or writes (POST) the start of /dev/vda, so that a
+// test can make the guest use its disk and watch the VM's disk counters.
+func serveDisk(w http.ResponseWriter, r *http.Request) {
+	const dev = "/dev/vda"
+	n := 1 << 20
+	if v, err := strconv.Atoi(r.URL.Query().Get("bytes")); err == nil && v > 0 && v <= 16<<20 {
+		n = v
+	}
+	flag := os.O_RDONLY
+	if r.Method == http.MethodPost {
+		flag = os.O_WRONLY
+	}
+	f, err := os.OpenFile(dev, flag, 0)
+	if err != nil {
+		http.Error(w, "this VM has no disk "+dev+": "+err.Error(), http.StatusNotFound)
+		return
+	}
+	defer f.Close()
+	buf := make([]byte, n)
+	var done int
+	if r.Method == http.MethodPost {
+		if done, err = f.WriteAt(buf, 0); err == nil {
+			err = f.Sync()
+		}
+	} else {
+		syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), blkflsbuf, 0)
+		done, err = f.ReadAt(buf, 0)
+	}
+	if err != nil {
+		http.Error(w, dev+": "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	key := "read"
+	if r.Method == http.MethodPost {
+		key = "written"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"device": dev, key: done})
 }

@@ -147,6 +147,13 @@ func (s *sampler) sampleOnce(ctx context.Context) {
 		}
 		seen[t.h.ID] = true
 		r := metrics.AllocReading{Holder: t.holder, Task: t.task, CPUMilli: math.NaN(), MemoryBytes: float64(ts.MemoryBytes)}
+		var disks []api.DiskSample
+		for _, d := range ts.Disks {
+			r.Disks = append(r.Disks, metrics.DiskReading{Device: d.Device, ReadBytes: float64(d.ReadBytes), WriteBytes: float64(d.WriteBytes),
+				ReadOps: float64(d.ReadOps), WriteOps: float64(d.WriteOps)})
+			disks = append(disks, api.DiskSample{Device: d.Device, ReadBytes: int64(d.ReadBytes), WriteBytes: int64(d.WriteBytes),
+				ReadOps: int64(d.ReadOps), WriteOps: int64(d.WriteOps)})
+		}
 		s.mu.Lock()
 		if p, ok := s.prevTask[t.h.ID]; ok && now.After(p.at) && ts.CPU >= p.cpu {
 			r.CPUMilli = math.Round(float64(ts.CPU-p.cpu) / float64(now.Sub(p.at)) * 1000)
@@ -154,7 +161,7 @@ func (s *sampler) sampleOnce(ctx context.Context) {
 		s.prevTask[t.h.ID] = taskCPU{cpu: ts.CPU, at: now}
 		s.mu.Unlock()
 		snap.Allocs = append(snap.Allocs, r)
-		as := api.AllocSample{Alloc: t.holder.Alloc, Task: t.task, MemoryBytes: int64(ts.MemoryBytes)}
+		as := api.AllocSample{Alloc: t.holder.Alloc, Task: t.task, MemoryBytes: int64(ts.MemoryBytes), Disks: disks}
 		if !math.IsNaN(r.CPUMilli) {
 			cpu := int(r.CPUMilli)
 			as.CPUUsed = &cpu

@@ -403,6 +403,12 @@ func TaskMemory(t *Task) int {
 	return t.Resources.Memory
 }
 
+// QEMUVCPUs is the number of vCPUs a qemu task of cpu millicores gets:
+// rounded up, at least 1.
+func QEMUVCPUs(milli int) int {
+	return max(1, (milli+999)/1000)
+}
+
 // QEMU accelerators.
 const (
 	AccelAuto = "auto" // KVM when /dev/kvm opens read-write, else TCG

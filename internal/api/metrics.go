@@ -24,6 +24,20 @@ type AllocSample struct {
 	Task        string `json:"task"`
 	CPUUsed     *int   `json:"cpu_used,omitempty"` // millicores over the last interval; absent on a task's first reading
 	MemoryBytes int64  `json:"memory_bytes"`
+	// Disks are a VM's virtual disks (qemu tasks); absent for tasks
+	// without any.
+	Disks []DiskSample `json:"disks,omitempty"`
+}
+
+// DiskSample is one virtual disk of a VM: the guest's reads and writes
+// since the VM started, as QEMU counts them (QMP query-blockstats). The
+// counters only grow while the VM runs; a restarted VM starts at 0.
+type DiskSample struct {
+	Device     string `json:"device"` // QEMU's name for it, "virtio0"
+	ReadBytes  int64  `json:"read_bytes"`
+	WriteBytes int64  `json:"write_bytes"`
+	ReadOps    int64  `json:"read_ops"`
+	WriteOps   int64  `json:"write_ops"`
 }
 
 // GPUSample is one reading of one GPU. A figure the GPU does not report

@@ -16,4 +16,18 @@ type Stats interface {
 type TaskStats struct {
 	CPU         time.Duration // CPU time used since the task started
 	MemoryBytes uint64        // memory in use now (resident, or the cgroup's charge)
+	// Disks are a VM's virtual disks (the qemu driver); nil for drivers
+	// whose tasks have none.
+	Disks []DiskStats
+}
+
+// DiskStats is one virtual disk's counters since the VM started, as its
+// emulator counts the guest's requests (QEMU: QMP query-blockstats). They
+// only grow, so the caller derives rates from two readings.
+type DiskStats struct {
+	Device     string // the emulator's name for the disk ("virtio0")
+	ReadBytes  uint64
+	WriteBytes uint64
+	ReadOps    uint64
+	WriteOps   uint64
 }

@@ -50,7 +50,9 @@ func TestNodeCollectorDCGMNames(t *testing.T) {
 				Util: nan, FBUsed: 512, FBFree: 19000, Power: nan, Temp: nan,
 				Holders: []Holder{{"ml", "infer", "api", "alloc-2"}}},
 		},
-		Allocs: []AllocReading{{Holder: Holder{"default", "train", "workers", "alloc-1"}, Task: "main", CPUMilli: 250, MemoryBytes: 64 << 20}},
+		Allocs: []AllocReading{{Holder: Holder{"default", "train", "workers", "alloc-1"}, Task: "main", CPUMilli: 250, MemoryBytes: 64 << 20},
+			{Holder: Holder{"default", "legacy", "vm", "alloc-3"}, Task: "vm", CPUMilli: 900, MemoryBytes: 300 << 20,
+				Disks: []DiskReading{{Device: "virtio0", ReadBytes: 4198912, WriteBytes: 65536, ReadOps: 6, WriteOps: 1}}}},
 	}
 	r := NewRegistry()
 	if err := r.Register(NewNodeCollector(func() *Snapshot { return snap })); err != nil {
@@ -102,7 +104,7 @@ func TestNodeCollectorDCGMNames(t *testing.T) {
 	}
 	for _, name := range []string{AllocCPUUsed, AllocMemoryUsed} {
 		f := fams[name]
-		if f == nil || len(f.Metric) != 1 {
+		if f == nil || len(f.Metric) != 2 {
 			t.Fatalf("%s: %v", name, f)
 		}
 		got := labels(f.Metric[0])
@@ -113,6 +115,16 @@ func TestNodeCollectorDCGMNames(t *testing.T) {
 		sort.Strings(keys)
 		if !reflect.DeepEqual(keys, []string{"alloc", "group", "job", "namespace", "task"}) || got["alloc"] != "alloc-1" {
 			t.Errorf("%s labels %v", name, got)
+		}
+	}
+	for name, v := range map[string]float64{AllocDiskReadBytes: 4198912, AllocDiskWrittenBytes: 65536, AllocDiskReads: 6, AllocDiskWrites: 1} {
+		f := fams[name]
+		if f == nil || len(f.Metric) != 1 || f.GetType() != dto.MetricType_COUNTER {
+			t.Fatalf("%s: %v (one counter, for the VM's one disk)", name, f)
+		}
+		want := map[string]string{"namespace": "default", "job": "legacy", "group": "vm", "alloc": "alloc-3", "task": "vm", "device": "virtio0"}
+		if got := labels(f.Metric[0]); !reflect.DeepEqual(got, want) || f.Metric[0].GetCounter().GetValue() != v {
+			t.Errorf("%s: labels %v value %v, want %v %v", name, got, f.Metric[0].GetCounter().GetValue(), want, v)
 		}
 	}
 	if fams["go_goroutines"] == nil {

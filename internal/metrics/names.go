@@ -34,10 +34,21 @@ const (
 const (
 	AllocCPUUsed    = "gantry_alloc_cpu_used_millicores"
 	AllocMemoryUsed = "gantry_alloc_memory_used_bytes"
+
+	// A VM's virtual disks (qemu tasks), counters since the VM started,
+	// labelled AllocDiskLabels.
+	AllocDiskReadBytes    = "gantry_alloc_disk_read_bytes_total"
+	AllocDiskWrittenBytes = "gantry_alloc_disk_written_bytes_total"
+	AllocDiskReads        = "gantry_alloc_disk_reads_total"
+	AllocDiskWrites       = "gantry_alloc_disk_writes_total"
 )
 
 // AllocLabels are the labels of the per-allocation series.
 var AllocLabels = []string{"namespace", "job", "group", "alloc", "task"}
+
+// AllocDiskLabels are the labels of a VM's disk series: AllocLabels and
+// the disk's device name.
+var AllocDiskLabels = append(append([]string(nil), AllocLabels...), "device")
 
 // Server series.
 const (

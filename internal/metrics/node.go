@@ -38,6 +38,13 @@ type AllocReading struct {
 	Task        string
 	CPUMilli    float64
 	MemoryBytes float64
+	Disks       []DiskReading // a VM's virtual disks
+}
+
+// DiskReading is one virtual disk's counters since its VM started.
+type DiskReading struct {
+	Device                                   string
+	ReadBytes, WriteBytes, ReadOps, WriteOps float64
 }
 
 // Snapshot is what an agent last sampled.
@@ -60,6 +67,8 @@ type nodeCollector struct {
 	cpuUsed, cpuTotal, memUsed, memTotal    *prometheus.Desc
 	diskUsed, diskTotal, gpus, gpuUnhealthy *prometheus.Desc
 	allocCPU, allocMem                      *prometheus.Desc
+	diskRead, diskWritten, diskReads        *prometheus.Desc
+	diskWrites                              *prometheus.Desc
 }
 
 var gpuHelp = map[string]string{
@@ -90,6 +99,10 @@ func NewNodeCollector(src func() *Snapshot) prometheus.Collector {
 	c.gpuUnhealthy = prometheus.NewDesc(NodeGPUHealth, "1 for each GPU that takes no new work, with the reason.", []string{"node", "gpu", "UUID", "reason"}, nil)
 	c.allocCPU = prometheus.NewDesc(AllocCPUUsed, "CPU time a task used over the last sampling interval, in millicores.", AllocLabels, nil)
 	c.allocMem = prometheus.NewDesc(AllocMemoryUsed, "Memory a task uses, in bytes.", AllocLabels, nil)
+	c.diskRead = prometheus.NewDesc(AllocDiskReadBytes, "Bytes a VM's guest read from a virtual disk since the VM started (QEMU query-blockstats).", AllocDiskLabels, nil)
+	c.diskWritten = prometheus.NewDesc(AllocDiskWrittenBytes, "Bytes a VM's guest wrote to a virtual disk since the VM started (QEMU query-blockstats).", AllocDiskLabels, nil)
+	c.diskReads = prometheus.NewDesc(AllocDiskReads, "Read requests a VM's guest made to a virtual disk since the VM started.", AllocDiskLabels, nil)
+	c.diskWrites = prometheus.NewDesc(AllocDiskWrites, "Write requests a VM's guest made to a virtual disk since the VM started.", AllocDiskLabels, nil)
 	return c
 }
 
@@ -97,7 +110,8 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.gpu {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{c.cpuUsed, c.cpuTotal, c.memUsed, c.memTotal, c.diskUsed, c.diskTotal, c.gpus, c.gpuUnhealthy, c.allocCPU, c.allocMem} {
+	for _, d := range []*prometheus.Desc{c.cpuUsed, c.cpuTotal, c.memUsed, c.memTotal, c.diskUsed, c.diskTotal, c.gpus, c.gpuUnhealthy, c.allocCPU, c.allocMem,
+		c.diskRead, c.diskWritten, c.diskReads, c.diskWrites} {
 		ch <- d
 	}
 }
@@ -107,6 +121,10 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ..
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -160,5 +178,12 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, a := range s.Allocs {
 		gauge(ch, c.allocCPU, a.CPUMilli, a.Namespace, a.Job, a.Group, a.Alloc, a.Task)
 		gauge(ch, c.allocMem, a.MemoryBytes, a.Namespace, a.Job, a.Group, a.Alloc, a.Task)
+		for _, d := range a.Disks {
+			l := []string{a.Namespace, a.Job, a.Group, a.Alloc, a.Task, d.Device}
+			counter(ch, c.diskRead, d.ReadBytes, l...)
+			counter(ch, c.diskWritten, d.WriteBytes, l...)
+			counter(ch, c.diskReads, d.ReadOps, l...)
+			counter(ch, c.diskWrites, d.WriteOps, l...)
+		}
 	}
 }

@@ -61,7 +61,7 @@ func (s *Server) vsphereInit() {
 	s.vs.wake = make(chan struct{}, 1)
 	s.vs.drained = map[string]bool{}
 	s.vs.opts = vsphere.Options{Interval: s.cfg.VSphere.Interval, History: s.cfg.VSphere.History, HistoryInterval: s.cfg.VSphere.HistoryInterval}
-	s.registry.MustRegister(vsphere.NewMetrics(s.vsphereCollectors))
+	s.registry.MustRegister(vsphere.NewMetrics(s.vsphereCollectors, s.leaderGantryVMs))
 }
 
 // vsphereCollectors lists the running collectors by connection name.
@@ -337,6 +337,10 @@ func (s *Server) handleVSphereAdd(w http.ResponseWriter, r *http.Request) error 
 	}
 	if !api.ValidName(req.Name) {
 		return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("connection name %q %s", req.Name, api.NameRule), field: "name"}
+	}
+	if req.Name == vsphere.GantrySource {
+		return &httpError{status: http.StatusBadRequest, field: "name",
+			msg: fmt.Sprintf("connection name %q is reserved for Gantry's own VMs (their gantry_vsphere_* series carry vcenter=%q); choose another", req.Name, vsphere.GantrySource)}
 	}
 	c := vsphere.Connection{Name: req.Name, URL: req.URL, User: req.User, Password: req.Password, CACert: req.CACert,
 		Insecure: req.Insecure, DrainOnMaintenance: req.DrainOnMaintenance, CreateTime: s.now()}

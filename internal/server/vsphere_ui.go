@@ -4,7 +4,9 @@ import (
 	"net/http"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/state"
 	"github.com/gantryhq/gantry/internal/ui"
+	"github.com/gantryhq/gantry/internal/vsphere"
 )
 
 // handleUIVirtualization renders the Virtualization page from the
@@ -17,5 +19,39 @@ func (s *Server) handleUIVirtualization(w http.ResponseWriter, r *http.Request) 
 			return h.Samples
 		}))
 	}
+	p.Gantry = ui.BuildGantry(s.gantryVMs(), s.history.Get)
 	return s.renderUI(w, "virtualization", p)
+}
+
+// leaderGantryVMs is gantryVMs on the leader and nothing elsewhere: like
+// the vCenter series, the Gantry VMs' series come from one server, so
+// that a sum over servers counts each VM once.
+func (s *Server) leaderGantryVMs() []vsphere.GantryVM {
+	if !s.IsLeader() {
+		return nil
+	}
+	return s.gantryVMs()
+}
+
+// gantryVMs lists Gantry's own VMs (qemu tasks of live allocations) as
+// the Virtualization page and the gantry_vsphere_vm_* series show them,
+// from the store's view and the node history this server holds.
+func (s *Server) gantryVMs() []vsphere.GantryVM {
+	return vsphere.GantryVMs(vsphere.GantryState{
+		Allocs: s.store.Allocs(state.AllocFilter{}),
+		Job:    s.store.Job,
+		NodeName: func(id string) string {
+			if n, ok := s.store.Node(id); ok {
+				return n.Name
+			}
+			return ""
+		},
+		Latest: func(node string) (api.NodeSample, bool) {
+			h := s.history.Get(node)
+			if len(h) == 0 {
+				return api.NodeSample{}, false
+			}
+			return h[len(h)-1], true
+		},
+	})
 }

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/vsphere"
 )
 
 // VirtualizationPage is the Virtualization page: every vCenter with its
@@ -10,6 +11,9 @@ import (
 type VirtualizationPage struct {
 	Base
 	VCenters []VCenterView
+	// Gantry is Gantry's own VMs (qemu tasks), the section beside the
+	// vCenters.
+	Gantry GantryView
 	// NotLeader is set on a server that does not lead: only the leader
 	// collects.
 	NotLeader bool
@@ -83,6 +87,84 @@ func BuildVCenter(st api.VSphereStatus, history func(hostID string) []api.VSpher
 	}
 	if len(cpu.Series) > 0 {
 		v.Charts = []Chart{cpu, ready, mem}
+	}
+	return v
+}
+
+// GantryView is the Virtualization page's Gantry section: Gantry's own
+// VMs under the nodes that run them, in the columns of a vCenter's VMs,
+// and the history of their CPU and memory usage.
+type GantryView struct {
+	Hosts  []GantryHost
+	Charts []Chart
+	// Count is how many VMs there are; Shown how many are listed (at
+	// most MaxGantryVMs).
+	Count, Shown int
+}
+
+// GantryHost is a Gantry node with the VMs it runs.
+type GantryHost struct {
+	Name   string
+	NodeID string
+	VMs    []vsphere.GantryVM
+}
+
+// MaxGantryVMs bounds the Gantry VMs the page lists.
+const MaxGantryVMs = 200
+
+// BuildGantry groups Gantry's VMs (sorted by host, as vsphere.GantryVMs
+// returns them) under their nodes and draws the history of the first
+// ones from their nodes' samples: CPU usage in percent of their vCPUs
+// and memory usage in percent of their RAM, as in their Latest figures.
+func BuildGantry(vms []vsphere.GantryVM, history func(nodeID string) []api.NodeSample) GantryView {
+	v := GantryView{Count: len(vms)}
+	for i, vm := range vms {
+		if i >= MaxGantryVMs {
+			break
+		}
+		if n := len(v.Hosts); n == 0 || v.Hosts[n-1].NodeID != vm.NodeID {
+			v.Hosts = append(v.Hosts, GantryHost{Name: vm.Host, NodeID: vm.NodeID})
+		}
+		h := &v.Hosts[len(v.Hosts)-1]
+		h.VMs = append(h.VMs, vm)
+		v.Shown++
+	}
+	cpu := Chart{ID: "gantry-vm-cpu", Title: "Gantry VM CPU usage", Unit: "%", Max: 100}
+	mem := Chart{ID: "gantry-vm-mem", Title: "Gantry VM memory usage", Unit: "%"}
+	hist := map[string][]api.NodeSample{}
+	for i, vm := range vms {
+		if i >= maxChartHosts {
+			break
+		}
+		samples, ok := hist[vm.NodeID]
+		if !ok {
+			samples = history(vm.NodeID)
+			hist[vm.NodeID] = samples
+		}
+		sc, sm := Series{Name: vm.Name}, Series{Name: vm.Name}
+		for _, ns := range samples {
+			for _, t := range ns.Allocs {
+				if t.Alloc != vm.Alloc || t.Task != vm.Task {
+					continue
+				}
+				x := vsphere.GantrySample(vm.VSphereVM, ns.Time, t)
+				if t.CPUUsed != nil {
+					sc.Points = append(sc.Points, Point{ns.Time, float64(x.CPUUsage)})
+				}
+				sm.Points = append(sm.Points, Point{ns.Time, float64(x.MemUsage)})
+			}
+		}
+		if len(sc.Points) > 0 {
+			cpu.Series = append(cpu.Series, sc)
+		}
+		if len(sm.Points) > 0 {
+			mem.Series = append(mem.Series, sm)
+		}
+	}
+	for _, c := range []Chart{cpu, mem} {
+		if len(c.Series) > 0 {
+			v.Charts = append(v.Charts, c)
+		}
 	}
 	return v
 }

@@ -29,9 +29,10 @@ var perfSeries = []struct {
 }
 
 // Metrics is the Prometheus collector of every running Collector's
-// inventory and latest samples.
+// inventory and latest samples, and of Gantry's own VMs.
 type Metrics struct {
 	collectors func() []*Collector
+	gantry     func() []GantryVM
 	up         *prometheus.Desc
 	hostUp     *prometheus.Desc
 	hostMaint  *prometheus.Desc
@@ -41,10 +42,14 @@ type Metrics struct {
 	host, vm   []*prometheus.Desc
 }
 
-// NewMetrics serves the series of the collectors the function returns.
-func NewMetrics(collectors func() []*Collector) *Metrics {
+// NewMetrics serves the series of the collectors the first function
+// returns, and those of the VMs the second returns (nil: none) under
+// vcenter="gantry": gantry_vsphere_vm_powered_on, and of the performance
+// series only the two Gantry measures, CPU and memory usage.
+func NewMetrics(collectors func() []*Collector, gantry func() []GantryVM) *Metrics {
 	m := &Metrics{
 		collectors: collectors,
+		gantry:     gantry,
 		up:         prometheus.NewDesc("gantry_vsphere_up", "1 while the vCenter connection is up, 0 while it is retried.", vcenterLabels, nil),
 		hostUp:     prometheus.NewDesc("gantry_vsphere_host_connected", "1 while the ESXi host is connected to vCenter.", hostLabels, nil),
 		hostMaint:  prometheus.NewDesc("gantry_vsphere_host_maintenance", "1 while the ESXi host is in maintenance mode.", hostLabels, nil),
@@ -114,4 +119,21 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		c.mu.RUnlock()
 	}
+	if m.gantry == nil {
+		return
+	}
+	for _, v := range m.gantry() {
+		ls := []string{GantrySource, v.Datacenter, v.Cluster, v.Host, v.Name}
+		ch <- prometheus.MustNewConstMetric(m.vmOn, prometheus.GaugeValue, b2f(v.PowerState == "poweredOn"), ls...)
+		if s := v.Latest; s != nil {
+			ch <- prometheus.MustNewConstMetric(m.vm[gantryCPU], prometheus.GaugeValue, float64(s.CPUUsage), ls...)
+			ch <- prometheus.MustNewConstMetric(m.vm[gantryMem], prometheus.GaugeValue, float64(s.MemUsage), ls...)
+		}
+	}
 }
+
+// The perfSeries Gantry's VMs have.
+const (
+	gantryCPU = 0 // cpu_usage_percent
+	gantryMem = 2 // memory_usage_percent
+)

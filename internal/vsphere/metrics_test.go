@@ -36,7 +36,7 @@ func TestMetricNamesAndLabels(t *testing.T) {
 	run(t, c)
 	eventually(t, 30*time.Second, "a performance round", func() bool { return c.Status(false).RoundDuration > 0 })
 	reg := metrics.NewBareRegistry()
-	reg.MustRegister(vsphere.NewMetrics(func() []*vsphere.Collector { return []*vsphere.Collector{c} }))
+	reg.MustRegister(vsphere.NewMetrics(func() []*vsphere.Collector { return []*vsphere.Collector{c} }, nil))
 	fams, err := reg.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@ type Plan struct {
 
 // VCPUs is the number of vCPUs for cpu millicores: rounded up, at least 1.
 func VCPUs(milli int) int {
-	return max(1, (milli+999)/1000)
+	return api.QEMUVCPUs(milli)
 }
 
 // NewPlan resolves a task's config into a Plan. kvm says whether the node

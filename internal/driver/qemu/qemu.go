@@ -432,9 +432,24 @@ func (d *Driver) Logs(ctx context.Context, h *driver.Handle, opts driver.LogOpti
 	return d.exec.Logs(ctx, h, opts)
 }
 
-// Stats implements driver.Stats: the QEMU process's CPU time and memory.
+// Stats implements driver.Stats: the QEMU process's CPU time and memory,
+// and each virtual disk's counters from QMP query-blockstats. A QMP that
+// does not answer leaves the disks out rather than the whole reading.
+//
+// There are no network counters: with user-mode networking QEMU counts
+// no bytes anywhere QMP can read (query-rx-filter is the NIC's filter
+// table, query-stats serves KVM's counters only, and nothing counts per
+// netdev), and the QEMU process's /proc/<pid>/net/dev is the host
+// namespace's interfaces, not the guest's traffic.
 func (d *Driver) Stats(ctx context.Context, h *driver.Handle) (*driver.TaskStats, error) {
-	return d.exec.Stats(ctx, h)
+	st, err := d.exec.Stats(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	if disks, err := queryBlockStats(ctx, qmpPath(h)); err == nil && len(disks) > 0 {
+		st.Disks = disks
+	}
+	return st, nil
 }
 
 // ErrNoExec is Exec's answer: a VM has no agent to run commands in.

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/gantryhq/gantry/internal/driver"
 )
 
 // qmpConn is a QMP session: the greeting read, capabilities negotiated,
@@ -133,4 +135,52 @@ func queryStatus(ctx context.Context, path string) (string, error) {
 		return "", fmt.Errorf("QMP query-status: %w", err)
 	}
 	return st.Status, nil
+}
+
+// queryBlockStats is QMP query-blockstats: the guest's read and write
+// counters of each virtual disk since QEMU started.
+func queryBlockStats(ctx context.Context, path string) ([]driver.DiskStats, error) {
+	raw, err := qmpDo(ctx, path, "query-blockstats")
+	if err != nil {
+		return nil, err
+	}
+	return parseBlockStats(raw)
+}
+
+// parseBlockStats reads query-blockstats's answer. Only each device's own
+// "stats" count: they are the guest's requests as the device model made
+// them. The nested "parent" and "backing" entries are the image layers
+// below (the overlay file, the base image) and would count the same
+// reads again, differently.
+func parseBlockStats(raw json.RawMessage) ([]driver.DiskStats, error) {
+	var devs []struct {
+		Device   string `json:"device"`
+		QDev     string `json:"qdev"`
+		NodeName string `json:"node-name"`
+		Stats    *struct {
+			RdBytes      uint64 `json:"rd_bytes"`
+			WrBytes      uint64 `json:"wr_bytes"`
+			RdOperations uint64 `json:"rd_operations"`
+			WrOperations uint64 `json:"wr_operations"`
+		} `json:"stats"`
+	}
+	if err := json.Unmarshal(raw, &devs); err != nil {
+		return nil, fmt.Errorf("QMP query-blockstats: %w", err)
+	}
+	out := make([]driver.DiskStats, 0, len(devs))
+	for _, d := range devs {
+		if d.Stats == nil {
+			continue
+		}
+		name := d.Device
+		if name == "" {
+			name = d.QDev
+		}
+		if name == "" {
+			name = d.NodeName
+		}
+		out = append(out, driver.DiskStats{Device: name, ReadBytes: d.Stats.RdBytes, WriteBytes: d.Stats.WrBytes,
+			ReadOps: d.Stats.RdOperations, WriteOps: d.Stats.WrOperations})
+	}
+	return out, nil
 }

@@ -1,0 +1,104 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/jobspec"
+	"github.com/gantryhq/gantry/internal/scheduler/schedtest"
+	"github.com/gantryhq/gantry/internal/state"
+)
+
+// TestGantryVMsOnVirtualizationPage (issue 18 item 7): a qemu task placed
+// by a real server is on the Virtualization page under its node, with its
+// vCPUs, memory, power state and usage from the node's history, and in
+// the gantry_vsphere_vm_* series with vcenter="gantry"; a vCenter
+// connection cannot take that name.
+func TestGantryVMsOnVirtualizationPage(t *testing.T) {
+	s := startTestServer(t, Config{})
+	base := "http://" + s.Addr()
+	ctx := context.Background()
+	n := schedtest.Node("n1")
+	n.Drivers[api.DriverQEMU] = api.DriverInfo{Detected: true, Healthy: true}
+	if err := s.store.RegisterNode(ctx, n, time.Minute, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the node in the store", func() bool { return len(s.store.Nodes()) == 1 })
+	job, err := jobspec.Parse("vm.yaml", []byte(`{"name":"legacy","groups":[{"name":"app","tasks":[
+		{"name":"guest","driver":"qemu","config":{"kernel":"/k","accelerator":"tcg"},"resources":{"cpu":1500,"memory":256}},
+		{"name":"side","driver":"exec","config":{"command":"/bin/sleep","args":["1000"]},"resources":{"cpu":10,"memory":10}}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.store.RegisterJob(ctx, job, s.newEval("default", "legacy", api.TriggerJobRegister), s.now()); err != nil {
+		t.Fatal(err)
+	}
+	var a *api.Allocation
+	waitFor(t, "the VM's allocation", func() bool {
+		as := s.store.Allocs(state.AllocFilter{Namespace: "default", Job: "legacy", Live: true})
+		if len(as) == 1 {
+			a = as[0]
+		}
+		return a != nil
+	})
+
+	page := func() string {
+		code, _, body := get(t, base+"/ui/fragments/virtualization", "")
+		if code != http.StatusOK {
+			t.Fatalf("virtualization page: %d %s", code, body)
+		}
+		return body
+	}
+	h := page()
+	for _, want := range []string{`id="vc-gantry"`, `data-gantry-host="n1"`, `data-gantry-vm="legacy.app[0].guest"`,
+		"<td>poweredOff</td><td>2</td><td>256</td>"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("page before the VM runs lacks %q", want)
+		}
+	}
+	if strings.Contains(h, `legacy.app[0].side`) {
+		t.Error("a process task is listed as a VM")
+	}
+
+	// The agent reports the VM running, and a sample of it.
+	err = s.store.UpdateAllocsFromClient(ctx, n.ID, []api.AllocUpdate{{ID: a.ID, ClientStatus: api.AllocRunning,
+		TaskStates: map[string]*api.TaskState{"guest": {State: api.TaskRunning}, "side": {State: api.TaskRunning}}}}, s.now(),
+		func(x *api.Allocation) *api.Evaluation { return s.newEval(x.Namespace, x.Job, api.TriggerJobRegister) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu := 500
+	s.history.Add(n.ID, api.NodeSample{Time: time.Now().UTC(), Allocs: []api.AllocSample{{Alloc: a.ID, Task: "guest", CPUUsed: &cpu, MemoryBytes: 384 << 20}}})
+	waitFor(t, "the VM powered on on the page", func() bool {
+		h := page()
+		return strings.Contains(h, "<td>poweredOn</td><td>2</td><td>256</td>") && strings.Contains(h, "<td>25.0</td><td>150.0</td>")
+	})
+
+	_, _, prom := get(t, base+"/metrics", "")
+	for _, want := range []string{
+		`gantry_vsphere_vm_powered_on{cluster="",datacenter="",host="n1",vcenter="gantry",vm="legacy.app[0].guest"} 1`,
+		`gantry_vsphere_vm_cpu_usage_percent{cluster="",datacenter="",host="n1",vcenter="gantry",vm="legacy.app[0].guest"} 25`,
+		`gantry_vsphere_vm_memory_usage_percent{cluster="",datacenter="",host="n1",vcenter="gantry",vm="legacy.app[0].guest"} 150`,
+	} {
+		if !strings.Contains(prom, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(prom, `gantry_vsphere_vm_cpu_ready_percent{cluster="",datacenter="",host="n1",vcenter="gantry"`) {
+		t.Error("a Gantry VM has a CPU ready series, which Gantry cannot measure")
+	}
+
+	req, _ := http.NewRequest(http.MethodPut, base+"/v1/vsphere/connections", strings.NewReader(`{"name":"gantry","url":"https://vc.example/sdk","user":"u","password":"p"}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a vCenter connection named gantry: %s, want 400", resp.Status)
+	}
+}
