@@ -105,7 +105,11 @@ func TestUIShellReadsWithoutScript(t *testing.T) {
 	for _, page := range []string{"/ui/jobs", "/ui/evaluations?job=visible-job", "/ui/jobs/visible-job"} {
 		code, _, body := get(t, base+page, "")
 		if code != 200 || !strings.Contains(body, `<div id="view"><div class="page"`) || !strings.Contains(body, "visible-job") {
-			t.Errorf("%s: %d, the page is not in the shell", page, code)
+			view := body
+			if i := strings.Index(body, `<div id="view">`); i >= 0 {
+				view = body[i:min(len(body), i+600)]
+			}
+			t.Errorf("%s: %d, the page is not in the shell; the view holds: %s", page, code, view)
 		}
 	}
 	if _, _, body := get(t, base+"/ui/no-such-page", ""); !strings.Contains(body, `<div id="view"></div>`) {
