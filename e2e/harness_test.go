@@ -136,7 +136,19 @@ func startDev(t testing.TB, extra, cliArgs []string) *Cluster {
 		"--node-name", "e2e-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")),
 		"--heartbeat-ttl", "5s",
 	}, extra...)
+	ready := false
+	t.Cleanup(func() {
+		// A dev process that never became ready is killed, and its log
+		// says why.
+		if ready || c.cmd == nil || c.cmd.Process == nil {
+			return
+		}
+		c.cmd.Process.Kill()
+		c.cmd.Wait()
+		t.Logf("gantry dev never became ready; its log:\n%s", c.log.String())
+	})
 	c.Start()
+	ready = true
 	t.Cleanup(c.Cleanup)
 	return c
 }
@@ -152,18 +164,18 @@ func (c *Cluster) Start() {
 		c.t.Fatal(err)
 	}
 	if c.secure {
-		c.Eventually(30*time.Second, "the server to answer", func() bool {
+		c.Eventually(90*time.Second, "the server to answer", func() bool {
 			var st api.StatusResponse
 			return c.GetJSON("/v1/status", &st) == nil && st.Leader
 		})
-		c.Eventually(30*time.Second, "the node to register", func() bool {
+		c.Eventually(90*time.Second, "the node to register", func() bool {
 			b, err := os.ReadFile(filepath.Join(c.DataDir, "agent", "node-id"))
 			c.NodeID = strings.TrimSpace(string(b))
 			return err == nil && c.NodeID != "" && strings.Contains(c.log.String(), "node registered")
 		})
 		return
 	}
-	c.Eventually(30*time.Second, "the node to be ready", func() bool {
+	c.Eventually(90*time.Second, "the node to be ready", func() bool {
 		var nodes []*api.Node
 		if c.GetJSON("/v1/nodes", &nodes) != nil {
 			return false
