@@ -190,7 +190,7 @@ func demoWorkload(ctx context.Context, env *Env, driver string) (*workload, stri
 			}
 		}
 		return &workload{driver: driver, limit: 10 * time.Minute,
-			task: fmt.Sprintf("      - name: server\n        driver: qemu\n        config: {image: %s, kernel: %s, initrd: %s, append: \"console=ttyS0 quiet panic=-1\", accelerator: auto, ports: [{name: http, to: 8080}]}\n        resources: {cpu: 1000, memory: 256}\n",
+			task: fmt.Sprintf("      - name: server\n        driver: qemu\n        config: {image: %s, kernel: %s, initrd: %s, append: \"console=ttyS0 quiet panic=-1\", accelerator: auto, ports: [{name: http, to: 8080}]}\n        resources: {cpu: 500, memory: 256}\n",
 				filepath.Join(dir, "disk.qcow2"), filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img")) + check}, ""
 	}
 	return nil, "unknown driver"
@@ -240,6 +240,7 @@ func gantryRound(ctx context.Context, c *cluster, nodes []*api.Node, w *workload
 		c.stopJobs(cctx)
 	}()
 	runAt, okAt := map[string]time.Duration{}, map[string]time.Duration{}
+	var checked time.Duration
 	for len(okAt) < n {
 		if time.Since(start) > w.limit {
 			return nil, nil, fmt.Errorf("%d of %d replicas healthy after %s", len(okAt), n, w.limit)
@@ -249,6 +250,14 @@ func gantryRound(ctx context.Context, c *cluster, nodes []*api.Node, w *workload
 			return nil, nil, err
 		}
 		now := time.Since(start)
+		if len(allocs) < n && now-checked > 500*time.Millisecond {
+			checked = now
+			// Replicas the scheduler cannot place never come: say why
+			// instead of waiting out the round.
+			if why := blockedReason(ctx, c, name); why != "" {
+				return nil, nil, fmt.Errorf("%d of %d replicas could be placed: %s", len(allocs), n, why)
+			}
+		}
 		for _, a := range allocs {
 			if a.ClientStatus == api.AllocFailed {
 				return nil, nil, fmt.Errorf("allocation %s failed: %s", a.ID[:8], a.ClientReason)
@@ -396,4 +405,27 @@ func processDirect(bin string) func(ctx context.Context, n int) ([]string, func(
 		}
 		return urls, stop, nil
 	}
+}
+
+// blockedReason says why a job's evaluation left replicas unplaced, or
+// "" when none did.
+func blockedReason(ctx context.Context, c *cluster, job string) string {
+	var evals []*api.Evaluation
+	if c.get(ctx, "/v1/jobs/"+job+"/evaluations", &evals) != nil {
+		return ""
+	}
+	for _, e := range evals {
+		if e.Status != api.EvalBlocked {
+			continue
+		}
+		var why []string
+		for _, ex := range e.FailedGroups {
+			why = append(why, ex.String())
+		}
+		if len(why) == 0 {
+			why = append(why, e.StatusDescription)
+		}
+		return strings.Join(why, "; ")
+	}
+	return ""
 }
