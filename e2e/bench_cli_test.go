@@ -59,8 +59,11 @@ func TestBenchRunQuick(t *testing.T) {
 			t.Errorf("no figure %s (have %v)", want, names)
 		}
 	}
-	if f, _ := rep.Figure("startup/docker/healthy"); f.Summary.N != 6 || f.Baseline != "startup/docker-direct/healthy" {
-		t.Errorf("docker healthy: %d samples (want 3 replicas × 2 rounds), baseline %q", f.Summary.N, f.Baseline)
+	if f, _ := rep.Figure("startup/docker/healthy"); f.Summary.N != 6 || len(f.Rounds) != 2 || f.Baseline != "startup/docker-direct/healthy" {
+		t.Errorf("docker healthy: %d samples (want 3 replicas × 2 rounds), %d rounds, baseline %q", f.Summary.N, len(f.Rounds), f.Baseline)
+	}
+	if f, ok := rep.Figure("startup/exec/healthy-vs-direct"); !ok || len(f.Samples) != 2 || f.Summary.Min <= 0 {
+		t.Errorf("exec against its direct start: %+v, want one ratio per round", f)
 	}
 	for _, f := range []string{"report.md", "index.html", "startup-healthy.svg", "startup-running.svg", "sched-throughput.svg"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {

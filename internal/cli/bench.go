@@ -189,7 +189,9 @@ func newBenchCompareCmd(g *globals) *cobra.Command {
 		Use:   "compare OLD.json NEW.json",
 		Short: "Compare two reports figure by figure; exit 1 when a figure regressed beyond the threshold",
 		Long: `Compare two reports figure by figure, as benchstat does: the medians, and a
-Mann-Whitney U test over the samples (alpha 0.05). A change is marked only
+Mann-Whitney U test (alpha 0.05) over each figure's independent values (one
+per round where a round yields several samples, else the samples). A change
+is marked only
 when it is beyond the noise ("~" otherwise); a significant change in the
 worse direction larger than --threshold is a REGRESSION, and then the
 command exits 1, so it can gate a release. Figures with too few samples

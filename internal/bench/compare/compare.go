@@ -34,6 +34,9 @@ type Row struct {
 	Unit    string `json:"unit"`
 	Better  string `json:"better,omitempty"`
 	Verdict string `json:"verdict"`
+	// Basis says what was tested: "samples", or "rounds" (one value per
+	// round) where the figure records rounds.
+	Basis string `json:"basis,omitempty"`
 	stats.Comparison
 }
 
@@ -75,7 +78,13 @@ func Reports(old, new *report.Report, threshold float64) *Result {
 			res.Rows = append(res.Rows, Row{Figure: o.Name, Unit: o.Unit, Verdict: OnlyOld, Comparison: stats.Comparison{OldMedian: o.Summary.Median, Delta: math.NaN(), P: 1}})
 			continue
 		}
-		row := Row{Figure: o.Name, Unit: n.Unit, Better: n.Better, Comparison: stats.Compare(o.Samples, n.Samples)}
+		row := Row{Figure: o.Name, Unit: n.Unit, Better: n.Better, Basis: "samples"}
+		if len(o.Rounds) > 0 && len(n.Rounds) > 0 {
+			row.Basis = "rounds"
+			row.Comparison = stats.Compare(o.Rounds, n.Rounds)
+		} else {
+			row.Comparison = stats.Compare(o.Samples, n.Samples)
+		}
 		row.Verdict = verdict(row, threshold)
 		if row.Verdict == Regressed {
 			res.Regressions++
@@ -115,7 +124,7 @@ func verdict(r Row, threshold float64) string {
 // line that counts the regressions.
 func Write(w io.Writer, res *Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "figure\tunit\told\tnew\tdelta\tp\tverdict")
+	fmt.Fprintln(tw, "figure\tunit\told\tnew\tdelta\tp\tn\tverdict")
 	for _, r := range res.Rows {
 		old, new, delta, p := "-", "-", "-", "-"
 		if r.Verdict != OnlyNew {
@@ -130,7 +139,11 @@ func Write(w io.Writer, res *Result) error {
 		if r.Verdict != OnlyOld && r.Verdict != OnlyNew {
 			p = fmt.Sprintf("%.3f", r.P)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Figure, r.Unit, old, new, delta, p, r.Verdict)
+		n := "-"
+		if r.N1 > 0 || r.N2 > 0 {
+			n = fmt.Sprintf("%d+%d %s", r.N1, r.N2, r.Basis)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Figure, r.Unit, old, new, delta, p, n, r.Verdict)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -80,3 +80,20 @@ func TestFiguresOnOneSide(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundsAreTested: where both reports record one value per round,
+// the test runs on those, not on the many samples of a round (which share
+// its conditions and would make a noisy round look significant).
+func TestRoundsAreTested(t *testing.T) {
+	old := fig("f", report.LowerIsBetter, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109)
+	new := fig("f", report.LowerIsBetter, 120, 121, 122, 123, 124, 125, 126, 127, 128, 129)
+	res := Reports(rep(old), rep(new), 0.1)
+	if res.Rows[0].Verdict != Regressed || res.Rows[0].Basis != "samples" {
+		t.Fatalf("samples alone: %+v", res.Rows[0])
+	}
+	old.Rounds, new.Rounds = []float64{104}, []float64{124}
+	res = Reports(rep(old), rep(new), 0.1)
+	if r := res.Rows[0]; r.Verdict != NotTestable || r.Basis != "rounds" || r.N1 != 1 || r.N2 != 1 {
+		t.Fatalf("one round each: %+v, want too few to test, on rounds", r)
+	}
+}

@@ -83,6 +83,12 @@ type Figure struct {
 	Chart    *Chart        `json:"chart,omitempty"`
 	Samples  []float64     `json:"samples"`
 	Summary  stats.Summary `json:"summary"`
+	// Rounds holds one value per independent round (the median of that
+	// round's samples) where a round yields several samples that share
+	// its conditions (the replicas of one start-up round, the requests of
+	// one proxy round). Comparisons test these, not the samples, which
+	// are not independent of each other.
+	Rounds []float64 `json:"rounds,omitempty"`
 }
 
 // Chart places a figure on a plot: all figures with one chart ID share a

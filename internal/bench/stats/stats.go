@@ -93,13 +93,16 @@ type Comparison struct {
 	Significant bool `json:"significant"`
 	// Note says why a difference could not be shown (too few samples).
 	Note string `json:"note,omitempty"`
+	// N1 and N2 are the numbers of old and new values tested.
+	N1 int `json:"n_old"`
+	N2 int `json:"n_new"`
 }
 
 // Compare tests old against new as benchstat does: medians, and the
 // Mann-Whitney U test (no assumption about the distribution) at Alpha.
 func Compare(old, new []float64) Comparison {
 	o, n := finite(old), finite(new)
-	c := Comparison{Delta: math.NaN(), P: 1}
+	c := Comparison{Delta: math.NaN(), P: 1, N1: len(o), N2: len(n)}
 	if len(o) == 0 || len(n) == 0 {
 		c.Note = "no samples on one side"
 		return c

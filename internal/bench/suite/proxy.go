@@ -115,6 +115,7 @@ groups:
 	thr := map[string][]float64{}
 	p99 := map[string][]float64{}
 	lat := map[string][]float64{}
+	latR := map[string][]float64{} // each round's median latency
 	for r := range rounds {
 		for _, name := range []string{"nginx", "gantry"} {
 			m, err := attack(ctx, targets[name], dur)
@@ -124,6 +125,7 @@ groups:
 			thr[name] = append(thr[name], m.throughput)
 			p99[name] = append(p99[name], m.p99)
 			lat[name] = append(lat[name], m.latencies...)
+			latR[name] = append(latR[name], m.p50)
 			env.logf("    round %d/%d %-6s %8.0f req/s  p99 %6.2f ms  success %.1f%%", r+1, rounds, name, m.throughput, m.p99, 100*m.success)
 		}
 	}
@@ -132,6 +134,7 @@ groups:
 		p := report.NewFigure("proxy/"+name+"/p99", "ms", report.LowerIsBetter, p99[name])
 		l := report.NewFigure("proxy/"+name+"/latency", "ms", report.LowerIsBetter, lat[name])
 		l.Chart = &report.Chart{ID: "proxy/latency", Kind: "cdf", Title: "request latency through the proxy (sampled)"}
+		l.Rounds = latR[name]
 		if name == "gantry" {
 			t.Baseline, p.Baseline, l.Baseline = "proxy/nginx/throughput", "proxy/nginx/p99", "proxy/nginx/latency"
 		}
@@ -139,13 +142,23 @@ groups:
 		rec.Add(p)
 		rec.Add(l)
 	}
+	// Per round, Gantry against nginx measured just before it: the
+	// machine's noise moves both, the ratio is what a change of Gantry
+	// moves.
+	var thrRatio, p99Ratio []float64
+	for i := range thr["gantry"] {
+		thrRatio = append(thrRatio, thr["gantry"][i]/thr["nginx"][i])
+		p99Ratio = append(p99Ratio, p99["gantry"][i]/p99["nginx"][i])
+	}
+	rec.Add(report.NewFigure("proxy/gantry/throughput-vs-nginx", "×", report.HigherIsBetter, thrRatio))
+	rec.Add(report.NewFigure("proxy/gantry/p99-vs-nginx", "×", report.LowerIsBetter, p99Ratio))
 	rec.Note("%d rounds of %s each, alternating nginx and gantry, %d concurrent keep-alive workers (vegeta), nginx with worker_processes %d, upstream keepalive 64, access log off; throughput and p99 are one sample per round", rounds, dur, proxyWorkers, runtime.NumCPU())
 	return nil
 }
 
 type attackResult struct {
-	throughput, p99, success float64
-	latencies                []float64 // ms, a sample of the requests
+	throughput, p50, p99, success float64
+	latencies                     []float64 // ms, a sample of the requests
 }
 
 // attack sends GETs to url from proxyWorkers workers as fast as they are
@@ -176,7 +189,7 @@ func attack(ctx context.Context, url string, d time.Duration) (*attackResult, er
 	for i := 0; i < len(all); i += step {
 		kept = append(kept, all[i])
 	}
-	return &attackResult{throughput: m.Throughput, p99: float64(m.Latencies.P99.Microseconds()) / 1000, success: m.Success, latencies: kept}, nil
+	return &attackResult{throughput: m.Throughput, p50: float64(m.Latencies.P50.Microseconds()) / 1000, p99: float64(m.Latencies.P99.Microseconds()) / 1000, success: m.Success, latencies: kept}, nil
 }
 
 func waitAnswers(ctx context.Context, url string, limit time.Duration) error {

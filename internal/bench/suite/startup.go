@@ -12,6 +12,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/bench/report"
+	"github.com/gantryhq/gantry/internal/bench/stats"
 )
 
 // DemoImage is the workload of the startup and proxy suites
@@ -79,6 +80,9 @@ func runStartup(ctx context.Context, env *Env, rec *Recorder) error {
 			continue
 		}
 		var running, healthy, direct []float64
+		// One value per round (the median of its replicas) for each
+		// figure, and the round's ratio of gantry to the direct start.
+		var runR, okR, directR, ratioR []float64
 		var roundErr error
 		for r := 0; r < rounds && roundErr == nil; r++ {
 			if w.direct != nil {
@@ -88,6 +92,7 @@ func runStartup(ctx context.Context, env *Env, rec *Recorder) error {
 					break
 				}
 				direct = append(direct, d...)
+				directR = append(directR, median(d))
 			}
 			run, ok, err := gantryRound(ctx, c, nodes, w, replicas, fmt.Sprintf("bench-startup-%s-%d-%s", name, r+1, env.RunID))
 			if err != nil {
@@ -95,6 +100,10 @@ func runStartup(ctx context.Context, env *Env, rec *Recorder) error {
 				break
 			}
 			running, healthy = append(running, run...), append(healthy, ok...)
+			runR, okR = append(runR, median(run)), append(okR, median(ok))
+			if w.direct != nil {
+				ratioR = append(ratioR, median(ok)/directR[len(directR)-1])
+			}
 			env.logf("    %s round %d/%d: %d replicas healthy", name, r+1, rounds, replicas)
 		}
 		if roundErr != nil {
@@ -109,9 +118,11 @@ func runStartup(ctx context.Context, env *Env, rec *Recorder) error {
 		}
 		run := report.NewFigure("startup/"+name+"/running", "ms", report.LowerIsBetter, running)
 		run.Chart = &report.Chart{ID: "startup/running", Kind: "cdf", Title: "submit → running (each replica)"}
+		run.Rounds = runR
 		rec.Add(run)
 		ok := report.NewFigure("startup/"+name+"/healthy", "ms", report.LowerIsBetter, healthy)
 		ok.Chart = &report.Chart{ID: "startup/healthy", Kind: "cdf", Title: "submit → healthy (each replica), beside starting it directly"}
+		ok.Rounds = okR
 		if w.direct != nil {
 			ok.Baseline = "startup/" + name + "-direct/healthy"
 		}
@@ -119,7 +130,13 @@ func runStartup(ctx context.Context, env *Env, rec *Recorder) error {
 		if w.direct != nil {
 			d := report.NewFigure("startup/"+name+"-direct/healthy", "ms", report.LowerIsBetter, direct)
 			d.Chart = ok.Chart
+			d.Rounds = directR
 			rec.Add(d)
+			// The machine's own noise moves both starts; their ratio
+			// within a round is what a change of Gantry moves.
+			ratio := report.NewFigure("startup/"+name+"/healthy-vs-direct", "×", report.LowerIsBetter, ratioR)
+			ratio.Rounds = ratioR
+			rec.Add(ratio)
 		} else {
 			rec.Note("%s: no direct baseline (the driver's runtime has no stand-alone start to compare with here)", name)
 		}
@@ -428,4 +445,12 @@ func blockedReason(ctx context.Context, c *cluster, job string) string {
 		return strings.Join(why, "; ")
 	}
 	return ""
+}
+
+// median of values (0 for none).
+func median(values []float64) float64 {
+	if len(values) == 0 {
+		return 0
+	}
+	return stats.Summarize(values).Median
 }
