@@ -27,6 +27,9 @@ type cluster struct {
 	dataDir string
 	log     *bytes.Buffer
 	jobs    []string // jobs a suite submitted, stopped by stopJobs
+	// extraEnv is added to the environment of the processes it starts
+	// (the daemon, and CLI calls such as gantry loadtest).
+	extraEnv []string
 }
 
 // freePort asks the kernel for a loopback port nobody uses.
@@ -98,6 +101,9 @@ func (c *cluster) start(args []string) error {
 	c.log = &bytes.Buffer{}
 	c.proc = exec.Command(c.env.Bin, args...)
 	c.proc.Stdout, c.proc.Stderr = c.log, c.log
+	if len(c.extraEnv) > 0 {
+		c.proc.Env = append(os.Environ(), c.extraEnv...)
+	}
 	// Its own process group: a Ctrl-C at the terminal reaches the bench,
 	// which then stops this process in order (jobs first).
 	c.proc.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -188,6 +194,9 @@ func (c *cluster) gantry(ctx context.Context, args ...string) (string, error) {
 		full = append([]string{"--token", c.env.Token}, full...)
 	}
 	cmd := exec.CommandContext(ctx, c.env.Bin, full...)
+	if len(c.extraEnv) > 0 {
+		cmd.Env = append(os.Environ(), c.extraEnv...)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

@@ -33,7 +33,7 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 	jobs := pick(env.Params.ScaleJobs, 10, 100, env.Quick)
 	tasks := pick(env.Params.ScaleTasks, 50, 100, env.Quick)
 	rounds := pick(env.Params.Rounds, 1, 3, env.Quick)
-	var rate, running, srvCPU, srvRSS, loadCPU []float64
+	var rate, running, srvCPU, srvRSS, loadCPU, loadRSS, etcd []float64
 	for r := range rounds {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -43,26 +43,35 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 			return fmt.Errorf("round %d: %w", r+1, err)
 		}
 		rate, running, loadCPU = append(rate, res.AllocsPerSec), append(running, res.RunningTime.Seconds()), append(loadCPU, res.LoadCPU)
+		loadRSS = append(loadRSS, float64(res.LoadPeakRSS))
 		if cpu > 0 {
-			srvCPU, srvRSS = append(srvCPU, cpu), append(srvRSS, rss)
+			srvCPU, srvRSS, etcd = append(srvCPU, cpu), append(srvRSS, rss), append(etcd, res.EtcdMiB)
 		}
 		env.logf("    round %d/%d: %d allocations on %d nodes running after %s (%.0f/s)", r+1, rounds, res.Allocations, res.Nodes, res.RunningTime.Round(time.Millisecond), res.AllocsPerSec)
 	}
 	rec.Add(report.NewFigure("scale/allocations-per-s", "allocations/s", report.HigherIsBetter, rate))
 	rec.Add(report.NewFigure("scale/all-running", "s", report.LowerIsBetter, running))
 	rec.Add(report.NewFigure("scale/load-tool-cpu", "s", report.LowerIsBetter, loadCPU))
+	rec.Add(report.NewFigure("scale/load-tool-peak-rss", "MiB", report.LowerIsBetter, loadRSS))
 	if len(srvCPU) > 0 {
 		rec.Add(report.NewFigure("scale/server-cpu", "s", report.LowerIsBetter, srvCPU))
 		rec.Add(report.NewFigure("scale/server-peak-rss", "MiB", report.LowerIsBetter, srvRSS))
+		rec.Add(report.NewFigure("scale/etcd-db", "MiB", report.LowerIsBetter, etcd))
 	}
-	rec.Note("%d simulated nodes, %d jobs × %d allocations, %d round(s); the load tool shares the machine's cores with the server", nodes, jobs, tasks, rounds)
+	rec.Note("%d simulated nodes, %d jobs × %d allocations, %d round(s); the load tool shares the machine's cores with the server; soft memory limits from SERVER_GOMEMLIMIT and LOAD_GOMEMLIMIT when set", nodes, jobs, tasks, rounds)
 	return nil
 }
 
 // scaleRound runs `gantry loadtest` against env.Address or a fresh
 // server it starts, and returns the load test's result with the server's
 // CPU seconds and peak RSS in MiB (0 when the server is not its own).
-func scaleRound(ctx context.Context, env *Env, nodes, jobs, tasks int) (*loadgen.Result, float64, float64, error) {
+// scaleResult is the load test's answer with the server's etcd size.
+type scaleResult struct {
+	loadgen.Result
+	EtcdMiB float64
+}
+
+func scaleRound(ctx context.Context, env *Env, nodes, jobs, tasks int) (*scaleResult, float64, float64, error) {
 	var srv *cluster
 	addr := env.Address
 	if addr == "" {
@@ -72,9 +81,12 @@ func scaleRound(ctx context.Context, env *Env, nodes, jobs, tasks int) (*loadgen
 		}
 		dir := filepath.Join(env.Dir, "scale-server")
 		srv = &cluster{env: env, addr: fmt.Sprintf("http://127.0.0.1:%d", p[0]), dataDir: dir}
+		// A large run's etcd outgrows the 2 GiB default quota; a soft
+		// memory limit for the server comes from SERVER_GOMEMLIMIT.
+		srv.extraEnv = memLimitEnv("SERVER_GOMEMLIMIT")
 		if err := srv.start([]string{"server", "--insecure", "--data-dir", dir, "--http-addr", fmt.Sprintf("127.0.0.1:%d", p[0]),
 			"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", p[1]), "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", p[2]),
-			"--heartbeat-ttl", "60s", "--log-level", "warn"}); err != nil {
+			"--etcd-quota-bytes", strconv.Itoa(8 << 30), "--heartbeat-ttl", "60s", "--log-level", "warn"}); err != nil {
 			return nil, 0, 0, err
 		}
 		defer srv.stop()
@@ -84,22 +96,32 @@ func scaleRound(ctx context.Context, env *Env, nodes, jobs, tasks int) (*loadgen
 		addr = srv.addr
 	}
 	cpu0 := procCPU(srv)
-	lc := &cluster{env: env, addr: addr}
+	lc := &cluster{env: env, addr: addr, extraEnv: memLimitEnv("LOAD_GOMEMLIMIT")}
+	// The simulated nodes' identities: in memory (/dev/shm) where there is
+	// one, as many small files on a disk slow the run down.
 	nodeDir := filepath.Join(env.Dir, "scale-nodes")
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		if d, err := os.MkdirTemp("/dev/shm", "gantry-bench-nodes"); err == nil {
+			nodeDir = d
+		}
+	}
 	defer removeAll(nodeDir)
 	out, err := lc.gantry(ctx, "loadtest", "--json", "--nodes", strconv.Itoa(nodes), "--jobs", strconv.Itoa(jobs), "--tasks", strconv.Itoa(tasks),
 		"--data-dir", nodeDir, "--timeout", "30m")
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	var res loadgen.Result
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
+	var res scaleResult
+	if err := json.Unmarshal([]byte(out), &res.Result); err != nil {
 		return nil, 0, 0, fmt.Errorf("read gantry loadtest's answer: %w", err)
 	}
 	var cpu, rss float64
 	if srv != nil {
 		cpu = procCPU(srv) - cpu0
 		rss = procPeakRSS(srv)
+		if st, err := os.Stat(filepath.Join(srv.dataDir, "etcd", "member", "snap", "db")); err == nil {
+			res.EtcdMiB = float64(st.Size()) / (1 << 20)
+		}
 	}
 	return &res, cpu, rss, nil
 }
@@ -160,4 +182,13 @@ func procPeakRSS(c *cluster) float64 {
 		}
 	}
 	return 0
+}
+
+// memLimitEnv passes the soft memory limit named by variable (a Go
+// GOMEMLIMIT value such as 10GiB) to a process the suite starts.
+func memLimitEnv(variable string) []string {
+	if v := os.Getenv(variable); v != "" {
+		return []string{"GOMEMLIMIT=" + v}
+	}
+	return nil
 }
