@@ -116,8 +116,9 @@ func TestVersionInventory(t *testing.T) {
 
 // TestVersionChange restarts the node's agent with a test-only override of
 // the Docker engine version it reports (GANTRY_TEST_DOCKER_VERSION) and
-// checks that the change arrives as a node event carrying the new version,
-// as the gantry_component_info series, in /v1/versions, and in a report
+// checks that the change arrives as a node event carrying the new version
+// and a ComponentVersionChanged event naming the node and the old and new
+// versions, as the gantry_component_info series, in /v1/versions, and in a report
 // whose policy names that version.
 func TestVersionChange(t *testing.T) {
 	c := StartDev(t)
@@ -136,6 +137,30 @@ func TestVersionChange(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body) // ends at the deadline
 		return strings.Contains(string(b), `"driver.docker.version":"19.3.15"`)
+	})
+	// The same update carries an event of its own for the component:
+	// which node, the version before and after.
+	c.Eventually(30*time.Second, "a ComponentVersionChanged event for docker", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.Addr+"/v1/events?topic=node&index=1", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body) // ends at the deadline
+		for _, line := range strings.Split(string(b), "\n") {
+			var e struct {
+				Type    string
+				Payload struct{ Node, Component, Old, New string }
+			}
+			if json.Unmarshal([]byte(line), &e) == nil && e.Type == "ComponentVersionChanged" &&
+				e.Payload.Component == "docker" && e.Payload.New == "19.3.15" && e.Payload.Old != "" && e.Payload.Old != "19.3.15" && strings.HasPrefix(e.Payload.Node, "e2e-") {
+				return true
+			}
+		}
+		return false
 	})
 	c.Eventually(30*time.Second, "the gantry_component_info series", func() bool {
 		resp, err := http.Get(c.Addr + "/metrics")

@@ -116,3 +116,21 @@ type MIGInstance struct {
 	Start   int    `json:"start"` // first memory slice
 	Size    int    `json:"size"`  // memory slices
 }
+
+// EventComponentVersionChanged is the type of the node-topic event that
+// the event stream adds to a node update which changes the version of one
+// of the node's components (an upgrade, a downgrade, a component that
+// appears or goes away): one event per component, its payload a
+// ComponentVersionChange, its key the node's ID.
+const EventComponentVersionChanged = "ComponentVersionChanged"
+
+// ComponentVersionChange is what a ComponentVersionChanged event says:
+// which node, which component (as `gantry version inventory` names it),
+// the version before and after ("" when there was none, or is none now).
+type ComponentVersionChange struct {
+	NodeID    string `json:"node_id"`
+	Node      string `json:"node"`
+	Component string `json:"component"`
+	Old       string `json:"old"`
+	New       string `json:"new"`
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/versions"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -170,10 +171,38 @@ func (s *Store) Events(ctx context.Context, index int64, f EventFilter, now func
 				e.Time = now()
 			}
 			batch = append(batch, e)
+			batch = append(batch, componentEvents(ev, e)...)
 		}
 		if err := flush(); err != nil {
 			return err
 		}
 	}
 	return ctx.Err()
+}
+
+// componentEvents are the ComponentVersionChanged events a node update
+// (e, from the watched change ev) carries: one per component whose
+// version differs between the node's previous record and this one, with
+// the update's index, key and time. Registrations and deletions carry
+// none: there is no earlier version to compare with, or no new one.
+func componentEvents(ev *clientv3.Event, e api.Event) []api.Event {
+	if e.Topic != api.TopicNode || ev.Type != mvccpb.PUT || ev.PrevKv == nil {
+		return nil
+	}
+	var prev, cur api.Node
+	if json.Unmarshal(ev.PrevKv.Value, &prev) != nil || json.Unmarshal(ev.Kv.Value, &cur) != nil {
+		return nil
+	}
+	var out []api.Event
+	for _, c := range versions.Changes(&prev, &cur) {
+		payload, err := json.Marshal(c)
+		if err != nil {
+			continue
+		}
+		out = append(out, api.Event{
+			Index: e.Index, Topic: api.TopicNode, Type: api.EventComponentVersionChanged,
+			Key: e.Key, Time: e.Time, Payload: payload,
+		})
+	}
+	return out
 }

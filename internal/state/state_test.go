@@ -527,3 +527,68 @@ func TestNodeAllocsSinceSendsIDsOnlyAfterARemoval(t *testing.T) {
 		t.Fatalf("after a reload, from the load's revision: ids %v, want none", all)
 	}
 }
+
+// TestComponentVersionChangedEvents: a node that registers again with
+// another Docker engine and a GPU driver it did not have gets, beside its
+// NodeUpdated event, one ComponentVersionChanged event per component with
+// the old and new version; an update that changes no version gets none,
+// and neither does the first registration.
+func TestComponentVersionChangedEvents(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	before := s.Index()
+	n := &api.Node{ID: "n1", Name: "node-1", Resources: api.NodeResources{CPU: 1000, Memory: 1024},
+		Attributes: map[string]string{"driver.docker.version": "24.0.7", "kernel.version": "6.1.0-28-cloud-amd64"}}
+	if err := s.RegisterNode(ctx, n, time.Minute, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateNode(ctx, nil, "n1", func(n *api.Node) error { n.Ineligible = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	up := *n
+	up.Attributes = map[string]string{"driver.docker.version": "25.0.3", "kernel.version": "6.1.0-28-cloud-amd64", "gpu.driver.version": "580.159.04"}
+	if err := s.RegisterNode(ctx, &up, time.Minute, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	last := s.Index()
+
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var got []api.Event
+	err := s.Events(cctx, before, EventFilter{Topics: map[string]bool{api.TopicNode: true}}, time.Now, func(es []api.Event) error {
+		got = append(got, es...)
+		if es[0].Index >= last {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	var changes []api.ComponentVersionChange
+	var types []string
+	for _, e := range got {
+		types = append(types, e.Type)
+		if e.Type != api.EventComponentVersionChanged {
+			continue
+		}
+		if e.Index != last || e.Key != "n1" || e.Topic != api.TopicNode || e.Time.IsZero() {
+			t.Errorf("a ComponentVersionChanged event not of the last update: %+v", e)
+		}
+		var c api.ComponentVersionChange
+		if err := json.Unmarshal(e.Payload, &c); err != nil {
+			t.Fatal(err)
+		}
+		changes = append(changes, c)
+	}
+	want := []api.ComponentVersionChange{
+		{NodeID: "n1", Node: "node-1", Component: "docker", Old: "24.0.7", New: "25.0.3"},
+		{NodeID: "n1", Node: "node-1", Component: "nvidia-driver", Old: "", New: "580.159.04"},
+	}
+	if fmt.Sprint(changes) != fmt.Sprint(want) {
+		t.Fatalf("component changes %+v, want %+v (event types %v)", changes, want, types)
+	}
+	if types[0] != "NodeRegistered" || types[len(types)-3] != "NodeUpdated" {
+		t.Fatalf("event types %v: want NodeRegistered first, the version changes after the last NodeUpdated", types)
+	}
+}

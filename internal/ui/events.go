@@ -13,6 +13,14 @@ import (
 func Summarize(e api.Event) EventView {
 	v := EventView{Index: e.Index, Time: e.Time, Topic: e.Topic, Type: e.Type, Namespace: e.Namespace, Key: e.Key}
 	deleted := strings.HasSuffix(e.Type, "Deleted")
+	if e.Type == api.EventComponentVersionChanged {
+		var c api.ComponentVersionChange
+		if json.Unmarshal(e.Payload, &c) == nil {
+			v.Name = c.Node
+			v.Summary = fmt.Sprintf("%s %s → %s", c.Component, orNone(c.Old), orNone(c.New))
+		}
+		return v
+	}
 	switch e.Topic {
 	case api.TopicVSphere:
 		var c api.VSphereChange
@@ -84,6 +92,15 @@ func Summarize(e api.Event) EventView {
 	}
 	if deleted {
 		v.Summary = strings.TrimPrefix(v.Summary+"; removed", "; ")
+	}
+	return v
+}
+
+// orNone is a version as an event summary shows it: "none" for a
+// component that was not there.
+func orNone(v string) string {
+	if v == "" {
+		return "none"
 	}
 	return v
 }

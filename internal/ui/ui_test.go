@@ -227,4 +227,14 @@ func TestSummarize(t *testing.T) {
 	if j.Summary != "version 2, stopped" || j.Link() != "/ui/jobs/train?namespace=ml" {
 		t.Errorf("%+v", j)
 	}
+	c := Summarize(api.Event{Topic: api.TopicNode, Type: api.EventComponentVersionChanged, Key: "n1",
+		Payload: []byte(`{"node_id":"n1","node":"node-1","component":"docker","old":"24.0.7","new":"25.0.3"}`)})
+	if c.Summary != "docker 24.0.7 → 25.0.3" || c.Name != "node-1" || c.Link() != "/ui/nodes/n1" {
+		t.Errorf("a component version change: %+v (link %s)", c, c.Link())
+	}
+	g := Summarize(api.Event{Topic: api.TopicNode, Type: api.EventComponentVersionChanged, Key: "n1",
+		Payload: []byte(`{"node_id":"n1","node":"node-1","component":"nvidia-driver","old":"","new":"580.159.04"}`)})
+	if g.Summary != "nvidia-driver none → 580.159.04" {
+		t.Errorf("a component that appears: %+v", g)
+	}
 }

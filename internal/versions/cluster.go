@@ -1,6 +1,8 @@
 package versions
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -28,15 +30,45 @@ var attributeComponents = map[string]string{
 func FromNodes(nodes []*api.Node) Inventory {
 	inv := Inventory{}
 	for _, n := range nodes {
-		m := map[string]string{}
-		for attr, comp := range attributeComponents {
-			if v := n.Attributes[attr]; v != "" {
-				m[comp] = v
-			}
-		}
-		inv[n.Name] = m
+		inv[n.Name] = OfNode(n)
 	}
 	return inv
+}
+
+// OfNode is one node's component versions, by component, as its
+// attributes report them.
+func OfNode(n *api.Node) map[string]string {
+	m := map[string]string{}
+	for attr, comp := range attributeComponents {
+		if v := n.Attributes[attr]; v != "" {
+			m[comp] = v
+		}
+	}
+	return m
+}
+
+// Changes lists the components whose version differs between two reports
+// of the same node, sorted by component; a component present in only one
+// of them has "" on the other side.
+func Changes(old, cur *api.Node) []api.ComponentVersionChange {
+	a, b := OfNode(old), OfNode(cur)
+	var out []api.ComponentVersionChange
+	for _, c := range slices.Sorted(maps.Keys(unionKeys(a, b))) {
+		if a[c] != b[c] {
+			out = append(out, api.ComponentVersionChange{NodeID: cur.ID, Node: cur.Name, Component: c, Old: a[c], New: b[c]})
+		}
+	}
+	return out
+}
+
+func unionKeys(ms ...map[string]string) map[string]bool {
+	set := map[string]bool{}
+	for _, m := range ms {
+		for c := range m {
+			set[c] = true
+		}
+	}
+	return set
 }
 
 // ClusterFrom builds the planner's view from the cluster's state: node
