@@ -108,29 +108,36 @@ func (tr *taskRunner) keepFinished() {
 	close(tr.done)
 }
 
-// adopt picks a recovered task to re-attach to: a running one if any. The
-// others are duplicates and are removed.
+// adopt carries out the adoption planner's pick among the tasks found
+// for this task at start (tasklife.AdoptTask): the one it keeps is
+// returned (running: adopted; exited: its exit is reported and the
+// restart policy applied); the others (duplicates, and containers created
+// but never started) are removed first.
 func (tr *taskRunner) adopt(ctx context.Context) *driver.Handle {
+	found := make([]tasklife.Found, len(tr.recovered))
+	for i, h := range tr.recovered {
+		found[i] = foundOf(h)
+	}
 	var keep *driver.Handle
-	for _, h := range tr.recovered {
-		if h.Running && keep == nil {
+	for i, ad := range tasklife.AdoptTask(found) {
+		h := tr.recovered[i]
+		if ad.Action != tasklife.Destroy {
 			keep = h
+			continue
 		}
-	}
-	if keep == nil && len(tr.recovered) > 0 {
-		keep = tr.recovered[0]
-	}
-	for _, h := range tr.recovered {
-		if h != keep {
-			tr.ar.a.log.Warn("removing duplicate task", "alloc", api.ShortID(h.AllocID), "task", h.Task, "id", h.ID)
-			if h.Running {
-				tr.drv.Stop(ctx, h, tr.ar.a.cfg.KillTimeout)
-			}
-			tr.drv.Destroy(ctx, h)
+		tr.ar.a.log.Warn("removing a task found at start", "alloc", api.ShortID(h.AllocID), "task", h.Task, "id", h.ID, "reason", ad.Reason)
+		if h.Running {
+			tr.drv.Stop(ctx, h, tr.ar.a.cfg.KillTimeout)
 		}
+		tr.drv.Destroy(ctx, h)
 	}
 	tr.recovered = nil
 	return keep
+}
+
+// foundOf is a driver's handle as the adoption planner sees it.
+func foundOf(h *driver.Handle) tasklife.Found {
+	return tasklife.Found{AllocID: h.AllocID, Task: h.Task, ID: h.ID, Running: h.Running, Started: h.Running || !h.Started.IsZero()}
 }
 
 // run is the task's life: start (or re-attach), wait, restart, until the
@@ -144,13 +151,6 @@ func (tr *taskRunner) run(ctx context.Context) {
 		return
 	}
 	h := tr.adopt(ctx)
-	if h != nil && !h.Running && h.Started.IsZero() {
-		// Created before the agent stopped, never started: it ran nothing,
-		// so there is no exit to report; start the task anew.
-		tr.ar.a.log.Info("removing a container created but never started", "alloc", tr.ar.alloc.ShortID(), "task", tr.task.Name, "id", h.ID)
-		tr.drv.Destroy(ctx, h)
-		h = nil
-	}
 	if h != nil {
 		tr.mu.Lock()
 		tr.handle = h
