@@ -504,17 +504,16 @@ func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, removeOrphan
 	}
 	for i, ad := range tasklife.PlanAdoption(found, held, removeOrphans) {
 		h := handles[i]
-		want, isHeld := held[h.AllocID]
 		switch {
+		case ad.Runner:
+			addHandle(handed, h)
 		case ad.Action == tasklife.Leave:
 			addHandle(left, h)
-		case !isHeld:
-			a.log.Warn("removing task of an allocation this node no longer has", "alloc", api.ShortID(h.AllocID), "task", h.Task, "reason", ad.Reason)
+		default: // Destroy
+			if _, ok := held[h.AllocID]; !ok {
+				a.log.Warn("removing task of an allocation this node no longer has", "alloc", api.ShortID(h.AllocID), "task", h.Task, "reason", ad.Reason)
+			}
 			remove = append(remove, h)
-		case ad.Action == tasklife.Destroy && want != tasklife.WantRun:
-			remove = append(remove, h)
-		default:
-			addHandle(handed, h)
 		}
 	}
 	a.recovered = left

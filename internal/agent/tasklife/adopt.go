@@ -54,6 +54,11 @@ func (a Action) String() string {
 type Adoption struct {
 	Action Action
 	Reason string
+	// Runner says the allocation's runner carries the decision out: the
+	// task belongs to an allocation that runs or finished here (adopted,
+	// restarted, kept, or a duplicate its runner removes before it
+	// starts). Otherwise the agent does (Destroy) or waits (Leave).
+	Runner bool
 }
 
 // Want is what the servers want of an allocation, as adoption sees it.
@@ -103,13 +108,13 @@ func PlanAdoption(found []Found, held map[string]Want, consistent bool) []Adopti
 		w, ok := held[f.AllocID]
 		switch {
 		case !ok && consistent:
-			out[i] = Adoption{Destroy, "its allocation is no longer on this node"}
+			out[i] = Adoption{Destroy, "its allocation is no longer on this node", false}
 		case !ok:
-			out[i] = Adoption{Leave, "the servers' answer omits its allocation but may lag"}
+			out[i] = Adoption{Leave, "the servers' answer omits its allocation but may lag", false}
 		case w == WantStop:
-			out[i] = Adoption{Destroy, "its allocation was stopped"}
+			out[i] = Adoption{Destroy, "its allocation was stopped", false}
 		case w == WantFinished:
-			out[i] = Adoption{Keep, "its allocation finished; kept for its logs"}
+			out[i] = Adoption{Keep, "its allocation finished; kept for its logs", true}
 		default:
 			k := key{f.AllocID, f.Task}
 			if groups[k] == nil {
@@ -125,6 +130,7 @@ func PlanAdoption(found []Found, held map[string]Want, consistent bool) []Adopti
 			same[j] = found[i]
 		}
 		for j, a := range AdoptTask(same) {
+			a.Runner = true
 			out[idx[j]] = a
 		}
 	}
@@ -158,13 +164,13 @@ func AdoptTask(found []Found) []Adoption {
 	for i, f := range found {
 		switch {
 		case i == keep && f.Running:
-			out[i] = Adoption{Adopt, "re-attached after agent restart"}
+			out[i] = Adoption{Adopt, "re-attached after agent restart", false}
 		case i == keep:
-			out[i] = Adoption{RestartExited, "exited while the agent was down"}
+			out[i] = Adoption{RestartExited, "exited while the agent was down", false}
 		case !f.Running && !f.Started:
-			out[i] = Adoption{Destroy, "created but never started"}
+			out[i] = Adoption{Destroy, "created but never started", false}
 		default:
-			out[i] = Adoption{Destroy, "a duplicate of the task adopted"}
+			out[i] = Adoption{Destroy, "a duplicate of the task adopted", false}
 		}
 	}
 	return out

@@ -62,6 +62,10 @@ func TestPlanAdoption(t *testing.T) {
 				if got[i].Action != c.want[i] {
 					t.Errorf("%s (%s/%s): got %s (%s), want %s", c.found[i].ID, c.found[i].AllocID, c.found[i].Task, got[i].Action, got[i].Reason, c.want[i])
 				}
+				f := c.found[i]
+				if w, ok := c.held[f.AllocID]; got[i].Runner != (ok && w != WantStop) {
+					t.Errorf("%s: Runner %v, want it only for an allocation that runs or finished here", f.ID, got[i].Runner)
+				}
 				if got[i].Reason == "" {
 					t.Errorf("%s: %s without a reason", c.found[i].ID, got[i].Action)
 				}
