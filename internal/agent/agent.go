@@ -12,10 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/agent/tasklife"
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/driver"
 	"github.com/gantryhq/gantry/internal/lb"
@@ -477,12 +479,46 @@ func (a *Agent) watchLoop(ctx context.Context) {
 	}
 }
 
-// sync brings the runners in line with the server's allocations. With
-// removeOrphans, the tasks found at start that allocs does not hold are
-// removed.
+// sync brings the runners in line with the server's allocations. What
+// becomes of the tasks found at start is the adoption planner's decision
+// (tasklife.PlanAdoption); with removeOrphans (the answer is consistent),
+// the tasks of allocations the answer omits are removed, otherwise they
+// wait for a later answer.
 func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, removeOrphans bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	held := make(map[string]tasklife.Want, len(allocs))
+	for _, al := range allocs {
+		held[al.ID] = tasklife.WantOf(al)
+	}
+	// handed: the tasks found at start that go to a new runner (adopted,
+	// restarted, kept for logs, and the duplicates its runner removes
+	// before it starts); the others are removed now or left for later.
+	handed := map[string]map[string][]*driver.Handle{}
+	left := map[string]map[string][]*driver.Handle{}
+	var remove []*driver.Handle
+	handles := a.recoveredList()
+	found := make([]tasklife.Found, len(handles))
+	for i, h := range handles {
+		found[i] = foundOf(h)
+	}
+	for i, ad := range tasklife.PlanAdoption(found, held, removeOrphans) {
+		h := handles[i]
+		switch {
+		case ad.Runner:
+			addHandle(handed, h)
+		case ad.Action == tasklife.Leave:
+			addHandle(left, h)
+		default: // Destroy
+			if _, ok := held[h.AllocID]; !ok {
+				a.log.Warn("removing task of an allocation this node no longer has", "alloc", api.ShortID(h.AllocID), "task", h.Task, "reason", ad.Reason)
+			}
+			remove = append(remove, h)
+		}
+	}
+	a.recovered = left
+	a.destroyHandles(ctx, remove)
+
 	seen := map[string]bool{}
 	for _, al := range allocs {
 		seen[al.ID] = true
@@ -490,25 +526,25 @@ func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, removeOrphan
 			r.update(al)
 			continue
 		}
-		handles := a.recovered[al.ID]
-		delete(a.recovered, al.ID)
-		if al.DesiredStatus == api.AllocDesiredRun && !al.ClientTerminal() {
-			r := newAllocRunner(a, al, handles)
+		switch tasklife.WantOf(al) {
+		case tasklife.WantRun:
+			r := newAllocRunner(a, al, handed[al.ID])
 			a.runners[al.ID] = r
 			go r.run(ctx)
-			continue
-		}
-		// Terminal or stopped: nothing runs; clean up what is left unless
-		// it holds the logs of finished work the server still keeps.
-		if al.DesiredStatus == api.AllocDesiredStop || al.ClientStatus == api.AllocLost {
-			a.destroyHandles(ctx, handles)
+		case tasklife.WantStop:
+			// Stopped before it ran here (its tasks found at start are
+			// removed above).
 			if lifecycle.ClientAllowed(lifecycle.Of(al), api.AllocComplete) {
 				a.updates.push(api.AllocUpdate{ID: al.ID, ClientStatus: api.AllocComplete, ClientReason: "stopped before it ran on this node", TaskStates: al.TaskStates})
 			}
-		} else if len(handles) > 0 {
-			r := newAllocRunner(a, al, handles)
-			a.runners[al.ID] = r
-			go r.run(ctx)
+		default:
+			// Finished before this agent started: a runner keeps what is
+			// left for its logs, and runs nothing.
+			if len(handed[al.ID]) > 0 {
+				r := newAllocRunner(a, al, handed[al.ID])
+				a.runners[al.ID] = r
+				go r.run(ctx)
+			}
 		}
 	}
 	removed := false
@@ -522,33 +558,46 @@ func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, removeOrphan
 	if removed {
 		a.jobs.retain(allocs)
 	}
-	if removeOrphans {
-		// Whatever was found at start and the server does not know is an
-		// orphan: remove it.
-		for id, byTask := range a.recovered {
-			a.log.Warn("removing task of an allocation this node no longer has", "alloc", api.ShortID(id))
-			a.destroyHandles(ctx, byTask)
-		}
-		a.recovered = map[string]map[string][]*driver.Handle{}
-	}
 }
 
-func (a *Agent) destroyHandles(ctx context.Context, byTask map[string][]*driver.Handle) {
-	for _, hs := range byTask {
-		for _, h := range hs {
-			d := a.drivers[h.Driver]
-			if d == nil {
-				continue
-			}
-			go func() {
-				if h.Running {
-					d.Stop(ctx, h, a.cfg.KillTimeout)
-				}
-				if err := d.Destroy(ctx, h); err != nil {
-					a.log.Warn("destroy task", "alloc", api.ShortID(h.AllocID), "task", h.Task, "err", err)
-				}
-			}()
+// recoveredList is the tasks found at start not yet decided on, in a
+// stable order (allocation, task, handle ID).
+func (a *Agent) recoveredList() []*driver.Handle {
+	var out []*driver.Handle
+	for _, byTask := range a.recovered {
+		for _, hs := range byTask {
+			out = append(out, hs...)
 		}
+	}
+	slices.SortStableFunc(out, func(x, y *driver.Handle) int {
+		return cmp.Or(cmp.Compare(x.AllocID, y.AllocID), cmp.Compare(x.Task, y.Task))
+	})
+	return out
+}
+
+func addHandle(m map[string]map[string][]*driver.Handle, h *driver.Handle) {
+	if m[h.AllocID] == nil {
+		m[h.AllocID] = map[string][]*driver.Handle{}
+	}
+	m[h.AllocID][h.Task] = append(m[h.AllocID][h.Task], h)
+}
+
+// destroyHandles stops (if running) and removes tasks found at start, in
+// the background.
+func (a *Agent) destroyHandles(ctx context.Context, hs []*driver.Handle) {
+	for _, h := range hs {
+		d := a.drivers[h.Driver]
+		if d == nil {
+			continue
+		}
+		go func() {
+			if h.Running {
+				d.Stop(ctx, h, a.cfg.KillTimeout)
+			}
+			if err := d.Destroy(ctx, h); err != nil {
+				a.log.Warn("destroy task", "alloc", api.ShortID(h.AllocID), "task", h.Task, "err", err)
+			}
+		}()
 	}
 }
 

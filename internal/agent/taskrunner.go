@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/agent/tasklife"
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/driver"
 )
@@ -17,8 +18,6 @@ import (
 type taskRunner struct {
 	ar        *allocRunner
 	task      *api.Task
-	jobType   api.JobType
-	policy    api.RestartPolicy
 	drv       driver.Driver
 	recovered []*driver.Handle
 
@@ -30,8 +29,7 @@ type taskRunner struct {
 	// endChecks ends the running checks and waits until they have; stop
 	// calls it first, so no check probes a task that was told to stop.
 	endChecks func()
-	winStart  time.Time
-	winCount  int
+	restarts  tasklife.RestartTracker
 
 	stopCh chan struct{}
 	done   chan struct{}
@@ -39,8 +37,9 @@ type taskRunner struct {
 
 func newTaskRunner(ar *allocRunner, job *api.Job, t *api.Task, policy api.RestartPolicy, prev *api.TaskState, recovered []*driver.Handle) *taskRunner {
 	tr := &taskRunner{
-		ar: ar, task: t, jobType: job.Type, policy: policy, drv: ar.a.drivers[t.Driver],
-		recovered: recovered, stopCh: make(chan struct{}), done: make(chan struct{}),
+		ar: ar, task: t, drv: ar.a.drivers[t.Driver],
+		recovered: recovered, restarts: tasklife.NewRestartTracker(policy, job.Type),
+		stopCh: make(chan struct{}), done: make(chan struct{}),
 	}
 	if prev != nil {
 		tr.state = *prev
@@ -109,29 +108,36 @@ func (tr *taskRunner) keepFinished() {
 	close(tr.done)
 }
 
-// adopt picks a recovered task to re-attach to: a running one if any. The
-// others are duplicates and are removed.
+// adopt carries out the adoption planner's pick among the tasks found
+// for this task at start (tasklife.AdoptTask): the one it keeps is
+// returned (running: adopted; exited: its exit is reported and the
+// restart policy applied); the others (duplicates, and containers created
+// but never started) are removed first.
 func (tr *taskRunner) adopt(ctx context.Context) *driver.Handle {
+	found := make([]tasklife.Found, len(tr.recovered))
+	for i, h := range tr.recovered {
+		found[i] = foundOf(h)
+	}
 	var keep *driver.Handle
-	for _, h := range tr.recovered {
-		if h.Running && keep == nil {
+	for i, ad := range tasklife.AdoptTask(found) {
+		h := tr.recovered[i]
+		if ad.Action != tasklife.Destroy {
 			keep = h
+			continue
 		}
-	}
-	if keep == nil && len(tr.recovered) > 0 {
-		keep = tr.recovered[0]
-	}
-	for _, h := range tr.recovered {
-		if h != keep {
-			tr.ar.a.log.Warn("removing duplicate task", "alloc", api.ShortID(h.AllocID), "task", h.Task, "id", h.ID)
-			if h.Running {
-				tr.drv.Stop(ctx, h, tr.ar.a.cfg.KillTimeout)
-			}
-			tr.drv.Destroy(ctx, h)
+		tr.ar.a.log.Warn("removing a task found at start", "alloc", api.ShortID(h.AllocID), "task", h.Task, "id", h.ID, "reason", ad.Reason)
+		if h.Running {
+			tr.drv.Stop(ctx, h, tr.ar.a.cfg.KillTimeout)
 		}
+		tr.drv.Destroy(ctx, h)
 	}
 	tr.recovered = nil
 	return keep
+}
+
+// foundOf is a driver's handle as the adoption planner sees it.
+func foundOf(h *driver.Handle) tasklife.Found {
+	return tasklife.Found{AllocID: h.AllocID, Task: h.Task, ID: h.ID, Running: h.Running, Started: h.Running || !h.Started.IsZero()}
 }
 
 // run is the task's life: start (or re-attach), wait, restart, until the
@@ -145,13 +151,6 @@ func (tr *taskRunner) run(ctx context.Context) {
 		return
 	}
 	h := tr.adopt(ctx)
-	if h != nil && !h.Running && h.Started.IsZero() {
-		// Created before the agent stopped, never started: it ran nothing,
-		// so there is no exit to report; start the task anew.
-		tr.ar.a.log.Info("removing a container created but never started", "alloc", tr.ar.alloc.ShortID(), "task", tr.task.Name, "id", h.ID)
-		tr.drv.Destroy(ctx, h)
-		h = nil
-	}
 	if h != nil {
 		tr.mu.Lock()
 		tr.handle = h
@@ -171,15 +170,12 @@ func (tr *taskRunner) run(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				permanent := errors.Is(err, driver.ErrImageNotFound) || errors.Is(err, driver.ErrCannotRun)
 				tr.event(api.TaskEventDriverFailure, err.Error(), nil)
-				if permanent {
-					tr.event(api.TaskEventNotRestarting, "task could not be started: "+err.Error(), func(s *api.TaskState) {
-						s.State, s.Failed, s.FinishedAt = api.TaskDead, true, time.Now()
-					})
-					return
+				exit := tasklife.Exit{StartFailed: true, Message: exitMessage(&driver.ExitResult{ExitCode: -1, Err: err})}
+				if errors.Is(err, driver.ErrImageNotFound) || errors.Is(err, driver.ErrCannotRun) {
+					exit.Permanent, exit.Message = true, err.Error()
 				}
-				if !tr.restartAfter(ctx, &driver.ExitResult{ExitCode: -1, Err: err}) {
+				if !tr.restartAfter(ctx, exit) {
 					return
 				}
 				continue
@@ -194,13 +190,7 @@ func (tr *taskRunner) run(ctx context.Context) {
 		}
 		msg := exitMessage(res)
 		tr.event(api.TaskEventTerminated, msg, func(s *api.TaskState) { s.ExitCode = res.ExitCode })
-		if tr.jobType == api.JobBatch && res.Successful() {
-			tr.event(api.TaskEventNotRestarting, "task finished successfully", func(s *api.TaskState) {
-				s.State, s.Failed, s.FinishedAt = api.TaskDead, false, time.Now()
-			})
-			return
-		}
-		if !tr.restartAfter(ctx, res) {
+		if !tr.restartAfter(ctx, tasklife.Exit{Successful: res.Successful(), Message: msg}) {
 			return
 		}
 		tr.drv.Destroy(ctx, h)
@@ -281,36 +271,28 @@ func (tr *taskRunner) wait(ctx context.Context, h *driver.Handle) *driver.ExitRe
 	return res
 }
 
-// restartAfter applies the restart policy after an exit: it waits out the
-// delay and returns true to restart, or records the end and returns false.
-func (tr *taskRunner) restartAfter(ctx context.Context, res *driver.ExitResult) bool {
+// restartAfter asks the restart tracker what follows an exit: it waits
+// out the delay and returns true to restart, or records the end and
+// returns false.
+func (tr *taskRunner) restartAfter(ctx context.Context, e tasklife.Exit) bool {
 	now := time.Now()
-	p := tr.policy
 	tr.mu.Lock()
-	if tr.winStart.IsZero() || now.Sub(tr.winStart) > p.Interval.D() {
-		tr.winStart, tr.winCount = now, 0
-	}
-	tr.winCount++
-	count, winEnd := tr.winCount, tr.winStart.Add(p.Interval.D())
+	var v tasklife.Verdict
+	tr.restarts, v = tr.restarts.Next(e, now)
 	tr.mu.Unlock()
-	delay := p.Delay.D()
-	if count > p.Attempts {
-		if p.Mode != api.RestartModeDelay {
-			tr.event(api.TaskEventNotRestarting, fmt.Sprintf("exceeded %d restart attempts within %s; last: %s", p.Attempts, p.Interval, exitMessage(res)), func(s *api.TaskState) {
-				s.State, s.Failed, s.FinishedAt = api.TaskDead, true, time.Now()
-			})
-			return false
-		}
-		delay = max(delay, winEnd.Sub(now))
-		tr.mu.Lock()
-		tr.winStart, tr.winCount = time.Time{}, 0
-		tr.mu.Unlock()
+	switch v.Outcome {
+	case tasklife.Finish, tasklife.Fail, tasklife.GiveUp:
+		failed := v.Outcome != tasklife.Finish
+		tr.event(api.TaskEventNotRestarting, v.Reason, func(s *api.TaskState) {
+			s.State, s.Failed, s.FinishedAt = api.TaskDead, failed, time.Now()
+		})
+		return false
 	}
-	tr.event(api.TaskEventRestarting, fmt.Sprintf("restarting in %s", delay.Round(time.Millisecond)), func(s *api.TaskState) {
+	tr.event(api.TaskEventRestarting, fmt.Sprintf("restarting in %s", v.Delay.Round(time.Millisecond)), func(s *api.TaskState) {
 		s.State, s.Restarts, s.Health = api.TaskPending, s.Restarts+1, ""
 	})
 	select {
-	case <-time.After(delay):
+	case <-time.After(v.Delay):
 		return !tr.isStopping()
 	case <-tr.stopCh:
 		return false

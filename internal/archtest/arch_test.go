@@ -30,7 +30,7 @@ var layers = []struct {
 	{"pure cores and leaf libraries", []string{"internal/acl", "internal/jobspec", "internal/lifecycle", "internal/lifecycle/gen",
 		"internal/reconcile", "internal/gpu", "internal/gpu/mps", "internal/gpu/nvml", "internal/defrag", "internal/discovery",
 		"internal/metrics", "internal/versions", "internal/compose", "internal/audit", "internal/vsphere", "internal/driver",
-		"internal/bench/report", "internal/bench/plot", "internal/bench/compare"}},
+		"internal/bench/report", "internal/bench/plot", "internal/bench/compare", "internal/agent/tasklife"}},
 	{"scheduling", []string{"internal/scheduler/...", "internal/validate", "internal/sim", "internal/defragplan"}},
 	{"drivers", []string{"internal/driver/docker", "internal/driver/exec", "internal/driver/null", "internal/driver/qemu", "internal/driver/wasm"}},
 	{"shared by agent and server", []string{"internal/admission", "internal/lb", "internal/dns", "internal/ui"}},
@@ -75,7 +75,7 @@ var rules = []struct {
 // value (STYLE.md, lesson 1).
 var pure = []string{"internal/scheduler", "internal/reconcile", "internal/lifecycle", "internal/validate",
 	"internal/admission", "internal/acl", "internal/jobspec", "internal/defragplan",
-	"internal/server/evalstep", "internal/server/broker"}
+	"internal/server/evalstep", "internal/server/broker", "internal/agent/tasklife"}
 
 var (
 	pureForbiddenImports = []string{"os", "os/exec", "os/signal", "net", "net/http", "syscall"}
