@@ -38,7 +38,7 @@ var layers = []struct {
 	{"node", []string{"internal/agent", "internal/loadgen"}},
 	{"control plane", []string{"internal/server/..."}},
 	{"entry points and tools", []string{"internal/cli", "internal/bench/suite", "internal/vsphere/vsbench", "internal/sim/cmd/...", "cmd/...",
-		"internal/archtest", "examples/...", "scripts/..."}},
+		"internal/archtest", "examples/...", "scripts/...", "deploy/..."}},
 }
 
 // rules forbid imports. An import of a path with one of the prefixes is
