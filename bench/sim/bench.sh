@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Times the trace replay: a thin wrapper around `gantry bench run --suite
 # sim`, which replays the default pod list with every policy of the
-# default list, one sample per seed (seeds 42-51; --quick: 42-44), and
+# default list, one sample per seed (seeds 42-51; --quick: 42-45), and
 # reports the GPU allocated at 100% arrived and the tasks placed per second
 # of each policy.
 #

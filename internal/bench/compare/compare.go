@@ -152,8 +152,17 @@ func Write(w io.Writer, res *Result) error {
 	for _, warn := range res.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", warn)
 	}
+	untestable := 0
+	for _, r := range res.Rows {
+		if r.Verdict == NotTestable {
+			untestable++
+		}
+	}
 	fmt.Fprintf(&b, "%d of %d figures regressed beyond %.0f%% (Mann-Whitney U test, alpha %.2f; \"~\": no change beyond the noise)\n",
 		res.Regressions, len(res.Rows), 100*res.Threshold, stats.Alpha)
+	if untestable > 0 {
+		fmt.Fprintf(&b, "%d figures have too few values on a side to show a change at that level (4 or more each are needed): compare full runs, or give --rounds\n", untestable)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

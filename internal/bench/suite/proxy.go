@@ -43,7 +43,7 @@ func runProxy(ctx context.Context, env *Env, rec *Recorder) error {
 	if err := exec.CommandContext(ctx, "docker", "image", "inspect", DemoImage).Run(); err != nil {
 		return skipf("the demo image %s is missing: build it with make demo-image", DemoImage)
 	}
-	rounds := pick(env.Params.Rounds, 2, 3, env.Quick)
+	rounds := pick(env.Params.Rounds, 2, 5, env.Quick)
 	dur := env.Params.Duration
 	if dur == 0 {
 		dur = 30 * time.Second

@@ -32,7 +32,7 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 	nodes := pick(env.Params.ScaleNodes, 100, 1000, env.Quick)
 	jobs := pick(env.Params.ScaleJobs, 10, 100, env.Quick)
 	tasks := pick(env.Params.ScaleTasks, 50, 100, env.Quick)
-	rounds := pick(env.Params.Rounds, 1, 3, env.Quick)
+	rounds := pick(env.Params.Rounds, 1, 4, env.Quick)
 	var rate, running, srvCPU, srvRSS, loadCPU, loadRSS, etcd []float64
 	for r := range rounds {
 		if err := ctx.Err(); err != nil {

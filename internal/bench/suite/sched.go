@@ -32,7 +32,7 @@ func runSched(ctx context.Context, env *Env, rec *Recorder) error {
 	if env.Quick {
 		sizes = []int{1000, 2000}
 	}
-	rounds := pick(env.Params.Rounds, 3, 5, env.Quick)
+	rounds := pick(env.Params.Rounds, 4, 5, env.Quick)
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
 	for _, w := range []string{schedtest.WorkloadCPU, schedtest.WorkloadGPUMixed, schedtest.WorkloadGang8} {

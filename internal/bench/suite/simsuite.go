@@ -45,7 +45,7 @@ func runSim(ctx context.Context, env *Env, rec *Recorder) error {
 	if err != nil {
 		return err
 	}
-	seeds := []int64{42, 43, 44}
+	seeds := []int64{42, 43, 44, 45}
 	if !env.Quick {
 		seeds = []int64{42, 43, 44, 45, 46, 47, 48, 49, 50, 51}
 	}
