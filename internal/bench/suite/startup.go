@@ -207,7 +207,7 @@ func demoWorkload(ctx context.Context, env *Env, driver string) (*workload, stri
 			}
 		}
 		return &workload{driver: driver, limit: 10 * time.Minute,
-			task: fmt.Sprintf("      - name: server\n        driver: qemu\n        config: {image: %s, kernel: %s, initrd: %s, append: \"console=ttyS0 quiet panic=-1\", accelerator: auto, ports: [{name: http, to: 8080}]}\n        resources: {cpu: 500, memory: 256}\n",
+			task: fmt.Sprintf("      - name: server\n        driver: qemu\n        config: {image: %s, kernel: %s, initrd: %s, append: \"console=ttyS0 quiet panic=-1\", accelerator: auto, ports: [{name: http, to: 8080}]}\n        resources: {cpu: 100, memory: 256}\n",
 				filepath.Join(dir, "disk.qcow2"), filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img")) + check}, ""
 	}
 	return nil, "unknown driver"
