@@ -57,7 +57,7 @@ Ctrl-C. A suite whose prerequisite is missing is skipped with the reason; an
 interrupted or failed run keeps what it measured and marks the report partial.`,
 		Example: `  gantry bench run --quick                       # every suite, small (minutes)
   gantry bench run --quick --suite startup,sched
-  gantry bench run --out bench-full              # the full set (about an hour)
+  gantry bench run --out bench-full              # the full set (13 minutes on 2 cores)
   gantry bench compare old/report.json new/report.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
