@@ -9,12 +9,10 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -23,31 +21,13 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/gantryhq/gantry/e2e/e2ebin"
 	"github.com/gantryhq/gantry/internal/api"
 )
 
 var gantryBin string
 
-func TestMain(m *testing.M) {
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(filepath.Dir(file)))
-	dir, err := os.MkdirTemp("", "gantry-linearize-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	gantryBin = filepath.Join(dir, "gantry")
-	build := exec.Command("go", "build", "-o", gantryBin, "./cmd/gantry")
-	build.Dir = root
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build gantry:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(e2ebin.Main(m, &gantryBin)) }
 
 // What the test does. Counts, not times, decide what is checked; the
 // durations only bound how long the faults last.
@@ -133,23 +113,7 @@ func (p *proc) stop() {
 	}
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return out
-}
+func freePorts(t *testing.T, n int) []int { return e2ebin.FreePorts(t, n) }
 
 var httpc = &http.Client{Timeout: requestWait}
 
