@@ -550,12 +550,16 @@ func TestComponentVersionChangedEvents(t *testing.T) {
 	if err := s.RegisterNode(ctx, &up, time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	last := s.Index()
+	// The view may not hold the last write yet: read etcd's revision.
+	last, err := s.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var got []api.Event
-	err := s.Events(cctx, before, EventFilter{Topics: map[string]bool{api.TopicNode: true}}, time.Now, func(es []api.Event) error {
+	err = s.Events(cctx, before, EventFilter{Topics: map[string]bool{api.TopicNode: true}}, time.Now, func(es []api.Event) error {
 		got = append(got, es...)
 		if es[0].Index >= last {
 			cancel()
