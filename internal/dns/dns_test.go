@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/gantryhq/gantry/internal/api"
@@ -25,11 +26,20 @@ func start(t *testing.T) *Server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	s, err := Start(ctx, Config{Addr: "127.0.0.1:0"}, testCatalog)
-	if err != nil {
-		t.Fatal(err)
+	// Port 0 picks a free UDP port; the same TCP port may be taken by
+	// another process of a busy machine, so a clash is tried again.
+	var err error
+	for range 5 {
+		var s *Server
+		if s, err = Start(ctx, Config{Addr: "127.0.0.1:0"}, testCatalog); err == nil {
+			return s
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
 	}
-	return s
+	t.Fatal(err)
+	return nil
 }
 
 func query(t *testing.T, s *Server, net, name string, qtype uint16) *mdns.Msg {
