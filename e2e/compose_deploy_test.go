@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	mdns "github.com/miekg/dns"
 )
 
 // TestComposeUpThreeServices deploys examples/compose/compose.yaml with
@@ -31,7 +34,8 @@ func TestComposeUpThreeServices(t *testing.T) {
 	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", image).Run() })
 
 	// The load balancer listens on every address so that containers reach
-	// it through the engine's host-gateway, where service names point.
+	// it at the bridge gateway, where the agent's DNS for containers
+	// points service names.
 	c := StartDev(t, "--lb", "--lb-address", "0.0.0.0", "--lb-access-log=false")
 	webPort, apiPort := freePort(t), freePort(t)
 	t.Setenv("DEMO_IMAGE", image)
@@ -93,6 +97,31 @@ func TestComposeUpThreeServices(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode == http.StatusOK && json.Unmarshal(b, &answer) == nil && answer.Version == "api-v1"
 	})
+
+	// The name went through Gantry's DNS for containers: web's
+	// containers have the agent's resolver, the project's search domain
+	// and no /etc/hosts entry for api; the resolver answers the name with
+	// the load balancer's address.
+	out, err := exec.Command("docker", "ps", "-q", "--filter", "label=gantry.namespace="+project, "--filter", "label=gantry.job=web").Output()
+	if err != nil || len(strings.Fields(string(out))) == 0 {
+		t.Fatalf("web's containers: %v %q", err, out)
+	}
+	insp, err := exec.Command("docker", "inspect", "-f", "{{json .HostConfig.Dns}} {{json .HostConfig.DnsSearch}} {{json .HostConfig.ExtraHosts}}", strings.Fields(string(out))[0]).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(insp))
+	var servers, search []string
+	if len(fields) != 3 || json.Unmarshal([]byte(fields[0]), &servers) != nil || json.Unmarshal([]byte(fields[1]), &search) != nil ||
+		len(servers) != 1 || len(search) != 1 || search[0] != project+".lb.gantry" || (fields[2] != "null" && fields[2] != "[]") {
+		t.Fatalf("web's container: dns, search and extra hosts %s; want the node's resolver, %s.lb.gantry and none", insp, project)
+	}
+	m := new(mdns.Msg)
+	m.SetQuestion("api."+project+".lb.gantry.", mdns.TypeA)
+	in, err := mdns.Exchange(m, net.JoinHostPort(servers[0], "53"))
+	if err != nil || len(in.Answer) != 1 || in.Answer[0].(*mdns.A).A.String() != servers[0] {
+		t.Fatalf("the resolver's answer for api: %v %v, want %s", in, err, servers[0])
+	}
 
 	ps := compose("ps")
 	for _, want := range []string{"api", "web", "worker", "2/2"} {

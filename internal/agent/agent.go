@@ -77,6 +77,9 @@ type Config struct {
 	SampleInterval time.Duration
 	// LB runs a load balancer on this node (proxy.go).
 	LB LBConfig
+	// Resolver runs a DNS resolver for containers beside the load
+	// balancer (resolver.go).
+	Resolver ResolverConfig
 	// BIOSUUIDFile is where the machine's BIOS UUID is read, reported as
 	// the node attribute bios.uuid so that the servers can match the node
 	// to its vSphere VM; "" means /sys/class/dmi/id/product_uuid. Tests
@@ -111,12 +114,13 @@ type Agent struct {
 	audit     auditor
 	wg        sync.WaitGroup
 
-	gpus    *gpuManager
-	sampler *sampler
-	metrics *metrics.Registry
-	fpKick  chan struct{} // a fingerprint is due now (a GPU changed)
-	lbMu    sync.Mutex
-	lb      *lb.Manager // nil unless LB.Enabled
+	gpus     *gpuManager
+	sampler  *sampler
+	metrics  *metrics.Registry
+	fpKick   chan struct{} // a fingerprint is due now (a GPU changed)
+	lbMu     sync.Mutex
+	lb       *lb.Manager      // nil unless LB.Enabled
+	resolver *driver.Resolver // nil unless the resolver for containers runs
 }
 
 // New prepares an agent: its data directory and node identity.
@@ -228,6 +232,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer a.wg.Done(); a.heartbeatLoop(ctx) }()
 	a.recoverTasks(ctx)
 	a.startLB(ctx)
+	a.startResolver(ctx)
 	a.wg.Add(7)
 	go func() { defer a.wg.Done(); a.fingerprintLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.disconnectLoop(ctx) }()

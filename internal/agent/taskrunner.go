@@ -83,6 +83,7 @@ func (tr *taskRunner) config() *driver.TaskConfig {
 		Resources:   al.Resources[tr.task.Name],
 		AllocDir:    tr.ar.dir(),
 		BindAddress: tr.ar.a.cfg.NodeAddress,
+		Resolver:    tr.ar.a.taskResolver(al.Namespace),
 	}
 	if cfg.Resources == nil {
 		cfg.Resources = &api.AllocatedResources{CPU: tr.task.Resources.CPU, Memory: tr.task.Resources.Memory}

@@ -387,7 +387,7 @@ func (f *daemonFlags) newAgent(dataDir string, servers []string, log *slog.Logge
 		CPUOverride: f.cpu, MemoryOverride: f.memory,
 		Drivers: drivers, Version: Version,
 		AuditInterval: f.auditInterval, DockerDaemonConfig: f.dockerDaemonConfig,
-		TLS: agentTLS, Token: f.token, LB: f.net.agentConfig(),
+		TLS: agentTLS, Token: f.token, LB: f.net.agentConfig(), Resolver: f.net.resolverConfig(),
 		GPU:            agent.GPUConfig{Runtime: nvml.Open(), ManageMIG: f.gpuManage, MIGIdle: f.gpuMIGIdle, MPSPipeDir: f.mpsPipeDir},
 		SampleInterval: f.sampleEvery,
 		BIOSUUIDFile:   f.vs.biosUUIDFile,

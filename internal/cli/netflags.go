@@ -19,6 +19,8 @@ type netFlags struct {
 	lbAccessLog    bool
 	lbDrainTimeout time.Duration
 	dnsAddr        string
+	containerDNS   bool
+	containerDNSIP string
 }
 
 func (n *netFlags) addServer(cmd *cobra.Command) {
@@ -30,6 +32,12 @@ func (n *netFlags) addAgent(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&n.lbAddress, "lb-address", "127.0.0.1", "IP the load balancer's service listeners bind")
 	cmd.Flags().BoolVar(&n.lbAccessLog, "lb-access-log", true, "log one line per request the load balancer forwards")
 	cmd.Flags().DurationVar(&n.lbDrainTimeout, "lb-drain-timeout", 10*time.Second, "before an allocation stops, how long requests in flight to it through the load balancer may take to finish")
+	cmd.Flags().BoolVar(&n.containerDNS, "container-dns", true, "with --lb on an address containers reach: answer DNS for containers on port 53 of the Docker bridge gateway, so a container reaches a load-balanced service of its namespace by its plain name (<service>.<namespace>.lb.gantry), other names through this host's resolvers")
+	cmd.Flags().StringVar(&n.containerDNSIP, "container-dns-address", "", "IPv4 address the DNS for containers listens on, port 53 (default: the Docker bridge gateway)")
+}
+
+func (n *netFlags) resolverConfig() agent.ResolverConfig {
+	return agent.ResolverConfig{Enabled: n.containerDNS, Address: n.containerDNSIP}
 }
 
 func (n *netFlags) agentConfig() agent.LBConfig {

@@ -155,18 +155,10 @@ func Translate(p *types.Project, o Options) (*Result, error) {
 		errs = append(errs, t.errs...)
 	}
 
-	// Every service may reach every other by its Compose name: the name
-	// points at the node's load balancer (host-gateway), which serves the
-	// service's ports from the service catalog.
-	for _, n := range names {
-		var hosts []string
-		for _, other := range names {
-			if other != n && len(byName[other].Published) > 0 {
-				hosts = append(hosts, other+":host-gateway")
-			}
-		}
-		byName[n].Job.Groups[0].Tasks[0].Config.ExtraHosts = hosts
-	}
+	// Every service reaches every other by its Compose name through the
+	// node's DNS for containers (the agent's, with --lb): the project's
+	// namespace is the containers' search domain, and the name answers
+	// with the node's load balancer, which serves the service's ports.
 
 	order, err := startOrder(names, byName)
 	if err != nil {

@@ -24,20 +24,40 @@ type Config struct {
 	Domain string
 	// TTL of the answers, in seconds.
 	TTL uint32
-	Log *slog.Logger
+	// LB, when set, also answers lb.<Domain>: the address of a load
+	// balancer for the services it serves.
+	LB *LBZone
+	// Upstreams, when set, answer every name outside Domain (host:port
+	// each, tried in order): the server then stands in for the resolver
+	// of whoever asks it. Empty: such names are refused.
+	Upstreams []string
+	Log       *slog.Logger
 }
+
+// LBZone answers <service>.<namespace>.lb.<domain>: A is Address, where
+// the load balancer listens, and SRV gives the service's load-balancer
+// port there. Port says whether the balancer serves the service, and on
+// which port; a service it does not serve does not exist in the zone.
+type LBZone struct {
+	Address string
+	Port    func(namespace, name string) (int, bool)
+}
+
+// forwardTimeout bounds one upstream's answer to a forwarded query.
+const forwardTimeout = 2 * time.Second
 
 // Source returns the current catalog.
 type Source func() *discovery.Catalog
 
 // Server answers queries over UDP and TCP.
 type Server struct {
-	cfg  Config
-	src  Source
-	zone string // service.<domain>
-	udp  *mdns.Server
-	tcp  *mdns.Server
-	rot  atomic.Uint32
+	cfg    Config
+	src    Source
+	zone   string // service.<domain>
+	lbZone string // lb.<domain>
+	udp    *mdns.Server
+	tcp    *mdns.Server
+	rot    atomic.Uint32
 }
 
 // Start binds addr over UDP and TCP and answers queries from src until
@@ -50,7 +70,10 @@ func Start(ctx context.Context, cfg Config, src Source) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, src: src, zone: "service." + cfg.Domain}
+	if cfg.LB != nil && net.ParseIP(cfg.LB.Address).To4() == nil {
+		return nil, fmt.Errorf("DNS: the load balancer's address %q is not an IPv4 address", cfg.LB.Address)
+	}
+	s := &Server{cfg: cfg, src: src, zone: "service." + cfg.Domain, lbZone: "lb." + cfg.Domain}
 	pc, err := net.ListenPacket("udp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("DNS: listen on udp %s: %w (pick another with --dns-addr)", cfg.Addr, err)
@@ -101,6 +124,9 @@ func (s *Server) serve(w mdns.ResponseWriter, req *mdns.Msg) {
 	name := strings.ToLower(q.Name)
 	if q.Qclass != mdns.ClassINET && q.Qclass != mdns.ClassANY {
 		m.SetRcode(req, mdns.RcodeNotImplemented)
+	} else if !mdns.IsSubDomain(s.cfg.Domain, name) && len(s.cfg.Upstreams) > 0 {
+		s.forward(w, req)
+		return
 	} else if !mdns.IsSubDomain(s.cfg.Domain, name) {
 		m.SetRcode(req, mdns.RcodeRefused)
 		m.Authoritative = false
@@ -126,6 +152,35 @@ func (s *Server) serve(w mdns.ResponseWriter, req *mdns.Msg) {
 
 var errNoName = errors.New("no such name")
 
+// forward asks the upstreams, in order, and passes on the first answer;
+// none answering is SERVFAIL.
+func (s *Server) forward(w mdns.ResponseWriter, req *mdns.Msg) {
+	network := "udp"
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); !udp {
+		network = "tcp"
+	}
+	c := &mdns.Client{Net: network, Timeout: forwardTimeout}
+	var lastErr error
+	for _, up := range s.cfg.Upstreams {
+		// Over UDP a truncated answer is passed on as it is: the client
+		// asks again over TCP, which is forwarded over TCP.
+		r, _, err := c.Exchange(req, up)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		r.Id = req.Id
+		if err := w.WriteMsg(r); err != nil {
+			s.cfg.Log.Debug("DNS answer not sent", "err", err)
+		}
+		return
+	}
+	s.cfg.Log.Debug("no upstream resolver answered", "name", req.Question[0].Name, "err", lastErr)
+	m := new(mdns.Msg)
+	m.SetRcode(req, mdns.RcodeServerFailure)
+	w.WriteMsg(m)
+}
+
 // answer fills m for a name inside the domain, or says it does not exist.
 func (s *Server) answer(m *mdns.Msg, qtype uint16, name string) error {
 	if name == s.cfg.Domain || name == s.zone {
@@ -133,6 +188,9 @@ func (s *Server) answer(m *mdns.Msg, qtype uint16, name string) error {
 			m.Answer = append(m.Answer, s.soa())
 		}
 		return nil
+	}
+	if s.cfg.LB != nil && mdns.IsSubDomain(s.lbZone, name) {
+		return s.answerLB(m, qtype, name)
 	}
 	if !mdns.IsSubDomain(s.zone, name) {
 		return errNoName
@@ -201,6 +259,35 @@ func (s *Server) answer(m *mdns.Msg, qtype uint16, name string) error {
 				m.Extra = append(m.Extra, rr)
 			}
 		}
+	}
+	return nil
+}
+
+// answerLB fills m for <service>.<namespace>.lb.<domain>: the load
+// balancer's address (A) and the service's port there (SRV), or says the
+// balancer serves no such service.
+func (s *Server) answerLB(m *mdns.Msg, qtype uint16, name string) error {
+	if name == s.lbZone {
+		return nil
+	}
+	labels := mdns.SplitDomainName(strings.TrimSuffix(name, s.lbZone))
+	if len(labels) != 2 {
+		return errNoName
+	}
+	port, ok := s.cfg.LB.Port(labels[1], labels[0])
+	if !ok {
+		return errNoName
+	}
+	hdr := func(t uint16) mdns.RR_Header {
+		return mdns.RR_Header{Name: name, Rrtype: t, Class: mdns.ClassINET, Ttl: s.cfg.TTL}
+	}
+	a := &mdns.A{Hdr: hdr(mdns.TypeA), A: net.ParseIP(s.cfg.LB.Address).To4()}
+	switch qtype {
+	case mdns.TypeA, mdns.TypeANY:
+		m.Answer = append(m.Answer, a)
+	case mdns.TypeSRV:
+		m.Answer = append(m.Answer, &mdns.SRV{Hdr: hdr(mdns.TypeSRV), Priority: 1, Weight: 1, Port: uint16(port), Target: name})
+		m.Extra = append(m.Extra, a)
 	}
 	return nil
 }

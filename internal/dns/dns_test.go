@@ -2,6 +2,7 @@ package dns
 
 import (
 	"context"
+	"net"
 	"sort"
 	"strings"
 	"testing"
@@ -22,8 +23,12 @@ func testCatalog() *discovery.Catalog {
 	}})
 }
 
-func start(t *testing.T) *Server {
+func start(t *testing.T) *Server { t.Helper(); return startWith(t, Config{}) }
+
+// startWith starts a server on a free loopback port with cfg.
+func startWith(t *testing.T, cfg Config) *Server {
 	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	// Port 0 picks a free UDP port; the same TCP port may be taken by
@@ -31,7 +36,7 @@ func start(t *testing.T) *Server {
 	var err error
 	for range 5 {
 		var s *Server
-		if s, err = Start(ctx, Config{Addr: "127.0.0.1:0"}, testCatalog); err == nil {
+		if s, err = Start(ctx, cfg, testCatalog); err == nil {
 			return s
 		}
 		if !strings.Contains(err.Error(), "address already in use") {
@@ -106,4 +111,89 @@ func TestAnswers(t *testing.T) {
 	if r := query(t, s, "udp", "web.default.service.gantry.", mdns.TypeAAAA); r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 0 {
 		t.Fatalf("AAAA: rcode %d answers %v", r.Rcode, r.Answer)
 	}
+}
+
+// TestLBZoneAndUpstreams: an agent's resolver for its containers answers
+// the services its load balancer serves with the balancer's address and
+// port, and passes every name outside the domain to the upstream
+// resolvers (a real DNS server here), over UDP and TCP; none answering
+// is SERVFAIL.
+func TestLBZoneAndUpstreams(t *testing.T) {
+	up := startUpstream(t)
+	served := map[string]int{"default/web": 8080}
+	lb := &LBZone{Address: "172.17.0.1", Port: func(ns, name string) (int, bool) {
+		p, ok := served[ns+"/"+name]
+		return p, ok
+	}}
+	s := startWith(t, Config{LB: lb, Upstreams: []string{up}})
+
+	for _, network := range []string{"udp", "tcp"} {
+		r := query(t, s, network, "web.default.lb.gantry.", mdns.TypeA)
+		if r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].(*mdns.A).A.String() != "172.17.0.1" {
+			t.Fatalf("%s lb A: rcode %d answers %v", network, r.Rcode, r.Answer)
+		}
+		r = query(t, s, network, "example.com.", mdns.TypeA)
+		if r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].(*mdns.A).A.String() != "192.0.2.7" {
+			t.Fatalf("%s forwarded A: rcode %d answers %v", network, r.Rcode, r.Answer)
+		}
+	}
+	r := query(t, s, "udp", "web.default.lb.gantry.", mdns.TypeSRV)
+	if len(r.Answer) != 1 || r.Answer[0].(*mdns.SRV).Port != 8080 || len(r.Extra) != 1 {
+		t.Fatalf("lb SRV: %v extra %v", r.Answer, r.Extra)
+	}
+	for _, name := range []string{"api.default.lb.gantry.", "web.other.lb.gantry.", "x.web.default.lb.gantry."} {
+		if r := query(t, s, "udp", name, mdns.TypeA); r.Rcode != mdns.RcodeNameError {
+			t.Errorf("%s: rcode %d, want NXDOMAIN (the balancer serves no such service)", name, r.Rcode)
+		}
+	}
+	// The service zone still answers as on a server.
+	if r := query(t, s, "udp", "web.default.service.gantry.", mdns.TypeA); len(r.Answer) != 2 {
+		t.Fatalf("service zone beside the lb zone: %v", r.Answer)
+	}
+	if r := query(t, s, "udp", "gone.example.com.", mdns.TypeA); r.Rcode != mdns.RcodeNameError {
+		t.Fatalf("the upstream's NXDOMAIN is passed on: rcode %d", r.Rcode)
+	}
+
+	// Upstreams that do not answer: SERVFAIL, not a hang.
+	dead := startWith(t, Config{Upstreams: []string{"127.0.0.1:1"}})
+	if r := query(t, dead, "udp", "example.com.", mdns.TypeA); r.Rcode != mdns.RcodeServerFailure {
+		t.Fatalf("no upstream answering: rcode %d, want SERVFAIL", r.Rcode)
+	}
+	if _, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", LB: &LBZone{Address: "not-an-ip", Port: lb.Port}}, testCatalog); err == nil {
+		t.Fatal("a load balancer address that is not an IP was accepted")
+	}
+}
+
+// startUpstream runs a DNS server (miekg/dns, UDP and TCP on one port)
+// that knows example.com and nothing else.
+func startUpstream(t *testing.T) string {
+	t.Helper()
+	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
+		m := new(mdns.Msg)
+		m.SetReply(req)
+		if q := req.Question[0]; q.Name == "example.com." && q.Qtype == mdns.TypeA {
+			m.Answer = append(m.Answer, &mdns.A{Hdr: mdns.RR_Header{Name: q.Name, Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: 60}, A: net.ParseIP("192.0.2.7")})
+		} else {
+			m.SetRcode(req, mdns.RcodeNameError)
+		}
+		w.WriteMsg(m)
+	})
+	for range 5 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err != nil {
+			pc.Close()
+			continue // the TCP port is taken: try another
+		}
+		for _, srv := range []*mdns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
+			go srv.ActivateAndServe()
+			t.Cleanup(func() { srv.Shutdown() })
+		}
+		return pc.LocalAddr().String()
+	}
+	t.Fatal("no free port pair for the upstream DNS server")
+	return ""
 }

@@ -62,6 +62,18 @@ type TaskConfig struct {
 	// Drivers that can restrict device access deny these; the others rely
 	// on their runtime (docker) or say they cannot (see Fingerprint).
 	DenyGPUMinors []int
+	// Resolver, when set, is this node's DNS resolver for containers
+	// (the agent's, package dns): a driver whose tasks get their own
+	// network namespace on the node's default bridge points their
+	// resolver there, with its search domains. Nil: the runtime's own.
+	Resolver *Resolver
+}
+
+// Resolver is a DNS server for a task and the search domains that make
+// plain names resolve.
+type Resolver struct {
+	Address string   // an IPv4 address, port 53
+	Search  []string // search domains, in order
 }
 
 // Handle identifies a started task so it can be waited on, stopped and

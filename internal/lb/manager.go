@@ -43,6 +43,7 @@ type Manager struct {
 	draining  map[string]drainSet    // alloc → when marked
 	retired   map[string][]*endpoint // alloc → endpoints gone from the catalog with requests in flight
 	bindErr   map[int]time.Time      // port → last failed bind
+	catalog   *discovery.Catalog     // of the last Update
 	closed    bool
 }
 
@@ -79,6 +80,30 @@ func NewManager(cfg Config) *Manager {
 	}
 }
 
+// Catalog is the catalog of the last Update: an empty one before it.
+func (m *Manager) Catalog() *discovery.Catalog {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.catalog == nil {
+		return discovery.FromWire(&api.ServiceCatalog{})
+	}
+	return m.catalog
+}
+
+// Port says on which port the manager serves a service, if it has a
+// listener for it (one whose port another service took, or that could
+// not be bound, has none).
+func (m *Manager) Port(namespace, name string) (int, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for port, l := range m.listeners {
+		if l.namespace == namespace && l.name == name {
+			return port, true
+		}
+	}
+	return 0, false
+}
+
 // bindRetry is how long a port that could not be bound is left alone.
 const bindRetry = 5 * time.Second
 
@@ -91,6 +116,7 @@ func (m *Manager) Update(c *discovery.Catalog) {
 	if m.closed {
 		return
 	}
+	m.catalog = c
 	want := map[int]*api.ServiceInfo{}
 	for _, s := range c.Services {
 		if s.LB == nil || !m.serves(s.Namespace) {

@@ -1,8 +1,11 @@
 package docker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -72,6 +75,64 @@ func New(cfg Config) (*Driver, error) {
 
 // Close releases the client's connections.
 func (d *Driver) Close() error { return d.cli.Close() }
+
+// BridgeGateway is the IPv4 gateway of the engine's default bridge
+// network: the address at which containers on it reach this node. An
+// engine that does not report the gateway (Docker 20.10 reports only the
+// subnet) gives it by the bridge's interface, whose address in the
+// subnet is the gateway.
+func (d *Driver) BridgeGateway(ctx context.Context) (string, error) {
+	res, err := d.cli.NetworkInspect(ctx, "bridge", client.NetworkInspectOptions{})
+	if err != nil {
+		return "", fmt.Errorf("docker: inspect the default bridge network: %w", err)
+	}
+	var subnets []netip.Prefix
+	for _, c := range res.Network.IPAM.Config {
+		if c.Gateway.Is4() {
+			return c.Gateway.String(), nil
+		}
+		if c.Subnet.Addr().Is4() {
+			subnets = append(subnets, c.Subnet)
+		}
+	}
+	name := cmp.Or(res.Network.Options["com.docker.network.bridge.name"], "docker0")
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return "", fmt.Errorf("docker: the default bridge network reports no gateway, and its interface %s: %w", name, err)
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return "", fmt.Errorf("docker: addresses of the bridge interface %s: %w", name, err)
+	}
+	if gw, ok := gatewayIn(addrs, subnets); ok {
+		return gw, nil
+	}
+	return "", fmt.Errorf("docker: the default bridge network reports no gateway, and its interface %s has no IPv4 address in %v", name, subnets)
+}
+
+// gatewayIn picks the interface address that lies in one of the
+// subnets (any IPv4 one when no subnet is known).
+func gatewayIn(addrs []net.Addr, subnets []netip.Prefix) (string, bool) {
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP.To4())
+		if !ok {
+			continue
+		}
+		if len(subnets) == 0 {
+			return ip.String(), true
+		}
+		for _, s := range subnets {
+			if s.Contains(ip) {
+				return ip.String(), true
+			}
+		}
+	}
+	return "", false
+}
 
 // Host is the address of the engine the driver talks to.
 func (d *Driver) Host() string { return d.cli.DaemonHost() }

@@ -68,6 +68,10 @@ func ContainerName(cfg *driver.TaskConfig) string {
 //     (see isolation): network, PID, IPC and UTS modes, volumes as bind
 //     mounts, host devices. With network mode host or none no port is
 //     published, and with host GANTRY_PORT_<NAME> is the host port.
+//   - With cfg.Resolver, a container on the default bridge resolves
+//     names through it, with its search domains (the agent's resolver
+//     for containers: load-balanced services by plain name, every other
+//     name through the node's own resolvers).
 //   - WorkingDir and ExtraHosts are passed on; Labels are added to
 //     Gantry's own (which they cannot replace); DockerVolumes become
 //     named-volume mounts, which the engine creates on first use and which
@@ -212,6 +216,14 @@ func BuildContainer(cfg *driver.TaskConfig) (*ContainerSpec, error) {
 	}
 	if err := isolation(t, hc); err != nil {
 		return nil, err
+	}
+	if r := cfg.Resolver; r != nil && (hc.NetworkMode == "" || hc.NetworkMode.IsDefault() || hc.NetworkMode.IsBridge()) {
+		ip, err := netip.ParseAddr(r.Address)
+		if err != nil {
+			return nil, fmt.Errorf("docker: the node's resolver address %q: %w", r.Address, err)
+		}
+		hc.DNS = []netip.Addr{ip}
+		hc.DNSSearch = append([]string(nil), r.Search...)
 	}
 	if s := t.Security; s != nil {
 		hc.Privileged = s.Privileged

@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"net"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -331,6 +332,30 @@ func TestBuildContainer(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "the node's resolver on the default bridge",
+			change: func(c *driver.TaskConfig) {
+				c.Resolver = &driver.Resolver{Address: "172.17.0.1", Search: []string{"shop.lb.gantry"}}
+			},
+			check: func(t *testing.T, s *ContainerSpec) {
+				if len(s.HostConfig.DNS) != 1 || s.HostConfig.DNS[0].String() != "172.17.0.1" || !slices.Equal(s.HostConfig.DNSSearch, []string{"shop.lb.gantry"}) {
+					t.Errorf("dns %v search %v", s.HostConfig.DNS, s.HostConfig.DNSSearch)
+				}
+			},
+		},
+		{
+			name: "the node's resolver is not given to host networking",
+			change: func(c *driver.TaskConfig) {
+				c.Task.Config.NetworkMode = "host"
+				c.Resolver = &driver.Resolver{Address: "172.17.0.1", Search: []string{"shop.lb.gantry"}}
+			},
+			check: func(t *testing.T, s *ContainerSpec) {
+				if len(s.HostConfig.DNS) != 0 || len(s.HostConfig.DNSSearch) != 0 {
+					t.Errorf("dns %v search %v on host networking", s.HostConfig.DNS, s.HostConfig.DNSSearch)
+				}
+			},
+		},
+		{name: "bad resolver", change: func(c *driver.TaskConfig) { c.Resolver = &driver.Resolver{Address: "resolver"} }, wantErr: "resolver address"},
 		{name: "bad named volume", change: func(c *driver.TaskConfig) { c.Task.Config.DockerVolumes = []string{"/abs:/data"} }, wantErr: "volume name"},
 		{name: "bad volume", change: func(c *driver.TaskConfig) { c.Task.Config.Volumes = []string{"data:/data"} }, wantErr: "not absolute"},
 		{name: "bad device", change: func(c *driver.TaskConfig) { c.Task.Config.Devices = []string{"/dev/a:/dev/b:x"} }, wantErr: "permissions"},
@@ -364,5 +389,35 @@ func TestBuildContainer(t *testing.T) {
 				t.Errorf("two builds of one config differ")
 			}
 		})
+	}
+}
+
+// TestGatewayIn: the bridge interface's address in the network's subnet
+// is its gateway (an engine that reports only the subnet).
+func TestGatewayIn(t *testing.T) {
+	addr := func(s string) net.Addr {
+		ip, n, err := net.ParseCIDR(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.IP = ip
+		return n
+	}
+	subnet := netip.MustParsePrefix("172.17.0.0/16")
+	for _, tc := range []struct {
+		name    string
+		addrs   []net.Addr
+		subnets []netip.Prefix
+		want    string
+	}{
+		{"the address in the subnet", []net.Addr{addr("fe80::1/64"), addr("10.1.0.5/24"), addr("172.17.0.1/16")}, []netip.Prefix{subnet}, "172.17.0.1"},
+		{"no address in the subnet", []net.Addr{addr("10.1.0.5/24")}, []netip.Prefix{subnet}, ""},
+		{"no subnet known: the first IPv4 address", []net.Addr{addr("fe80::1/64"), addr("10.1.0.5/24")}, nil, "10.1.0.5"},
+		{"IPv6 only", []net.Addr{addr("fe80::1/64")}, nil, ""},
+	} {
+		got, ok := gatewayIn(tc.addrs, tc.subnets)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("%s: %q %v, want %q", tc.name, got, ok, tc.want)
+		}
 	}
 }
