@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/gantryhq/gantry/internal/api"
-	"github.com/gantryhq/gantry/internal/gpu/vfio/vfiotest"
+	"github.com/gantryhq/gantry/internal/vfio/vfiotest"
 )
 
 func vmTask(mod func(*api.Task)) *api.Task {

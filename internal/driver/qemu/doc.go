@@ -28,7 +28,7 @@
 // reach a VM like a container. The guest's serial console is the task's
 // stdout log, QEMU's own messages its stderr log.
 //
-// GPUs: a VM is given whole GPUs bound to vfio-pci (internal/gpu/vfio
+// GPUs: a VM is given whole GPUs bound to vfio-pci (internal/vfio
 // finds them; the scheduler gives them to VMs only). Start reads sysfs
 // again and adds -device vfio-pci,host=<address> for each GPU and for the
 // other vfio-pci devices of its IOMMU group, or refuses with the reason

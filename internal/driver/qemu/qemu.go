@@ -18,7 +18,7 @@ import (
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/driver"
 	"github.com/gantryhq/gantry/internal/driver/exec"
-	"github.com/gantryhq/gantry/internal/gpu/vfio"
+	"github.com/gantryhq/gantry/internal/vfio"
 )
 
 // Name is the driver's name in job specs.

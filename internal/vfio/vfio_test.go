@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/gantryhq/gantry/internal/api"
-	"github.com/gantryhq/gantry/internal/gpu/vfio"
-	vt "github.com/gantryhq/gantry/internal/gpu/vfio/vfiotest"
+	"github.com/gantryhq/gantry/internal/vfio"
+	vt "github.com/gantryhq/gantry/internal/vfio/vfiotest"
 )
 
 // The trees are fake (vfiotest): no machine here has an IOMMU or a GPU,
