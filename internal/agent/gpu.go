@@ -18,6 +18,7 @@ import (
 	"github.com/gantryhq/gantry/internal/driver"
 	"github.com/gantryhq/gantry/internal/gpu/mps"
 	"github.com/gantryhq/gantry/internal/gpu/nvml"
+	"github.com/gantryhq/gantry/internal/vfio"
 )
 
 // GPURuntime is the node's GPU library. *nvml.Library implements it over
@@ -46,6 +47,10 @@ type GPUConfig struct {
 	// MPSPipeDir is the pipe directory of the node's MPS control daemon;
 	// empty means mps.DefaultPipeDir.
 	MPSPipeDir string
+	// SysfsRoot is where the kernel's sysfs is, for the discovery of the
+	// GPUs bound to vfio-pci that VMs may be given whole (vfio.Discover);
+	// empty means vfio.DefaultRoot. Tests point it at a fake tree.
+	SysfsRoot string
 }
 
 // DefaultMIGIdle is how long a MIG instance the agent created may stay
@@ -73,6 +78,10 @@ type gpuManager struct {
 	lastXID map[string]uint64 // GPU UUID → last XID seen, for metrics
 	created map[string]*createdMIG
 	mps     mps.Status
+	// passthrough are the GPUs bound to vfio-pci the last fingerprint
+	// reported (by PCI address), and ptSummary what it said of them.
+	passthrough map[string]bool
+	ptSummary   string
 }
 
 // createdMIG is a MIG instance the agent created, kept in a file so a
@@ -92,6 +101,9 @@ func newGPUManager(cfg GPUConfig, dataDir string, log *slog.Logger, kick func())
 	}
 	if cfg.MPSPipeDir == "" {
 		cfg.MPSPipeDir = mps.DefaultPipeDir
+	}
+	if cfg.SysfsRoot == "" {
+		cfg.SysfsRoot = vfio.DefaultRoot
 	}
 	g := &gpuManager{
 		cfg: cfg, log: log, kick: kick, state: filepath.Join(dataDir, "gpu-mig-created.json"), running: processRunning,
@@ -192,6 +204,34 @@ func (g *gpuManager) fingerprint(n *api.Node) {
 	}
 	g.mu.Unlock()
 
+	// GPUs bound to vfio-pci are invisible to NVML: sysfs finds them, for
+	// VMs only. They follow the NVML GPUs in the node's list.
+	pt, ptErr := vfio.Discover(g.cfg.SysfsRoot)
+	ptSummary := vfio.Summary(pt)
+	if ptErr != nil {
+		ptSummary = "cannot be discovered: " + ptErr.Error()
+	}
+	ptDevs := vfio.Nodes(pt, len(gpus))
+	gpus = append(gpus, ptDevs...)
+	g.mu.Lock()
+	g.passthrough = map[string]bool{}
+	for _, d := range ptDevs {
+		g.passthrough[d.UUID] = true
+	}
+	ptChanged := ptSummary != g.ptSummary
+	g.ptSummary = ptSummary
+	g.mu.Unlock()
+	if ptChanged && ptSummary != "" {
+		if ptErr != nil {
+			g.log.Warn("GPU passthrough", "summary", ptSummary)
+		} else {
+			g.log.Info("GPU passthrough", "summary", ptSummary)
+		}
+	}
+	if ptSummary != "" {
+		n.Attributes["gpu.passthrough"] = ptSummary
+	}
+
 	if changed {
 		if err != nil && !errors.Is(err, nvml.ErrNoDriver) && !errors.Is(err, nvml.ErrNotBuilt) {
 			g.log.Warn("GPUs", "summary", summary)
@@ -242,6 +282,14 @@ func (g *gpuManager) deviceLocked(d *nvml.Device) api.GPUDevice {
 	return out
 }
 
+// isPassthrough reports whether the last fingerprint found the GPU of
+// that UUID (a PCI address) bound to vfio-pci.
+func (g *gpuManager) isPassthrough(uuid string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.passthrough[uuid]
+}
+
 // device returns the last discovered state of a GPU.
 func (g *gpuManager) device(uuid string) (*nvml.Device, error) {
 	g.mu.Lock()
@@ -270,6 +318,9 @@ func (g *gpuManager) prepare(res *api.AllocatedResources) (out *api.AllocatedRes
 	}
 	a := res.GPU
 	for _, u := range a.Devices {
+		if g.isPassthrough(u) {
+			continue // the qemu driver checks its binding at start
+		}
 		if _, err := g.device(u); err != nil {
 			return nil, nil, "", err
 		}

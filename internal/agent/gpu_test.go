@@ -40,6 +40,9 @@ func newGPUFixture(t *testing.T, cfg GPUConfig) *gpuFixture {
 	if cfg.MPSPipeDir == "" {
 		cfg.MPSPipeDir = filepath.Join(f.dir, "no-mps")
 	}
+	if cfg.SysfsRoot == "" {
+		cfg.SysfsRoot = filepath.Join(f.dir, "no-sysfs") // not the machine's own GPUs on vfio-pci
+	}
 	f.g = newGPUManager(cfg, f.dir, slog.New(slog.NewTextHandler(io.Discard, nil)), func() { f.kicks.Add(1) })
 	return f
 }
@@ -82,7 +85,7 @@ func TestGPUFingerprint(t *testing.T) {
 }
 
 func TestGPUNoDriver(t *testing.T) {
-	g := newGPUManager(GPUConfig{}, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)), func() {})
+	g := newGPUManager(GPUConfig{SysfsRoot: t.TempDir()}, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)), func() {})
 	n := &api.Node{Attributes: map[string]string{}}
 	g.fingerprint(n)
 	if n.GPUs != nil || n.Attributes["gpu.status"] != "no NVIDIA driver, 0 GPUs" || n.Attributes["gpu.count"] != "0" {

@@ -106,6 +106,13 @@ type GPUDevice struct {
 	SharingEnforced bool   `json:"sharing_enforced,omitempty"` // an MPS daemon enforces share limits
 	Unhealthy       bool   `json:"unhealthy,omitempty"`
 	HealthReason    string `json:"health_reason,omitempty"`
+
+	// Passthrough marks a GPU bound to vfio-pci, which the node offers
+	// whole to virtual machines (qemu tasks) only, never to containers or
+	// processes; its UUID is its PCI address and IOMMUGroup its IOMMU
+	// group. NVML-managed GPUs are never passthrough.
+	Passthrough bool `json:"passthrough,omitempty"`
+	IOMMUGroup  int  `json:"iommu_group,omitempty"`
 }
 
 // MIGInstance is a GPU instance (with its compute instance) that exists on

@@ -26,9 +26,9 @@ var layers = []struct {
 	pkgs []string
 }{
 	{"model", []string{"internal/api", "internal/pki", "internal/bench/stats", "internal/lifecycle/model",
-		"internal/gpu/nvml/nvmltest", "internal/vsphere/vcsim"}},
+		"internal/gpu/nvml/nvmltest", "internal/vfio/vfiotest", "internal/vsphere/vcsim"}},
 	{"pure cores and leaf libraries", []string{"internal/acl", "internal/jobspec", "internal/lifecycle", "internal/lifecycle/gen",
-		"internal/reconcile", "internal/gpu", "internal/gpu/mps", "internal/gpu/nvml", "internal/defrag", "internal/discovery",
+		"internal/reconcile", "internal/gpu", "internal/gpu/mps", "internal/gpu/nvml", "internal/vfio", "internal/defrag", "internal/discovery",
 		"internal/metrics", "internal/versions", "internal/compose", "internal/audit", "internal/vsphere", "internal/driver",
 		"internal/bench/report", "internal/bench/plot", "internal/bench/compare", "internal/agent/tasklife"}},
 	{"scheduling", []string{"internal/scheduler/...", "internal/validate", "internal/sim", "internal/defragplan"}},

@@ -84,6 +84,7 @@ type daemonFlags struct {
 	gpuManage          []string
 	gpuMIGIdle         time.Duration
 	mpsPipeDir         string
+	sysfsRoot          string
 	sampleEvery        time.Duration
 
 	net netFlags           // load balancer and DNS (netflags.go)
@@ -154,6 +155,7 @@ func (f *daemonFlags) addAgent(cmd *cobra.Command, withServers bool) {
 		mps = "/tmp/nvidia-mps"
 	}
 	cmd.Flags().StringVar(&f.mpsPipeDir, "mps-pipe-dir", mps, "pipe directory of the node's MPS control daemon, which enforces GPU shares where it runs")
+	cmd.Flags().StringVar(&f.sysfsRoot, "sysfs-root", "/sys", "where the kernel's sysfs is: the GPUs bound to vfio-pci (for VMs) and the KVM check are read there; tests point it at a fake tree")
 	cmd.Flags().DurationVar(&f.sampleEvery, "sample-interval", agent.DefaultSampleInterval, "how often the agent reads node, GPU and task usage for /metrics and the servers' history")
 	f.net.addAgent(cmd)
 	f.vs.addAgent(cmd)
@@ -359,7 +361,7 @@ func (f *daemonFlags) newAgent(dataDir string, servers []string, log *slog.Logge
 			}
 			drivers = append(drivers, ed)
 		case api.DriverQEMU:
-			qd, err := qemu.New(qemu.Config{AllocRoot: filepath.Join(dataDir, "allocs")})
+			qd, err := qemu.New(qemu.Config{AllocRoot: filepath.Join(dataDir, "allocs"), SysfsRoot: f.sysfsRoot})
 			if err != nil {
 				return nil, exitf(ExitError, "%v", err)
 			}
@@ -388,7 +390,7 @@ func (f *daemonFlags) newAgent(dataDir string, servers []string, log *slog.Logge
 		Drivers: drivers, Version: Version,
 		AuditInterval: f.auditInterval, DockerDaemonConfig: f.dockerDaemonConfig,
 		TLS: agentTLS, Token: f.token, LB: f.net.agentConfig(), Resolver: f.net.resolverConfig(),
-		GPU:            agent.GPUConfig{Runtime: nvml.Open(), ManageMIG: f.gpuManage, MIGIdle: f.gpuMIGIdle, MPSPipeDir: f.mpsPipeDir},
+		GPU:            agent.GPUConfig{Runtime: nvml.Open(), ManageMIG: f.gpuManage, MIGIdle: f.gpuMIGIdle, MPSPipeDir: f.mpsPipeDir, SysfsRoot: f.sysfsRoot},
 		SampleInterval: f.sampleEvery,
 		BIOSUUIDFile:   f.vs.biosUUIDFile,
 	}, log.With("component", "agent"))

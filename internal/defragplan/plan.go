@@ -165,8 +165,10 @@ func newModel(in *Input, pinned map[string]bool) *model {
 		mem, _ := n.Memory()
 		d := defrag.Node{Name: n.Node().Name, CPU: cpu, Memory: mem}
 		for _, g := range n.GPUs() {
-			// A GPU in MIG mode or unhealthy is never a destination.
-			d.GPUs = append(d.GPUs, defrag.GPU{Model: g.Model, Free: g.FreeMilli, Users: g.Users, MIG: g.MIGEnabled || !g.Healthy})
+			// A GPU in MIG mode, unhealthy, or bound to vfio-pci (VMs
+			// only: the moves are containers' and processes' work) is
+			// never a destination.
+			d.GPUs = append(d.GPUs, defrag.GPU{Model: g.Model, Free: g.FreeMilli, Users: g.Users, MIG: g.MIGEnabled || !g.Healthy || g.Passthrough})
 		}
 		dn = append(dn, d)
 		index[n.Node().ID] = i

@@ -114,6 +114,17 @@ func TestDecide(t *testing.T) {
 			w.share(j, "b", 0)
 			return w, w.input(wholeTarget(1), 1)
 		}, "inf-0:a/[1]->b/[0] fits", nil},
+		{"a GPU bound to vfio-pci (VMs only) is never a destination", func() (*world, *Input) {
+			w := newWorld(gpuNode("a", 2, func(i int, g *api.GPUDevice) {
+				if i == 0 {
+					g.Passthrough = true
+				}
+			}), gpuNode("b", 1))
+			j := w.shareJob("inf", 300, true)
+			w.share(j, "a", 1)
+			w.share(j, "b", 0)
+			return w, w.input(wholeTarget(1), 1)
+		}, "inf-0:a/[1]->b/[0] fits", nil},
 		{"constraints keep a replica where it may run", func() (*world, *Input) {
 			w := newWorld(st.Node("a", st.CPU(16000), st.Memory(65536), st.Label("zone", "x"), st.GPUs(1, a100, 40960)), gpuNode("b", 1))
 			pinned := w.shareJob("pinned", 300, true, st.Constraint("${node.labels.zone}", "=", "x"))

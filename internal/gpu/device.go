@@ -91,6 +91,7 @@ type Device struct {
 	MIGEnabled      bool   //
 	MIGManaged      bool   // the agent may create instances
 	SharingEnforced bool   // MPS enforces share limits
+	Passthrough     bool   // bound to vfio-pci: whole, and for VMs only
 	Peers           []int  // indices of NVLink peers on the same node
 	Geometry        *Geometry
 	Placements      map[string][]int // node-reported legal starts, by profile
@@ -120,7 +121,7 @@ func NewDevices(gs []api.GPUDevice) []Device {
 		*d = Device{
 			Index: i, UUID: g.UUID, Model: g.Model, Memory: g.Memory, CC: cc, NUMA: g.NUMANode,
 			Healthy: !g.Unhealthy, MIGEnabled: g.MIGEnabled, MIGManaged: g.MIGManaged,
-			SharingEnforced: g.SharingEnforced, Placements: g.MIGPlacements,
+			SharingEnforced: g.SharingEnforced, Passthrough: g.Passthrough, Placements: g.MIGPlacements,
 			FreeMilli: 1000, FreeMemory: g.Memory,
 		}
 		for _, p := range g.NVLinkPeers {

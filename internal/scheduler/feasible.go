@@ -12,6 +12,7 @@ type GPUStage int
 
 const (
 	GPUNoDevices         GPUStage = sNoGPUs // the node has no GPUs
+	GPUKind              GPUStage = sKind   // none of the kind the task takes: passthrough for a VM, the others for the rest
 	GPUModel             GPUStage = sModel  // no device of the model asked
 	GPUMemory            GPUStage = sMemMin // none with memory_min MiB
 	GPUComputeCapability GPUStage = sCC     // none of compute_capability_min

@@ -28,6 +28,10 @@ type GPUAsk struct {
 	MemoryMin int      // MiB
 	CCMin     int      // compute capability as major*100+minor; 0: any
 	Enforce   bool     // share only on GPUs whose limits are enforced (MPS)
+	// VM: the task is a virtual machine (driver qemu). A VM is given only
+	// passthrough GPUs (bound to vfio-pci), and nothing else is ever
+	// given one.
+	VM bool
 
 	profiles []profileOf // MIG: the profile resolved per geometry
 }

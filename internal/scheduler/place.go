@@ -104,6 +104,7 @@ func (r reason) arg() int                  { return int(r & 0xffff) }
 // reason is the furthest stage any of its GPUs reached.
 const (
 	sNoGPUs = iota
+	sKind   // passthrough GPUs for VMs, the others for everything else
 	sModel
 	sMemMin
 	sCC
@@ -908,11 +909,13 @@ func takeGPU(d *gpu.Device, a *GPUAsk) *api.AllocatedGPU {
 // eligible appends to out the devices that can serve a now, and returns
 // the furthest stage any device reached.
 func eligible(devs []gpu.Device, mask uint64, a *GPUAsk, out []int) ([]int, int) {
-	best := sModel
+	best := sKind
 	for i := range devs {
 		d := &devs[i]
 		st := sModel
 		switch {
+		case d.Passthrough != a.VM:
+			st = sKind
 		case i >= 64 || mask&(1<<i) == 0:
 		case d.Memory < a.MemoryMin:
 			st = sMemMin
@@ -1311,6 +1314,11 @@ func gpuReason(a *GPUAsk, st int) string {
 	switch st {
 	case sNoGPUs:
 		return "no GPUs"
+	case sKind:
+		if a.VM {
+			return "no GPU bound to vfio-pci for passthrough to a VM"
+		}
+		return "GPUs bound to vfio-pci, for VMs only"
 	case sModel:
 		return "no GPU of model " + a.Model
 	case sMemMin:
@@ -1318,6 +1326,9 @@ func gpuReason(a *GPUAsk, st int) string {
 	case sCC:
 		return fmt.Sprintf("no GPU of compute capability %d.%d", a.CCMin/100, a.CCMin%100)
 	case sHealth:
+		if a.VM {
+			return "passthrough GPUs not ready (the node's gpu.passthrough attribute says why)"
+		}
 		return "GPUs unhealthy"
 	case sMode:
 		if a.Form == gpu.FormMIG {

@@ -149,6 +149,7 @@ func compileGroup(g *api.Group, field string) (*groupPlan, error) {
 			if err != nil {
 				return nil, err
 			}
+			a.VM = t.Driver == api.DriverQEMU
 			gp.gpu = append(gp.gpu, a)
 			gp.gpuTask = append(gp.gpuTask, ti)
 		}

@@ -24,13 +24,20 @@ func (v *checker) gpus(i int, g *api.Group, gf scheduler.GroupFeasibility) {
 		}
 		r := g.Tasks[j].Resources.GPU
 		p := tpath(i, j) + ".resources.gpu"
-		devs := devices(gf.Nodes, r.Model)
+		vm := g.Tasks[j].Driver == api.DriverQEMU
+		devs := devices(gf.Nodes, r.Model, vm)
 		switch furthest {
 		case scheduler.GPUNoDevices:
 			v.add(Unplaceable, p, "asks for GPUs, but no node has any")
+		case scheduler.GPUKind:
+			if vm {
+				v.add(Unplaceable, p, "a VM is given only GPUs bound to vfio-pci for passthrough, and no node has one (bind a GPU to vfio-pci with the IOMMU on; gantry node status shows gpu.passthrough)")
+			} else {
+				v.add(Unplaceable, p, "the only GPUs are bound to vfio-pci for passthrough to VMs (driver qemu); a container or process cannot use them")
+			}
 		case scheduler.GPUModel:
 			models := map[string][]string{}
-			for _, d := range devices(gf.Nodes, "") {
+			for _, d := range devices(gf.Nodes, "", vm) {
 				models[strconv.Quote(d.dev.Model)] = appendOnce(models[strconv.Quote(d.dev.Model)], d.node)
 			}
 			v.add(Unplaceable, p+".model", "%q matches no GPU in the cluster; %s", r.Model, offers("the models nodes have are", models, "no node has a GPU"))
@@ -57,7 +64,7 @@ func (v *checker) gpus(i int, g *api.Group, gf scheduler.GroupFeasibility) {
 			case r.Count > 0:
 				most, where := 0, ""
 				for _, nf := range gf.Nodes {
-					if n := len(devices([]scheduler.NodeFeasibility{nf}, r.Model)); n > most {
+					if n := len(devices([]scheduler.NodeFeasibility{nf}, r.Model, vm)); n > most {
 						most, where = n, nodeName(nf.Node)
 					}
 				}
@@ -78,13 +85,14 @@ type located struct {
 }
 
 // devices lists the GPUs of the nodes whose model matches pattern (every
-// GPU for an empty pattern).
-func devices(nodes []scheduler.NodeFeasibility, pattern string) []located {
+// GPU for an empty pattern) and that a task of that kind may be given:
+// passthrough GPUs for a VM, the others for the rest.
+func devices(nodes []scheduler.NodeFeasibility, pattern string, vm bool) []located {
 	var out []located
 	for _, nf := range nodes {
 		for k := range nf.Node.GPUs {
 			d := &nf.Node.GPUs[k]
-			if pattern == "" || gpu.MatchModel(pattern, d.Model) {
+			if d.Passthrough == vm && (pattern == "" || gpu.MatchModel(pattern, d.Model)) {
 				out = append(out, located{d, nodeName(nf.Node)})
 			}
 		}

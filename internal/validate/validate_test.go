@@ -391,3 +391,53 @@ func TestDoesNotModifyInputs(t *testing.T) {
 		t.Error("the cluster changed")
 	}
 }
+
+// TestPassthroughGPUs: GPUs bound to vfio-pci are for VMs only, so a
+// container asking for a GPU on a cluster that has only those, and a VM
+// on a cluster that has none, are each told so.
+func TestPassthroughGPUs(t *testing.T) {
+	qemu := func(n *api.Node) {
+		n.Drivers[api.DriverQEMU] = api.DriverInfo{Detected: true, Healthy: true, Version: "7.2.22"}
+	}
+	ptNode := func(notReady string) *api.Node {
+		return schedtest.Node("pt", qemu, schedtest.GPUs(1, "NVIDIA H100 80GB HBM3", 81920, func(_ int, g *api.GPUDevice) {
+			g.UUID, g.PCIBusID, g.Passthrough, g.IOMMUGroup = "0000:01:00.0", "0000:01:00.0", true, 12
+			g.Unhealthy, g.HealthReason = notReady != "", notReady
+		}))
+	}
+	vm := `name: web
+groups:
+  - name: web
+    tasks:
+      - name: vm
+        driver: qemu
+        config: {kernel: /guest/vmlinuz}
+        resources: {cpu: 1000, memory: 256, gpu: {count: 1}}
+`
+	for _, tc := range []struct {
+		name  string
+		nodes []*api.Node
+		spec  string
+		want  string
+	}{
+		{"a container on passthrough GPUs only", []*api.Node{ptNode("")}, spec("", "", "", `cpu: 100, memory: 64, gpu: {count: 1}`),
+			"unplaceable groups[0].tasks[0].resources.gpu: the only GPUs are bound to vfio-pci for passthrough to VMs (driver qemu); a container or process cannot use them (web.yaml:8)"},
+		{"a VM without passthrough GPUs", []*api.Node{schedtest.Node("nv", qemu, schedtest.GPUs(2, "NVIDIA A100-SXM4-40GB", 40960))}, vm,
+			"unplaceable groups[0].tasks[0].resources.gpu: a VM is given only GPUs bound to vfio-pci for passthrough, and no node has one (bind a GPU to vfio-pci with the IOMMU on; gantry node status shows gpu.passthrough) (web.yaml:8)"},
+		// Validation judges GPUs as if healthy (an operator can fix a
+		// binding); job plan says why one is not ready.
+		{"a VM whose passthrough GPU is not ready yet", []*api.Node{ptNode("not passthrough-ready: in no IOMMU group: the IOMMU is off")}, vm, ""},
+		{"a VM with a ready passthrough GPU", []*api.Node{ptNode("")}, vm, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := problems(t, tc.spec, &validate.Cluster{Nodes: tc.nodes})
+			var want []string
+			if tc.want != "" {
+				want = []string{tc.want}
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("problems\n got: %q\nwant: %q", got, want)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/vfio/vfiotest"
 )
 
 func vmTask(mod func(*api.Task)) *api.Task {
@@ -98,15 +99,79 @@ func TestArgs(t *testing.T) {
 	}
 }
 
-func TestPlanWithVFIO(t *testing.T) {
-	p, err := NewPlan(vmTask(nil), res(1000, 256, api.AllocatedPort{Name: "http", Host: 1, To: 8080}), "", false)
-	if err != nil {
+// TestPassthroughArgs: the GPUs allocated to a VM become vfio-pci
+// devices on its command line, read from sysfs at start: each GPU, then
+// the other vfio-pci devices of its IOMMU group; a GPU that is not (or
+// no longer) bound to vfio-pci stops the start with the reason. The sysfs
+// trees are fake (vfiotest): no machine here has an IOMMU or a GPU, so
+// QEMU has never been started with these devices.
+func TestPassthroughArgs(t *testing.T) {
+	h100 := func(addr, driver string, group int) vfiotest.Dev {
+		return vfiotest.Dev{Addr: addr, Class: vfiotest.Class3D, Driver: driver, Group: group}
+	}
+	node := []vfiotest.Dev{
+		h100("0000:01:00.0", "vfio-pci", 12),
+		h100("0000:02:00.0", "vfio-pci", 13),
+		{Addr: "0000:03:00.0", Class: vfiotest.ClassVGA, Driver: "vfio-pci", Group: 14},
+		{Addr: "0000:03:00.1", Class: vfiotest.ClassAudio, Driver: "vfio-pci", Group: 14},
+		h100("0000:04:00.0", "nvidia", 15),
+		{Addr: "0000:05:00.0", Class: vfiotest.ClassVGA, Driver: "vfio-pci", Group: 16},
+		{Addr: "0000:05:00.1", Class: vfiotest.ClassAudio, Driver: "snd_hda_intel", Group: 16},
+	}
+	whole := func(devs ...string) *api.AllocatedGPU { return &api.AllocatedGPU{Devices: devs} }
+	tests := []struct {
+		name string
+		gpu  *api.AllocatedGPU
+		want string // the command line's end, after the kernel
+		err  string
+	}{
+		{name: "no GPU, no vfio-pci device", want: ""},
+		{name: "one GPU", gpu: whole("0000:01:00.0"), want: " -device vfio-pci,host=0000:01:00.0"},
+		{name: "two GPUs, in the order allocated", gpu: whole("0000:02:00.0", "0000:01:00.0"),
+			want: " -device vfio-pci,host=0000:02:00.0 -device vfio-pci,host=0000:01:00.0"},
+		{name: "the audio function of the GPU's IOMMU group goes with it", gpu: whole("0000:03:00.0"),
+			want: " -device vfio-pci,host=0000:03:00.0 -device vfio-pci,host=0000:03:00.1"},
+		{name: "a GPU on the NVIDIA driver at start", gpu: whole("0000:04:00.0"),
+			err: "GPU 0000:04:00.0 cannot be passed through to a VM: bound to nvidia, not vfio-pci"},
+		{name: "a group with a device still on the host", gpu: whole("0000:05:00.0"),
+			err: "IOMMU group 16 also holds 0000:05:00.1, bound to snd_hda_intel; bind it to vfio-pci too"},
+		{name: "a GPU this node does not have", gpu: whole("0000:09:00.0"),
+			err: "GPU 0000:09:00.0 is not a PCI display device of this node"},
+		{name: "an NVML GPU's UUID", gpu: whole("GPU-5f1c"), err: "GPU GPU-5f1c is not a PCI display device"},
+		{name: "a share", gpu: &api.AllocatedGPU{Share: &api.ShareAssignment{GPU: "0000:01:00.0", Milli: 500}},
+			err: "a VM can only be given whole GPUs"},
+	}
+	root := t.TempDir()
+	if err := vfiotest.Write(root, node); err != nil {
 		t.Fatal(err)
 	}
-	p.VFIO = []string{"0000:01:00.0", "0000:02:00.0"}
-	got := strings.Join(Args(p), " ")
-	if !strings.Contains(got, "-device vfio-pci,host=0000:01:00.0 -device vfio-pci,host=0000:02:00.0") {
-		t.Errorf("VFIO devices missing: %s", got)
+	d := &Driver{cfg: Config{SysfsRoot: root}}
+	base := "-nodefaults -no-user-config -display none -no-reboot -machine q35 -accel tcg,tb-size=64 -smp 1 -m 256M" +
+		" -chardev stdio,id=serial0,signal=off -serial chardev:serial0 -qmp unix:qmp.sock,server=on,wait=off" +
+		" -netdev user,id=net0,hostfwd=tcp::23456-:8080 -device virtio-net-pci,netdev=net0" +
+		" -kernel /guest/vmlinuz -initrd /guest/initrd.img -append console=ttyS0 quiet"
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := res(1000, 256, api.AllocatedPort{Name: "http", Host: 23456, To: 8080})
+			r.GPU = tc.gpu
+			p, err := NewPlan(vmTask(nil), r, "", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.VFIO, err = d.passthrough(r)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(Args(p), " "); got != base+tc.want {
+				t.Errorf("command line\n got: %s\nwant: %s", got, base+tc.want)
+			}
+		})
 	}
 }
 

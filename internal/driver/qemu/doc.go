@@ -28,6 +28,12 @@
 // reach a VM like a container. The guest's serial console is the task's
 // stdout log, QEMU's own messages its stderr log.
 //
+// GPUs: a VM is given whole GPUs bound to vfio-pci (internal/vfio
+// finds them; the scheduler gives them to VMs only). Start reads sysfs
+// again and adds -device vfio-pci,host=<address> for each GPU and for the
+// other vfio-pci devices of its IOMMU group, or refuses with the reason
+// when one is no longer bound to vfio-pci. This has not run on hardware.
+//
 // The package owns the QEMU command line (Args, a pure function of a
 // Plan), images and overlays, the QMP client and the fingerprint. It must
 // never talk to the state store, decide placement, or restart a VM: the

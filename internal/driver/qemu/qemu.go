@@ -18,6 +18,7 @@ import (
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/driver"
 	"github.com/gantryhq/gantry/internal/driver/exec"
+	"github.com/gantryhq/gantry/internal/vfio"
 )
 
 // Name is the driver's name in job specs.
@@ -43,8 +44,8 @@ type Config struct {
 	KVMPath string
 	// BootWait bounds how long Start waits for QEMU's QMP socket.
 	BootWait time.Duration
-	// SysfsRoot is where GPU passthrough discovery reads sysfs. Empty:
-	// /sys.
+	// SysfsRoot is where the kernel's sysfs is: GPU passthrough discovery
+	// and the KVM check read it. Empty: vfio.DefaultRoot (/sys).
 	SysfsRoot string
 }
 
@@ -75,7 +76,7 @@ func New(cfg Config) (*Driver, error) {
 		cfg.BootWait = DefaultBootWait
 	}
 	if cfg.SysfsRoot == "" {
-		cfg.SysfsRoot = "/sys"
+		cfg.SysfsRoot = vfio.DefaultRoot
 	}
 	ed, err := exec.New(exec.Config{AllocRoot: cfg.AllocRoot, ExecutorPath: cfg.ExecutorPath, Kind: Name})
 	if err != nil {
@@ -143,7 +144,7 @@ func (d *Driver) Attributes(ctx context.Context) map[string]string {
 		accels = "kvm,tcg"
 	}
 	attrs := map[string]string{"kvm": strconv.FormatBool(s.KVM), "accelerators": accels}
-	if gpus, err := DiscoverGPUs(d.cfg.SysfsRoot); err == nil {
+	if gpus, err := vfio.Discover(d.cfg.SysfsRoot); err == nil {
 		var ready []string
 		for _, g := range gpus {
 			if g.Ready {
@@ -189,14 +190,8 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 	if err != nil {
 		return nil, fmt.Errorf("qemu driver: task %q: %w", t.Name, err)
 	}
-	if g := cfg.Resources; g != nil && g.GPU != nil && len(g.GPU.Devices) > 0 {
-		gpus, err := DiscoverGPUs(d.cfg.SysfsRoot)
-		if err == nil {
-			plan.VFIO, err = vfioDevices(g.GPU.Devices, gpus)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("qemu driver: task %q: %w", t.Name, err)
-		}
+	if plan.VFIO, err = d.passthrough(cfg.Resources); err != nil {
+		return nil, fmt.Errorf("qemu driver: task %q: %w", t.Name, err)
 	}
 	for _, f := range []struct{ key, path string }{{"kernel", t.Config.Kernel}, {"initrd", t.Config.Initrd}} {
 		if f.path == "" {
@@ -262,6 +257,28 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 		return nil, fmt.Errorf("qemu driver: task %q: %w", t.Name, err)
 	}
 	return h, nil
+}
+
+// passthrough reads sysfs again at start and returns the PCI devices
+// QEMU takes for the task's GPUs: each GPU and the other vfio-pci devices
+// of its IOMMU group. A GPU that is no longer bound to vfio-pci, or whose
+// group no longer can go to a VM, is an error that says why, so that
+// QEMU never starts half-configured.
+func (d *Driver) passthrough(res *api.AllocatedResources) ([]string, error) {
+	if res == nil || res.GPU == nil {
+		return nil, nil
+	}
+	if res.GPU.MIG != nil || res.GPU.Share != nil {
+		return nil, errors.New("a VM can only be given whole GPUs, passed through with VFIO; this allocation holds a MIG instance or a share")
+	}
+	if len(res.GPU.Devices) == 0 {
+		return nil, nil
+	}
+	gpus, err := vfio.Discover(d.cfg.SysfsRoot)
+	if err != nil {
+		return nil, fmt.Errorf("GPU passthrough: %w", err)
+	}
+	return vfio.QEMUDevices(res.GPU.Devices, gpus)
 }
 
 // portFree checks that a forwarded host port can be bound, so that a port

@@ -159,6 +159,12 @@ func MIGMode(managed bool) GPUOpt {
 	return func(_ int, g *api.GPUDevice) { g.MIGEnabled, g.MIGManaged = true, managed }
 }
 
+// Passthrough marks the set as GPUs bound to vfio-pci, which only VMs
+// (driver qemu) are given, each in its own IOMMU group from 10 on.
+func Passthrough() GPUOpt {
+	return func(i int, g *api.GPUDevice) { g.Passthrough, g.IOMMUGroup = true, 10+i }
+}
+
 // Enforced marks shares as enforced (MPS).
 func Enforced() GPUOpt { return func(_ int, g *api.GPUDevice) { g.SharingEnforced = true } }
 
