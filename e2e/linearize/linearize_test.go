@@ -39,10 +39,20 @@ const (
 )
 
 // killAt are the moments (from the clients' start) at which the leader is
-// killed; each is started again on its data after downFor.
+// killed; each is started again on its data after downFor. At cutAt one
+// of the two agents is cut off from every server until the servers have
+// replaced its guard allocation on the other node.
 var (
 	killAt  = []time.Duration{5 * time.Second, 14 * time.Second}
 	downFor = 3 * time.Second
+	cutAt   = 7 * time.Second
+)
+
+// heartbeatTTL is the servers' --heartbeat-ttl; stopAfter the guard
+// group's disconnect.stop_after.
+const (
+	heartbeatTTL = 10 * time.Second
+	stopAfter    = 3 * time.Second
 )
 
 // syncBuffer is a log that a process writes while the test reads it.
@@ -324,14 +334,19 @@ func do(ctx context.Context, addr string, in input) (output, error) {
 
 // TestLinearizableUnderLeaderKills runs concurrent clients against three
 // servers while the leader is killed with SIGKILL twice and restarted on
-// its data, then checks the history for linearizability and that every
-// job whose registration was acknowledged is still there.
+// its data and one of two agents is cut off from every server (through
+// proxies the test cuts), then checks the history for linearizability,
+// that every job whose registration was acknowledged is still there, that
+// every live job ends with exactly one running allocation (none lost,
+// none duplicated, counted on the agents themselves), and that the cut
+// agent's guard allocation (disconnect.stop_after) never ran beside its
+// replacement for longer than stop_after plus one heartbeat TTL.
 func TestLinearizableUnderLeaderKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three servers and kills them (not in -short)")
 	}
 	dir := t.TempDir()
-	ports := freePorts(t, 11)
+	ports := freePorts(t, 12)
 	var servers []*proc
 	var members, addrs []string
 	for i := range 3 {
@@ -344,14 +359,28 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 			"--etcd-name", fmt.Sprintf("s%d", i+1),
 			"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", ports[3*i+1]),
 			"--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[3*i+2]),
-			"--initial-cluster", strings.Join(members, ","), "--heartbeat-ttl", "10s", "--log-level", "warn"}}
+			"--initial-cluster", strings.Join(members, ","), "--heartbeat-ttl", heartbeatTTL.String(), "--log-level", "warn"}}
 		servers = append(servers, s)
 		addrs = append(addrs, apiAddr)
 	}
-	agent := &proc{name: "agent", args: []string{"agent", "--insecure", "--servers", strings.Join(addrs, ","),
-		"--drivers", "null", "--data-dir", filepath.Join(dir, "agent"), "--agent-addr", fmt.Sprintf("127.0.0.1:%d", ports[9]),
-		"--node-name", "lin-node", "--log-level", "warn"}}
-	all := append([]*proc{agent}, servers...)
+	// Agent a reaches the servers only through proxies the test can cut;
+	// agent b reaches them directly.
+	var proxies []*cutProxy
+	var viaProxy []string
+	for _, a := range addrs {
+		p := newCutProxy(t, a)
+		proxies = append(proxies, p)
+		viaProxy = append(viaProxy, p.addr())
+	}
+	agentArgs := func(name string, servers []string, port int) []string {
+		return []string{"agent", "--insecure", "--servers", strings.Join(servers, ","),
+			"--drivers", "null", "--data-dir", filepath.Join(dir, name), "--agent-addr", fmt.Sprintf("127.0.0.1:%d", port),
+			"--node-name", name, "--log-level", "warn"}
+	}
+	agentA := &proc{name: "agent lin-a", args: agentArgs("lin-a", viaProxy, ports[9])}
+	agentB := &proc{name: "agent lin-b", args: agentArgs("lin-b", addrs, ports[10])}
+	agentAAddr, agentBAddr := fmt.Sprintf("127.0.0.1:%d", ports[9]), fmt.Sprintf("127.0.0.1:%d", ports[10])
+	all := append([]*proc{agentA, agentB}, servers...)
 	t.Cleanup(func() {
 		for _, p := range all {
 			p.stop()
@@ -361,7 +390,81 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 		s.start(t)
 	}
 	eventually(t, 90*time.Second, "a leader among the three servers", func() bool { return leader(servers) != nil }, servers...)
-	agent.start(t)
+
+	// The guard job runs on agent a, the only node at first.
+	agentA.start(t)
+	eventually(t, 60*time.Second, "the guard job registered", func() bool {
+		l := leader(servers)
+		return l != nil && postJob(l.addr, guardSpec(stopAfter)) == nil
+	}, servers...)
+	var guardOnA string
+	eventually(t, 60*time.Second, "the guard allocation running on lin-a", func() bool {
+		l := leader(servers)
+		if l == nil {
+			return false
+		}
+		as, err := jobAllocs(l.addr, "guard")
+		local, lerr := localAllocs(agentAAddr)
+		if err != nil || lerr != nil {
+			return false
+		}
+		for _, a := range as {
+			if local[a.ID] {
+				guardOnA = a.ID
+				return true
+			}
+		}
+		return false
+	}, agentA)
+	agentB.start(t)
+	eventually(t, 60*time.Second, "two nodes ready", func() bool {
+		l := leader(servers)
+		var nodes []*api.Node
+		if l == nil || getJSON(l.addr+"/v1/nodes", &nodes) != nil {
+			return false
+		}
+		ready := 0
+		for _, n := range nodes {
+			if n.Status == api.NodeStatusReady {
+				ready++
+			}
+		}
+		return ready == 2
+	}, agentB)
+
+	// Every guard allocation the servers ever made, for the watch.
+	var guardMu sync.Mutex
+	guardIDs := map[string]bool{guardOnA: true}
+	isGuard := func(id string) bool {
+		guardMu.Lock()
+		defer guardMu.Unlock()
+		return guardIDs[id]
+	}
+	watch := &overlapWatch{}
+	stopWatch := make(chan struct{})
+	var watchWG sync.WaitGroup
+	watchWG.Add(1)
+	go func() { defer watchWG.Done(); watch.run(stopWatch, agentAAddr, agentBAddr, isGuard) }()
+	defer func() { close(stopWatch); watchWG.Wait() }()
+	go func() {
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			for _, s := range servers {
+				if as, err := jobAllocs(s.addr, "guard"); err == nil {
+					guardMu.Lock()
+					for _, a := range as {
+						guardIDs[a.ID] = true
+					}
+					guardMu.Unlock()
+					break
+				}
+			}
+		}
+	}()
 
 	rec := &recorder{start: time.Now(), acked: map[string]bool{}}
 	ctx, cancel := context.WithTimeout(context.Background(), opsDuration)
@@ -404,7 +507,19 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 		}()
 	}
 
-	// The nemesis: kill the leader, start it again on its data.
+	// The nemesis: cut agent a off at cutAt (until its guard runs on b,
+	// below); kill the leader, start it again on its data.
+	cutDone := make(chan struct{})
+	go func() {
+		defer close(cutDone)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(rec.start.Add(cutAt))):
+		}
+		for _, p := range proxies {
+			p.setCut(true)
+		}
+	}()
 	var kills []string
 	for _, at := range killAt {
 		select {
@@ -419,6 +534,7 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 		l.start(t)
 	}
 	wg.Wait()
+	<-cutDone
 	if len(failures) > 0 {
 		t.Fatalf("%d requests were refused as invalid, the first: %s", len(failures), failures[0])
 	}
@@ -428,6 +544,40 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 		eventually(t, 90*time.Second, s.name+" to answer after the faults", func() bool { _, err := status(s.addr); return err == nil }, s)
 	}
 	eventually(t, 90*time.Second, "a leader after the faults", func() bool { return leader(servers) != nil }, servers...)
+
+	// The cut agent's guard is replaced on the other node, and only then
+	// is the cut healed: the cut agent must not run it again.
+	eventually(t, 120*time.Second, "the guard replaced on lin-b while lin-a is cut off", func() bool {
+		local, err := localAllocs(agentBAddr)
+		if err != nil {
+			return false
+		}
+		for id := range local {
+			if isGuard(id) {
+				return true
+			}
+		}
+		return false
+	}, append([]*proc{agentA, agentB}, servers...)...)
+	// The cut lasts past the bound, so that a cut agent that kept its
+	// guard running would be seen running it beside the replacement.
+	time.Sleep(stopAfter + heartbeatTTL + 2*time.Second)
+	for _, p := range proxies {
+		p.setCut(false)
+	}
+	eventually(t, 90*time.Second, "lin-a back after the cut", func() bool {
+		l := leader(servers)
+		var nodes []*api.Node
+		if l == nil || getJSON(l.addr+"/v1/nodes", &nodes) != nil {
+			return false
+		}
+		for _, n := range nodes {
+			if n.Name == "lin-a" {
+				return n.Status == api.NodeStatusReady
+			}
+		}
+		return false
+	}, agentA)
 
 	// Final reads of every job through every server join the history:
 	// an acknowledged job they do not find was lost.
@@ -455,6 +605,33 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 				t.Errorf("job %s was acknowledged but %s does not find it after the faults: lost", job, srv)
 			}
 		}
+	}
+
+	// No allocation lost or duplicated: every live job ends with exactly
+	// one allocation running, on the servers' books and on the agents;
+	// a stopped one with none. The guard runs once, on lin-b.
+	l := leader(servers)
+	for j := range jobs {
+		job := fmt.Sprintf("lin-%d", j)
+		out := final[job][servers[0].name]
+		want := 0
+		if out.Found && !out.State.Stopped {
+			want = 1
+		}
+		checkRunsOnce(t, l.addr, job, want, agentAAddr, agentBAddr, agentA, agentB)
+	}
+	checkRunsOnce(t, l.addr, "guard", 1, agentAAddr, agentBAddr, agentA, agentB)
+	time.Sleep(2 * time.Second) // the watch sees a restarted guard on lin-a, if any
+	watch.mu.Lock()
+	lastOnCut, firstOnOther, samples := watch.lastOnCut, watch.firstOnOther, watch.samples
+	watch.mu.Unlock()
+	if both := lastOnCut.Sub(firstOnOther); !firstOnOther.IsZero() && both > stopAfter+heartbeatTTL {
+		t.Errorf("the guard ran on both nodes for %s, past stop_after (%s) plus one heartbeat TTL (%s)", both.Round(time.Millisecond), stopAfter, heartbeatTTL)
+	}
+	if gap := firstOnOther.Sub(lastOnCut); gap >= 0 {
+		t.Logf("guard: last seen on the cut node %s before its replacement first ran on the other (%d samples)", gap.Round(time.Millisecond), samples)
+	} else {
+		t.Logf("guard: ran on both nodes for %s (%d samples)", (-gap).Round(time.Millisecond), samples)
 	}
 
 	counts := map[string]int{}
@@ -519,4 +696,54 @@ func TestModelRejectsWhatIsNotLinearizable(t *testing.T) {
 			t.Errorf("%s: linearizable %v, want %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// checkRunsOnce waits until job has exactly want allocations running by
+// the servers' books (desired run, client running) and the same number
+// running on the two agents together, and says what it saw if that does
+// not come within a minute.
+func checkRunsOnce(t *testing.T, server, job string, want int, agentA, agentB string, logs ...*proc) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		as, err := jobAllocs(server, job)
+		a, errA := localAllocs(agentA)
+		b, errB := localAllocs(agentB)
+		if err != nil || errA != nil || errB != nil {
+			last = fmt.Sprint(err, errA, errB)
+			continue
+		}
+		books, onNodes := 0, 0
+		for _, al := range as {
+			if al.DesiredStatus == api.AllocDesiredRun && al.ClientStatus == api.AllocRunning {
+				books++
+			}
+			if a[al.ID] {
+				onNodes++
+			}
+			if b[al.ID] {
+				onNodes++
+			}
+		}
+		if books == want && onNodes == want {
+			return
+		}
+		last = fmt.Sprintf("%d running by the servers' books, %d on the agents", books, onNodes)
+	}
+	for _, p := range logs {
+		t.Logf("%s's log ends:\n%s", p.name, p.log.tail(15))
+	}
+	t.Errorf("job %s: want exactly %d allocation(s) running, lost or duplicated otherwise; last seen: %s", job, want, last)
+}
+
+func getJSON(url string, v any) error {
+	resp, err := httpc.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }
