@@ -96,8 +96,8 @@ func (c *Client) HTTPClient() *http.Client { return c.http }
 
 // Do sends one request with body (JSON, when not nil) and decodes the
 // answer into out (when not nil). A server that cannot be reached is left
-// for the next one, each tried once; a server's answer other than 2xx is
-// an *Error.
+// for the next one, each tried once, as is one that cannot serve a GET
+// now (502, 503, 504); a server's answer other than 2xx is an *Error.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
 	return c.call(ctx, method, path, body, out, 0)
 }
@@ -149,7 +149,8 @@ func (b *cancelOnClose) Close() error {
 }
 
 // send tries each server once, from the one that answered last, until
-// one answers; it returns a 2xx response (the caller closes its body and
+// one answers (a read answered 502, 503 or 504 is asked of the next
+// server too); it returns a 2xx response (the caller closes its body and
 // then calls cancel) or an error.
 func (c *Client) send(ctx context.Context, method, path string, body any, timeout time.Duration) (*http.Response, context.CancelFunc, error) {
 	if len(c.servers) == 0 {
@@ -191,21 +192,35 @@ func (c *Client) send(ctx context.Context, method, path string, body any, timeou
 		resp, err := c.http.Do(req)
 		if err != nil {
 			cancel()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, nil, &UnavailableError{Servers: base, Hint: c.hint, Err: ctx.Err()}
+			}
 			if ctx.Err() != nil {
 				return nil, nil, ctx.Err()
 			}
 			lastErr = err
 			continue
 		}
-		c.mu.Lock()
-		c.cur = n
-		c.mu.Unlock()
 		if resp.StatusCode/100 != 2 {
 			data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 			resp.Body.Close()
 			cancel()
-			return nil, nil, decodeError(resp.StatusCode, resp.Status, data)
+			e := decodeError(resp.StatusCode, resp.Status, data)
+			if method == http.MethodGet && unavailable(resp.StatusCode) && i < len(c.servers)-1 {
+				// A read is safe to ask another server: this one cannot
+				// serve now (no leader, etcd out of reach, a proxy's
+				// upstream gone).
+				lastErr = e
+				continue
+			}
+			c.mu.Lock()
+			c.cur = n
+			c.mu.Unlock()
+			return nil, nil, e
 		}
+		c.mu.Lock()
+		c.cur = n
+		c.mu.Unlock()
 		return resp, cancel, nil
 	}
 	// Next time, start with the server after the one that answered last.
@@ -215,6 +230,12 @@ func (c *Client) send(ctx context.Context, method, path string, body any, timeou
 	}
 	c.mu.Unlock()
 	return nil, nil, &UnavailableError{Servers: strings.Join(c.servers, ", "), Hint: c.hint, Err: lastErr}
+}
+
+// unavailable reports whether a status says the server cannot serve now,
+// where another server might.
+func unavailable(status int) bool {
+	return status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
 }
 
 func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }

@@ -53,6 +53,10 @@ func TestErrorClassification(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
+	noLeader := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":"no leader"}`, http.StatusServiceUnavailable)
+	}))
+	defer noLeader.Close()
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	tests := []struct {
@@ -73,6 +77,8 @@ func TestErrorClassification(t *testing.T) {
 		{"a body that is not JSON", []string{srv.URL}, nil, "/v1/proxy", 502, true, "server answered 502 Bad Gateway: upstream died"},
 		{"no server answers", []string{deadAddress(t), deadAddress(t)}, nil, "/v1/ok", 0, true, "no Gantry server answers at http://127.0.0.1:"},
 		{"a dead server, then a live one", []string{deadAddress(t), srv.URL}, nil, "/v1/ok", 0, false, ""},
+		{"a server without a leader, then one that reads", []string{noLeader.URL, srv.URL}, nil, "/v1/ok", 0, false, ""},
+		{"no server can serve", []string{noLeader.URL, noLeader.URL}, nil, "/v1/ok", 503, true, "no leader"},
 		{"an answer that is not JSON", []string{srv.URL}, nil, "/v1/garbled", 0, false, "is not valid JSON"},
 		{"cancelled by the caller", []string{srv.URL}, cancelled, "/v1/ok", 0, false, "context canceled"},
 	}

@@ -90,7 +90,7 @@ func relocate(file string, lines *jobspec.Locator, fs []api.FieldError) {
 // located.
 func printRejection(g *globals, file string, lines *jobspec.Locator, ae *apiError) {
 	if ae.Status == http.StatusForbidden {
-		fmt.Fprintf(g.errw, "Error: %s\n", ae.Msg)
+		fmt.Fprintf(g.errw, "Error: %s\n", ae.Message)
 		fmt.Fprintf(g.errw, "Where, in %s:\n", file)
 		for _, line := range strings.Split(specErrors(file, lines, ae.Errors).Error(), "\n") {
 			fmt.Fprintf(g.errw, "  %s\n", line)
@@ -755,12 +755,12 @@ would accept it and wait for the cluster to change).`,
 				}
 				return nil
 			}
-			where := "the file alone (no server answered at " + c.base + ")"
+			where := "the file alone (no server answered at " + c.Address() + ")"
 			if cmd.Flags().Changed("cluster") && !cluster {
 				where = "the file alone"
 			}
 			if useCluster {
-				where = fmt.Sprintf("the cluster at %s (%s)", c.base, plural(resp.Nodes, "node", "nodes"))
+				where = fmt.Sprintf("the cluster at %s (%s)", c.Address(), plural(resp.Nodes, "node", "nodes"))
 			}
 			if len(resp.Errors) > 0 {
 				printSpecErrors(g, specErrors(file, lines, resp.Errors))
