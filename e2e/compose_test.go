@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 )
 
 // TestComposeDemoCluster builds the demo image from the gantry binary
@@ -55,7 +55,8 @@ func TestComposeDemoCluster(t *testing.T) {
 		}
 	})
 	run(compose, "-p", project, "-f", file, "up", "-d")
-	c := &Cluster{t: t, Addr: fmt.Sprintf("http://127.0.0.1:%d", port), http: http.DefaultClient}
+	c := &Cluster{t: t, Addr: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	c.api = apiclient.New(apiclient.Options{Servers: []string{c.Addr}})
 	t.Cleanup(func() {
 		if t.Failed() {
 			cmd := exec.Command(compose, "-p", project, "-f", file, "logs", "--tail", "30")

@@ -5,7 +5,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 	"github.com/gantryhq/gantry/internal/lifecycle"
 	"github.com/gantryhq/gantry/internal/pki"
 )
@@ -82,8 +85,8 @@ type Cluster struct {
 	cmd     *exec.Cmd
 	log     *bytes.Buffer
 	NodeID  string
-	cliArgs []string     // given to every CLI call (TLS flags)
-	http    *http.Client // for API reads; TLS when secure
+	cliArgs []string          // given to every CLI call (TLS flags)
+	api     *apiclient.Client // for API reads; TLS when secure
 	secure  bool
 }
 
@@ -103,8 +106,9 @@ func StartDevSecure(t testing.TB, extra, cliArgs []string) *Cluster {
 }
 
 func startDev(t testing.TB, extra, cliArgs []string) *Cluster {
-	c := &Cluster{t: t, DataDir: t.TempDir(), cliArgs: cliArgs, http: http.DefaultClient}
-	api := freePort(t)
+	c := &Cluster{t: t, DataDir: t.TempDir(), cliArgs: cliArgs}
+	port := freePort(t)
+	var tlsCfg *tls.Config
 	scheme := "http"
 	if cliArgs != nil {
 		c.secure = true
@@ -124,12 +128,13 @@ func startDev(t testing.TB, extra, cliArgs []string) *Cluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.http = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		tlsCfg = cfg
 	}
-	c.Addr = fmt.Sprintf("%s://127.0.0.1:%d", scheme, api)
+	c.Addr = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
+	c.api = apiclient.New(apiclient.Options{Servers: []string{c.Addr}, TLS: tlsCfg})
 	c.args = append([]string{"dev",
 		"--data-dir", c.DataDir,
-		"--http-addr", fmt.Sprintf("127.0.0.1:%d", api),
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--agent-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
 		"--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
@@ -251,34 +256,22 @@ func (c *Cluster) checkTransitions() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Addr+"/v1/events?topic=allocation&index=1", nil)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		c.t.Logf("lifecycle check skipped: %v", err)
-		return
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		c.t.Logf("lifecycle check skipped: %s: %s", resp.Status, b)
-		return
-	}
 	tc := newTransitionChecker()
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var e api.Event
-		if err := dec.Decode(&e); err != nil {
-			c.t.Errorf("lifecycle check: the event stream ended at %d transitions before index %d: %v", tc.seen, target, err)
-			return
-		}
+	errReached := errors.New("reached the newest allocation's index")
+	err := c.api.FollowEvents(ctx, apiclient.Events{Topics: []string{api.TopicAllocation}, After: 1}, func(e api.Event) error {
 		tc.observe(c.t, e)
 		if e.Index >= target {
-			c.t.Logf("lifecycle: %d allocation transitions checked against the table", tc.seen)
-			return
+			return errReached
 		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errReached):
+		c.t.Logf("lifecycle: %d allocation transitions checked against the table", tc.seen)
+	case err != nil:
+		c.t.Logf("lifecycle check skipped: %v", err)
+	default:
+		c.t.Errorf("lifecycle check: the event stream ended at %d transitions before index %d: %v", tc.seen, target, ctx.Err())
 	}
 }
 
@@ -356,16 +349,12 @@ func runGantryStdin(t testing.TB, stdin string, args ...string) Result {
 
 // GetJSON reads an API path into v.
 func (c *Cluster) GetJSON(path string, v any) error {
-	resp, err := c.http.Get(c.Addr + path)
-	if err != nil {
-		return err
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.api.Do(ctx, http.MethodGet, path, nil, v); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	return nil
 }
 
 // Allocs returns a job's allocations.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 	"github.com/google/uuid"
 )
 
@@ -394,7 +395,8 @@ type ServerProc struct {
 func StartServer(t *testing.T, extra ...string) *ServerProc {
 	t.Helper()
 	port := freePort(t)
-	c := &Cluster{t: t, DataDir: t.TempDir(), http: http.DefaultClient, Addr: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	c := &Cluster{t: t, DataDir: t.TempDir(), Addr: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	c.api = apiclient.New(apiclient.Options{Servers: []string{c.Addr}})
 	c.args = append([]string{"server", "--insecure",
 		"--data-dir", c.DataDir,
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", port),

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/agent/tasklife"
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 	"github.com/gantryhq/gantry/internal/driver"
 	"github.com/gantryhq/gantry/internal/lb"
 	"github.com/gantryhq/gantry/internal/lifecycle"
@@ -91,7 +92,7 @@ type Config struct {
 type Agent struct {
 	cfg      Config
 	log      *slog.Logger
-	srv      *serverClient
+	srv      *apiclient.Client
 	drivers  map[string]driver.Driver
 	nodeID   string
 	httpAddr string
@@ -150,7 +151,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{
 		cfg:       cfg,
 		log:       log,
-		srv:       newServerClient(cfg.Servers, cfg.TLS.client(), cfg.Token, cfg.Transport),
+		srv:       apiclient.New(apiclient.Options{Servers: cfg.Servers, TLS: cfg.TLS.client(), Token: cfg.Token, Transport: cfg.Transport}),
 		drivers:   map[string]driver.Driver{},
 		nodeID:    id,
 		allocDir:  filepath.Join(cfg.DataDir, "allocs"),
@@ -298,7 +299,7 @@ func (a *Agent) registerUntilDone(ctx context.Context) error {
 func (a *Agent) register(ctx context.Context) error {
 	n := a.fingerprint(ctx)
 	sent := time.Now()
-	resp, err := a.srv.register(ctx, n)
+	resp, err := a.srv.RegisterNode(ctx, n)
 	a.noteContact(err == nil, sent)
 	if err != nil {
 		return err
@@ -338,18 +339,18 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 		a.regMu.Unlock()
 		sleep(ctx, every)
 		sent := time.Now()
-		err := a.srv.heartbeat(ctx, a.nodeID, a.sampler.unsent(), every)
-		if isStatus(err, http.StatusBadRequest) {
+		err := a.srv.Heartbeat(ctx, a.nodeID, a.sampler.unsent(), every)
+		if apiclient.StatusOf(err) == http.StatusBadRequest {
 			// A server older than this agent refuses the sample: beat
 			// without it.
-			err = a.srv.heartbeat(ctx, a.nodeID, nil, every)
+			err = a.srv.Heartbeat(ctx, a.nodeID, nil, every)
 		}
 		if ctx.Err() == nil {
 			a.noteContact(err == nil, sent)
 		}
 		switch {
 		case err == nil:
-		case isStatus(err, http.StatusNotFound):
+		case apiclient.IsNotFound(err):
 			a.log.Warn("server no longer knows this node; registering again", "reason", err)
 			if err := a.registerUntilDone(ctx); err != nil {
 				return
@@ -434,7 +435,12 @@ func (a *Agent) watchLoop(ctx context.Context) {
 	// answer carries only what changed after index, plus every ID.
 	known := map[string]*api.Allocation{}
 	for ctx.Err() == nil {
-		resp, err := a.srv.allocs(ctx, a.nodeID, index, 15*time.Second)
+		resp, err := a.srv.NodeAllocs(ctx, a.nodeID, index, 15*time.Second)
+		for _, al := range resp.Allocs {
+			if al != nil {
+				al.Intern()
+			}
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				a.log.Warn("cannot fetch allocations; retrying", "err", err)

@@ -78,7 +78,7 @@ func (a *Agent) auditOnce(ctx context.Context, eng dockerEngine) {
 		}
 		return
 	}
-	err = a.srv.do(ctx, http.MethodPost, "/v1/nodes/"+a.nodeID+"/audit", rep.Compact(), nil, 30*time.Second)
+	err = a.srv.ReportAudit(ctx, a.nodeID, rep.Compact())
 	if err != nil && ctx.Err() == nil {
 		a.log.Warn("cannot report the container audit", "err", err)
 	}

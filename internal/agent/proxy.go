@@ -52,7 +52,7 @@ func (a *Agent) startLB(ctx context.Context) {
 		defer a.wg.Done()
 		// The catalog comes from the servers the agent speaks to, with its
 		// TLS and token.
-		lb.Follow(ctx, a.srv.catalogClient(), a.srv.addrs, m, log)
+		lb.Follow(ctx, a.srv, m, log)
 		m.Close()
 	}()
 }

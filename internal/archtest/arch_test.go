@@ -27,6 +27,7 @@ var layers = []struct {
 }{
 	{"model", []string{"internal/api", "internal/pki", "internal/bench/stats", "internal/lifecycle/model",
 		"internal/gpu/nvml/nvmltest", "internal/vfio/vfiotest", "internal/vsphere/vcsim"}},
+	{"API client", []string{"internal/apiclient"}},
 	{"pure cores and leaf libraries", []string{"internal/acl", "internal/jobspec", "internal/lifecycle", "internal/lifecycle/gen",
 		"internal/reconcile", "internal/gpu", "internal/gpu/mps", "internal/gpu/nvml", "internal/vfio", "internal/defrag", "internal/discovery",
 		"internal/metrics", "internal/versions", "internal/compose", "internal/audit", "internal/vsphere", "internal/driver",

@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -203,21 +204,21 @@ terminal. The command's exit code becomes gantry's exit code.`,
 				q.Set("tty", "true")
 			}
 			c := g.client()
-			wsURL := strings.Replace(c.base, "http", "ws", 1) + "/v1/allocations/" + url.PathEscape(args[0]) + "/exec?" + q.Encode()
+			wsURL := strings.Replace(c.Address(), "http", "ws", 1) + "/v1/allocations/" + url.PathEscape(args[0]) + "/exec?" + q.Encode()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			hdr := http.Header{}
-			if c.token != "" {
-				hdr.Set("X-Gantry-Token", c.token)
+			if g.token != "" {
+				hdr.Set("X-Gantry-Token", g.token)
 			}
-			conn, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: c.http, HTTPHeader: hdr})
+			conn, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: c.HTTPClient(), HTTPHeader: hdr})
 			if err != nil {
 				if resp != nil && resp.StatusCode/100 != 2 {
 					var e api.Error
 					json.NewDecoder(resp.Body).Decode(&e)
 					return exitf(ExitError, "exec in allocation %s: %s", args[0], e.Error)
 				}
-				return exitf(ExitError, "exec in allocation %s: %v", args[0], c.connError(err))
+				return exitf(ExitError, "exec in allocation %s: %v", args[0], &apiclient.UnavailableError{Servers: c.Address(), Hint: unreachableHint, Err: err})
 			}
 			defer conn.CloseNow()
 			conn.SetReadLimit(1 << 20)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 	"github.com/spf13/cobra"
 )
 
@@ -166,7 +167,9 @@ func newJobPromoteCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return exitf(ExitError, "job %s: %v", args[0], err)
 				}
-				m := &monitor{g: g, c: c, ns: s.Job.Namespace, job: s.Job, version: s.Job.Version, promoted: true}
+				m := &monitor{g: g, c: c, ns: s.Job.Namespace, job: s.Job, version: s.Job.Version, promoted: true, index: resp.Index}
+				m.watch()
+				defer m.stop()
 				start := time.Now()
 				return m.followDeployment(start, start.Add(timeout))
 			}
@@ -214,7 +217,7 @@ func newJobRevertCmd(g *globals) *cobra.Command {
 				if err := c.get(fmt.Sprintf("/v1/jobs/%s/versions/%d%s", url.PathEscape(args[0]), resp.JobVersion, nsQuery(g.namespace)), &j); err != nil {
 					return exitf(ExitError, "job %s version %d: %v", args[0], resp.JobVersion, err)
 				}
-				m := &monitor{g: g, c: c, ns: j.Namespace, job: &j, version: resp.JobVersion, evalID: resp.EvalID}
+				m := &monitor{g: g, c: c, ns: j.Namespace, job: &j, version: resp.JobVersion, evalID: resp.EvalID, index: resp.Index}
 				return m.run(timeout)
 			}
 			if g.json {
@@ -247,30 +250,25 @@ func deployed(j *api.Job) bool {
 // succeeds (exit 0), waits for promotion (exit 0, says how to promote),
 // fails or is cancelled (exit 1, with the reason and the rollback).
 func (m *monitor) followDeployment(start, deadline time.Time) error {
-	path := fmt.Sprintf("/v1/jobs/%s/deployment?version=%d", url.PathEscape(m.job.Name), m.version)
-	if m.ns != "" {
-		path += "&namespace=" + url.QueryEscape(m.ns)
-	}
 	var d *api.Deployment
 	for d == nil {
-		var got api.Deployment
-		err := m.c.get(path, &got)
+		got, err := m.deployment()
 		switch {
 		case err == nil:
-			d = &got
+			d = got
 		case !isNotFound(err):
 			return exitf(ExitError, "follow the deployment of job %s: %v", m.job.Name, err)
 		case time.Now().After(deadline):
 			return exitf(ExitError, "no deployment of job %q version %d appeared: is a server leading? check 'gantry job status %s'", m.job.Name, m.version, m.job.Name)
 		default:
-			time.Sleep(100 * time.Millisecond)
+			m.w.wait(deadline)
 		}
 	}
 	fmt.Fprintf(m.g.out, "==> Deployment %s of version %d: %s\n", api.ShortID(d.ID), d.JobVersion, strategySummary(m.job))
 	last := ""
 	seen := map[string]string{}
 	for {
-		if allocs, err := m.c.jobAllocs(m.ns, m.job.Name); err == nil {
+		if allocs, err := m.allocs(); err == nil {
 			for _, a := range allocs {
 				if a.JobVersion != m.version {
 					continue
@@ -301,7 +299,7 @@ func (m *monitor) followDeployment(start, deadline time.Time) error {
 		case api.DeploymentFailed:
 			fmt.Fprintf(m.g.out, "==> Deployment %s failed: %s\n", api.ShortID(d.ID), d.StatusDescription)
 			if d.RevertTo != nil {
-				m.waitRollback(d, path)
+				m.waitRollback(d)
 			}
 			return errSilent{ExitError}
 		case api.DeploymentCancelled:
@@ -317,23 +315,29 @@ func (m *monitor) followDeployment(start, deadline time.Time) error {
 			return exitf(ExitError, "deployment %s of job %q still running after %s: %s (see 'gantry deployment status %s')",
 				api.ShortID(d.ID), m.job.Name, time.Since(start).Round(time.Second), deploymentLine(d), api.ShortID(d.ID))
 		}
-		time.Sleep(250 * time.Millisecond)
-		var got api.Deployment
-		if err := m.c.get(path, &got); err != nil {
+		m.w.wait(deadline)
+		got, err := m.deployment()
+		if err != nil {
 			return exitf(ExitError, "follow deployment %s: %v", api.ShortID(d.ID), err)
 		}
-		d = &got
+		d = got
 	}
 }
 
+// deployment is the deployment of m.version as of the latest change seen.
+func (m *monitor) deployment() (*api.Deployment, error) {
+	return read(m.c, func(ctx context.Context) (*api.Deployment, error) {
+		return m.c.JobDeployment(ctx, m.ns, m.job.Name, &m.version, apiclient.Consistent)
+	})
+}
+
 // waitRollback reports the version an automatic rollback registered.
-func (m *monitor) waitRollback(d *api.Deployment, path string) {
+func (m *monitor) waitRollback(d *api.Deployment) {
 	deadline := time.Now().Add(15 * time.Second)
 	for d.RevertedAs == nil && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-		var got api.Deployment
-		if m.c.get(path, &got) == nil {
-			d = &got
+		m.w.wait(deadline)
+		if got, err := m.deployment(); err == nil {
+			d = got
 		}
 	}
 	if d.RevertedAs != nil {

@@ -130,7 +130,7 @@ room for the job.`,
 				err := c.do(ctx, http.MethodPost, "/v1/gpu/defrag/apply", api.DefragRequest{Namespace: g.namespace, Job: job}, &step)
 				cancel()
 				var ae *apiError
-				if err != nil && moved && errors.As(err, &ae) && ae.Status == http.StatusConflict && strings.Contains(ae.Msg, "is not waiting") {
+				if err != nil && moved && errors.As(err, &ae) && ae.Status == http.StatusConflict && strings.Contains(ae.Message, "is not waiting") {
 					// The moves made room and the job's evaluation placed
 					// it before this call could.
 					step = api.DefragStep{State: api.DefragDone, Message: fmt.Sprintf("%s no longer waits: its evaluation placed it in the room the moves made", job)}

@@ -2,9 +2,9 @@ package cli
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 
+	"github.com/gantryhq/gantry/internal/apiclient"
 	"github.com/gantryhq/gantry/internal/lb"
 	"github.com/spf13/cobra"
 )
@@ -38,26 +38,12 @@ HTTP or TCP to the service's healthy replicas anywhere in the cluster.`,
 			fmt.Fprintf(g.out, "Gantry ingress on %s, following servers %s\n", address, strings.Join(servers, ","))
 			// With --ca-cert/--client-cert/--client-key (an agent
 			// certificate) and --token, the catalog is read over mutual TLS.
-			c := g.client()
-			if c.err != nil {
-				return exitf(ExitError, "%v", c.err)
+			o, err := g.apiOptions()
+			if err != nil {
+				return exitf(ExitError, "%v", err)
 			}
-			hc := c.http
-			if c.token != "" {
-				rt := hc.Transport
-				if rt == nil {
-					rt = http.DefaultTransport
-				}
-				hc = &http.Client{Transport: tokenRoundTripper{rt, c.token}}
-			}
-			if g.tls.Enabled() {
-				for i, s := range servers {
-					if !strings.Contains(s, "://") {
-						servers[i] = "https://" + s
-					}
-				}
-			}
-			lb.Follow(ctx, hc, servers, m, log.With("component", "lb"))
+			o.Servers = servers
+			lb.Follow(ctx, apiclient.New(o), m, log.With("component", "lb"))
 			return nil
 		},
 	}
@@ -68,15 +54,4 @@ HTTP or TCP to the service's healthy replicas anywhere in the cluster.`,
 	cmd.Flags().StringSliceVar(&namespaces, "namespace", nil, "serve only these namespaces (repeatable; default all)")
 	cmd.Flags().BoolVar(&accessLog, "access-log", true, "log one line per request")
 	return cmd
-}
-
-type tokenRoundTripper struct {
-	rt    http.RoundTripper
-	token string
-}
-
-func (t tokenRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("X-Gantry-Token", t.token)
-	return t.rt.RoundTrip(r)
 }

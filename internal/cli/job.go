@@ -15,6 +15,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/admission"
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 	"github.com/gantryhq/gantry/internal/audit"
 	"github.com/gantryhq/gantry/internal/driver/qemu"
 	"github.com/gantryhq/gantry/internal/jobspec"
@@ -90,7 +91,7 @@ func relocate(file string, lines *jobspec.Locator, fs []api.FieldError) {
 // located.
 func printRejection(g *globals, file string, lines *jobspec.Locator, ae *apiError) {
 	if ae.Status == http.StatusForbidden {
-		fmt.Fprintf(g.errw, "Error: %s\n", ae.Msg)
+		fmt.Fprintf(g.errw, "Error: %s\n", ae.Message)
 		fmt.Fprintf(g.errw, "Where, in %s:\n", file)
 		for _, line := range strings.Split(specErrors(file, lines, ae.Errors).Error(), "\n") {
 			fmt.Fprintf(g.errw, "  %s\n", line)
@@ -161,7 +162,7 @@ Exit codes: 0 healthy (or, for batch work, finished successfully),
 				if detach {
 					return nil
 				}
-				m := &monitor{g: g, c: c, ns: job.Namespace, job: job, version: resp.JobVersion, evalID: resp.EvalID}
+				m := &monitor{g: g, c: c, ns: job.Namespace, job: job, version: resp.JobVersion, evalID: resp.EvalID, index: resp.Index}
 				return m.run(timeout)
 			}
 			if g.json {
@@ -177,6 +178,9 @@ Exit codes: 0 healthy (or, for batch work, finished successfully),
 }
 
 // monitor follows one job version until it is healthy, done or failed.
+// It reads the job's state again after each change the event stream
+// reports (jobWatch), with reads that first bring the server's view up
+// to date, so that they reflect the change the event announced.
 type monitor struct {
 	g       *globals
 	c       *client
@@ -184,28 +188,73 @@ type monitor struct {
 	job     *api.Job
 	version uint64
 	evalID  string
+	index   int64 // the store index of the change followed (0: unknown)
 	// promoted: the canaries were just promoted, follow to the end.
 	promoted bool
+	w        *jobWatch
+}
+
+// watch starts following the job's events, once.
+func (m *monitor) watch() {
+	if m.w == nil {
+		m.w = watchJob(m.c, m.ns, m.job.Name, m.index)
+	}
+}
+
+func (m *monitor) stop() {
+	if m.w != nil {
+		m.w.stop()
+	}
+}
+
+// evaluation is m.evalID once it is no longer pending, or nil.
+func (m *monitor) evaluation() (*api.Evaluation, error) {
+	evals, err := read(m.c, func(ctx context.Context) ([]*api.Evaluation, error) {
+		return m.c.JobEvals(ctx, m.ns, m.job.Name, apiclient.Consistent)
+	})
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range evals {
+		if e.ID == m.evalID && e.Status != api.EvalPending {
+			// The evaluation as its own endpoint words it (placement
+			// failures explained).
+			return m.c.eval(m.evalID)
+		}
+	}
+	return nil, nil
+}
+
+// allocs are the job's allocations as of the latest change seen.
+func (m *monitor) allocs() ([]*api.Allocation, error) {
+	return read(m.c, func(ctx context.Context) ([]*api.Allocation, error) {
+		return m.c.JobAllocs(ctx, m.ns, m.job.Name, apiclient.Consistent)
+	})
 }
 
 func (m *monitor) run(timeout time.Duration) error {
 	start := time.Now()
 	deadline := start.Add(timeout)
+	m.watch()
+	defer m.stop()
 	// 1. The evaluation: did everything get placed?
 	var ev *api.Evaluation
 	for {
-		e, err := m.c.eval(m.evalID)
-		if err != nil && !isNotFound(err) {
+		e, err := m.evaluation()
+		if err != nil {
 			return exitf(ExitError, "follow evaluation %s: %v", api.ShortID(m.evalID), err)
 		}
-		if err == nil && e.Status != api.EvalPending {
+		if e != nil {
 			ev = e
 			break
 		}
 		if time.Now().After(deadline) {
 			return exitf(ExitError, "evaluation %s still pending after %s: is a server leading? check 'gantry job status %s'", api.ShortID(m.evalID), timeout, m.job.Name)
 		}
-		time.Sleep(100 * time.Millisecond)
+		m.w.wait(deadline)
 	}
 	switch ev.Status {
 	case api.EvalFailed:
@@ -226,7 +275,7 @@ func (m *monitor) run(timeout time.Duration) error {
 	last := ""
 	seenState := map[string]string{}
 	for {
-		allocs, err := m.c.jobAllocs(m.ns, m.job.Name)
+		allocs, err := m.allocs()
 		if err != nil {
 			return exitf(ExitError, "follow job %s: %v", m.job.Name, err)
 		}
@@ -256,7 +305,7 @@ func (m *monitor) run(timeout time.Duration) error {
 		case time.Now().After(deadline):
 			return exitf(ExitError, "job %q not healthy after %s: %s (see 'gantry job status %s')", m.job.Name, timeout, p.line(), m.job.Name)
 		}
-		time.Sleep(250 * time.Millisecond)
+		m.w.wait(deadline)
 	}
 }
 
@@ -755,12 +804,12 @@ would accept it and wait for the cluster to change).`,
 				}
 				return nil
 			}
-			where := "the file alone (no server answered at " + c.base + ")"
+			where := "the file alone (no server answered at " + c.Address() + ")"
 			if cmd.Flags().Changed("cluster") && !cluster {
 				where = "the file alone"
 			}
 			if useCluster {
-				where = fmt.Sprintf("the cluster at %s (%s)", c.base, plural(resp.Nodes, "node", "nodes"))
+				where = fmt.Sprintf("the cluster at %s (%s)", c.Address(), plural(resp.Nodes, "node", "nodes"))
 			}
 			if len(resp.Errors) > 0 {
 				printSpecErrors(g, specErrors(file, lines, resp.Errors))

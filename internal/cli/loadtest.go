@@ -23,7 +23,7 @@ against a fresh server and adds the server's CPU, memory and etcd size.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			startPprof(slog.Default())
-			o.Address = g.client().base
+			o.Address = g.client().Address()
 			o.Progress = g.errw
 			if o.DataDir == "" {
 				dir, err := os.MkdirTemp("", "gantry-loadtest")

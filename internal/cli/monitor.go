@@ -1,19 +1,14 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 	"github.com/gantryhq/gantry/internal/ui"
 	"github.com/spf13/cobra"
 )
@@ -46,32 +41,19 @@ oldest index that can still be resumed from.
 			if index < 0 {
 				return exitf(ExitError, "--index must not be negative")
 			}
-			q := url.Values{}
+			ev := apiclient.Events{Keys: keys, Namespace: namespace, After: index}
 			for _, t := range topics {
 				for _, t := range strings.Split(t, ",") {
 					if t = strings.TrimSpace(t); t != "" {
-						q.Add("topic", t)
+						ev.Topics = append(ev.Topics, t)
 					}
 				}
 			}
-			for _, k := range keys {
-				q.Add("key", k)
-			}
-			if namespace != "" {
-				q.Set("namespace", namespace)
-			}
 			ctx, cancel := signalContext()
 			defer cancel()
-			m := &eventMonitor{g: g, c: g.client(), query: q, last: index}
-			if index == 0 {
-				// "From the next change" is after the current index: asking
-				// for it explicitly lets a reconnect resume from there.
-				var st api.StatusResponse
-				if err := m.c.get("/v1/status", &st); err != nil {
-					return exitf(ExitError, "%v", err)
-				}
-				m.last = st.Index
-			}
+			// After 0 ("from the next change") makes the follower ask
+			// for the current index first, so a reconnect resumes there.
+			m := &eventMonitor{g: g, c: g.client(), events: ev}
 			err := m.run(ctx)
 			if ctx.Err() != nil {
 				return nil
@@ -87,107 +69,49 @@ oldest index that can still be resumed from.
 	return cmd
 }
 
-// eventMonitor follows the event stream, reconnecting after failures.
+// eventMonitor follows the event stream, reconnecting after failures
+// and saying so on stderr.
 type eventMonitor struct {
-	g     *globals
-	c     *client
-	query url.Values
-	last  int64           // index of the last event printed
-	seen  map[string]bool // events of index last already printed
-}
-
-// eventID identifies an event within its index (one store revision can
-// change several objects).
-func eventID(e *api.Event) string {
-	return e.Topic + "\x00" + e.Type + "\x00" + e.Namespace + "\x00" + e.Key
+	g      *globals
+	c      *client
+	events apiclient.Events
 }
 
 func (m *eventMonitor) run(ctx context.Context) error {
-	delay := 500 * time.Millisecond
-	lost := false
-	for {
-		started, err := m.follow(ctx, lost)
-		if ctx.Err() != nil {
-			return nil
-		}
-		var ae *apiError
-		if errors.As(err, &ae) && ae.Status != http.StatusServiceUnavailable && ae.Status/100 == 4 {
-			// 410 (history compacted), 400, 401, 403: retrying cannot help.
-			return exitf(ExitError, "event stream: %s", ae.Msg)
-		}
-		if started {
-			delay, lost = 500*time.Millisecond, false
-		}
-		if !lost {
-			fmt.Fprintf(m.g.errw, "event stream lost (%v); resuming after index %d\n", err, m.last)
-			lost = true
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 5*time.Second)
+	if m.c.err != nil {
+		return exitf(ExitError, "%v", m.c.err)
 	}
+	ev := m.events
+	ev.Lost = func(err error, after int64) {
+		fmt.Fprintf(m.g.errw, "event stream lost (%v); resuming after index %d\n", err, after)
+	}
+	ev.Resumed = func(after int64) {
+		fmt.Fprintf(m.g.errw, "event stream resumed after index %d\n", after)
+	}
+	err := m.c.FollowEvents(ctx, ev, m.print)
+	var ae *apiError
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case errors.As(err, &ae):
+		// 410 (history compacted), 400, 401, 403: retrying cannot help.
+		return exitf(ExitError, "event stream: %s", ae.Message)
+	case err != nil:
+		return exitf(ExitError, "%v", err)
+	}
+	return nil
 }
 
-// follow reads the stream once. A revision's events are written together,
-// but a connection can break in the middle of them: so it asks again for
-// the last index it printed and skips the events of that index it has.
-func (m *eventMonitor) follow(ctx context.Context, resumed bool) (bool, error) {
-	q := url.Values{}
-	for k, v := range m.query {
-		q[k] = v
-	}
-	from := m.last
-	if from > 0 && len(m.seen) > 0 {
-		from--
-	}
-	q.Set("index", strconv.FormatInt(from, 10))
-	resp, err := m.c.raw(ctx, http.MethodGet, "/v1/events?"+q.Encode(), nil)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	if resumed {
-		fmt.Fprintf(m.g.errw, "event stream resumed after index %d\n", m.last)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(strings.TrimSpace(string(line))) == 0 {
-			continue // keep-alive
-		}
-		var e api.Event
-		if err := json.Unmarshal(line, &e); err != nil {
-			return true, fmt.Errorf("the server sent an event that is not JSON: %w", err)
-		}
-		switch {
-		case e.Index < m.last:
-			continue
-		case e.Index == m.last && m.seen[eventID(&e)]:
-			continue
-		case e.Index > m.last:
-			m.last, m.seen = e.Index, map[string]bool{}
-		}
-		m.seen[eventID(&e)] = true
-		if err := m.print(line, &e); err != nil {
-			return true, err
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return true, err
-	}
-	return true, io.ErrUnexpectedEOF
-}
-
-func (m *eventMonitor) print(line []byte, e *api.Event) error {
+func (m *eventMonitor) print(e api.Event) error {
 	if m.g.json {
-		_, err := fmt.Fprintf(m.g.out, "%s\n", line)
+		line, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(m.g.out, "%s\n", line)
 		return err
 	}
-	_, err := fmt.Fprintln(m.g.out, formatEvent(e))
+	_, err := fmt.Fprintln(m.g.out, formatEvent(&e))
 	return err
 }
 

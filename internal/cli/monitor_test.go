@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 )
 
 type syncBuffer struct {
@@ -60,7 +60,7 @@ func TestMonitorResumesExactlyOnce(t *testing.T) {
 	defer srv.Close()
 	var out, errw syncBuffer
 	g := &globals{address: srv.URL, out: &out, errw: &errw, json: true}
-	m := &eventMonitor{g: g, c: g.client(), query: url.Values{"topic": {"job"}}, last: 4}
+	m := &eventMonitor{g: g, c: g.client(), events: apiclient.Events{Topics: []string{"job"}, After: 4}}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	err := m.run(ctx)

@@ -91,7 +91,7 @@ Start a single-node cluster with 'gantry dev', then run a job with
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().String("config", "", "config file (YAML or JSON) whose keys are flag names; flags and GANTRY_* environment variables win over it")
-	root.PersistentFlags().StringVar(&g.address, "address", "http://127.0.0.1:7700", "address of a Gantry server's API (env GANTRY_ADDRESS)")
+	root.PersistentFlags().StringVar(&g.address, "address", "http://127.0.0.1:7700", "address of a Gantry server's API, or several, comma-separated, tried in turn when one does not answer (env GANTRY_ADDRESS)")
 	root.PersistentFlags().StringVar(&g.token, "token", "", "ACL token secret (env GANTRY_TOKEN)")
 	root.PersistentFlags().StringVar(&g.tls.CA, "ca-cert", "", "CA certificate to verify the servers with; with --client-cert and --client-key the CLI speaks mutual TLS (env GANTRY_CA_CERT)")
 	root.PersistentFlags().StringVar(&g.tls.Cert, "client-cert", "", "the CLI's certificate, made with 'gantry tls cert create --cli' (env GANTRY_CLIENT_CERT)")

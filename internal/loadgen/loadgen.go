@@ -10,9 +10,7 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,6 +25,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/agent"
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 	"github.com/gantryhq/gantry/internal/driver"
 	"github.com/gantryhq/gantry/internal/driver/null"
 	"github.com/gantryhq/gantry/internal/metrics"
@@ -105,7 +104,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	hc := &http.Client{Transport: h2c()}
+	c := apiclient.New(apiclient.Options{Servers: []string{o.Address}, Transport: h2c()})
 	res := &Result{Nodes: o.Nodes, Allocations: o.Jobs * o.Tasks}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
@@ -145,7 +144,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer wg.Wait()
 	defer stopAgents()
-	if err := waitReady(ctx, hc, o, start); err != nil {
+	if err := waitReady(ctx, c, o, start); err != nil {
 		return nil, err
 	}
 	res.RegisterTime = time.Since(start)
@@ -161,7 +160,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		go func() {
 			defer sub.Done()
 			for j := range jobs {
-				if err := submit(ctx, hc, o, j); err != nil {
+				if err := submit(ctx, c, o, j); err != nil {
 					select {
 					case errs <- err:
 					default:
@@ -205,7 +204,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if v := failed.Load(); v != nil {
 			return nil, fmt.Errorf("a simulated node stopped: %v", v)
 		}
-		placed, running, err := count(ctx, hc, o)
+		placed, running, err := count(ctx, c)
 		if err != nil {
 			fmt.Fprintf(o.Progress, "  (status read failed: %v)\n", err)
 			continue
@@ -227,24 +226,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 }
 
-func get(ctx context.Context, hc *http.Client, url string, v any) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("GET %s: %s %s", url, resp.Status, b)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
-
-func waitReady(ctx context.Context, hc *http.Client, o Options, start time.Time) error {
+func waitReady(ctx context.Context, c *apiclient.Client, o Options, start time.Time) error {
 	for {
-		var nodes []*api.Node
-		if err := get(ctx, hc, o.Address+"/v1/nodes", &nodes); err == nil {
+		if nodes, err := c.Nodes(ctx); err == nil {
 			ready := 0
 			for _, n := range nodes {
 				if n.Status == api.NodeStatusReady && strings.HasPrefix(n.Name, "sim-") {
@@ -264,37 +248,31 @@ func waitReady(ctx context.Context, hc *http.Client, o Options, start time.Time)
 	}
 }
 
-func submit(ctx context.Context, hc *http.Client, o Options, j int) error {
+func submit(ctx context.Context, c *apiclient.Client, o Options, j int) error {
 	job := &api.Job{
 		Name: fmt.Sprintf("load-%04d", j), Namespace: api.DefaultNamespace, Type: api.JobService, Priority: 50,
 		Groups: []*api.Group{{Name: "g", Count: o.Tasks, Tasks: []*api.Task{{
 			Name: "t", Driver: api.DriverNull, Resources: api.Resources{CPU: o.TaskCPU, Memory: o.TaskMemory},
 		}}}},
 	}
-	body, _ := json.Marshal(job)
 	for attempt := 0; ; attempt++ {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, o.Address+"/v1/jobs", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
+		_, err := c.RegisterJob(ctx, job)
 		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-			err = fmt.Errorf("submit %s: %s %s", job.Name, resp.Status, b)
+			return nil
 		}
-		if attempt >= 5 || ctx.Err() != nil {
-			return err
+		// Invalid input or a refusal is not retried; an unavailable
+		// server is, a few times.
+		if attempt >= 5 || ctx.Err() != nil || !apiclient.Retryable(err) {
+			return fmt.Errorf("submit %s: %w", job.Name, err)
 		}
 		time.Sleep(time.Second)
 	}
 }
 
 // count reads how many allocations of the load's jobs exist and run.
-func count(ctx context.Context, hc *http.Client, o Options) (placed, running int, err error) {
-	var list []*api.JobSummary
-	if err := get(ctx, hc, o.Address+"/v1/jobs", &list); err != nil {
+func count(ctx context.Context, c *apiclient.Client) (placed, running int, err error) {
+	list, err := c.Jobs(ctx, "")
+	if err != nil {
 		return 0, 0, err
 	}
 	for _, s := range list {

@@ -1,0 +1,18 @@
+// Package apiclient is the one typed client of Gantry's /v1 HTTP API:
+// the CLI, the agent, the load balancer, the load generator and the
+// end-to-end tests all reach the servers through it.
+//
+// It owns the wire: server addresses and failover between them, TLS and
+// the ACL token, turning an answer other than 2xx into one *Error that
+// keeps the HTTP status (so that callers classify it with Retryable and
+// StatusOf instead of parsing text), typed methods for the endpoints its
+// callers use, and FollowEvents, which follows /v1/events and resumes
+// after the last index it handed over when a connection drops or the
+// server it read from goes away.
+//
+// It must never decide anything for its callers: it retries nothing a
+// server answered (it only tries the next server when one cannot be
+// reached; how long to keep trying is the caller's choice), prints and
+// logs nothing, and knows nothing of the server's packages: it speaks
+// only the wire types of internal/api.
+package apiclient
