@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,6 +181,11 @@ func run(spec *runSpec) (int, string) {
 	if err != nil {
 		return ExitRunner, fmt.Sprintf("instantiate module %s: %v", spec.Module, err)
 	}
+	// Decoding, validating and loading the compiled code left garbage
+	// several times the module's size; hand it back before the module
+	// runs, for the rest of its life.
+	bin, info = nil, nil
+	debug.FreeOSMemory()
 	start := mod.ExportedFunction("_start")
 	if start == nil {
 		return ExitRunner, "the module exports no _start function: it is not a WASI command (reactor modules are not supported)"
