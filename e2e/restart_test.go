@@ -16,8 +16,10 @@ import (
 // every replica, the untouched job's included, was marked lost and
 // replaced. A new leader now gives every node a full heartbeat TTL and the
 // agent registers before it scans for its earlier tasks: no allocation is
-// lost and the untouched job keeps its allocations.
+// lost and the untouched job keeps its allocations. The rollout has 50
+// replicas, as in the review that found it.
 func TestKill9DuringDeploymentBouncesNothing(t *testing.T) {
+	const rollout = 50
 	c := StartDev(t)
 	spec := func(name string, count int) string {
 		return WriteSpec(t, name+".yaml", fmt.Sprintf(`name: %s
@@ -31,7 +33,7 @@ groups:
         config:
           image: gantry-demo:latest
           ports: [{name: http, to: 8080}]
-        resources: {cpu: 50, memory: 16}
+        resources: {cpu: 20, memory: 16}
         checks:
           - {type: http, port: http, path: /healthz, interval: 1s, timeout: 1s, failures: 2}
 `, name, count))
@@ -49,7 +51,7 @@ groups:
 	}
 	steady := ids("steady")
 
-	if r := c.Gantry("job", "run", "-d", spec("rollout", 8)); r.Code != 0 {
+	if r := c.Gantry("job", "run", "-d", spec("rollout", rollout)); r.Code != 0 {
 		t.Fatalf("job run rollout: %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	c.Eventually(30*time.Second, "the rollout's first replica to run", func() bool {
@@ -69,7 +71,7 @@ groups:
 			return c.GetJSON("/v1/jobs/"+job, &s) == nil && s.Groups["web"] != nil && s.Groups["web"].Healthy == want
 		}
 	}
-	c.Eventually(90*time.Second, "the rollout to be healthy after the restart", healthy("rollout", 8))
+	c.Eventually(5*time.Minute, "the rollout to be healthy after the restart", healthy("rollout", rollout))
 	c.Eventually(30*time.Second, "the steady job to be healthy after the restart", healthy("steady", 3))
 	// A node wrongly marked down shows itself within a heartbeat TTL (5s)
 	// of the takeover; wait past that.
@@ -85,8 +87,8 @@ groups:
 	if after := ids("steady"); strings.Join(after, ",") != strings.Join(steady, ",") {
 		t.Errorf("the untouched job's allocations changed across the restart:\nbefore %v\nafter  %v", steady, after)
 	}
-	if n := len(c.Allocs("rollout")); n != 8 {
-		t.Errorf("the rollout has %d allocations after the restart, want its 8", n)
+	if n := len(c.Allocs("rollout")); n != rollout {
+		t.Errorf("the rollout has %d allocations after the restart, want its %d", n, rollout)
 	}
 	var nodes []*api.Node
 	if err := c.GetJSON("/v1/nodes", &nodes); err != nil {
