@@ -36,7 +36,7 @@ vet:
 test: vet
 	scripts/test-prereqs.sh
 	GANTRY_REQUIRE_DOCKER=1 GANTRY_REQUIRE_UI_DEPS=1 GANTRY_SIM_REQUIRE_TRACE=1 GANTRY_REQUIRE_SPIN=1 \
-		GANTRY_REQUIRE_QEMU=1 GANTRY_REQUIRE_WASI_CLANG=1 \
+		GANTRY_REQUIRE_QEMU=1 GANTRY_REQUIRE_WASI_CLANG=1 GANTRY_REQUIRE_NETNS=1 \
 		$(GO) test -json -count=1 -timeout 60m ./... | $(GO) run ./scripts/testsummary
 
 # The tests that can run on this machine; those lacking a tool skip, and

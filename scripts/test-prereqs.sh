@@ -22,6 +22,11 @@ need qemu-img qemu-utils "the qemu driver's copy-on-write overlays"
 need apt-get apt "downloading the test guest's kernel (scripts/build-vm-guest.sh)"
 need clang clang "compiling the wasm driver's C test modules"
 need wasm-ld lld "linking the wasm driver's C test modules"
+need ip iproute2 "the network namespaces of the partition test"
+need iptables iptables "cutting a server off from its peers in the partition test"
+if [[ $(id -u) != 0 ]]; then
+	missing+=("root (the partition test makes network namespaces; the Docker end-to-end tests drive the engine)")
+fi
 if [[ ! -e /usr/lib/wasm32-wasi/libc.a ]]; then
 	missing+=("wasi-libc (the wasm driver's C test modules)")
 	pkgs+=(wasi-libc)

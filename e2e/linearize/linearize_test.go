@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -79,6 +78,7 @@ func (s *syncBuffer) tail(n int) string {
 type proc struct {
 	name string
 	addr string // http://host:port of its API; empty for the agent
+	bin  string // the program; empty: the gantry binary
 	args []string
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -90,7 +90,11 @@ func (p *proc) start(t *testing.T) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.log = &syncBuffer{}
-	p.cmd = exec.Command(gantryBin, p.args...)
+	bin := p.bin
+	if bin == "" {
+		bin = gantryBin
+	}
+	p.cmd = exec.Command(bin, p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.name, err)
@@ -469,43 +473,7 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 	rec := &recorder{start: time.Now(), acked: map[string]bool{}}
 	ctx, cancel := context.WithTimeout(context.Background(), opsDuration)
 	defer cancel()
-	var wg sync.WaitGroup
-	var failMu sync.Mutex
-	var failures []string
-	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(c), 19))
-			target := c % len(servers)
-			for seq := 0; ctx.Err() == nil; seq++ {
-				in := input{Job: fmt.Sprintf("lin-%d", rng.IntN(jobs))}
-				switch r := rng.IntN(10); {
-				case r < 4:
-					in.Op, in.Value = "register", fmt.Sprintf("c%d-%d", c, seq)
-				case r < 5:
-					in.Op = "stop"
-				default:
-					in.Op = "read"
-				}
-				call := rec.now()
-				out, err := do(context.Background(), servers[target].addr, in)
-				switch {
-				case errors.Is(err, errDropped):
-					target = (target + 1) % len(servers) // that server is down: use the next
-				case err != nil:
-					failMu.Lock()
-					failures = append(failures, err.Error())
-					failMu.Unlock()
-				case in.Op == "read" && out.Unknown:
-					// A read without an answer changed nothing.
-				default:
-					rec.add(c, in, call, out)
-				}
-				time.Sleep(time.Duration(5+rng.IntN(20)) * time.Millisecond)
-			}
-		}()
-	}
+	failures := runClients(ctx, rec, servers)
 
 	// The nemesis: cut agent a off at cutAt (until its guard runs on b,
 	// below); kill the leader, start it again on its data.
@@ -533,11 +501,10 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 		time.Sleep(downFor)
 		l.start(t)
 	}
-	wg.Wait()
-	<-cutDone
-	if len(failures) > 0 {
-		t.Fatalf("%d requests were refused as invalid, the first: %s", len(failures), failures[0])
+	if err := failures(); err != nil {
+		t.Fatal(err)
 	}
+	<-cutDone
 
 	// The faults healed: every server answers and one leads.
 	for _, s := range servers {
@@ -581,24 +548,7 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 
 	// Final reads of every job through every server join the history:
 	// an acknowledged job they do not find was lost.
-	final := map[string]map[string]output{}
-	for j := range jobs {
-		job := fmt.Sprintf("lin-%d", j)
-		final[job] = map[string]output{}
-		for _, s := range servers {
-			in := input{Job: job, Op: "read"}
-			eventually(t, 60*time.Second, "a consistent read of "+job+" through "+s.name, func() bool {
-				call := rec.now()
-				out, err := do(context.Background(), s.addr, in)
-				if err != nil || out.Unknown {
-					return false
-				}
-				rec.add(clients, in, call, out)
-				final[job][s.name] = out
-				return true
-			}, s)
-		}
-	}
+	final := finalReads(t, rec, servers)
 	for job := range rec.acked {
 		for srv, out := range final[job] {
 			if !out.Found {
@@ -640,22 +590,7 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 	}
 	t.Logf("killed %s; %d operations recorded (%d register, %d stop, %d read), %d without an answer; %d jobs acknowledged",
 		strings.Join(kills, " then "), len(rec.ops), counts["register"], counts["stop"], counts["read"], rec.unk, len(rec.acked))
-	if counts["register"] == 0 || counts["read"] == 0 || counts["stop"] == 0 {
-		t.Fatalf("the history lacks an operation kind: %v", counts)
-	}
-
-	res, info := porcupine.CheckOperationsVerbose(model, rec.ops, 60*time.Second)
-	switch res {
-	case porcupine.Ok:
-	case porcupine.Illegal:
-		path := filepath.Join(os.TempDir(), fmt.Sprintf("gantry-linearize-%d.html", time.Now().UnixNano()))
-		if err := porcupine.VisualizePath(model, info, path); err == nil {
-			t.Logf("the history, drawn: %s", path)
-		}
-		t.Fatal("the history is not linearizable")
-	default:
-		t.Fatalf("the linearizability check did not finish (%s)", res)
-	}
+	checkHistory(t, rec)
 }
 
 // TestModelRejectsWhatIsNotLinearizable: the checker, given histories
