@@ -20,7 +20,7 @@ import (
 // (a moved replica never moves again), so they grow with the moves made.
 const kindDefrag = "defrag"
 
-func (k keys) defragProposal() string        { return k.prefix + kindDefrag + "/proposal" }
+func (k keys) defragProposal() string         { return k.prefix + kindDefrag + "/proposal" }
 func (k keys) defragMove(alloc string) string { return k.prefix + kindDefrag + "/moves/" + alloc }
 
 // PutDefragRecord records a proposal (r.Plan set) or a step of the move
