@@ -20,7 +20,7 @@
 // of a group without migrate: true.
 //
 // Decide and Background are pure: state (and, for Background, the time)
-// in, moves out. It does no I/O, reads no clock and
-// draws no random numbers; the server (internal/server, `gantry gpu
-// defrag`) reads the store, calls it and carries the moves out.
+// in, moves out. They do no I/O, read no clock and draw no random
+// numbers; the server (internal/server, `gantry gpu defrag` and the
+// background loop) reads the store, calls them and carries the moves out.
 package defragplan
