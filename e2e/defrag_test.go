@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -166,6 +168,18 @@ func TestGPUDefragPlanAndApply(t *testing.T) {
 	if was.DesiredStatus != api.AllocDesiredStop || !strings.Contains(was.DesiredReason, "moved by GPU defragmentation") {
 		t.Errorf("old replica: %s, reason %q", was.DesiredStatus, was.DesiredReason)
 	}
+	// apply's proposal and its move's steps are defrag events.
+	var seen []string
+	for _, e := range readEvents(t, c, "topic=defrag&index=1", func(e api.Event) bool { return e.Type == api.DefragEventCompleted }) {
+		var r api.DefragRecord
+		if json.Unmarshal(e.Payload, &r) != nil || r.Source != api.DefragByApply || r.Reason == "" && r.Plan == nil {
+			t.Errorf("event %s: %s", e.Type, e.Payload)
+		}
+		seen = append(seen, e.Type)
+	}
+	if got, want := strings.Join(seen, " "), strings.Join([]string{api.DefragEventProposed, api.DefragEventStarted, api.DefragEventHealthy, api.DefragEventCompleted}, " "); got != want {
+		t.Errorf("apply's defrag events %s, want %s", got, want)
+	}
 	// Exactly one replica of small runs: the move never left it with
 	// fewer, and the reconciler kept neither a duplicate nor a third.
 	c.Eventually(30*time.Second, "one replica of small", func() bool {
@@ -177,4 +191,162 @@ func TestGPUDefragPlanAndApply(t *testing.T) {
 		}
 		return n == 1
 	})
+}
+
+// TestGPUDefragBackground runs `gantry dev` with the background
+// defragmenter on (one round a second, at most one move an hour) and the
+// fragmented pair of fake A100 nodes of TestGPUDefragPlanAndApply, where
+// only small allows migration. Nobody calls apply: the defragmenter
+// proposes the move of small, then makes it, and the waiting job train is
+// placed in the room it made. The defrag topic of /v1/events carries the
+// proposal and the move's steps, in order, each saying why; big, without
+// migrate, never moves.
+func TestGPUDefragBackground(t *testing.T) {
+	c := StartDev(t, "--gpu-defrag-interval", "1s", "--gpu-defrag-moves-per-hour", "1")
+	a := StartFakeNode(t, c, plainGPUNode("gpu-a"))
+	b := StartFakeNode(t, c, plainGPUNode("gpu-b"))
+	eligible := func(n *FakeNode, yes bool) {
+		t.Helper()
+		flag := "--disable"
+		if yes {
+			flag = "--enable"
+		}
+		if r := c.Gantry("node", "eligibility", n.Node.ID, flag); r.Code != 0 {
+			t.Fatalf("node eligibility %s %s: %d %s%s", n.Node.Name, flag, r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	run := func(name, spec string) {
+		t.Helper()
+		if r := c.Gantry("job", "run", "-d", WriteSpec(t, name+".yaml", spec)); r.Code != 0 && r.Code != 2 {
+			t.Fatalf("job run %s: %d %s%s", name, r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	running := func(job, node string) *api.Allocation {
+		var got *api.Allocation
+		c.Eventually(90*time.Second, job+" running on "+node, func() bool {
+			for _, al := range c.Allocs(job) {
+				if al.DesiredStatus == api.AllocDesiredRun && al.ClientStatus == api.AllocRunning && al.NodeName == node {
+					got = al
+					return true
+				}
+			}
+			return false
+		})
+		return got
+	}
+	// Only one node takes work at a time while the cluster is set up, so
+	// the defragmenter (which moves work only between nodes that take
+	// work) has nothing to consolidate before train waits.
+	eligible(b, false)
+	run("small", shareSpec("small", 300))
+	old := running("small", "gpu-a")
+	eligible(b, true)
+	eligible(a, false)
+	run("big", strings.Replace(shareSpec("big", 600), "migrate: true", "migrate: false", 1))
+	bigAlloc := running("big", "gpu-b")
+	run("train", trainSpec)
+	c.Eventually(30*time.Second, "train blocked", func() bool {
+		var evals []*api.Evaluation
+		if c.GetJSON("/v1/jobs/train/evaluations", &evals) != nil {
+			return false
+		}
+		for _, e := range evals {
+			if e.Status == api.EvalBlocked {
+				return true
+			}
+		}
+		return false
+	})
+	eligible(a, true)
+
+	// By itself: small moves to gpu-b and train takes gpu-a.
+	running("train", "gpu-a")
+	moved := running("small", "gpu-b")
+	if moved.PreviousAlloc != old.ID || !strings.Contains(moved.Move, "for train/g") {
+		t.Errorf("replacement: previous %s, move %q", moved.PreviousAlloc, moved.Move)
+	}
+	for _, al := range c.Allocs("big") {
+		if al.ID != bigAlloc.ID || al.Move != "" || al.NodeName != "gpu-b" {
+			t.Errorf("big, without migrate, was touched: %+v", al)
+		}
+	}
+
+	events := readEvents(t, c, "topic=defrag&index=1", func(e api.Event) bool { return e.Type == api.DefragEventCompleted })
+	var types []string
+	for _, e := range events {
+		var r api.DefragRecord
+		if err := json.Unmarshal(e.Payload, &r); err != nil {
+			t.Fatalf("event %s: %v", e.Type, err)
+		}
+		t.Logf("%d %s %s key=%s reason=%q", e.Index, e.Type, r.Source, e.Key, r.Reason)
+		if r.Source != api.DefragByBackground || e.Topic != api.TopicDefrag {
+			t.Errorf("%s: source %q, topic %q", e.Type, r.Source, e.Topic)
+		}
+		switch e.Type {
+		case api.DefragEventProposed:
+			if r.Plan == nil || e.Key != "train" {
+				continue // an empty proposal (nothing to move yet) is allowed
+			}
+			if len(r.Plan.Moves) != 1 || r.Plan.Moves[0].Alloc != old.ID || !strings.Contains(r.Plan.Moves[0].Reason, "for train/g") {
+				t.Errorf("proposal: %+v", r.Plan)
+			}
+		default:
+			if e.Key != "small" || r.Move == nil || r.Move.Alloc != old.ID || r.Reason == "" {
+				t.Errorf("%s: key %q, move %+v, reason %q", e.Type, e.Key, r.Move, r.Reason)
+			}
+		}
+		if len(types) == 0 || types[len(types)-1] != e.Type {
+			types = append(types, e.Type)
+		}
+	}
+	want := []string{api.DefragEventProposed, api.DefragEventStarted, api.DefragEventHealthy, api.DefragEventCompleted}
+	if strings.Join(types, " ") != strings.Join(want, " ") {
+		t.Errorf("defrag events %v, want %v", types, want)
+	}
+
+	// The same fragmentation on two more nodes: the defragmenter proposes
+	// moving small2, but its one move of the hour is spent, so the
+	// proposal stays a proposal, and the UI's GPU map shows it: small2's
+	// piece on gpu-c moving out to gpu-d, gpu-d's GPU with small2 moving
+	// in, each with the reason.
+	d := StartFakeNode(t, c, plainGPUNode("gpu-d"))
+	eligible(d, false)
+	cn := StartFakeNode(t, c, plainGPUNode("gpu-c"))
+	run("small2", shareSpec("small2", 300))
+	running("small2", "gpu-c")
+	eligible(d, true)
+	eligible(cn, false)
+	run("big2", strings.Replace(shareSpec("big2", 600), "migrate: true", "migrate: false", 1))
+	running("big2", "gpu-d")
+	run("train2", strings.Replace(trainSpec, "name: train", "name: train2", 1))
+	eligible(cn, true)
+	readEvents(t, c, "topic=defrag&key=train2&index=1", func(e api.Event) bool { return e.Type == api.DefragEventProposed })
+	page := func(n *FakeNode) string {
+		resp, err := http.Get(c.Addr + "/ui/fragments/nodes/" + n.Node.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	from, to := page(cn), page(d)
+	for _, want := range []string{`data-move="out" data-move-to="gpu-d GPU 0"`, "frees gpu-c GPU 0 for train2/g", `<tr data-move="out"`} {
+		if !strings.Contains(from, want) {
+			t.Errorf("gpu-c's page lacks %q", want)
+		}
+	}
+	for _, want := range []string{`data-move="in"`, "moving in: small2.g[0] (300‰) from gpu-c GPU 0", `<tr data-move="in"`} {
+		if !strings.Contains(to, want) {
+			t.Errorf("gpu-d's page lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("gpu-c's page:\n%s", from)
+	}
+	for _, al := range c.Allocs("small2") {
+		if al.Move != "" {
+			t.Errorf("small2 moved beyond the rate limit: %+v", al)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // DefragRequest asks for a GPU defragmentation plan (POST
@@ -111,4 +112,41 @@ func gpuWords(gs []int) string {
 		return "GPU " + s[0]
 	}
 	return "GPUs " + strings.Join(s, ",")
+}
+
+// TopicDefrag is the event topic of GPU defragmentation: plans proposed
+// and each move's progress, from `gantry gpu defrag apply` and from the
+// background defragmenter alike.
+const TopicDefrag = "defrag"
+
+// Event types of topic "defrag" (DefragRecord.Type).
+const (
+	DefragEventProposed  = "DefragProposed"           // a plan was proposed (Plan set)
+	DefragEventStarted   = "DefragMoveStarted"        // a replacement was placed on the destination
+	DefragEventHealthy   = "DefragReplacementHealthy" // the replacement runs and is healthy
+	DefragEventCompleted = "DefragMoveCompleted"      // the old replica was stopped: the move is done
+	DefragEventAbandoned = "DefragMoveAbandoned"      // the replacement was stopped, the old replica stays (Reason says why)
+)
+
+// Sources of a DefragRecord: who acted.
+const (
+	DefragByApply      = "apply"      // gantry gpu defrag apply
+	DefragByBackground = "background" // the leader's background defragmenter
+)
+
+// DefragRecord is the payload of a "defrag" event: a proposed plan or a
+// step of one move. The latest proposal stays in the store, so the UI's
+// GPU map can show moves before they are made.
+type DefragRecord struct {
+	Type      string      `json:"type"`
+	Source    string      `json:"source"`
+	Namespace string      `json:"namespace,omitempty"` // of the moved replica, or of the plan's job
+	Job       string      `json:"job,omitempty"`
+	Plan      *DefragPlan `json:"plan,omitempty"` // DefragEventProposed
+	Move      *DefragMove `json:"move,omitempty"` // the move steps
+	// Replacement is the ID of the replacement allocation of a move.
+	Replacement string `json:"replacement,omitempty"`
+	// Reason is why: the plan's reason for a move, or why it was abandoned.
+	Reason     string    `json:"reason,omitempty"`
+	ModifyTime time.Time `json:"modify_time"`
 }

@@ -89,6 +89,9 @@ type daemonFlags struct {
 
 	net netFlags           // load balancer and DNS (netflags.go)
 	vs  vsphereDaemonFlags // virtualization monitor (vsphere.go)
+
+	defragInterval     time.Duration // background GPU defragmenter (0: off)
+	defragMovesPerHour int
 }
 
 func defaultDataDir(sub string) string {
@@ -128,6 +131,8 @@ func (f *daemonFlags) addServer(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.gpuPolicy, "gpu-policy", server.DefaultGPUPolicy, "how GPU work is placed: "+strings.Join(server.GPUPolicies, ", ")+
 		" (gantry: fragmentation-aware, learns the typical tasks from the jobs submitted; bestfit: the core's best fit, the earlier default)")
 	f.vs.addServer(cmd)
+	cmd.Flags().DurationVar(&f.defragInterval, "gpu-defrag-interval", 0, "run the background GPU defragmenter on the leader, one round per interval: it moves replicas of groups with migrate: true to make room for pending GPU work (or, with none, to free whole GPUs), each move proposed one round before it is made; 0: off")
+	cmd.Flags().IntVar(&f.defragMovesPerHour, "gpu-defrag-moves-per-hour", server.DefaultDefragMovesPerHour, "the background GPU defragmenter starts at most this many moves in any hour (moves of 'gantry gpu defrag apply' count too)")
 }
 
 func (f *daemonFlags) addAgent(cmd *cobra.Command, withServers bool) {
@@ -306,7 +311,7 @@ func (f *daemonFlags) startServer(ctx context.Context, st *state.Store, log *slo
 	}
 	cfg := server.Config{ID: id, HTTPAddr: f.httpAddr, HeartbeatTTL: f.heartbeatTTL, MaxHeartbeatsPerSecond: maxHeartbeats(f.maxHeartbeats), LostBatchGrace: f.lostBatchGrace, Version: Version, ACL: f.acl,
 		NodeHistory: f.historyLen, HistoryInterval: f.historyInterval, HistoryFile: f.historyFile, GPUPolicy: f.gpuPolicy,
-		VSphere: f.vs.serverConfig()}
+		VSphere: f.vs.serverConfig(), DefragInterval: f.defragInterval, DefragMovesPerHour: f.defragMovesPerHour}
 	if len(f.etcdEndpoints) > 0 {
 		// etcd's defaults: 128 operations and 1.5 MiB per transaction. A
 		// gang or preemption set larger than that fails its evaluation

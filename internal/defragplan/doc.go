@@ -14,7 +14,13 @@
 // drivers allow, and, for a job, ends with the scheduler placing every
 // replica the job is waiting for (preemption off).
 //
-// Decide is pure: state in, moves out. It does no I/O, reads no clock and
-// draws no random numbers; the server (internal/server, `gantry gpu
-// defrag`) reads the store, calls it and carries the moves out.
+// Background is the background defragmenter's round (server flag
+// --gpu-defrag-interval): follow the move under way, or propose a plan,
+// or start a proposed move within the per-hour rate limit, never a move
+// of a group without migrate: true.
+//
+// Decide and Background are pure: state (and, for Background, the time)
+// in, moves out. They do no I/O, read no clock and draw no random
+// numbers; the server (internal/server, `gantry gpu defrag` and the
+// background loop) reads the store, calls them and carries the moves out.
 package defragplan

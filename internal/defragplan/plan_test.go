@@ -57,6 +57,32 @@ func (w *world) share(j *api.Job, node string, g int) *api.Allocation {
 	return a
 }
 
+// wholeJob is a service whose replicas each hold count whole GPUs.
+func (w *world) wholeJob(name string, count int, migrate bool, opts ...st.GroupOpt) *api.Job {
+	opts = append([]st.GroupOpt{st.Task("main", 100, 256, st.WholeGPUs(count, ""))}, opts...)
+	j := st.Job(name, st.Group("g", 0, opts...))
+	j.Groups[0].Migrate = migrate
+	w.jobs[j.Key()] = j
+	return j
+}
+
+// whole places a replica of job j's group on GPUs gs of node, whole.
+func (w *world) whole(j *api.Job, node string, gs ...int) *api.Allocation {
+	n := w.node(node)
+	grp := j.Groups[0]
+	i := grp.Count
+	grp.Count++
+	var uuids []string
+	for _, g := range gs {
+		uuids = append(uuids, n.GPUs[g].UUID)
+	}
+	a := &api.Allocation{ID: fmt.Sprintf("%s-%d", j.Name, i), Namespace: j.Namespace, Job: j.Name, Group: grp.Name, Index: i,
+		NodeID: n.ID, NodeName: n.Name, DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocRunning,
+		Resources: map[string]*api.AllocatedResources{"main": {CPU: 100, Memory: 256, GPU: &api.AllocatedGPU{Devices: uuids}}}}
+	w.allocs = append(w.allocs, a)
+	return a
+}
+
 func (w *world) input(target *api.Job, count int) *Input {
 	in := &Input{Nodes: w.nodes, Allocs: w.allocs, Jobs: w.jobs, Target: target, Count: count}
 	if target != nil {
@@ -224,18 +250,46 @@ func apply(in *Input, p *api.DefragPlan) ([]*api.Allocation, error) {
 	return out, nil
 }
 
-// TestPlanInvariants draws clusters of shared and whole-GPU work, some of
-// it movable, and checks every plan Decide returns: applied, no node is
-// over-allocated (scheduler.Fit), no MIG GPU receives work, only replicas
-// of groups with migrate and without a gang move, each at most once, and
-// the job it was made for then places (scheduler.Plan, no preemption).
+// TestPlanInvariants draws clusters of shared and whole-GPU work (shares,
+// and replicas holding one or two whole GPUs), some of it movable, and
+// checks every plan Decide returns: applied, no node is over-allocated
+// (scheduler.Fit), no MIG GPU receives work, only replicas of groups with
+// migrate and without a gang move, each at most once, a replica of whole
+// GPUs moves whole (as many GPUs, all on one node), every group keeps as
+// many replicas as before (a move replaces, never removes: with apply's
+// replacement-first order no group has fewer healthy replicas, whatever
+// its max_parallel), and the job it was made for then places
+// (scheduler.Plan, no preemption).
 func TestPlanInvariants(t *testing.T) {
 	eng := scheduler.New(scheduler.Config{})
-	plans := 0
-	rapid.Check(t, func(t *rapid.T) {
+	for _, mix := range []struct {
+		name              string
+		minGPUs, maxWhole int
+		maxShares         int
+		// per is the most GPUs per replica of a whole-GPU target.
+		per int
+	}{
+		{"shares first", 1, 4, 14, 2},
+		// Nodes of two or more GPUs, mostly whole-GPU replicas and a job
+		// that needs two GPUs of one node: moving whole replicas is
+		// what makes room.
+		{"whole GPUs first", 2, -1, 2, 2},
+	} {
+		t.Run(mix.name, func(t *testing.T) {
+			plans, wholeMoves := planInvariants(t, eng, mix.minGPUs, mix.maxWhole, mix.maxShares, mix.per)
+			t.Logf("%d non-empty plans checked, %d moves of whole GPUs among them", plans, wholeMoves)
+			if mix.name == "whole GPUs first" && wholeMoves == 0 {
+				t.Error("no plan moved a whole-GPU replica: the generator does not reach them")
+			}
+		})
+	}
+}
+
+func planInvariants(tt *testing.T, eng *scheduler.Engine, minGPUs, maxWhole, maxShares, per int) (plans, wholeMoves int) {
+	rapid.Check(tt, func(t *rapid.T) {
 		w := newWorld()
 		for i := range rapid.IntRange(2, 4).Draw(t, "nodes") {
-			gpus := rapid.IntRange(1, 4).Draw(t, fmt.Sprintf("gpus%d", i))
+			gpus := rapid.IntRange(minGPUs, 4).Draw(t, fmt.Sprintf("gpus%d", i))
 			mig := rapid.IntRange(-1, gpus-1).Draw(t, fmt.Sprintf("mig%d", i))
 			w.nodes = append(w.nodes, gpuNode(fmt.Sprintf("n%d", i), gpus, func(k int, g *api.GPUDevice) { g.MIGEnabled = k == mig }))
 		}
@@ -258,7 +312,55 @@ func TestPlanInvariants(t *testing.T) {
 		if len(slots) == 0 {
 			return
 		}
-		for k := range rapid.IntRange(3, 14).Draw(t, "shares") {
+		// Whole-GPU replicas first, on GPUs nothing else holds: one GPU,
+		// or two of one node.
+		if maxWhole < 0 {
+			// Every GPU drawn one by one: idle, or held whole by a
+			// replica that may move, may not, or is a gang.
+			for k, sl := range slots {
+				// 0 (the value rapid draws most): a replica that may move.
+				kind := rapid.IntRange(0, 3).Draw(t, fmt.Sprintf("fill%d", k))
+				if kind == 1 {
+					continue
+				}
+				var opts []st.GroupOpt
+				if kind == 3 {
+					opts = append(opts, st.Gang(1))
+				}
+				free[w.node(sl.node).GPUs[sl.g].UUID] = 0
+				w.whole(w.wholeJob(fmt.Sprintf("f%d", k), 1, kind == 0, opts...), sl.node, sl.g)
+			}
+		}
+		for k := range rapid.IntRange(0, max(maxWhole, 0)).Draw(t, "wholes") {
+			s := slots[rapid.IntRange(0, len(slots)-1).Draw(t, fmt.Sprintf("wslot%d", k))]
+			gs := []int{s.g}
+			if rapid.Bool().Draw(t, fmt.Sprintf("two%d", k)) {
+				for g, d := range w.node(s.node).GPUs {
+					if g != s.g && !d.MIGEnabled && free[d.UUID] == 1000 {
+						gs = append(gs, g)
+						break
+					}
+				}
+			}
+			taken := false
+			for _, g := range gs {
+				taken = taken || free[w.node(s.node).GPUs[g].UUID] < 1000
+			}
+			if taken {
+				continue
+			}
+			for _, g := range gs {
+				free[w.node(s.node).GPUs[g].UUID] = 0
+			}
+			kind := rapid.IntRange(0, 2).Draw(t, fmt.Sprintf("wkind%d", k))
+			var opts []st.GroupOpt
+			if kind == 2 {
+				opts = append(opts, st.Gang(1))
+			}
+			j := w.wholeJob(fmt.Sprintf("w%d", k), len(gs), kind != 1, opts...)
+			w.whole(j, s.node, gs...)
+		}
+		for k := range rapid.IntRange(0, maxShares).Draw(t, "shares") {
 			milli := rapid.IntRange(1, 6).Draw(t, fmt.Sprintf("milli%d", k)) * 100
 			s := slots[rapid.IntRange(0, len(slots)-1).Draw(t, fmt.Sprintf("slot%d", k))]
 			u := w.node(s.node).GPUs[s.g].UUID
@@ -276,9 +378,16 @@ func TestPlanInvariants(t *testing.T) {
 		}
 		var target *api.Job
 		count := 1
-		if rapid.Bool().Draw(t, "whole") {
+		if maxWhole < 0 {
+			// A replica that needs two GPUs of one node.
+			target = wholeTarget(1)
+			target.Groups[0].Tasks[0].Resources.GPU.Count = 2
+		} else if rapid.Bool().Draw(t, "whole") {
 			count = rapid.IntRange(1, 2).Draw(t, "count")
 			target = wholeTarget(count)
+			// Two GPUs of one node per replica: room that moving a
+			// replica of whole GPUs off a node can make.
+			target.Groups[0].Tasks[0].Resources.GPU.Count = rapid.IntRange(1, per).Draw(t, "per")
 		} else if rapid.Bool().Draw(t, "job") {
 			target = st.Job("train", st.Group("g", 1, st.Task("main", 100, 256, st.Share(rapid.IntRange(1, 9).Draw(t, "ask")*100, 0, false))))
 		}
@@ -294,6 +403,11 @@ func TestPlanInvariants(t *testing.T) {
 			return
 		}
 		plans++
+		for _, m := range p.Moves {
+			if m.Milli >= 1000 {
+				wholeMoves++
+			}
+		}
 		after, err := apply(in, p)
 		if err != nil {
 			t.Fatal(err)
@@ -308,12 +422,36 @@ func TestPlanInvariants(t *testing.T) {
 			if !g.Migrate || g.Gang != nil {
 				t.Fatalf("%s moved: migrate %v, gang %v", m.Name, g.Migrate, g.Gang)
 			}
+			if m.Milli >= 1000 && len(m.ToGPUs) != len(m.FromGPUs) {
+				t.Fatalf("%s held %d whole GPUs and moves onto %d", m.Name, len(m.FromGPUs), len(m.ToGPUs))
+			}
+			if m.Milli < 1000 && len(m.ToGPUs) != 1 {
+				t.Fatalf("a share %s moves onto %d GPUs", m.Name, len(m.ToGPUs))
+			}
 			n := w.node(m.ToNode)
 			for _, k := range m.ToGPUs {
 				if n.GPUs[k].MIGEnabled {
 					t.Fatalf("%s moved onto %s GPU %d, in MIG mode", m.Name, m.ToNode, k)
 				}
 			}
+		}
+		replicas := func(as []*api.Allocation) map[string]int {
+			out := map[string]int{}
+			for _, a := range as {
+				out[a.JobKey()+"/"+a.Group]++
+			}
+			return out
+		}
+		for i, a := range after {
+			// A moved replica holds as much GPU as before, on its new node.
+			_, was := gpuTask(in.Allocs[i])
+			_, is := gpuTask(a)
+			if len(was.Devices) != len(is.Devices) || (was.Share == nil) != (is.Share == nil) {
+				t.Fatalf("%s held %+v and holds %+v after the moves", a.Name(), was, is)
+			}
+		}
+		if b, a := replicas(in.Allocs), replicas(after); fmt.Sprint(b) != fmt.Sprint(a) {
+			t.Fatalf("replicas per group before %v, after %v", b, a)
 		}
 		c := scheduler.NewCluster(&scheduler.Snapshot{Nodes: w.nodes, Allocs: after})
 		for _, n := range c.Nodes() {
@@ -339,5 +477,5 @@ func TestPlanInvariants(t *testing.T) {
 			t.Fatalf("not deterministic:\n%s\n%s", render(p), render(again))
 		}
 	})
-	t.Logf("%d non-empty plans checked", plans)
+	return plans, wholeMoves
 }

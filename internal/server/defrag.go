@@ -2,6 +2,7 @@ package server
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/gantryhq/gantry/internal/defragplan"
 	"github.com/gantryhq/gantry/internal/scheduler"
 	"github.com/gantryhq/gantry/internal/state"
+	"github.com/gantryhq/gantry/internal/ui"
 	"github.com/google/uuid"
 )
 
@@ -169,7 +171,7 @@ func (s *Server) handleDefragApply(w http.ResponseWriter, r *http.Request) error
 	ctx := r.Context()
 	now := s.now()
 	// A move under way is followed first.
-	if step, err := s.followMove(r, fence, now); step != nil || err != nil {
+	if step, err := s.followMove(ctx, fence, now, api.DefragByApply); step != nil || err != nil {
 		if err != nil {
 			return err
 		}
@@ -196,8 +198,9 @@ func (s *Server) handleDefragApply(w http.ResponseWriter, r *http.Request) error
 		writeJSON(w, http.StatusOK, api.DefragStep{State: api.DefragFailed, Plan: p, Message: p.Why})
 		return nil
 	}
+	s.recordDefrag(ctx, fence, &api.DefragRecord{Type: api.DefragEventProposed, Source: api.DefragByApply, Namespace: p.Namespace, Job: p.Job, Plan: p, ModifyTime: now})
 	m := p.Moves[0]
-	placed, err := s.placeMove(r, fence, m, now)
+	placed, err := s.placeMove(ctx, fence, m, now, api.DefragByApply)
 	if err != nil {
 		return err
 	}
@@ -210,7 +213,7 @@ func (s *Server) handleDefragApply(w http.ResponseWriter, r *http.Request) error
 // followMove looks at the replacement under way, if any: once healthy it
 // stops the replica it replaces; failed or late, it is stopped itself.
 // It returns nil when no move is under way.
-func (s *Server) followMove(r *http.Request, fence *state.Fence, now time.Time) (*api.DefragStep, error) {
+func (s *Server) followMove(ctx context.Context, fence *state.Fence, now time.Time, source string) (*api.DefragStep, error) {
 	for _, a := range s.store.Snapshot().Allocs {
 		if a.Move == "" || a.DesiredStatus != api.AllocDesiredRun {
 			continue
@@ -229,13 +232,20 @@ func (s *Server) followMove(r *http.Request, fence *state.Fence, now time.Time) 
 		}
 		var stop *api.Allocation
 		var step api.DefragStep
+		done := &api.DefragRecord{Source: source, Namespace: old.Namespace, Job: old.Job, Move: mv, Replacement: a.ID, Reason: a.Move, ModifyTime: now}
 		switch {
 		case a.ClientStatus == api.AllocRunning && a.Health == api.HealthHealthy:
+			healthy := *done
+			healthy.Type = api.DefragEventHealthy
+			s.recordDefrag(ctx, fence, &healthy)
+			done.Type = api.DefragEventCompleted
 			stop = copyAlloc(old)
 			stop.DesiredReason = "moved by GPU defragmentation to " + a.NodeName + " (" + a.ShortID() + "): " + a.Move
 			step = api.DefragStep{State: api.DefragMoved, Move: mv,
 				Message: fmt.Sprintf("%s is healthy on %s; stopped %s on %s", a.ShortID(), a.NodeName, old.Name(), old.NodeName)}
 		case a.ClientTerminal() || a.Health == api.HealthUnhealthy || now.Sub(a.CreateTime) > deadline:
+			done.Type = api.DefragEventAbandoned
+			done.Reason = fmt.Sprintf("replacement %s on %s did not become healthy within %s (%s, health %q): it was stopped, the old replica stays", a.ShortID(), a.NodeName, deadline, a.ClientStatus, a.Health)
 			stop = copyAlloc(a)
 			stop.DesiredReason = "GPU defragmentation gave up on this move: the replacement did not become healthy; the old replica stays"
 			step = api.DefragStep{State: api.DefragFailed, Move: mv,
@@ -246,10 +256,11 @@ func (s *Server) followMove(r *http.Request, fence *state.Fence, now time.Time) 
 				Message: fmt.Sprintf("waiting for %s on %s to become healthy (%s) before stopping %s on %s", a.ShortID(), a.NodeName, a.ClientStatus, old.Name(), old.NodeName)}, nil
 		}
 		stop.DesiredStatus, stop.ModifyTime = api.AllocDesiredStop, now
-		if _, err := s.store.ApplyPlan(r.Context(), &state.PlanCommit{Fence: fence, Update: []*api.Allocation{stop}}); err != nil {
+		if _, err := s.store.ApplyPlan(ctx, &state.PlanCommit{Fence: fence, Update: []*api.Allocation{stop}}); err != nil {
 			return nil, fmt.Errorf("stop %s: %w", stop.ShortID(), err)
 		}
-		s.log.Info("GPU defragmentation", "state", step.State, "alloc", old.ShortID(), "replacement", a.ShortID(), "reason", a.Move)
+		s.recordDefrag(ctx, fence, done)
+		s.log.Info("GPU defragmentation", "state", step.State, "alloc", old.ShortID(), "replacement", a.ShortID(), "reason", a.Move, "by", source)
 		return &step, nil
 	}
 	return nil, nil
@@ -259,7 +270,24 @@ func (s *Server) followMove(r *http.Request, fence *state.Fence, now time.Time) 
 // replica on the destination node alone (constraints, drivers, ports),
 // it is given the planned GPUs, checked with scheduler.Fit against the
 // node's latest allocations and committed with the node's plan guard.
-func (s *Server) placeMove(r *http.Request, fence *state.Fence, m api.DefragMove, now time.Time) (*api.Allocation, error) {
+func (s *Server) placeMove(ctx context.Context, fence *state.Fence, m api.DefragMove, now time.Time, source string) (*api.Allocation, error) {
+	a, err := s.placeMoveOnce(ctx, fence, m, now)
+	rec := &api.DefragRecord{Source: source, Namespace: m.Namespace, Job: m.Job, Move: &m, Reason: m.Reason, ModifyTime: now}
+	var he *httpError
+	switch {
+	case err == nil:
+		rec.Type, rec.Replacement = api.DefragEventStarted, a.ID
+	case errors.As(err, &he):
+		// The cluster changed since the plan: the move is given up.
+		rec.Type, rec.Reason = api.DefragEventAbandoned, "not started: "+he.msg
+	default:
+		return nil, err
+	}
+	s.recordDefrag(ctx, fence, rec)
+	return a, err
+}
+
+func (s *Server) placeMoveOnce(ctx context.Context, fence *state.Fence, m api.DefragMove, now time.Time) (*api.Allocation, error) {
 	old, ok := s.store.Alloc(m.Alloc)
 	if !ok {
 		return nil, notFound("allocation %s is gone; plan again", m.Alloc)
@@ -313,11 +341,20 @@ func (s *Server) placeMove(r *http.Request, fence *state.Fence, m api.DefragMove
 	if err := scheduler.Fit(node, append(live, a)); err != nil {
 		return nil, &httpError{status: http.StatusConflict, msg: fmt.Sprintf("moving %s to %s GPU %v would break a placement rule (%v): plan again", old.Name(), node.Name, m.ToGPUs, err)}
 	}
-	if _, err := s.store.ApplyPlan(r.Context(), &state.PlanCommit{Fence: fence, Place: []*api.Allocation{a}, NodeGuards: map[string]int64{node.ID: guard}}); err != nil {
+	if _, err := s.store.ApplyPlan(ctx, &state.PlanCommit{Fence: fence, Place: []*api.Allocation{a}, NodeGuards: map[string]int64{node.ID: guard}}); err != nil {
 		return nil, fmt.Errorf("place the replacement of %s on %s: %w", old.ShortID(), node.Name, err)
 	}
 	s.log.Info("GPU defragmentation: replacement placed", "alloc", old.ShortID(), "replacement", a.ShortID(), "move", a.Move)
 	return a, nil
+}
+
+// recordDefrag records a proposal or a move's step as an event of topic
+// defrag. The record is the event's only trace, not a part of the move:
+// a failure to write it is logged and the move goes on.
+func (s *Server) recordDefrag(ctx context.Context, fence *state.Fence, r *api.DefragRecord) {
+	if err := s.store.PutDefragRecord(ctx, fence, r); err != nil {
+		s.log.Warn("GPU defragmentation event not recorded", "type", r.Type, "job", r.Job, "err", err)
+	}
 }
 
 // defragForPlan is what `job plan` adds to a job blocked only by
@@ -347,4 +384,29 @@ func (s *Server) defragForPlan(job *api.Job, failed map[string]*api.Explanation)
 		return p
 	}
 	return nil
+}
+
+// markDefragMoves marks the latest proposed plan's moves on a node's GPU
+// map: moves whose replica still runs where the plan found it, the
+// destination only until the replacement is placed. A proposal that
+// cannot be read leaves the map unmarked.
+func (s *Server) markDefragMoves(r *http.Request, n *api.Node, views []ui.GPUView) {
+	rec, err := s.store.DefragProposal(r.Context())
+	if err != nil || rec == nil || rec.Plan == nil || len(rec.Plan.Moves) == 0 {
+		return
+	}
+	started := map[string]bool{}
+	var moves []api.DefragMove
+	for _, m := range rec.Plan.Moves {
+		if old, ok := s.store.Alloc(m.Alloc); !ok || old.DesiredStatus != api.AllocDesiredRun || old.ClientTerminal() || !s.visible(r, old.Namespace) {
+			continue
+		}
+		moves = append(moves, m)
+	}
+	for _, a := range s.store.Snapshot().Allocs {
+		if a.Move != "" && a.PreviousAlloc != "" {
+			started[a.PreviousAlloc] = true
+		}
+	}
+	ui.MarkMoves(views, n.Name, moves, started)
 }

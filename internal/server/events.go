@@ -17,7 +17,7 @@ import (
 var knownTopics = map[string]bool{
 	api.TopicJob: true, api.TopicAllocation: true, api.TopicNode: true,
 	api.TopicEvaluation: true, api.TopicDeployment: true, api.TopicQueue: true,
-	api.TopicAudit: true, api.TopicVSphere: true,
+	api.TopicAudit: true, api.TopicVSphere: true, api.TopicDefrag: true,
 }
 
 // handleEvents streams events as newline-delimited JSON, or as server-sent
@@ -28,7 +28,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	f := state.EventFilter{Topics: map[string]bool{}, Keys: map[string]bool{}, Namespace: q.Get("namespace")}
 	for _, t := range q["topic"] {
 		if !knownTopics[t] {
-			return badRequest("unknown event topic %q: use job, allocation, node, evaluation, deployment, queue, audit or vsphere", t)
+			return badRequest("unknown event topic %q: use job, allocation, node, evaluation, deployment, queue, audit, vsphere or defrag", t)
 		}
 		f.Topics[t] = true
 	}

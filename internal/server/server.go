@@ -87,6 +87,13 @@ type Config struct {
 	HistorySave time.Duration
 	// VSphere tunes the virtualization monitor's collectors (vsphere.go).
 	VSphere VSphereConfig
+	// DefragInterval, when positive, turns the background GPU
+	// defragmenter on (defrag_bg.go): the leader does one round of
+	// `gantry gpu defrag apply` per interval, moving only replicas of
+	// groups with migrate: true, at most DefragMovesPerHour moves started
+	// in any hour (0: DefaultDefragMovesPerHour). 0: off.
+	DefragInterval     time.Duration
+	DefragMovesPerHour int
 }
 
 // Server is the HTTP API plus, while it leads, the evaluation broker,

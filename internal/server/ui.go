@@ -476,6 +476,7 @@ func (s *Server) handleUINode(w http.ResponseWriter, r *http.Request) error {
 	b.Key, b.Title, b.Keys = n.ID, "Node "+n.Name, []string{n.ID}
 	all := s.store.Allocs(state.AllocFilter{NodeID: n.ID})
 	p := ui.NodePage{Base: b, Row: nodeRow(n, all), GPUs: ui.BuildGPUMap(n, all)}
+	s.markDefragMoves(r, n, p.GPUs)
 	al := n.Allocatable()
 	p.Disk = ui.Usage{Name: "Disk", Total: float64(al.Disk), Unit: "MiB"}
 	for _, a := range all {

@@ -102,6 +102,11 @@ func (s *Store) toEvent(ev *clientv3.Event) (api.Event, eventMeta, bool) {
 			return e, meta, true
 		}
 		return api.Event{}, eventMeta{}, false
+	case api.TopicDefrag:
+		if e, ok := defragEvent(ev, payload); ok {
+			return e, meta, true
+		}
+		return api.Event{}, eventMeta{}, false
 	}
 	return api.Event{
 		Index:     ev.Kv.ModRevision,

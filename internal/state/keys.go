@@ -25,6 +25,7 @@ import (
 //	acltokens/<sha256 of secret>              ACL tokens (never the secret)
 //	aclpolicies/<name>                        ACL policies
 //	aclbootstrap                              present once ACLs were bootstrapped
+//	defrag/...                                GPU defragmentation proposals and moves (defrag.go)
 const (
 	kindJob        = "jobs"
 	kindJobVersion = "jobversions"
@@ -90,6 +91,8 @@ func topicOf(kind string) string {
 		return api.TopicDeployment
 	case kindVSphereEvent:
 		return api.TopicVSphere
+	case kindDefrag:
+		return api.TopicDefrag
 	}
 	return ""
 }

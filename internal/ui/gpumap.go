@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"html"
 	"html/template"
+	"slices"
 	"sort"
 	"strings"
 
@@ -31,6 +32,10 @@ type Piece struct {
 
 	Namespace, Job, Group, Task string
 	Alloc, AllocName, Status    string
+
+	// MoveTo, when set, says that GPU defragmentation proposes to move
+	// this piece's allocation there ("gpu-b GPU 0"), and MoveReason why.
+	MoveTo, MoveReason string
 }
 
 // Label is the piece's short text: its holder's job, or "free".
@@ -63,6 +68,70 @@ type GPUView struct {
 	Unhealthy       bool
 	Reason          string
 	Pieces          []Piece
+	// Incoming are the moves GPU defragmentation proposes onto this GPU
+	// that have not started yet.
+	Incoming []Incoming
+}
+
+// Incoming is a proposed move onto a GPU: the replica, where it comes
+// from, its share (milli, 1000 for a whole GPU) and why.
+type Incoming struct {
+	Namespace, Job, Alloc, AllocName string
+	From                             string // "gpu-a GPU 0"
+	Milli                            int
+	Reason                           string
+}
+
+// Summary is the incoming move in words.
+func (m Incoming) Summary() string {
+	what := fmt.Sprintf("%d‰", m.Milli)
+	if m.Milli >= 1000 {
+		what = "whole GPU"
+	}
+	return fmt.Sprintf("moving in: %s (%s) from %s", m.AllocName, what, m.From)
+}
+
+// MarkMoves marks the moves of a proposed GPU defragmentation plan on the
+// GPU map of node (views from BuildGPUMap): the piece each move takes
+// away is marked as moving out, the GPU it goes to lists it as moving in.
+// started holds the allocations whose replacement is already placed: their
+// destination shows the replacement itself, so only the source is marked.
+// Moves of allocations the map does not hold any more are done or void
+// and are not shown.
+func MarkMoves(views []GPUView, node string, moves []api.DefragMove, started map[string]bool) {
+	for _, m := range moves {
+		if m.FromNode == node {
+			for i := range views {
+				if !slices.Contains(m.FromGPUs, views[i].Index) {
+					continue
+				}
+				for k := range views[i].Pieces {
+					if pc := &views[i].Pieces[k]; pc.Alloc == m.Alloc {
+						pc.MoveTo, pc.MoveReason = m.ToNode+" "+gpuWords(m.ToGPUs), m.Reason
+					}
+				}
+			}
+		}
+		if m.ToNode == node && !started[m.Alloc] {
+			for i := range views {
+				if slices.Contains(m.ToGPUs, views[i].Index) {
+					views[i].Incoming = append(views[i].Incoming, Incoming{Namespace: m.Namespace, Job: m.Job, Alloc: m.Alloc, AllocName: m.Name,
+						From: m.FromNode + " " + gpuWords(m.FromGPUs), Milli: m.Milli, Reason: m.Reason})
+				}
+			}
+		}
+	}
+}
+
+func gpuWords(idx []int) string {
+	var s []string
+	for _, i := range idx {
+		s = append(s, fmt.Sprint(i))
+	}
+	if len(s) == 1 {
+		return "GPU " + s[0]
+	}
+	return "GPUs " + strings.Join(s, ",")
 }
 
 // UsedMilli is the compute that shares hold.
@@ -162,7 +231,8 @@ const (
 	migH    = 64
 	numH    = 16
 	shareH  = 30
-	labelCh = 7 // approximate width of a character at the map's font size
+	labelCh = 7  // approximate width of a character at the map's font size
+	moveH   = 26 // a line per proposed incoming move
 )
 
 func fit(s string, width float64) string {
@@ -197,6 +267,7 @@ func GPUMapSVG(g GPUView) template.HTML {
 	default:
 		h += migH
 	}
+	h += moveH * len(g.Incoming)
 	p := Palette
 	title := fmt.Sprintf("GPU %d, %s, %d MiB", g.Index, g.Model, g.Memory)
 	state := "healthy"
@@ -216,7 +287,14 @@ func GPUMapSVG(g GPUView) template.HTML {
 	}
 	var pieces []string
 	for _, pc := range g.Pieces {
-		pieces = append(pieces, pc.Label()+" "+pc.Detail())
+		d := pc.Label() + " " + pc.Detail()
+		if pc.MoveTo != "" {
+			d += ", proposed to move to " + pc.MoveTo
+		}
+		pieces = append(pieces, d)
+	}
+	for _, m := range g.Incoming {
+		pieces = append(pieces, "proposed "+m.Summary())
 	}
 	desc := title + "; " + state + "; " + mode
 	if len(pieces) > 0 {
@@ -257,6 +335,11 @@ func GPUMapSVG(g GPUView) template.HTML {
 		if pc.Kind == PieceShare {
 			attrs += fmt.Sprintf(` data-milli="%d" data-memory="%d"`, pc.Milli, pc.Memory)
 		}
+		if pc.MoveTo != "" {
+			// A proposed move: outlined in the warning colour, dashed.
+			attrs += fmt.Sprintf(` data-move="out" data-move-to="%s"`, html.EscapeString(pc.MoveTo))
+			stroke, dash = p["warn-text"], ` stroke-width="2" stroke-dasharray="6 3"`
+		}
 		if pc.Alloc != "" {
 			fmt.Fprintf(&b, `<a href="/ui/allocations/%s"%s>`, html.EscapeString(pc.Alloc), attrs)
 		} else {
@@ -265,6 +348,9 @@ func GPUMapSVG(g GPUView) template.HTML {
 		full := pc.Label() + ": " + pc.Detail()
 		if pc.AllocName != "" {
 			full += " (" + pc.AllocName + ", " + pc.Status + ")"
+		}
+		if pc.MoveTo != "" {
+			full += "; moving out to " + pc.MoveTo + ": " + pc.MoveReason
 		}
 		fmt.Fprintf(&b, `<title>%s</title>`, html.EscapeString(full))
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" rx="3" fill="%s" stroke="%s"%s/>`, x+1, y, w-2, hh, fill, stroke, dash)
@@ -334,6 +420,41 @@ func GPUMapSVG(g GPUView) template.HTML {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s">free</text>`, gpuPad+6.0, top+20, p["muted"])
 		}
 	}
+	y := float64(h - gpuPad - moveH*len(g.Incoming))
+	for _, m := range g.Incoming {
+		full := m.Summary() + ": " + m.Reason
+		fmt.Fprintf(&b, `<g class="move" data-move="in" data-alloc="%s" data-job="%s"><title>%s</title>`, html.EscapeString(m.Alloc), html.EscapeString(m.Job), html.EscapeString(full))
+		fmt.Fprintf(&b, `<rect x="%d" y="%.1f" width="%.1f" height="%d" rx="3" fill="%s" stroke="%s" stroke-dasharray="6 3"/>`, gpuPad, y+2, inner, moveH-4, p["warn-bg"], p["warn-text"])
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s">%s</text>`, gpuPad+6.0, y+17, p["warn-text"], html.EscapeString(fit("→ "+full, inner-8)))
+		b.WriteString(`</g>`)
+		y += moveH
+	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
+}
+
+// MoveLine is one proposed move on a node's GPU map, as the node page
+// lists it under the map: Dir is "out" (the piece leaves for Peer) or
+// "in" (it comes from Peer).
+type MoveLine struct {
+	GPU                    int
+	Dir                    string
+	Alloc, AllocName, Peer string
+	Reason                 string
+}
+
+// MoveLines lists the proposed moves marked on views (MarkMoves).
+func MoveLines(views []GPUView) []MoveLine {
+	var out []MoveLine
+	for _, g := range views {
+		for _, pc := range g.Pieces {
+			if pc.MoveTo != "" {
+				out = append(out, MoveLine{GPU: g.Index, Dir: "out", Alloc: pc.Alloc, AllocName: pc.AllocName, Peer: pc.MoveTo, Reason: pc.MoveReason})
+			}
+		}
+		for _, m := range g.Incoming {
+			out = append(out, MoveLine{GPU: g.Index, Dir: "in", Alloc: m.Alloc, AllocName: m.AllocName, Peer: m.From, Reason: m.Reason})
+		}
+	}
+	return out
 }

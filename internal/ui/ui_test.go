@@ -238,3 +238,67 @@ func TestSummarize(t *testing.T) {
 		t.Errorf("a component that appears: %+v", g)
 	}
 }
+
+// TestGPUMapProposedMoves: a proposed move marks the piece it takes away
+// (moving out, to where, why) and the GPU it goes to (moving in, from
+// where, why), in the SVG and in the node page's list; a move whose
+// replacement is placed marks only its source, and a move of another
+// node's allocation does not mark this node's pieces.
+func TestGPUMapProposedMoves(t *testing.T) {
+	n, allocs := testNode()
+	moves := []api.DefragMove{
+		{Alloc: "a3", Name: "nb.g[0]", Namespace: "ml", Job: "nb", Group: "g", FromNode: "n1", FromGPUs: []int{2}, ToNode: "n2", ToGPUs: []int{0}, Milli: 250, Reason: "frees n1 GPU 2 for ml/train"},
+		{Alloc: "x9", Name: "web.g[1]", Namespace: "ml", Job: "web", Group: "g", FromNode: "n2", FromGPUs: []int{1}, ToNode: "n1", ToGPUs: []int{1}, Milli: 400, Reason: "frees n2 GPU 1 for ml/big"},
+		{Alloc: "a4", Name: "render.g[0]", Namespace: "ml", Job: "render", Group: "g", FromNode: "n9", FromGPUs: []int{1}, ToNode: "n3", ToGPUs: []int{0}, Milli: 1000, Reason: "elsewhere"},
+	}
+	m := BuildGPUMap(n, allocs)
+	MarkMoves(m, "n1", moves, nil)
+	if pc := m[2].Pieces[0]; pc.MoveTo != "n2 GPU 0" || pc.MoveReason != "frees n1 GPU 2 for ml/train" {
+		t.Errorf("the share moving out: %+v", pc)
+	}
+	if pc := m[1].Pieces[0]; pc.MoveTo != "" {
+		t.Errorf("a move from another node marked %+v", pc)
+	}
+	if len(m[1].Incoming) != 1 || m[1].Incoming[0].AllocName != "web.g[1]" || m[1].Incoming[0].From != "n2 GPU 1" {
+		t.Errorf("GPU 1 incoming: %+v", m[1].Incoming)
+	}
+	out := string(GPUMapSVG(m[2]))
+	for _, s := range []string{`data-move="out" data-move-to="n2 GPU 0"`, "moving out to n2 GPU 0: frees n1 GPU 2 for ml/train", "proposed to move to n2 GPU 0"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("GPU 2 SVG lacks %q", s)
+		}
+	}
+	in := string(GPUMapSVG(m[1]))
+	for _, s := range []string{`data-move="in" data-alloc="x9"`, "moving in: web.g[1] (400‰) from n2 GPU 1: frees n2 GPU 1 for ml/big"} {
+		if !strings.Contains(in, s) {
+			t.Errorf("GPU 1 SVG lacks %q", s)
+		}
+	}
+	// The incoming line makes the GPU taller, and nothing else changes.
+	plain := BuildGPUMap(n, allocs)
+	height := regexp.MustCompile(`viewBox="0 0 600 (\d+)"`)
+	if a, b := height.FindStringSubmatch(in), height.FindStringSubmatch(string(GPUMapSVG(plain[1]))); a == nil || b == nil || a[1] == b[1] {
+		t.Errorf("heights with and without an incoming move: %v %v", a, b)
+	}
+	if strings.Contains(string(GPUMapSVG(plain[2])), "data-move") {
+		t.Error("a GPU map without a plan shows a move")
+	}
+
+	var b bytes.Buffer
+	if err := Render(&b, "node", NodePage{Base: Base{Page: "node", Title: "node", Now: t0}, Row: NodeRow{Node: n}, GPUs: m, Allocs: allocs}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{`<tr data-move="out" data-move-gpu="2">`, `<tr data-move="in" data-move-gpu="1">`, "to n2 GPU 0", "from n2 GPU 1", "frees n2 GPU 1 for ml/big"} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("node page lacks %q", s)
+		}
+	}
+
+	// Once the replacement of x9 is placed, its destination shows the
+	// replacement itself: no incoming line.
+	m = BuildGPUMap(n, allocs)
+	MarkMoves(m, "n1", moves, map[string]bool{"x9": true})
+	if len(m[1].Incoming) != 0 || len(MoveLines(m)) != 1 {
+		t.Errorf("a started move still shows as incoming: %+v", MoveLines(m))
+	}
+}

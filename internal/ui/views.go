@@ -281,6 +281,7 @@ var funcs = template.FuncMap{
 	"bar":        Bar,
 	"num":        formatValue,
 	"gpuSVG":     GPUMapSVG,
+	"moveLines":  MoveLines,
 	"swatch":     Swatch,
 	"chartSVG":   func(c Chart) template.HTML { return c.SVG() },
 	"legend":     func(c Chart) []LegendItem { return c.Legend() },
