@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 )
 
 // unsafeSpec asks for privileged mode, the host network and the Docker
@@ -76,7 +77,7 @@ func TestAdmissionRefusesUnsafeJob(t *testing.T) {
 	if err := c.GetJSON("/v1/jobs", &jobs); err != nil || len(jobs) != 0 {
 		t.Fatalf("a refused job changed the cluster: %v %v", jobs, err)
 	}
-	if err := c.GetJSON("/v1/jobs/root-everything", &api.JobSummary{}); err == nil || !strings.Contains(err.Error(), "404") {
+	if err := c.GetJSON("/v1/jobs/root-everything", &api.JobSummary{}); !apiclient.IsNotFound(err) {
 		t.Fatalf("the refused job exists: %v", err)
 	}
 	out, err := exec.Command("docker", "ps", "-aq", "--filter", "label=gantry.job=root-everything", "--filter", "label=gantry.node="+c.NodeID).Output()
