@@ -247,6 +247,9 @@ func (g *gpuManager) fingerprint(n *api.Node) {
 		if inv.CUDAVersion != "" {
 			n.Attributes["gpu.cuda.version"] = inv.CUDAVersion
 		}
+		if inv.NVMLVersion != "" {
+			n.Attributes["gpu.nvml.version"] = inv.NVMLVersion
+		}
 	}
 	if len(gpus) > 0 {
 		n.Attributes["gpu.mps"] = st.String()

@@ -61,7 +61,7 @@ func TestGPUFingerprint(t *testing.T) {
 		t.Fatalf("%d GPUs", len(n.GPUs))
 	}
 	want := map[string]string{"gpu.status": "driver 550.54.15 (CUDA 12.4), 8 GPUs", "gpu.count": "8",
-		"gpu.driver.version": "550.54.15", "gpu.cuda.version": "12.4", "gpu.mig.managed": "0"}
+		"gpu.driver.version": "550.54.15", "gpu.cuda.version": "12.4", "gpu.nvml.version": "12.550.54.15", "gpu.mig.managed": "0"}
 	for k, v := range want {
 		if n.Attributes[k] != v {
 			t.Errorf("attribute %s = %q, want %q", k, n.Attributes[k], v)

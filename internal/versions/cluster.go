@@ -21,6 +21,7 @@ var attributeComponents = map[string]string{
 	"component.runc":        Runc,
 	"gpu.driver.version":    NVIDIA,
 	"gpu.cuda.version":      CUDA,
+	"gpu.nvml.version":      NVML,
 	"driver.qemu.version":   QEMU,
 	"driver.wasm.version":   Wasm,
 }

@@ -52,3 +52,28 @@ func TestClusterFrom(t *testing.T) {
 		t.Errorf("drift %v: docker differs, runc is on one node only", d)
 	}
 }
+
+// TestOfNodeReadsEveryComponent: every attribute the agent's fingerprint
+// sets for a component version lands under that component, the GPU ones
+// (driver, CUDA, NVML) included.
+func TestOfNodeReadsEveryComponent(t *testing.T) {
+	attrs := map[string]string{}
+	for attr := range attributeComponents {
+		attrs[attr] = "v-" + attr
+	}
+	attrs["unrelated"] = "x"
+	got := OfNode(&api.Node{Name: "n", Attributes: attrs})
+	for attr, comp := range attributeComponents {
+		if got[comp] != "v-"+attr {
+			t.Errorf("component %s = %q, want the value of %s", comp, got[comp], attr)
+		}
+	}
+	for _, comp := range []string{NVIDIA, CUDA, NVML, QEMU, Wasm, Docker} {
+		if _, ok := got[comp]; !ok {
+			t.Errorf("component %s is not read from any attribute", comp)
+		}
+	}
+	if len(got) != len(attributeComponents) {
+		t.Errorf("%d components from %d attributes: %v", len(got), len(attributeComponents), got)
+	}
+}
