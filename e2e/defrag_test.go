@@ -59,35 +59,14 @@ func TestGPUDefragPlanAndApply(t *testing.T) {
 	c := StartDev(t)
 	a := StartFakeNode(t, c, plainGPUNode("gpu-a"))
 	b := StartFakeNode(t, c, plainGPUNode("gpu-b"))
-	eligible := func(n *FakeNode, yes bool) {
-		t.Helper()
-		flag := "--disable"
-		if yes {
-			flag = "--enable"
-		}
-		if r := c.Gantry("node", "eligibility", n.Node.ID, flag); r.Code != 0 {
-			t.Fatalf("node eligibility %s %s: %d %s%s", n.Node.Name, flag, r.Code, r.Stdout, r.Stderr)
-		}
-	}
+	eligible := func(n *FakeNode, yes bool) { t.Helper(); setEligible(t, c, n, yes) }
 	run := func(name, spec string) {
 		t.Helper()
 		if r := c.Gantry("job", "run", "-d", WriteSpec(t, name+".yaml", spec)); r.Code != 0 {
 			t.Fatalf("job run %s: %d %s%s", name, r.Code, r.Stdout, r.Stderr)
 		}
 	}
-	running := func(job, node string) *api.Allocation {
-		var got *api.Allocation
-		c.Eventually(60*time.Second, job+" running on "+node, func() bool {
-			for _, al := range c.Allocs(job) {
-				if al.DesiredStatus == api.AllocDesiredRun && al.ClientStatus == api.AllocRunning && al.NodeName == node {
-					got = al
-					return true
-				}
-			}
-			return false
-		})
-		return got
-	}
+	running := func(job, node string) *api.Allocation { t.Helper(); return runningOn(c, job, node, 60*time.Second) }
 	// One share on each node: placement itself would pack them onto one
 	// GPU, so each node takes work in turn.
 	eligible(b, false)
@@ -205,35 +184,14 @@ func TestGPUDefragBackground(t *testing.T) {
 	c := StartDev(t, "--gpu-defrag-interval", "1s", "--gpu-defrag-moves-per-hour", "1")
 	a := StartFakeNode(t, c, plainGPUNode("gpu-a"))
 	b := StartFakeNode(t, c, plainGPUNode("gpu-b"))
-	eligible := func(n *FakeNode, yes bool) {
-		t.Helper()
-		flag := "--disable"
-		if yes {
-			flag = "--enable"
-		}
-		if r := c.Gantry("node", "eligibility", n.Node.ID, flag); r.Code != 0 {
-			t.Fatalf("node eligibility %s %s: %d %s%s", n.Node.Name, flag, r.Code, r.Stdout, r.Stderr)
-		}
-	}
+	eligible := func(n *FakeNode, yes bool) { t.Helper(); setEligible(t, c, n, yes) }
 	run := func(name, spec string) {
 		t.Helper()
 		if r := c.Gantry("job", "run", "-d", WriteSpec(t, name+".yaml", spec)); r.Code != 0 && r.Code != 2 {
 			t.Fatalf("job run %s: %d %s%s", name, r.Code, r.Stdout, r.Stderr)
 		}
 	}
-	running := func(job, node string) *api.Allocation {
-		var got *api.Allocation
-		c.Eventually(90*time.Second, job+" running on "+node, func() bool {
-			for _, al := range c.Allocs(job) {
-				if al.DesiredStatus == api.AllocDesiredRun && al.ClientStatus == api.AllocRunning && al.NodeName == node {
-					got = al
-					return true
-				}
-			}
-			return false
-		})
-		return got
-	}
+	running := func(job, node string) *api.Allocation { t.Helper(); return runningOn(c, job, node, 90*time.Second) }
 	// Only one node takes work at a time while the cluster is set up, so
 	// the defragmenter (which moves work only between nodes that take
 	// work) has nothing to consolidate before train waits.
@@ -349,4 +307,32 @@ func TestGPUDefragBackground(t *testing.T) {
 			t.Errorf("small2 moved beyond the rate limit: %+v", al)
 		}
 	}
+}
+
+// setEligible turns a node's scheduling eligibility on or off.
+func setEligible(t *testing.T, c *Cluster, n *FakeNode, yes bool) {
+	t.Helper()
+	flag := "--disable"
+	if yes {
+		flag = "--enable"
+	}
+	if r := c.Gantry("node", "eligibility", n.Node.ID, flag); r.Code != 0 {
+		t.Fatalf("node eligibility %s %s: %d %s%s", n.Node.Name, flag, r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// runningOn waits until a replica of job runs on node and returns it.
+func runningOn(c *Cluster, job, node string, limit time.Duration) *api.Allocation {
+	c.t.Helper()
+	var got *api.Allocation
+	c.Eventually(limit, job+" running on "+node, func() bool {
+		for _, al := range c.Allocs(job) {
+			if al.DesiredStatus == api.AllocDesiredRun && al.ClientStatus == api.AllocRunning && al.NodeName == node {
+				got = al
+				return true
+			}
+		}
+		return false
+	})
+	return got
 }

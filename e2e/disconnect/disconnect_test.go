@@ -2,7 +2,6 @@ package disconnect
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -76,17 +75,7 @@ func freePorts(t *testing.T, n int) []int { return e2ebin.FreePorts(t, n) }
 
 var httpc = &http.Client{Timeout: 5 * time.Second}
 
-func getJSON(url string, v any) error {
-	resp, err := httpc.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
+func getJSON(url string, v any) error { return e2ebin.GetJSON(url, v) }
 
 func eventually(t *testing.T, limit time.Duration, what string, cond func() bool, procs ...*proc) {
 	t.Helper()

@@ -1,17 +1,20 @@
 // Package e2ebin is the shared start-up of the end-to-end test packages
-// that run beside e2e (linearize, disconnect): it builds the gantry binary
-// once per package and hands out free loopback ports. It starts no
-// cluster and asserts nothing.
+// that run beside e2e (linearize, disconnect, passthrough): it builds the
+// gantry binary once per package, hands out free loopback ports and reads
+// JSON from an API. It starts no cluster and asserts nothing.
 package e2ebin
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // Main builds ./cmd/gantry into a temporary folder, stores its path in
@@ -55,4 +58,22 @@ func FreePorts(t testing.TB, n int) []int {
 		l.Close()
 	}
 	return out
+}
+
+// httpc is the client of GetJSON: a request without an answer in 5 s
+// fails, as a cut-off or killed server would make it.
+var httpc = &http.Client{Timeout: 5 * time.Second}
+
+// GetJSON reads url into v; an answer other than 200 is an error naming
+// the URL and the status.
+func GetJSON(url string, v any) error {
+	resp, err := httpc.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }

@@ -671,14 +671,4 @@ func checkRunsOnce(t *testing.T, server, job string, want int, agentA, agentB st
 	t.Errorf("job %s: want exactly %d allocation(s) running, lost or duplicated otherwise; last seen: %s", job, want, last)
 }
 
-func getJSON(url string, v any) error {
-	resp, err := httpc.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
+func getJSON(url string, v any) error { return e2ebin.GetJSON(url, v) }

@@ -3,7 +3,6 @@ package passthrough
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -198,14 +197,4 @@ func TestPassthroughPlacement(t *testing.T) {
 
 var httpc = &http.Client{Timeout: 5 * time.Second}
 
-func getJSON(url string, v any) error {
-	resp, err := httpc.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
+func getJSON(url string, v any) error { return e2ebin.GetJSON(url, v) }
