@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"slices"
 	"sort"
 	"testing"
@@ -227,5 +228,27 @@ func TestServersAgreeOnGPUPlacement(t *testing.T) {
 	}
 	if !slices.Equal(a, b) {
 		t.Fatalf("two servers over one store placed differently:\n%v\n%v", a, b)
+	}
+}
+
+// The learner's cache gives what folding the jobs afresh gives, through
+// arrivals (folded on), a changed job and a removed one (folded again).
+func TestGPULearnerCacheIsTheFunction(t *testing.T) {
+	l := newGPULearner(policy.Gantry)
+	at := func(j *api.Job, i int64) *api.Job { c := *j; c.ModifyIndex = i; return &c }
+	a := at(gpuJob("a", 50, 1000, &api.GPURequest{Count: 1}), 1)
+	b := at(gpuJob("b", 50, 1000, shareOf(500)), 2)
+	c := at(gpuJob("c", 8, 1000, &api.GPURequest{Count: 1}), 3)
+	d := at(gpuJob("d", 6, 1000, &api.GPURequest{Count: 1}), 4)
+	for i, jobs := range [][]*api.Job{
+		{a}, {a, b}, {a, b, c}, {a, b, c, d},
+		{a, b, at(c, 5), d}, // c changed: it moves after d
+		{a, at(c, 5), d},    // b went
+		{d, a},
+	} {
+		got, want := l.learnt(jobs, nil), policy.Learn(jobs...)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("step %d: cached %+v, afresh %+v", i, got, want)
+		}
 	}
 }
