@@ -69,12 +69,18 @@ func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 	share := Dominant(nodes)
 	cfg := scheduler.Config{}
 	var learnt *policy.Learner
+	var served *policy.Served
 	planOne := func(eng *scheduler.Engine, c *scheduler.Cluster, r *scheduler.Request) (*scheduler.Plan, error) {
 		if learnt != nil {
 			j := *r.Job
 			j.ModifyIndex = learnt.Last() + 1 // as the store orders submissions
 			learnt.Add(&j)
-			r.Scorer, _ = policy.Serve(gpuPolicy, learnt.Learnt())
+			// As the server does: one scorer per version of the learnt
+			// workload, so its memoized ratings serve the plans after.
+			if l := learnt.Learnt(); served == nil || served.Learnt().Version != l.Version {
+				served, _ = policy.Serve(gpuPolicy, l)
+			}
+			r.Scorer = served
 		}
 		return eng.Plan(c, r)
 	}
@@ -95,7 +101,7 @@ func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if gpuPolicy != "" {
-			learnt = policy.NewLearner()
+			learnt, served = policy.NewLearner(), nil
 		}
 		eng := scheduler.New(cfg)
 		c, reqs := fill(eng, uint64(i+1))

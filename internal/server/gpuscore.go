@@ -65,6 +65,10 @@ type gpuLearner struct {
 	mu   sync.Mutex
 	fold *policy.Learner
 	seen map[string]*api.Job // the job values folded, by key
+	// served is the scorer handed out for the last version of the learnt
+	// workload: evaluations planned on an unchanged typical set share it,
+	// and with it the ratings its policy memoized (see policy.Served).
+	served *policy.Served
 }
 
 func newGPULearner(name string) *gpuLearner {
@@ -136,11 +140,27 @@ func (s *Server) gpuInput(planned *api.Job) (*policy.Served, *policy.Learnt) {
 		return nil, nil
 	}
 	l := s.gpu.learnt(s.store.Jobs(""), planned)
-	sc, err := policy.Serve(s.gpu.policy, l)
+	sc, err := s.gpu.serve(l)
 	if err != nil { // the name was checked when the server was built
 		return nil, nil
 	}
 	return sc, l
+}
+
+// serve is the scorer for l: the last one handed out when its learnt
+// workload has l's version (the same typical set), else a new one.
+func (l *gpuLearner) serve(learnt *policy.Learnt) (*policy.Served, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.served != nil && l.served.Learnt().Version == learnt.Version {
+		return l.served, nil
+	}
+	sc, err := policy.Serve(l.policy, learnt)
+	if err != nil {
+		return nil, err
+	}
+	l.served = sc
+	return sc, nil
 }
 
 // gpuWorkloadRef is what `job plan` reports of the learnt workload it

@@ -18,6 +18,7 @@ import (
 type arrivals struct {
 	policy string
 	learn  *policy.Learner
+	served *policy.Served // the scorer for the learnt workload's version, as the server keeps it
 	tasks  []Task
 	next   int
 }
@@ -31,11 +32,14 @@ func (a *arrivals) ForPlan(c *scheduler.Cluster) scheduler.GPUScorer {
 	a.next++
 	job.ModifyIndex = int64(a.next) // the order the store took the jobs in
 	a.learn.Add(job)
-	s, err := policy.Serve(a.policy, a.learn.Learnt())
-	if err != nil {
-		panic(err)
+	if l := a.learn.Learnt(); a.served == nil || a.served.Learnt().Version != l.Version {
+		s, err := policy.Serve(a.policy, l)
+		if err != nil {
+			panic(err)
+		}
+		a.served = s
 	}
-	return s.ForPlan(c)
+	return a.served.ForPlan(c)
 }
 
 // TestServerGPUPolicyReplay replays the trace through the server's default

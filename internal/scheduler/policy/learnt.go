@@ -9,6 +9,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
+	"weak"
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/gpu"
@@ -217,10 +219,22 @@ func TypicalVersion(typical []Typical) string {
 //     CPU-only work onto the same GPU nodes, allocated less GPU than
 //     BestFit; with this it allocates more. Other policies leave work
 //     without GPUs to the core.
+//
+// A Served of fgd or gantry remembers the policy instance it handed out
+// for the last Cluster (the instance memoizes ratings of node states, a
+// pure function of them and of the typical set): planning again on the
+// same Cluster, as a server does evaluation after evaluation, keeps those
+// ratings instead of rating every node again. What it hands out depends
+// on the Learnt alone. Other policies (random draws from a source of its
+// own) get a fresh instance every plan.
 type Served struct {
 	name   string
 	needs  bool // the policy needs typical tasks
 	learnt *Learnt
+
+	mu    sync.Mutex
+	lastC weak.Pointer[scheduler.Cluster]
+	last  scheduler.GPUScorer
 }
 
 // Serve returns the named policy (one of Names) built on l (nil: nothing
@@ -242,7 +256,22 @@ func (s *Served) Name() string { return s.name }
 func (s *Served) Learnt() *Learnt { return s.learnt }
 
 // ForPlan implements scheduler.PlanScorer.
-func (s *Served) ForPlan(*scheduler.Cluster) scheduler.GPUScorer {
+func (s *Served) ForPlan(c *scheduler.Cluster) scheduler.GPUScorer {
+	if !s.needs {
+		return s.build()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	wc := weak.Make(c)
+	if s.last != nil && s.lastC == wc {
+		return s.last
+	}
+	s.lastC, s.last = wc, s.build()
+	return s.last
+}
+
+// build makes the policy instance for one Cluster.
+func (s *Served) build() scheduler.GPUScorer {
 	if s.needs && len(s.learnt.Typical) == 0 {
 		return scheduler.BestFit{}
 	}

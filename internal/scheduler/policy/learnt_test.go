@@ -153,9 +153,11 @@ func TestLearntJSON(t *testing.T) {
 	}
 }
 
-// Every plan gets a fresh instance: a Served keeps nothing between plans,
-// so two built from the same Learnt (two leaders, or a dry run and the
-// worker) place alike, whatever either planned before.
+// Two Served built from the same Learnt (two leaders, or a dry run and
+// the worker) place alike, whatever either planned before: a Served of
+// fgd or gantry keeps its instance for one Cluster (its memo of ratings
+// is a pure function of node states), a new Cluster gets a new one, and
+// random gets a fresh instance (its own random source) every plan.
 func TestServedSameLearntSamePlacements(t *testing.T) {
 	learnt := policy.Learn(append(typicalJobs(), jobOf("x", grp(3, tsk(2000, share(300)))))...)
 	nodes := []node{{"a", 32000, "", []int{0, 0, 500, 0}}, {"b", 32000, "", []int{1000, 0}}, {"c", 16000, "", []int{0, 300}}}
@@ -163,10 +165,13 @@ func TestServedSameLearntSamePlacements(t *testing.T) {
 		s1, _ := policy.Serve(name, learnt)
 		s2, _ := policy.Serve(name, learnt)
 		c, _ := cluster(t, nodes)
-		if s1.ForPlan(c) == s1.ForPlan(c) {
-			// The instances compare equal only if they are one: every
-			// plan must get its own (its caches, its random source).
-			t.Fatalf("%s: two plans shared one instance", name)
+		c2nd, _ := cluster(t, nodes)
+		memo := name != policy.Random
+		if same := s1.ForPlan(c) == s1.ForPlan(c); same != memo {
+			t.Fatalf("%s: two plans on one cluster shared one instance: %v, want %v", name, same, memo)
+		}
+		if name != policy.Random && s1.ForPlan(c) == s1.ForPlan(c2nd) {
+			t.Fatalf("%s: plans on two clusters shared one instance", name)
 		}
 		// The first server has planned other work on another cluster
 		// before; the second has not.
