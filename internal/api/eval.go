@@ -45,10 +45,15 @@ type Evaluation struct {
 	FailedGroups      map[string]*Explanation `json:"failed_groups,omitempty"`
 	Placed            int                     `json:"placed,omitempty"`
 	Stopped           int                     `json:"stopped,omitempty"`
-	WaitUntil         time.Time               `json:"wait_until,omitzero"` // not before this time (restart delays)
-	CreateTime        time.Time               `json:"create_time"`
-	ModifyTime        time.Time               `json:"modify_time"`
-	ModifyIndex       int64                   `json:"modify_index"`
+	// GPUWorkload is the version of the learnt GPU workload the
+	// evaluation's plan placed GPU work with (the server's GPU policy's
+	// input, derived from the jobs in the store); empty when the policy
+	// learns nothing. `job plan` reports the version it planned with.
+	GPUWorkload string    `json:"gpu_workload,omitempty"`
+	WaitUntil   time.Time `json:"wait_until,omitzero"` // not before this time (restart delays)
+	CreateTime  time.Time `json:"create_time"`
+	ModifyTime  time.Time `json:"modify_time"`
+	ModifyIndex int64     `json:"modify_index"`
 }
 
 // JobKey is the identity of the evaluation's job.

@@ -55,6 +55,22 @@ type PlanResponse struct {
 	// moving GPU work (gantry gpu defrag apply --for <job>).
 	Defrag *DefragPlan `json:"defrag,omitempty"`
 	Index  int64       `json:"index"`
+	// GPUWorkload is the learnt GPU workload the plan placed GPU work
+	// with: the server's GPU policy's input, derived from the jobs in the
+	// store with this job as planned. `job run` of the same job on the
+	// same state plans with the same version (its evaluation records it);
+	// nil when the policy learns nothing.
+	GPUWorkload *GPUWorkload `json:"gpu_workload,omitempty"`
+}
+
+// GPUWorkload says which learnt GPU workload a plan used.
+type GPUWorkload struct {
+	Policy   string `json:"policy"`
+	Version  string `json:"version"`
+	Index    int64  `json:"index"` // the newest job change it reflects
+	Jobs     int    `json:"jobs"`
+	Replicas int    `json:"replicas"`
+	Typical  int    `json:"typical"` // typical task shapes
 }
 
 // FieldDiff is one changed field between the current and the planned job.

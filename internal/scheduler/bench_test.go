@@ -36,9 +36,9 @@ func BenchmarkPlace(b *testing.B) {
 }
 
 // BenchmarkGPUPolicyPlace/<policy>/<nodes> is BenchmarkPlace's gpu-mixed
-// workload with the server's GPU policy (policy.Online, told about each
-// job before it is planned, as the server's broker does) instead of the
-// core's BestFit.
+// workload with the server's GPU policy (policy.Served on the Learnt of
+// the jobs so far, each job counted before it is planned, as the server's
+// worker does) instead of the core's BestFit.
 func BenchmarkGPUPolicyPlace(b *testing.B) {
 	for _, name := range []string{policy.Gantry} {
 		for _, n := range []int{1000, 5000, 10000} {
@@ -47,8 +47,8 @@ func BenchmarkGPUPolicyPlace(b *testing.B) {
 	}
 }
 
-// benchPlace runs one BenchmarkPlace case; gpuPolicy names a policy.Online
-// to place GPU work with ("": the core's default).
+// benchPlace runs one BenchmarkPlace case; gpuPolicy names a
+// policy.Served to place GPU work with ("": the core's default).
 func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 	gpuFrac := 0.3
 	if kind == WorkloadCPU {
@@ -68,10 +68,19 @@ func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 	}
 	share := Dominant(nodes)
 	cfg := scheduler.Config{}
-	var online *policy.Online
+	var learnt *policy.Learner
+	var served *policy.Served
 	planOne := func(eng *scheduler.Engine, c *scheduler.Cluster, r *scheduler.Request) (*scheduler.Plan, error) {
-		if online != nil {
-			online.Observe(r.Job)
+		if learnt != nil {
+			j := *r.Job
+			j.ModifyIndex = learnt.Last() + 1 // as the store orders submissions
+			learnt.Add(&j)
+			// As the server does: one scorer per version of the learnt
+			// workload, so its memoized ratings serve the plans after.
+			if l := learnt.Learnt(); served == nil || served.Learnt().Version != l.Version {
+				served, _ = policy.Serve(gpuPolicy, l)
+			}
+			r.Scorer = served
 		}
 		return eng.Plan(c, r)
 	}
@@ -92,8 +101,7 @@ func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if gpuPolicy != "" {
-			online, _ = policy.NewOnline(gpuPolicy)
-			cfg.GPUScorer = online
+			learnt, served = policy.NewLearner(), nil
 		}
 		eng := scheduler.New(cfg)
 		c, reqs := fill(eng, uint64(i+1))

@@ -131,7 +131,7 @@ type logEntry struct {
 type planner struct {
 	e          *Engine
 	c          *Cluster
-	gpuScorer  GPUScorer // Config.GPUScorer, or what its ForPlan returned
+	gpuScorer  GPUScorer // Request.Scorer or Config.GPUScorer, or what its ForPlan returned
 	cpuScorer  CPUScorer // gpuScorer as a CPUScorer; nil: built-in fit
 	job        *api.Job
 	jobKey     string
@@ -209,6 +209,9 @@ func (e *Engine) Plan(c *Cluster, req *Request) (plan *Plan, err error) {
 		apart:  !e.cfg.PackReplicas && job.Type != api.JobBatch && job.Placement != api.PlacementBinpack,
 	}
 	p.gpuScorer = e.cfg.GPUScorer
+	if req.Scorer != nil {
+		p.gpuScorer = req.Scorer
+	}
 	if ps, ok := p.gpuScorer.(PlanScorer); ok {
 		if p.gpuScorer = ps.ForPlan(c); p.gpuScorer == nil {
 			p.gpuScorer = BestFit{}

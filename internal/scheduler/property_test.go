@@ -234,8 +234,9 @@ func migReference(h *Harness) error {
 }
 
 // TestProperties runs random jobs against random clusters, with the
-// core's BestFit or with a server's GPU policy (policy.Online, told about
-// each job before it is planned, as the server does), and checks after
+// core's BestFit or with a server's GPU policy (policy.Served on the
+// Learnt of the jobs so far, the job planned included, passed in the
+// request as the server does), and checks after
 // every plan: no over-allocation on any dimension (Fit on every node); MIG
 // instances never overlap and sit at legal positions (independent
 // reference); unhealthy GPUs never get new work; gangs all or nothing;
@@ -252,11 +253,8 @@ func TestProperties(t *testing.T) {
 			SampleSize:        rapid.SampledFrom([]int{0, 2, -1}).Draw(t, "sample"),
 			DisablePreemption: rapid.IntRange(0, 3).Draw(t, "nopreempt") == 0,
 		}
-		var online *policy.Online
-		if name := rapid.SampledFrom([]string{"", policy.Gantry, policy.FGD}).Draw(t, "gpu-policy"); name != "" {
-			online, _ = policy.NewOnline(name)
-			cfg.GPUScorer = online
-		}
+		gpuPolicy := rapid.SampledFrom([]string{"", policy.Gantry, policy.FGD}).Draw(t, "gpu-policy")
+		var learnt []*api.Job
 		h := New(cfg)
 		for i := rapid.IntRange(1, 12).Draw(t, "nodes"); i > 0; i-- {
 			h.AddNodes(drawNode(t, i))
@@ -273,11 +271,14 @@ func TestProperties(t *testing.T) {
 		for i := rapid.IntRange(1, 8).Draw(t, "jobs"); i > 0; i-- {
 			job := drawJob(t, i)
 			stats.jobs++
-			if online != nil {
-				online.Observe(job)
-			}
+			counted := *job
+			counted.ModifyIndex = int64(i)
+			learnt = append(learnt, &counted)
 			snap := h.Snapshot()
 			req := h.Request(job)
+			if gpuPolicy != "" {
+				req.Scorer, _ = policy.Serve(gpuPolicy, policy.Learn(learnt...))
+			}
 			frozen, _ := json.Marshal(snap)
 			plan, err := h.Sched.Schedule(snap, req, h.Now)
 			if after, _ := json.Marshal(snap); !bytes.Equal(frozen, after) {

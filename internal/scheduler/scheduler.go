@@ -28,6 +28,14 @@ type Request struct {
 	// Stopping lists allocations the caller stops in the same plan; their
 	// resources count as free.
 	Stopping []string
+	// Scorer, when set, rates GPU work for this call in place of
+	// Config.GPUScorer (through ForPlan when it is a PlanScorer, and for
+	// work without GPUs when what it gives is a CPUScorer). It is how a
+	// caller passes a scorer built from inputs of the state it plans
+	// against (the server's learnt workload, policy.Served), so that the
+	// plan is a function of the call's arguments and the same state
+	// gives the same plan in every caller.
+	Scorer GPUScorer
 }
 
 // Placement is one replica to place.

@@ -1,12 +1,13 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/gantryhq/gantry/internal/api"
-	"github.com/gantryhq/gantry/internal/scheduler"
 	"github.com/gantryhq/gantry/internal/scheduler/policy"
 )
 
@@ -29,45 +30,144 @@ func CheckGPUPolicy(name string) error {
 	return fmt.Errorf("unknown GPU policy %q: use one of %s (default %s)", name, strings.Join(GPUPolicies, ", "), DefaultGPUPolicy)
 }
 
-// newGPUScorer returns the GPU scorer of the default scheduler for a
-// policy name, and the Online scorer the server must tell about jobs (nil
-// for bestfit, which learns nothing).
-func newGPUScorer(name string) (scheduler.GPUScorer, *policy.Online, error) {
+// gpuPolicyName resolves Config.GPUPolicy: the policy the default
+// scheduler's evaluations are given, "" for bestfit (the core's own
+// scorer, which learns nothing).
+func gpuPolicyName(name string) (string, error) {
 	if name == "" {
 		name = DefaultGPUPolicy
 	}
 	if err := CheckGPUPolicy(name); err != nil {
-		return nil, nil, err
+		return "", err
 	}
 	if name == policy.BestFit {
-		return scheduler.BestFit{}, nil, nil
+		return "", nil
 	}
-	o, err := policy.NewOnline(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	return o, o, nil
+	return name, nil
 }
 
-// learnJobs makes the GPU policy count exactly the jobs in the store: a
-// new leader's starting point.
-func (s *Server) learnJobs() {
-	if s.gpu != nil {
-		s.gpu.Reset(s.store.Jobs("")...)
-	}
+// gpuLearner derives the GPU policy's input from the store: the learnt
+// workload (policy.Learnt) of the jobs the view holds, folded in the
+// order of their ModifyIndex (policy.Learner). It is a function of those
+// jobs alone, so every server whose view holds the same jobs (a follower
+// answering `job plan`, the leader's worker, the next leader) derives the
+// same value and places alike; nothing is written to etcd (see
+// policy.Learnt for why it is derived rather than stored).
+//
+// The Learner it keeps is a cache of that function, not state: it has
+// folded exactly the jobs of the last read, each as the value the view
+// held (the view replaces a job's value on every change). When the jobs
+// read since are those plus jobs newer than all of them, it folds the
+// new ones; otherwise (a job changed or went) it folds all again.
+type gpuLearner struct {
+	policy string // "": the GPU policy learns nothing
+
+	mu   sync.Mutex
+	fold *policy.Learner
+	seen map[string]*api.Job // the job values folded, by key
+	// served is the scorer handed out for the last version of the learnt
+	// workload: evaluations planned on an unchanged typical set share it,
+	// and with it the ratings its policy memoized (see policy.Served).
+	served *policy.Served
 }
 
-// learnJob tells the GPU policy about the job of an evaluation about to
-// run, as the store holds it now (stopped or gone: no longer counted).
-// Only jobs submitted so far are learnt from, never one being planned
-// with a dry run.
-func (s *Server) learnJob(e *api.Evaluation) {
-	if s.gpu == nil {
-		return
+func newGPULearner(name string) *gpuLearner {
+	return &gpuLearner{policy: name, fold: policy.NewLearner(), seen: map[string]*api.Job{}}
+}
+
+// learnt returns the GPU policy's input for the jobs the view holds, with
+// planned (nil: none) folded as if it were submitted now: what a dry run
+// plans with, equal to what the worker plans with once the job is in the
+// store.
+func (l *gpuLearner) learnt(jobs []*api.Job, planned *api.Job) *policy.Learnt {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var added []*api.Job
+	same := len(jobs) >= len(l.seen)
+	for _, j := range jobs {
+		prev, ok := l.seen[j.Key()]
+		switch {
+		case ok && prev == j:
+		case !ok && j.ModifyIndex > l.fold.Last():
+			added = append(added, j)
+		default:
+			same = false
+		}
 	}
-	if job, ok := s.store.Job(e.Namespace, e.Job); ok {
-		s.gpu.Observe(job)
+	if same && len(jobs) != len(l.seen)+len(added) {
+		same = false // a job went
+	}
+	if same {
+		slices.SortFunc(added, func(a, b *api.Job) int {
+			return cmp.Or(cmp.Compare(a.ModifyIndex, b.ModifyIndex), strings.Compare(a.Key(), b.Key()))
+		})
+		for _, j := range added {
+			l.fold.Add(j)
+			l.seen[j.Key()] = j
+		}
 	} else {
-		s.gpu.Forget(api.JobKey(e.Namespace, e.Job))
+		l.fold = policy.LearnerOf(jobs...)
+		clear(l.seen)
+		for _, j := range jobs {
+			l.seen[j.Key()] = j
+		}
 	}
+	if planned == nil {
+		return l.fold.Learnt()
+	}
+	// The planned job as the store would take it: after every job in it.
+	next := *planned
+	next.ModifyIndex = l.fold.Last() + 1
+	if !l.fold.Has(next.Key()) {
+		return l.fold.LearntWith(&next)
+	}
+	// A new version of a job in the store moves to the end of the order.
+	others := make([]*api.Job, 0, len(jobs))
+	for _, j := range jobs {
+		if j.Key() != next.Key() {
+			others = append(others, j)
+		}
+	}
+	return policy.LearnerOf(append(others, &next)...).Learnt()
+}
+
+// gpuInput builds the GPU policy's input for one evaluation (planned nil)
+// or one dry run of planned: the scorer the scheduler is given with each
+// request and the learnt workload it is built on. It returns nils when
+// the policy learns nothing (the scheduler's own scorer places GPU work).
+func (s *Server) gpuInput(planned *api.Job) (*policy.Served, *policy.Learnt) {
+	if s.gpu == nil || s.gpu.policy == "" {
+		return nil, nil
+	}
+	l := s.gpu.learnt(s.store.Jobs(""), planned)
+	sc, err := s.gpu.serve(l)
+	if err != nil { // the name was checked when the server was built
+		return nil, nil
+	}
+	return sc, l
+}
+
+// serve is the scorer for l: the last one handed out when its learnt
+// workload has l's version (the same typical set), else a new one.
+func (l *gpuLearner) serve(learnt *policy.Learnt) (*policy.Served, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.served != nil && l.served.Learnt().Version == learnt.Version {
+		return l.served, nil
+	}
+	sc, err := policy.Serve(l.policy, learnt)
+	if err != nil {
+		return nil, err
+	}
+	l.served = sc
+	return sc, nil
+}
+
+// gpuWorkloadRef is what `job plan` reports of the learnt workload it
+// planned with.
+func gpuWorkloadRef(sc *policy.Served, l *policy.Learnt) *api.GPUWorkload {
+	if sc == nil {
+		return nil
+	}
+	return &api.GPUWorkload{Policy: sc.Name(), Version: l.Version, Index: l.Index, Jobs: l.Jobs, Replicas: l.Replicas, Typical: len(l.Typical)}
 }

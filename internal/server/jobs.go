@@ -95,10 +95,11 @@ func (s *Server) handleJobPlan(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	resp.JobVersion = planned.Version
-	p, err := s.planJob(r.Context(), &planned, s.now())
+	p, gpuWork, err := s.planJob(r.Context(), &planned, s.now())
 	if err != nil {
 		return err
 	}
+	resp.GPUWorkload = gpuWork
 	for _, g := range job.Groups {
 		resp.Groups[g.Name] = &api.PlanGroup{}
 	}

@@ -83,7 +83,6 @@ func (s *Server) lead(ctx context.Context, fence *state.Fence, stepDown func()) 
 // due; blocked ones again once the cluster's capacity changed.
 func (s *Server) brokerLoop(ctx context.Context, fence *state.Fence) error {
 	s.invalidateWork() // whatever an earlier leadership knew is stale
-	s.learnJobs()      // the GPU policy's typical tasks, from the jobs in the store
 	failures := map[string]int{}
 	q, since := broker.New(), int64(-1)
 	for ctx.Err() == nil {
@@ -101,7 +100,6 @@ func (s *Server) brokerLoop(ctx context.Context, fence *state.Fence) error {
 			timer.Stop()
 			continue
 		}
-		s.learnJob(e)
 		err := s.processEvalSafely(ctx, fence, e)
 		if err == nil {
 			delete(failures, e.ID)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/scheduler"
-	"github.com/gantryhq/gantry/internal/scheduler/policy"
 	"github.com/gantryhq/gantry/internal/server/applier"
 	"github.com/gantryhq/gantry/internal/state"
 )
@@ -40,7 +39,7 @@ type Config struct {
 	Scheduler scheduler.Scheduler
 	// GPUPolicy is how the default scheduler places GPU work: one of
 	// GPUPolicies, empty for DefaultGPUPolicy (gantry: fragmentation-aware,
-	// with the typical tasks learnt from the jobs submitted so far; see
+	// with the typical tasks learnt from the jobs in the store; see
 	// gpuscore.go). Check it with CheckGPUPolicy: New logs an error and
 	// uses the default for a name it does not know.
 	GPUPolicy string
@@ -102,7 +101,7 @@ type Server struct {
 	cfg   Config
 	store *state.Store
 	sched scheduler.Scheduler
-	gpu   *policy.Online // the default scheduler's GPU policy, told about jobs; nil: none learns
+	gpu   *gpuLearner // the default scheduler's GPU policy and its input; nil: none learns
 	log   *slog.Logger
 	now   func() time.Time
 
@@ -162,12 +161,14 @@ func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 		s.now = time.Now
 	}
 	if s.sched == nil {
-		sc, online, err := newGPUScorer(cfg.GPUPolicy)
+		name, err := gpuPolicyName(cfg.GPUPolicy)
 		if err != nil {
 			log.Error("GPU policy not known; using the default", "err", err, "default", DefaultGPUPolicy)
-			sc, online, _ = newGPUScorer(DefaultGPUPolicy)
+			name = DefaultGPUPolicy
 		}
-		s.sched, s.gpu = scheduler.New(scheduler.Config{GPUScorer: sc}), online
+		// The GPU policy is given to each evaluation with its input
+		// (gpuInput); the engine's own scorer is the core's BestFit.
+		s.sched, s.gpu = scheduler.New(scheduler.Config{}), newGPULearner(name)
 	}
 	s.registry = cfg.Metrics
 	if s.registry == nil {

@@ -70,26 +70,40 @@ func (s *Server) snapshotFor(ctx context.Context, namespace, name string, job *a
 	return snap, nil
 }
 
-// stepInput is the pure step's input for evaluation e at now.
-func (s *Server) stepInput(ctx context.Context, e *api.Evaluation, job *api.Job, now time.Time, sched evalstep.Scheduler) (*evalstep.Input, error) {
+// stepInput is the pure step's input for evaluation e at now. The GPU
+// policy's input is derived from the jobs in the store, with dryRun's job
+// counted as submitted (`job plan`, so that it plans with what `job run`
+// of the same job will); it is returned for the caller to report.
+func (s *Server) stepInput(ctx context.Context, e *api.Evaluation, job *api.Job, dryRun bool, now time.Time, sched evalstep.Scheduler) (*evalstep.Input, *api.GPUWorkload, error) {
 	snap, err := s.snapshotFor(ctx, e.Namespace, e.Job, job)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &evalstep.Input{Eval: e, Snap: snap, Now: now, Sched: sched, NewID: uuid.NewString, LostBatchGrace: s.cfg.LostBatchGrace}, nil
+	var planned *api.Job
+	if dryRun {
+		planned = job
+	}
+	sc, learnt := s.gpuInput(planned)
+	if sc != nil {
+		snap.GPUScorer, snap.GPUWorkload = sc, learnt.Version
+	}
+	in := &evalstep.Input{Eval: e, Snap: snap, Now: now, Sched: sched, NewID: uuid.NewString, LostBatchGrace: s.cfg.LostBatchGrace}
+	return in, gpuWorkloadRef(sc, learnt), nil
 }
 
 // planJob plans a job without writing anything or touching the leader's
-// working cluster (`job plan`).
-func (s *Server) planJob(ctx context.Context, job *api.Job, now time.Time) (*evalstep.Planned, error) {
+// working cluster (`job plan`), and says which learnt GPU workload it
+// planned with (nil: the GPU policy learns nothing).
+func (s *Server) planJob(ctx context.Context, job *api.Job, now time.Time) (*evalstep.Planned, *api.GPUWorkload, error) {
 	sched := evalstep.SchedulerFunc(func(req *scheduler.Request) (*scheduler.Plan, error) {
 		return s.schedule(s.store.Snapshot(), req, now)
 	})
-	in, err := s.stepInput(ctx, &api.Evaluation{ID: "plan", Namespace: job.Namespace, Job: job.Name}, job, now, sched)
+	in, ref, err := s.stepInput(ctx, &api.Evaluation{ID: "plan", Namespace: job.Namespace, Job: job.Name}, job, true, now, sched)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return evalstep.PlanJob(in)
+	p, err := evalstep.PlanJob(in)
+	return p, ref, err
 }
 
 // scheduleIncremental plans against the leader's working cluster, which
@@ -144,7 +158,7 @@ func (s *Server) schedule(snap *state.Snapshot, req *scheduler.Request, now time
 func (s *Server) tryEval(ctx context.Context, fence *state.Fence, e *api.Evaluation) error {
 	now := s.now()
 	job, _ := s.store.Job(e.Namespace, e.Job)
-	in, err := s.stepInput(ctx, e, job, now, evalstep.SchedulerFunc(func(req *scheduler.Request) (*scheduler.Plan, error) {
+	in, _, err := s.stepInput(ctx, e, job, false, now, evalstep.SchedulerFunc(func(req *scheduler.Request) (*scheduler.Plan, error) {
 		return s.scheduleIncremental(req, now)
 	}))
 	if err != nil {

@@ -11,19 +11,35 @@ import (
 	"github.com/gantryhq/gantry/internal/scheduler/policy"
 )
 
-// arrivals tells an Online scorer about task i's job just before the
-// i-th plan, as the server's broker does when the job's evaluation runs:
-// the policy knows the tasks that arrived so far, never the ones to come.
+// arrivals plans the i-th task as the server's worker plans the
+// evaluation of its job: with the GPU policy built on the Learnt of the
+// jobs in the store by then (the tasks that arrived so far, this one
+// included, never the ones to come).
 type arrivals struct {
-	*policy.Online
-	tasks []Task
-	next  int
+	policy string
+	learn  *policy.Learner
+	served *policy.Served // the scorer for the learnt workload's version, as the server keeps it
+	tasks  []Task
+	next   int
+}
+
+func (a *arrivals) ScoreGPU(n *scheduler.NodeState, ask *scheduler.Ask, c *scheduler.Choice) (float64, bool) {
+	return scheduler.BestFit{}.ScoreGPU(n, ask, c)
 }
 
 func (a *arrivals) ForPlan(c *scheduler.Cluster) scheduler.GPUScorer {
-	a.Observe(TaskJob(a.next, &a.tasks[a.next]))
+	job := TaskJob(a.next, &a.tasks[a.next])
 	a.next++
-	return a.Online.ForPlan(c)
+	job.ModifyIndex = int64(a.next) // the order the store took the jobs in
+	a.learn.Add(job)
+	if l := a.learn.Learnt(); a.served == nil || a.served.Learnt().Version != l.Version {
+		s, err := policy.Serve(a.policy, l)
+		if err != nil {
+			panic(err)
+		}
+		a.served = s
+	}
+	return a.served.ForPlan(c)
 }
 
 // TestServerGPUPolicyReplay replays the trace through the server's default
@@ -75,11 +91,7 @@ func TestServerGPUPolicyReplay(t *testing.T) {
 				c := Reduce(points, gpus, Allocation(gpus))
 				return c.At(100)
 			}
-			online, err := policy.NewOnline(policy.Gantry)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, best := alloc(&arrivals{Online: online, tasks: order}), alloc(scheduler.BestFit{})
+			got, best := alloc(&arrivals{policy: policy.Gantry, learn: policy.NewLearner(), tasks: order}), alloc(scheduler.BestFit{})
 			t.Logf("%s seed %d: GPU allocated at 100%% arrived: gantry learning online %.2f%%, BestFit %.2f%%", Variant(list), seed, got, best)
 			if got <= best {
 				t.Errorf("%s seed %d: the server's default GPU policy allocated %.2f%%, no more than BestFit's %.2f%%", Variant(list), seed, got, best)

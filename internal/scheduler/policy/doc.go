@@ -10,12 +10,16 @@
 // own (see gantry.go). The trace simulator (internal/sim) replays the
 // Alibaba GPU trace through the core with each of them.
 //
-// For the server, Online (online.go) runs a policy without knowing the
-// workload in advance: a Workload (workload.go) learns the typical tasks
-// from the jobs submitted so far, and Online hands each Cluster an
-// instance built on them (scheduler.PlanScorer), rebuilt when they change.
+// For the server, Served (learnt.go) runs a policy without knowing the
+// workload in advance: a Workload (workload.go) counts the typical tasks
+// of the jobs submitted so far, Learnt is that as a versioned value
+// derived from the jobs in the store, and Served, built on one Learnt per
+// evaluation and passed in the scheduler's Request, hands each Plan a
+// fresh instance (scheduler.PlanScorer). The same store state gives the
+// same Learnt and so the same plan, in `job plan`, in the worker and on
+// any leader.
 //
 // Everything here is pure: no clock, no I/O, randomness only from the
 // seeded source a policy owns. A policy instance serves one Cluster on one
-// goroutine; Online may be shared.
+// goroutine; a Served and a Learnt are values and may be shared.
 package policy

@@ -67,7 +67,9 @@ func JobShapes(job *api.Job) []Replicas {
 // counts. Typical is a function of the set of jobs counted, not of the
 // order they came in: the same jobs give the same typical set. With no
 // replicas counted it is empty, and a policy that needs it cannot be
-// built (Online then falls back to the core's BestFit).
+// built (Served then falls back to the core's BestFit). A Learner folds
+// jobs into one and keeps the typical set in use as a versioned value
+// (Learnt).
 //
 // A Workload is not safe for concurrent use.
 type Workload struct {

@@ -56,6 +56,14 @@ type Snapshot struct {
 	// the newest version below the job's whose deployment succeeded.
 	Deployment *api.Deployment
 	Stable     *uint64
+	// GPUScorer is the server's GPU policy built on the GPU workload
+	// learnt from the jobs of the state read (policy.Served), passed to
+	// the scheduler with every request: a plan depends on it as on the
+	// nodes and allocations, so it is part of the snapshot. nil: the
+	// scheduler's own scorer. GPUWorkload is its version, recorded on the
+	// evaluation (api.Evaluation.GPUWorkload).
+	GPUScorer   scheduler.GPUScorer
+	GPUWorkload string
 	// Cluster is the rest of the cluster, read through a narrow view.
 	Cluster View
 }
@@ -186,7 +194,7 @@ func PlanJob(in *Input) (*Planned, error) {
 	if len(res.Place) == 0 {
 		return p, nil
 	}
-	req := &scheduler.Request{Job: job, Stopping: stopping}
+	req := &scheduler.Request{Job: job, Stopping: stopping, Scorer: snap.GPUScorer}
 	for _, pl := range res.Place {
 		req.Place = append(req.Place, scheduler.Placement{Group: pl.Group, Index: pl.Index, PreviousAlloc: pl.Previous})
 	}
@@ -232,6 +240,7 @@ func Step(in *Input) (*Decision, error) {
 	final.ModifyTime = now
 	final.Placed, final.Stopped = len(p.Placed), len(p.Result.Stop)
 	final.FailedGroups = p.Failed
+	final.GPUWorkload = in.Snap.GPUWorkload
 	final.Status, final.StatusDescription = api.EvalComplete, ""
 	if len(p.Failed) > 0 {
 		final.Status = api.EvalBlocked
