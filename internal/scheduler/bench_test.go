@@ -67,7 +67,7 @@ func benchPlace(b *testing.B, kind string, size int, gpuPolicy string) {
 		slices.SortFunc(s, func(a, b int64) int { return cmp.Compare(b, a) })
 	}
 	share := Dominant(nodes)
-	cfg := scheduler.Config{}
+	cfg := scheduler.Config{GPUSampleSize: policy.GPUSampleSize(gpuPolicy)} // as the server configures its engine
 	var learnt *policy.Learner
 	var served *policy.Served
 	planOne := func(eng *scheduler.Engine, c *scheduler.Cluster, r *scheduler.Request) (*scheduler.Plan, error) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/scheduler"
+	"github.com/gantryhq/gantry/internal/scheduler/policy"
 	"github.com/gantryhq/gantry/internal/server/applier"
 	"github.com/gantryhq/gantry/internal/state"
 )
@@ -167,8 +168,9 @@ func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 			name = DefaultGPUPolicy
 		}
 		// The GPU policy is given to each evaluation with its input
-		// (gpuInput); the engine's own scorer is the core's BestFit.
-		s.sched, s.gpu = scheduler.New(scheduler.Config{}), newGPULearner(name)
+		// (gpuInput); the engine's own scorer is the core's BestFit. A
+		// learning policy rates every feasible GPU node.
+		s.sched, s.gpu = scheduler.New(scheduler.Config{GPUSampleSize: policy.GPUSampleSize(name)}), newGPULearner(name)
 	}
 	s.registry = cfg.Metrics
 	if s.registry == nil {

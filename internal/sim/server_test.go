@@ -83,15 +83,17 @@ func TestServerGPUPolicyReplay(t *testing.T) {
 		var sumOnline, sumBest float64
 		for _, seed := range seeds {
 			order, _ := Order(tasks, len(apiNodes), seed, 1.3, gpus*1000)
-			alloc := func(sc scheduler.GPUScorer) float64 {
-				points, _, err := Replay(context.Background(), scheduler.New(scheduler.Config{GPUScorer: sc, SampleSize: sample}), apiNodes, order, metric)
+			// Each policy with the engine the server builds for it.
+			alloc := func(sc scheduler.GPUScorer, name string) float64 {
+				cfg := scheduler.Config{GPUScorer: sc, SampleSize: sample, GPUSampleSize: policy.GPUSampleSize(name)}
+				points, _, err := Replay(context.Background(), scheduler.New(cfg), apiNodes, order, metric)
 				if err != nil {
 					t.Fatal(err)
 				}
 				c := Reduce(points, gpus, Allocation(gpus))
 				return c.At(100)
 			}
-			got, best := alloc(&arrivals{policy: policy.Gantry, learn: policy.NewLearner(), tasks: order}), alloc(scheduler.BestFit{})
+			got, best := alloc(&arrivals{policy: policy.Gantry, learn: policy.NewLearner(), tasks: order}, policy.Gantry), alloc(scheduler.BestFit{}, policy.BestFit)
 			t.Logf("%s seed %d: GPU allocated at 100%% arrived: gantry learning online %.2f%%, BestFit %.2f%%", Variant(list), seed, got, best)
 			if got <= best {
 				t.Errorf("%s seed %d: the server's default GPU policy allocated %.2f%%, no more than BestFit's %.2f%%", Variant(list), seed, got, best)
