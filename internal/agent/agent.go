@@ -122,6 +122,7 @@ type Agent struct {
 	lbMu     sync.Mutex
 	lb       *lb.Manager      // nil unless LB.Enabled
 	resolver *driver.Resolver // nil unless the resolver for containers runs
+	clock    clock            // the task runners' time: the wall clock, a fake in tests
 }
 
 // New prepares an agent: its data directory and node identity.
@@ -157,6 +158,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		allocDir:  filepath.Join(cfg.DataDir, "allocs"),
 		runners:   map[string]*allocRunner{},
 		recovered: map[string]map[string][]*driver.Handle{},
+		clock:     wallClock,
 	}
 	for _, d := range cfg.Drivers {
 		a.drivers[d.Name()] = d

@@ -12,6 +12,12 @@
 // node, GPU and task usage for /metrics and the servers' history
 // (sampler.go).
 //
+// A task's life is decided by internal/agent/tasklife (Step, the restart
+// tracker, the adoption planner); the task runner (taskrunner.go) is the
+// shell that feeds it events and carries out its effects through a small
+// port (taskport.go), with an injected clock. The runner must never decide
+// a task's next step inline.
+//
 // It must never decide placement or desired state, and never talk to the
 // state store: everything goes through the servers' HTTP API.
 package agent

@@ -547,20 +547,20 @@ func (g *gpuManager) watchXID(ctx context.Context) {
 // instance exists and cfg names it (reported to the servers when the
 // agent created or resolved it), and a share carries its MPS limits in
 // the environment.
-func (tr *taskRunner) prepareGPU(cfg *driver.TaskConfig) error {
-	res, env, created, err := tr.ar.a.gpus.prepare(cfg.Resources)
+func (p *allocTaskPort) prepareGPU(cfg *driver.TaskConfig) error {
+	res, env, created, err := p.ar.a.gpus.prepare(cfg.Resources)
 	if err != nil {
 		return fmt.Errorf("GPU: %w", err)
 	}
 	if created != "" {
-		tr.ar.setMIGInstance(tr.task.Name, created)
-		tr.ar.report()
+		p.ar.setMIGInstance(p.task.Name, created)
+		p.ar.report()
 	}
 	if res != cfg.Resources {
 		cfg.Resources = res
 		// The environment names the GPUs: build it again over the
 		// resolved resources.
-		env2 := driver.TaskEnv(cfg, tr.task.Driver == api.DriverExec)
+		env2 := driver.TaskEnv(cfg, p.task.Driver == api.DriverExec)
 		for k, v := range cfg.Env {
 			if _, ok := env2[k]; !ok {
 				env2[k] = v
@@ -574,7 +574,7 @@ func (tr *taskRunner) prepareGPU(cfg *driver.TaskConfig) error {
 		}
 		cfg.Env[k] = v
 	}
-	cfg.DenyGPUMinors = tr.ar.a.gpus.denyMinors(cfg.Resources)
+	cfg.DenyGPUMinors = p.ar.a.gpus.denyMinors(cfg.Resources)
 	return nil
 }
 

@@ -7,9 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/agent/tasklife"
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/driver"
 )
@@ -23,8 +23,8 @@ var checkClient = &http.Client{
 
 // runCheck runs one health check every interval after its grace period,
 // reporting healthy on success and unhealthy after `failures` consecutive
-// failures (checkTracker), until ctx ends: when the task exits or is told
-// to stop.
+// failures (checkTracker), as events for the runner's loop, until ctx
+// ends: when the task exits or is told to stop.
 func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *driver.Handle) {
 	interval, timeout, failures := c.Interval.D(), c.Timeout.D(), c.Failures
 	if interval <= 0 {
@@ -56,7 +56,7 @@ func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *drive
 			return // both were ready: the stop wins
 		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
-		err := tr.probe(cctx, c, h)
+		err := tr.port.probe(cctx, c, h)
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -68,10 +68,10 @@ func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *drive
 			lastErr = ""
 		case verdict == api.HealthUnhealthy && err.Error() != lastErr:
 			lastErr = err.Error()
-			tr.ar.a.log.Warn("health check failing", "alloc", tr.ar.alloc.ShortID(), "task", tr.task.Name, "check", c.Type, "err", err)
+			tr.log.Warn("health check failing", "check", c.Type, "err", err)
 		}
 		if verdict != "" {
-			tr.checkResult(i, verdict)
+			tr.send(ctx, taskMsg{ev: tasklife.Event{Kind: tasklife.CheckVerdict, Check: i, Verdict: verdict}})
 		}
 	}
 }
@@ -105,10 +105,10 @@ func (c *checkTracker) observe(ok bool) (verdict string, next time.Duration) {
 	return "", c.interval
 }
 
-func (tr *taskRunner) probe(ctx context.Context, c api.Check, h *driver.Handle) error {
+func (p *allocTaskPort) probe(ctx context.Context, c api.Check, h *driver.Handle) error {
 	switch c.Type {
 	case api.CheckHTTP, api.CheckTCP:
-		addr, err := tr.checkAddr(c.Port)
+		addr, err := p.checkAddr(c.Port)
 		if err != nil {
 			return err
 		}
@@ -136,9 +136,9 @@ func (tr *taskRunner) probe(ctx context.Context, c api.Check, h *driver.Handle) 
 		}
 		return nil
 	case api.CheckExec:
-		ex, ok := tr.drv.(driver.Execer)
+		ex, ok := p.drv.(driver.Execer)
 		if !ok {
-			return fmt.Errorf("driver %s cannot run exec checks", tr.drv.Name())
+			return fmt.Errorf("driver %s cannot run exec checks", p.drv.Name())
 		}
 		var out bytes.Buffer
 		code, err := ex.Exec(ctx, h, &driver.ExecRequest{Cmd: c.Command, Stdout: &out, Stderr: &out})
@@ -151,23 +151,4 @@ func (tr *taskRunner) probe(ctx context.Context, c api.Check, h *driver.Handle) 
 		return nil
 	}
 	return fmt.Errorf("unknown check type %q", c.Type)
-}
-
-// checkAddr is where a check dials: the node address and the host port
-// allocated for the named port.
-func (tr *taskRunner) checkAddr(port string) (string, error) {
-	al := tr.ar.current()
-	r := al.Resources[tr.task.Name]
-	if r == nil {
-		return "", fmt.Errorf("task has no allocated resources")
-	}
-	p, ok := r.Port(port)
-	if !ok {
-		return "", fmt.Errorf("check port %q is not a port of the task", port)
-	}
-	host := tr.ar.a.cfg.NodeAddress
-	if host == "" || host == "0.0.0.0" {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, strconv.Itoa(p.Host)), nil
 }

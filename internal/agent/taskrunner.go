@@ -3,8 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
-	"path/filepath"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -13,33 +12,56 @@ import (
 	"github.com/gantryhq/gantry/internal/driver"
 )
 
-// taskRunner starts one task, waits for it, restarts it per the group's
-// policy, runs its health checks and records every transition.
+// taskRunner is the shell around one task's lifecycle (tasklife.Step):
+// one loop feeds Step what happened (the start's result, the driver's
+// Wait, timers, stop requests, the checks' verdicts) and carries out the
+// effects it returns through its port. It decides nothing itself, and
+// reaches the agent only through the port.
 type taskRunner struct {
-	ar        *allocRunner
-	task      *api.Task
-	drv       driver.Driver
-	recovered []*driver.Handle
+	task        *api.Task
+	drv         driver.Driver // nil when the node lacks the task's driver; read by logs, exec and the sampler
+	port        taskPort
+	clock       clock
+	log         *slog.Logger
+	killTimeout time.Duration
+	recovered   []*driver.Handle
 
-	mu       sync.Mutex
-	state    api.TaskState
-	handle   *driver.Handle
-	stopping bool
-	checks   []string // health per check: "", healthy, unhealthy
-	// endChecks ends the running checks and waits until they have; stop
-	// calls it first, so no check probes a task that was told to stop.
-	endChecks func()
-	restarts  tasklife.RestartTracker
+	mu     sync.Mutex
+	state  api.TaskState
+	handle *driver.Handle
+	life   tasklife.State
 
-	stopCh chan struct{}
-	done   chan struct{}
+	msgs  chan taskMsg         // events for the loop
+	stops chan context.Context // stop requests, with the context the stop runs under
+	done  chan struct{}        // closed when the loop has ended
+	runWG sync.WaitGroup       // the loop's background calls (start, wait, stop)
+	wake  <-chan time.Time     // the loop's: the restart delay's end
+	end   func()               // the loop's: ends the running checks and waits for them
+	sctx  context.Context      // the loop's: the context stops and destroys run under
+}
+
+// taskMsg is an event for the loop, with the handle a start returned.
+type taskMsg struct {
+	ev tasklife.Event
+	h  *driver.Handle
 }
 
 func newTaskRunner(ar *allocRunner, job *api.Job, t *api.Task, policy api.RestartPolicy, prev *api.TaskState, recovered []*driver.Handle) *taskRunner {
+	drv := ar.a.drivers[t.Driver]
+	port := &allocTaskPort{ar: ar, task: t, drv: drv}
+	log := ar.a.log.With("alloc", ar.alloc.ShortID(), "task", t.Name)
+	return newTaskShell(t, drv, port, ar.a.clock, log, ar.a.cfg.KillTimeout,
+		tasklife.NewRestartTracker(policy, job.Type), prev, recovered)
+}
+
+// newTaskShell is a task runner over any port and clock.
+func newTaskShell(t *api.Task, drv driver.Driver, port taskPort, clk clock, log *slog.Logger, killTimeout time.Duration,
+	restarts tasklife.RestartTracker, prev *api.TaskState, recovered []*driver.Handle) *taskRunner {
 	tr := &taskRunner{
-		ar: ar, task: t, drv: ar.a.drivers[t.Driver],
-		recovered: recovered, restarts: tasklife.NewRestartTracker(policy, job.Type),
-		stopCh: make(chan struct{}), done: make(chan struct{}),
+		task: t, drv: drv, port: port, clock: clk, log: log, killTimeout: killTimeout,
+		recovered: recovered,
+		life:      tasklife.NewState(prev, len(t.Checks), killTimeout, restarts),
+		msgs:      make(chan taskMsg), stops: make(chan context.Context), done: make(chan struct{}),
 	}
 	if prev != nil {
 		tr.state = *prev
@@ -56,46 +78,6 @@ func (tr *taskRunner) snapshot() *api.TaskState {
 	st := tr.state
 	st.Events = append([]api.TaskEvent(nil), tr.state.Events...)
 	return &st
-}
-
-// event records a transition and reports the allocation.
-func (tr *taskRunner) event(typ, msg string, mutate func(*api.TaskState)) {
-	tr.mu.Lock()
-	if mutate != nil {
-		mutate(&tr.state)
-	}
-	tr.state.AddEvent(api.TaskEvent{Time: time.Now(), Type: typ, Message: msg})
-	tr.mu.Unlock()
-	tr.ar.a.log.Info("task "+typ, "alloc", tr.ar.alloc.ShortID(), "task", tr.task.Name, "msg", msg)
-	tr.ar.report()
-}
-
-func (tr *taskRunner) config() *driver.TaskConfig {
-	al := tr.ar.current()
-	cfg := &driver.TaskConfig{
-		NodeID:      tr.ar.a.nodeID,
-		AllocID:     al.ID,
-		Namespace:   al.Namespace,
-		Job:         al.Job,
-		Group:       al.Group,
-		Index:       al.Index,
-		Task:        tr.task,
-		Resources:   al.Resources[tr.task.Name],
-		AllocDir:    tr.ar.dir(),
-		BindAddress: tr.ar.a.cfg.NodeAddress,
-		Resolver:    tr.ar.a.taskResolver(al.Namespace),
-	}
-	if cfg.Resources == nil {
-		cfg.Resources = &api.AllocatedResources{CPU: tr.task.Resources.CPU, Memory: tr.task.Resources.Memory}
-	}
-	cfg.Env = driver.TaskEnv(cfg, tr.task.Driver == api.DriverExec || tr.task.Driver == api.DriverWasm)
-	return cfg
-}
-
-func (tr *taskRunner) isStopping() bool {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return tr.stopping
 }
 
 // keepFinished adopts the handles of a task that ended before the agent
@@ -126,11 +108,11 @@ func (tr *taskRunner) adopt(ctx context.Context) *driver.Handle {
 			keep = h
 			continue
 		}
-		tr.ar.a.log.Warn("removing a task found at start", "alloc", api.ShortID(h.AllocID), "task", h.Task, "id", h.ID, "reason", ad.Reason)
+		tr.log.Warn("removing a task found at start", "id", h.ID, "reason", ad.Reason)
 		if h.Running {
-			tr.drv.Stop(ctx, h, tr.ar.a.cfg.KillTimeout)
+			tr.port.stop(ctx, h, tr.killTimeout)
 		}
-		tr.drv.Destroy(ctx, h)
+		tr.port.destroy(ctx, h)
 	}
 	tr.recovered = nil
 	return keep
@@ -141,208 +123,189 @@ func foundOf(h *driver.Handle) tasklife.Found {
 	return tasklife.Found{AllocID: h.AllocID, Task: h.Task, ID: h.ID, Running: h.Running, Started: h.Running || !h.Started.IsZero()}
 }
 
-// run is the task's life: start (or re-attach), wait, restart, until the
-// task ends for good, is stopped, or the agent shuts down (ctx).
+// run is the task's life: adopt what was found or start, then feed
+// every event to Step until it says the task is over for good, or the
+// agent shuts down (ctx; the task keeps running then).
 func (tr *taskRunner) run(ctx context.Context) {
 	defer close(tr.done)
+	defer tr.runWG.Wait()
+	defer tr.endChecks()
+	tr.sctx = ctx
+	first := tasklife.Event{Kind: tasklife.Begin}
 	if tr.drv == nil {
-		tr.event(api.TaskEventDriverFailure, fmt.Sprintf("driver %q is not available on this node", tr.task.Driver), func(s *api.TaskState) {
-			s.State, s.Failed, s.FinishedAt = api.TaskDead, true, time.Now()
-		})
-		return
-	}
-	h := tr.adopt(ctx)
-	if h != nil {
+		first = tasklife.Event{Kind: tasklife.DriverMissing, Driver: tr.task.Driver}
+	} else if h := tr.adopt(ctx); h != nil {
 		tr.mu.Lock()
 		tr.handle = h
 		tr.mu.Unlock()
+		first.Kind = tasklife.RecoveredExited
 		if h.Running {
-			tr.event(api.TaskEventRecovered, "re-attached after agent restart", func(s *api.TaskState) { s.State = api.TaskRunning })
+			first.Kind = tasklife.RecoveredRunning
 		}
+	}
+	if tr.apply(ctx, taskMsg{ev: first}) {
+		return
 	}
 	for {
-		if h == nil {
-			if tr.isStopping() {
-				return
-			}
-			var err error
-			h, err = tr.start(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				tr.event(api.TaskEventDriverFailure, err.Error(), nil)
-				exit := tasklife.Exit{StartFailed: true, Message: exitMessage(&driver.ExitResult{ExitCode: -1, Err: err})}
-				if errors.Is(err, driver.ErrImageNotFound) || errors.Is(err, driver.ErrCannotRun) {
-					exit.Permanent, exit.Message = true, err.Error()
-				}
-				if !tr.restartAfter(ctx, exit) {
-					return
-				}
-				continue
-			}
+		var m taskMsg
+		select {
+		case <-ctx.Done():
+			return
+		case m = <-tr.msgs:
+		case sctx := <-tr.stops:
+			tr.sctx = sctx
+			m.ev = tasklife.Event{Kind: tasklife.StopRequested, Message: tr.describeStop()}
+		case <-tr.wake:
+			tr.wake = nil
+			m.ev = tasklife.Event{Kind: tasklife.DelayElapsed}
 		}
-		res := tr.wait(ctx, h)
-		if ctx.Err() != nil {
-			return // agent shutting down: the task keeps running
-		}
-		if tr.isStopping() {
-			return // stop() records the end
-		}
-		msg := exitMessage(res)
-		tr.event(api.TaskEventTerminated, msg, func(s *api.TaskState) { s.ExitCode = res.ExitCode })
-		if !tr.restartAfter(ctx, tasklife.Exit{Successful: res.Successful(), Message: msg}) {
+		if tr.apply(ctx, m) {
 			return
 		}
-		tr.drv.Destroy(ctx, h)
-		h = nil
 	}
 }
 
-func exitMessage(r *driver.ExitResult) string {
-	switch {
-	case r.Err != nil:
-		return fmt.Sprintf("lost track of the task: %v", r.Err)
-	case r.OOMKilled:
-		return fmt.Sprintf("killed: out of memory (exit code %d)", r.ExitCode)
-	case r.Signal != 0:
-		return fmt.Sprintf("exit code %d, signal %d", r.ExitCode, r.Signal)
-	case r.Message != "":
-		return fmt.Sprintf("exit code %d: %s", r.ExitCode, r.Message)
+// describeStop is what the driver's stop does, when it says so.
+func (tr *taskRunner) describeStop() string {
+	sd, ok := tr.drv.(driver.StopDescriber)
+	h := tr.currentHandle()
+	if !ok || h == nil {
+		return ""
 	}
-	return fmt.Sprintf("exit code %d", r.ExitCode)
+	return sd.DescribeStop(h, tr.killTimeout)
 }
 
-func (tr *taskRunner) start(ctx context.Context) (*driver.Handle, error) {
-	cfg := tr.config()
-	if err := tr.prepareGPU(cfg); err != nil {
-		return nil, err
-	}
-	h, err := tr.drv.Start(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
+// apply steps the lifecycle with one event and carries out its effects;
+// it returns true once the task's life is over.
+func (tr *taskRunner) apply(ctx context.Context, m taskMsg) bool {
+	now := tr.clock.now()
 	tr.mu.Lock()
-	tr.handle = h
-	tr.checks = make([]string, len(tr.task.Checks))
-	tr.mu.Unlock()
-	tr.event(api.TaskEventStarted, "", func(s *api.TaskState) {
-		s.State, s.StartedAt, s.FinishedAt, s.Failed, s.Health = api.TaskRunning, time.Now(), time.Time{}, false, ""
-	})
-	return h, nil
-}
-
-// wait blocks until the task exits, running its health checks meanwhile.
-func (tr *taskRunner) wait(ctx context.Context, h *driver.Handle) *driver.ExitResult {
-	tr.mu.Lock()
-	if len(tr.checks) != len(tr.task.Checks) {
-		tr.checks = make([]string, len(tr.task.Checks))
+	if m.h != nil {
+		tr.handle = m.h
 	}
-	tr.mu.Unlock()
-	if len(tr.task.Checks) == 0 {
-		tr.setHealth(api.HealthHealthy)
-	} else {
-		// The checks end with this run of the task. A task without
-		// checks holds no context of its own while it runs.
-		cctx, cancel := context.WithCancel(ctx)
-		var checks sync.WaitGroup
-		end := func() { cancel(); checks.Wait() }
-		defer end()
-		tr.mu.Lock()
-		stopping := tr.stopping
-		tr.endChecks = end
-		if !stopping {
-			for i, c := range tr.task.Checks {
-				checks.Add(1)
-				go func() {
-					defer checks.Done()
-					tr.runCheck(cctx, i, c, h)
-				}()
-			}
+	next, effects := tasklife.Step(tr.life, m.ev, now)
+	tr.life = next
+	next.Status.Apply(&tr.state)
+	for _, e := range effects {
+		if e.Op == tasklife.Record {
+			tr.state.AddEvent(api.TaskEvent{Time: e.Time, Type: e.Type, Message: e.Message})
 		}
-		tr.mu.Unlock()
 	}
-	res, err := tr.drv.Wait(ctx, h)
-	if err != nil {
-		if errors.Is(err, driver.ErrTaskNotFound) {
-			return &driver.ExitResult{ExitCode: -1, Err: err}
+	h := tr.handle
+	tr.mu.Unlock()
+	for _, e := range effects {
+		switch e.Op {
+		case tasklife.StartTask:
+			tr.background(func() { tr.start(ctx) })
+		case tasklife.WaitTask:
+			tr.background(func() { tr.wait(ctx, h) })
+		case tasklife.StartChecks:
+			tr.startChecks(ctx, h)
+		case tasklife.EndChecks:
+			tr.endChecks()
+		case tasklife.Wake:
+			tr.wake = tr.clock.after(e.Delay)
+		case tasklife.StopTask:
+			sctx := tr.sctx
+			tr.background(func() {
+				if err := tr.port.stop(sctx, h, e.Timeout); err != nil && !errors.Is(err, driver.ErrTaskNotFound) {
+					tr.log.Warn("stop task", "err", err)
+				}
+			})
+		case tasklife.DestroyHandle:
+			tr.destroy(tr.sctx)
+		case tasklife.Record:
+			tr.log.Info("task "+e.Type, "msg", e.Message)
+		case tasklife.Report:
+			tr.port.report()
 		}
-		return &driver.ExitResult{ExitCode: -1, Err: err}
 	}
-	return res
+	return next.Done
 }
 
-// restartAfter asks the restart tracker what follows an exit: it waits
-// out the delay and returns true to restart, or records the end and
-// returns false.
-func (tr *taskRunner) restartAfter(ctx context.Context, e tasklife.Exit) bool {
-	now := time.Now()
-	tr.mu.Lock()
-	var v tasklife.Verdict
-	tr.restarts, v = tr.restarts.Next(e, now)
-	tr.mu.Unlock()
-	switch v.Outcome {
-	case tasklife.Finish, tasklife.Fail, tasklife.GiveUp:
-		failed := v.Outcome != tasklife.Finish
-		tr.event(api.TaskEventNotRestarting, v.Reason, func(s *api.TaskState) {
-			s.State, s.Failed, s.FinishedAt = api.TaskDead, failed, time.Now()
-		})
-		return false
-	}
-	tr.event(api.TaskEventRestarting, fmt.Sprintf("restarting in %s", v.Delay.Round(time.Millisecond)), func(s *api.TaskState) {
-		s.State, s.Restarts, s.Health = api.TaskPending, s.Restarts+1, ""
-	})
+// background runs one of the loop's driver calls beside it.
+func (tr *taskRunner) background(f func()) {
+	tr.runWG.Add(1)
+	go func() {
+		defer tr.runWG.Done()
+		f()
+	}()
+}
+
+// send hands the loop an event, unless ctx ended or the loop has.
+func (tr *taskRunner) send(ctx context.Context, m taskMsg) {
 	select {
-	case <-time.After(v.Delay):
-		return !tr.isStopping()
-	case <-tr.stopCh:
-		return false
+	case tr.msgs <- m:
 	case <-ctx.Done():
-		return false
+	case <-tr.done:
+	}
+}
+
+func (tr *taskRunner) start(ctx context.Context) {
+	h, err := tr.port.start(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return // the agent shuts down
+		}
+		permanent := errors.Is(err, driver.ErrImageNotFound) || errors.Is(err, driver.ErrCannotRun)
+		tr.send(ctx, taskMsg{ev: tasklife.Event{Kind: tasklife.StartFailed, Err: err.Error(), Permanent: permanent}})
+		return
+	}
+	tr.send(ctx, taskMsg{ev: tasklife.Event{Kind: tasklife.Started}, h: h})
+}
+
+func (tr *taskRunner) wait(ctx context.Context, h *driver.Handle) {
+	res, err := tr.port.wait(ctx, h)
+	if ctx.Err() != nil {
+		return // the agent shuts down: the task keeps running
+	}
+	if err != nil {
+		res = &driver.ExitResult{ExitCode: -1, Err: err}
+	}
+	tr.send(ctx, taskMsg{ev: tasklife.Event{Kind: tasklife.Exited, Result: exitResult(res)}})
+}
+
+// exitResult is a driver's exit as the lifecycle sees it.
+func exitResult(r *driver.ExitResult) tasklife.ExitResult {
+	out := tasklife.ExitResult{ExitCode: r.ExitCode, Signal: r.Signal, OOMKilled: r.OOMKilled, Message: r.Message}
+	if r.Err != nil {
+		out.Err = r.Err.Error()
+	}
+	return out
+}
+
+// startChecks runs the task's health checks until endChecks; their
+// verdicts come to the loop as events.
+func (tr *taskRunner) startChecks(ctx context.Context, h *driver.Handle) {
+	cctx, cancel := context.WithCancel(ctx)
+	var checks sync.WaitGroup
+	for i, c := range tr.task.Checks {
+		checks.Add(1)
+		go func() {
+			defer checks.Done()
+			tr.runCheck(cctx, i, c, h)
+		}()
+	}
+	tr.end = func() { cancel(); checks.Wait() }
+}
+
+// endChecks ends the running checks and returns once none runs: no check
+// probes a task that exited or was told to stop.
+func (tr *taskRunner) endChecks() {
+	if tr.end != nil {
+		tr.end()
+		tr.end = nil
 	}
 }
 
 // stop kills the task (SIGTERM, then SIGKILL after the kill timeout) and
 // waits for its runner to finish.
 func (tr *taskRunner) stop(ctx context.Context) {
-	tr.mu.Lock()
-	if tr.stopping {
-		tr.mu.Unlock()
-		<-tr.done
-		return
-	}
-	tr.stopping = true
-	close(tr.stopCh)
-	endChecks := tr.endChecks
-	h := tr.handle
-	wasDead := tr.state.State == api.TaskDead
-	tr.mu.Unlock()
-	if endChecks != nil {
-		endChecks() // outside tr.mu: a check reporting its verdict takes it
-	}
-	if !wasDead {
-		msg := fmt.Sprintf("sent SIGTERM, SIGKILL after %s", tr.ar.a.cfg.KillTimeout)
-		if sd, ok := tr.drv.(driver.StopDescriber); ok && h != nil {
-			msg = sd.DescribeStop(h, tr.ar.a.cfg.KillTimeout)
-		}
-		tr.event(api.TaskEventKilling, msg, nil)
-	}
-	if h != nil && tr.drv != nil {
-		if err := tr.drv.Stop(ctx, h, tr.ar.a.cfg.KillTimeout); err != nil && !errors.Is(err, driver.ErrTaskNotFound) {
-			tr.ar.a.log.Warn("stop task", "alloc", tr.ar.alloc.ShortID(), "task", tr.task.Name, "err", err)
-		}
+	select {
+	case tr.stops <- ctx:
+	case <-tr.done:
 	}
 	<-tr.done
-	if !wasDead {
-		tr.event(api.TaskEventKilled, "task stopped", func(s *api.TaskState) {
-			// A task stopped after failing its checks stays unhealthy:
-			// that is why it was replaced.
-			if s.Health != api.HealthUnhealthy {
-				s.Health = ""
-			}
-			s.State, s.FinishedAt = api.TaskDead, time.Now()
-		})
-	}
 }
 
 // destroy removes the task's container or process leftovers.
@@ -352,8 +315,8 @@ func (tr *taskRunner) destroy(ctx context.Context) {
 	tr.handle = nil
 	tr.mu.Unlock()
 	if h != nil && tr.drv != nil {
-		if err := tr.drv.Destroy(ctx, h); err != nil {
-			tr.ar.a.log.Warn("destroy task", "alloc", tr.ar.alloc.ShortID(), "task", tr.task.Name, "err", err)
+		if err := tr.port.destroy(ctx, h); err != nil {
+			tr.log.Warn("destroy task", "err", err)
 		}
 	}
 }
@@ -364,47 +327,3 @@ func (tr *taskRunner) currentHandle() *driver.Handle {
 	defer tr.mu.Unlock()
 	return tr.handle
 }
-
-func (tr *taskRunner) setHealth(h string) {
-	tr.mu.Lock()
-	changed := tr.state.Health != h && tr.state.State == api.TaskRunning
-	if changed {
-		tr.state.Health = h
-	}
-	tr.mu.Unlock()
-	if changed {
-		typ := api.TaskEventHealthy
-		if h == api.HealthUnhealthy {
-			typ = api.TaskEventUnhealthy
-		}
-		tr.event(typ, "", nil)
-	}
-}
-
-// checkResult records one check's verdict and derives the task's health:
-// healthy when every check passes, unhealthy when any fails.
-func (tr *taskRunner) checkResult(i int, verdict string) {
-	tr.mu.Lock()
-	if i >= len(tr.checks) || tr.stopping {
-		tr.mu.Unlock()
-		return
-	}
-	tr.checks[i] = verdict
-	health := api.HealthHealthy
-	for _, v := range tr.checks {
-		switch v {
-		case api.HealthUnhealthy:
-			health = api.HealthUnhealthy
-		case "":
-			if health == api.HealthHealthy {
-				health = ""
-			}
-		}
-	}
-	tr.mu.Unlock()
-	if health != "" {
-		tr.setHealth(health)
-	}
-}
-
-func (tr *taskRunner) logDir() string { return filepath.Join(tr.ar.dir(), "logs") }
