@@ -418,8 +418,10 @@ func (s *Server) vsphereStatus(c *vsphere.Collector, full bool) api.VSphereStatu
 	return st
 }
 
-// handleVSphereStatus lists every connection's status. Only the leader
-// collects: another server forwards the request to it.
+// handleVSphereStatus lists every connection's status and, after them
+// when there are any, Gantry's own VMs under the name "gantry" (the same
+// list as the Virtualization page's and the gantry_vsphere_vm_* series).
+// Only the leader collects: another server forwards the request to it.
 func (s *Server) handleVSphereStatus(w http.ResponseWriter, r *http.Request) error {
 	if done, err := s.onLeader(w, r, whatCollectors); done {
 		return err
@@ -429,6 +431,9 @@ func (s *Server) handleVSphereStatus(w http.ResponseWriter, r *http.Request) err
 	for _, c := range s.vsphereCollectors() {
 		out = append(out, s.vsphereStatus(c, full))
 	}
+	if vms := s.gantryVMs(); len(vms) > 0 {
+		out = append(out, vsphere.GantryStatus(vms, full))
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -436,6 +441,10 @@ func (s *Server) handleVSphereStatus(w http.ResponseWriter, r *http.Request) err
 func (s *Server) handleVSphereStatusOne(w http.ResponseWriter, r *http.Request) error {
 	if done, err := s.onLeader(w, r, whatCollectors); done {
 		return err
+	}
+	if r.PathValue("name") == vsphere.GantrySource {
+		writeJSON(w, http.StatusOK, vsphere.GantryStatus(s.gantryVMs(), true))
+		return nil
 	}
 	for _, c := range s.vsphereCollectors() {
 		if c.Connection().Name == r.PathValue("name") {
