@@ -108,8 +108,12 @@ func (s *Server) onLeader(w http.ResponseWriter, r *http.Request, what string) (
 }
 
 // leaderClient calls the leader's API, presenting this server's
-// certificate when the cluster speaks TLS (as agentClient does).
-func (s *Server) leaderClient() *http.Client { return s.agentClient() }
+// certificate when the cluster speaks TLS (as agentClient does); one
+// client, so that forwarded requests share its connections.
+func (s *Server) leaderClient() *http.Client {
+	s.leaderHTTPOnce.Do(func() { s.leaderHTTP = s.agentClient() })
+	return s.leaderHTTP
+}
 
 // unwrapURLError drops net/http's "Get "url": " prefix, which repeats
 // what the sentence around it says.

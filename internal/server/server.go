@@ -108,6 +108,9 @@ type Server struct {
 	apiURL   string   // what this server campaigns with, for forwarding (forward.go)
 	patterns []string // every route registered, for the authorization test
 
+	leaderHTTPOnce sync.Once
+	leaderHTTP     *http.Client // forward.go's client of the leader's API
+
 	reports *reportBatcher
 	bodies  *bodyBudget // request bodies in flight (body.go)
 	// versionJSON caches the encoded job versions agents fetch.
