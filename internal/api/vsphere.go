@@ -130,6 +130,21 @@ type VSphereVM struct {
 	// Node is the Gantry node running inside this VM, if one matched.
 	Node   string         `json:"node,omitempty"`
 	Latest *VSphereSample `json:"latest,omitempty"`
+	// Gantry says which allocation runs the VM when it is one of
+	// Gantry's own (a qemu task, listed under the connection name
+	// "gantry"); nil for a vCenter's VM.
+	Gantry *VSphereGantryTask `json:"gantry,omitempty"`
+}
+
+// VSphereGantryTask is the allocation and task behind one of Gantry's own
+// VMs; its Host is the node's name, NodeID the node's ID.
+type VSphereGantryTask struct {
+	Namespace string `json:"namespace"`
+	Job       string `json:"job"`
+	Group     string `json:"group"`
+	Alloc     string `json:"alloc"`
+	Task      string `json:"task"`
+	NodeID    string `json:"node_id"`
 }
 
 // VSphereDatastore is a datastore.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -38,6 +40,7 @@ type daemonFlags struct {
 
 	// server
 	httpAddr        string
+	advertiseAddr   string
 	etcdClientURL   string
 	etcdPeerURL     string
 	etcdListenCli   string
@@ -109,6 +112,7 @@ func (f *daemonFlags) addCommon(cmd *cobra.Command, sub string) {
 
 func (f *daemonFlags) addServer(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.httpAddr, "http-addr", "127.0.0.1:7700", "address the HTTP API listens on")
+	cmd.Flags().StringVar(&f.advertiseAddr, "advertise-addr", "", "host:port where the other servers reach this one's API, to forward what only the leader answers (default: --http-addr; when that is a wildcard such as 0.0.0.0, the host of --etcd-client-url with its port)")
 	cmd.Flags().StringVar(&f.etcdClientURL, "etcd-client-url", "http://127.0.0.1:7702", "client URL of the embedded etcd")
 	cmd.Flags().StringVar(&f.etcdPeerURL, "etcd-peer-url", "http://127.0.0.1:7703", "peer URL of the embedded etcd")
 	cmd.Flags().StringVar(&f.etcdListenCli, "etcd-listen-client-url", "", "where the embedded etcd listens for clients, when it differs from --etcd-client-url (etcd binds IPs only: http://0.0.0.0:7702)")
@@ -309,7 +313,7 @@ func (f *daemonFlags) startServer(ctx context.Context, st *state.Store, log *slo
 			return nil, exitf(ExitError, "%v", err)
 		}
 	}
-	cfg := server.Config{ID: id, HTTPAddr: f.httpAddr, HeartbeatTTL: f.heartbeatTTL, MaxHeartbeatsPerSecond: maxHeartbeats(f.maxHeartbeats), LostBatchGrace: f.lostBatchGrace, Version: Version, ACL: f.acl,
+	cfg := server.Config{ID: id, HTTPAddr: f.httpAddr, AdvertiseAddr: f.advertiseAddr, HeartbeatTTL: f.heartbeatTTL, MaxHeartbeatsPerSecond: maxHeartbeats(f.maxHeartbeats), LostBatchGrace: f.lostBatchGrace, Version: Version, ACL: f.acl,
 		NodeHistory: f.historyLen, HistoryInterval: f.historyInterval, HistoryFile: f.historyFile, GPUPolicy: f.gpuPolicy,
 		VSphere: f.vs.serverConfig(), DefragInterval: f.defragInterval, DefragMovesPerHour: f.defragMovesPerHour}
 	if len(f.etcdEndpoints) > 0 {
@@ -317,6 +321,9 @@ func (f *daemonFlags) startServer(ctx context.Context, st *state.Store, log *slo
 		// gang or preemption set larger than that fails its evaluation
 		// with a message that says to raise them.
 		cfg.TxnLimits = applier.External
+	}
+	if cfg.AdvertiseAddr == "" && len(f.etcdEndpoints) == 0 {
+		cfg.AdvertiseAddr = defaultAdvertise(f.httpAddr, f.etcdClientURL)
 	}
 	if f.tls.Enabled() {
 		var err error
@@ -335,6 +342,28 @@ func (f *daemonFlags) startServer(ctx context.Context, st *state.Store, log *slo
 		return nil, err
 	}
 	return srv, nil
+}
+
+// defaultAdvertise is where the other servers reach an API listening on
+// a wildcard address (0.0.0.0:7700): the host of the embedded etcd's
+// client URL, which the other servers reach already, with the API's
+// port. It is "" (the listener's own address) for any other address.
+func defaultAdvertise(httpAddr, etcdClientURL string) string {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return ""
+	}
+	u, err := url.Parse(etcdClientURL)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsUnspecified() {
+		return ""
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 func (f *daemonFlags) newAgent(dataDir string, servers []string, log *slog.Logger) (*agent.Agent, error) {

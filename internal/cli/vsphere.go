@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -207,7 +208,13 @@ func newVSphereStatusCmd(g *globals) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tSTATE\tSINCE\tDATACENTERS\tCLUSTERS\tHOSTS\tVMS\tDATASTORES\tLAST ROUND")
+			var own *api.VSphereStatus
 			for _, s := range sts {
+				if s.Connection.Name == vsphere.GantrySource {
+					own = &s
+					fmt.Fprintf(tw, "%s\town VMs\t-\t-\t-\t%d\t%d\t-\t-\n", s.Connection.Name, s.Counts.Hosts, s.Counts.VMs)
+					continue
+				}
 				state := "connected"
 				if !s.Connected {
 					state = "disconnected"
@@ -228,12 +235,38 @@ func newVSphereStatusCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(g.out, "%s: %s\n", s.Connection.Name, c)
 				}
 			}
+			if own != nil && own.Counts.VMs > 0 {
+				if err := c.get("/v1/vsphere/status/"+vsphere.GantrySource, own); err != nil {
+					return exitf(ExitError, "vSphere status of Gantry's own VMs: %v", err)
+				}
+				fmt.Fprintln(g.out, "\nGantry's own VMs (qemu tasks):")
+				printGantryVMs(g.out, own.VMs)
+			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&vcenter, "vcenter", "", "only this connection")
+	cmd.Flags().StringVar(&vcenter, "vcenter", "", "only this connection (\"gantry\": Gantry's own VMs)")
 	cmd.Flags().BoolVar(&g.json, "json", false, "print as JSON (the whole inventory, with each entity's latest sample)")
 	return cmd
+}
+
+// printGantryVMs lists Gantry's own VMs in vCenter's columns, with the
+// allocation behind each; usage is "-" until the node has sampled it.
+func printGantryVMs(out io.Writer, vms []api.VSphereVM) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tHOST\tPOWER\tVCPU\tMEMORY MiB\tCPU %\tMEM %\tJOB\tALLOC")
+	for _, vm := range vms {
+		cpu, mem := "-", "-"
+		if vm.Latest != nil {
+			cpu, mem = fmt.Sprintf("%.1f", vm.Latest.CPUUsage), fmt.Sprintf("%.1f", vm.Latest.MemUsage)
+		}
+		job, alloc := "-", "-"
+		if vm.Gantry != nil {
+			job, alloc = vm.Gantry.Namespace+"/"+vm.Gantry.Job, api.ShortID(vm.Gantry.Alloc)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", vm.Name, vm.Host, vm.PowerState, vm.VCPU, vm.MemoryMiB, cpu, mem, job, alloc)
+	}
+	tw.Flush()
 }
 
 func newVSphereSimulateCmd(g *globals) *cobra.Command {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -78,6 +79,30 @@ func TestGantryVMsOnVirtualizationPage(t *testing.T) {
 		return strings.Contains(h, "<td>poweredOn</td><td>2</td><td>256</td>") && strings.Contains(h, "<td>25.0</td><td>150.0</td>")
 	})
 
+	// The API lists the same VM, after the (here absent) vCenters, with
+	// vCenter's fields and the allocation behind it.
+	var sts []api.VSphereStatus
+	getJSON(t, base+"/v1/vsphere/status?full=true", &sts)
+	if len(sts) != 1 || sts[0].Connection.Name != "gantry" || sts[0].Counts.VMs != 1 || sts[0].Counts.Hosts != 1 || len(sts[0].VMs) != 1 {
+		t.Fatalf("/v1/vsphere/status?full=true = %+v, want one entry gantry with one VM on one host", sts)
+	}
+	vm := sts[0].VMs[0]
+	wantRef := api.VSphereGantryTask{Namespace: "default", Job: "legacy", Group: "app", Alloc: a.ID, Task: "guest", NodeID: n.ID}
+	if vm.Name != "legacy.app[0].guest" || vm.Host != "n1" || vm.PowerState != "poweredOn" || vm.VCPU != 2 || vm.MemoryMiB != 256 ||
+		vm.Latest == nil || vm.Latest.CPUUsage != 25 || vm.Gantry == nil || *vm.Gantry != wantRef {
+		t.Errorf("Gantry VM in the API: %+v (latest %+v, gantry %+v), want legacy.app[0].guest on n1, poweredOn, 2 vCPU, 256 MiB, 25%% CPU, %+v", vm, vm.Latest, vm.Gantry, wantRef)
+	}
+	sts = nil
+	getJSON(t, base+"/v1/vsphere/status", &sts)
+	if len(sts) != 1 || sts[0].Counts.VMs != 1 || len(sts[0].VMs) != 0 {
+		t.Errorf("/v1/vsphere/status without full: %+v, want the gantry entry's counts only", sts)
+	}
+	var one api.VSphereStatus
+	getJSON(t, base+"/v1/vsphere/status/gantry", &one)
+	if len(one.VMs) != 1 || one.VMs[0].ID != vm.ID {
+		t.Errorf("/v1/vsphere/status/gantry lists %+v, want the one VM %s", one.VMs, vm.ID)
+	}
+
 	_, _, prom := get(t, base+"/metrics", "")
 	for _, want := range []string{
 		`gantry_vsphere_vm_powered_on{cluster="",datacenter="",host="n1",vcenter="gantry",vm="legacy.app[0].guest"} 1`,
@@ -100,5 +125,16 @@ func TestGantryVMsOnVirtualizationPage(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("a vCenter connection named gantry: %s, want 400", resp.Status)
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	code, _, body := get(t, url, "")
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, code, body)
+	}
+	if err := json.Unmarshal([]byte(body), v); err != nil {
+		t.Fatalf("GET %s: %v in %s", url, err, body)
 	}
 }

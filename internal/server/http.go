@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/gantryhq/gantry/internal/acl"
@@ -115,6 +116,9 @@ type httpError struct {
 	msg    string
 	field  string
 	errs   []api.FieldError // every problem of a rejected job
+	// retryAfter, when set, is sent as Retry-After (seconds): the request
+	// may succeed as it is a little later.
+	retryAfter int
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -135,6 +139,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &he):
 		status, body.Field, body.Errors = he.status, he.field, he.errs
+		if he.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(he.retryAfter))
+		}
 	case errors.As(err, &mbe):
 		status = http.StatusRequestEntityTooLarge
 		body.Error = fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)

@@ -19,7 +19,7 @@ import (
 // runs the broker, the node monitor and garbage collection.
 func (s *Server) runElection(ctx context.Context) {
 	for ctx.Err() == nil {
-		l, err := s.store.Campaign(ctx, s.cfg.ID, 10*time.Second)
+		l, err := s.store.Campaign(ctx, s.cfg.ID, s.apiURL, 10*time.Second)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("election failed; retrying", "err", err)

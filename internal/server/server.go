@@ -24,6 +24,10 @@ type Config struct {
 	ID string
 	// HTTPAddr is where the API listens, e.g. 127.0.0.1:7700.
 	HTTPAddr string
+	// AdvertiseAddr is where the other servers reach this one's API
+	// (host:port or a URL) to forward what only the leader can answer;
+	// empty: the listener's address, unless it is a wildcard (forward.go).
+	AdvertiseAddr string
 	// HeartbeatTTL is how long a node may stay silent before it is down,
 	// at least: it grows with the cluster (MaxHeartbeatsPerSecond).
 	HeartbeatTTL time.Duration
@@ -108,7 +112,11 @@ type Server struct {
 
 	httpSrv  *http.Server
 	listener net.Listener
+	apiURL   string   // what this server campaigns with, for forwarding (forward.go)
 	patterns []string // every route registered, for the authorization test
+
+	leaderHTTPOnce sync.Once
+	leaderHTTP     *http.Client // forward.go's client of the leader's API
 
 	reports *reportBatcher
 	bodies  *bodyBudget // request bodies in flight (body.go)
@@ -197,6 +205,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.listener = ln
+	s.apiURL = advertisedURL(s.cfg.AdvertiseAddr, ln.Addr(), s.cfg.TLS != nil)
 	s.startHistory(ctx)
 	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	// HTTP/2 too (over TLS by ALPN, and unencrypted with prior

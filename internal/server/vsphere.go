@@ -330,7 +330,15 @@ func (s *Server) handleVSphereList(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
+// whatCollectors is what only the leader has, for onLeader's sentences.
+const whatCollectors = "the vCenter collectors"
+
 func (s *Server) handleVSphereAdd(w http.ResponseWriter, r *http.Request) error {
+	// The leader tries the connection: it is the server that will collect
+	// from it, so the vCenter must be reachable from there.
+	if done, err := s.onLeader(w, r, whatCollectors); done {
+		return err
+	}
 	var req api.VSphereConnectRequest
 	if err := s.decodeBody(w, r, &req); err != nil {
 		return err
@@ -382,6 +390,9 @@ func (s *Server) handleVSphereAdd(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) handleVSphereRemove(w http.ResponseWriter, r *http.Request) error {
+	if done, err := s.onLeader(w, r, whatCollectors); done {
+		return err
+	}
 	name := r.PathValue("name")
 	if err := s.store.DeleteVSphereConnection(r.Context(), name); err != nil {
 		if errors.Is(err, state.ErrNotFound) {
@@ -392,15 +403,6 @@ func (s *Server) handleVSphereRemove(w http.ResponseWriter, r *http.Request) err
 	s.log.Info("vSphere connection removed", "vcenter", name)
 	s.vsphereNotify(nil)
 	writeJSON(w, http.StatusOK, struct{}{})
-	return nil
-}
-
-// vsphereLeaderCheck refuses status reads on a server that does not lead:
-// only the leader collects.
-func (s *Server) vsphereLeaderCheck() error {
-	if !s.IsLeader() {
-		return &httpError{status: http.StatusServiceUnavailable, msg: "this server does not lead, and only the leader collects from vCenter: ask the leader (gantry status shows it)"}
-	}
 	return nil
 }
 
@@ -416,8 +418,12 @@ func (s *Server) vsphereStatus(c *vsphere.Collector, full bool) api.VSphereStatu
 	return st
 }
 
+// handleVSphereStatus lists every connection's status and, after them
+// when there are any, Gantry's own VMs under the name "gantry" (the same
+// list as the Virtualization page's and the gantry_vsphere_vm_* series).
+// Only the leader collects: another server forwards the request to it.
 func (s *Server) handleVSphereStatus(w http.ResponseWriter, r *http.Request) error {
-	if err := s.vsphereLeaderCheck(); err != nil {
+	if done, err := s.onLeader(w, r, whatCollectors); done {
 		return err
 	}
 	full := r.URL.Query().Get("full") == "true"
@@ -425,13 +431,20 @@ func (s *Server) handleVSphereStatus(w http.ResponseWriter, r *http.Request) err
 	for _, c := range s.vsphereCollectors() {
 		out = append(out, s.vsphereStatus(c, full))
 	}
+	if vms := s.gantryVMs(); len(vms) > 0 {
+		out = append(out, vsphere.GantryStatus(vms, full))
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
 func (s *Server) handleVSphereStatusOne(w http.ResponseWriter, r *http.Request) error {
-	if err := s.vsphereLeaderCheck(); err != nil {
+	if done, err := s.onLeader(w, r, whatCollectors); done {
 		return err
+	}
+	if r.PathValue("name") == vsphere.GantrySource {
+		writeJSON(w, http.StatusOK, vsphere.GantryStatus(s.gantryVMs(), true))
+		return nil
 	}
 	for _, c := range s.vsphereCollectors() {
 		if c.Connection().Name == r.PathValue("name") {
@@ -446,7 +459,7 @@ func (s *Server) handleVSphereStatusOne(w http.ResponseWriter, r *http.Request) 
 // name or managed object ID, in the connection ?vcenter= names (default:
 // the first that has it).
 func (s *Server) handleVSphereHistory(w http.ResponseWriter, r *http.Request) error {
-	if err := s.vsphereLeaderCheck(); err != nil {
+	if done, err := s.onLeader(w, r, "the vSphere history"); done {
 		return err
 	}
 	key, vc := r.PathValue("key"), r.URL.Query().Get("vcenter")

@@ -10,8 +10,17 @@ import (
 )
 
 // handleUIVirtualization renders the Virtualization page from the
-// leader's collectors.
+// leader's collectors: another server forwards the request to the leader
+// and, when it cannot reach one, shows what it has itself (Gantry's own
+// VMs) under a note that it does not lead.
 func (s *Server) handleUIVirtualization(w http.ResponseWriter, r *http.Request) error {
+	done, ferr := s.onLeader(w, r, whatCollectors)
+	if done && ferr == nil {
+		return nil
+	}
+	if ferr != nil {
+		s.log.Debug("Virtualization page not forwarded to the leader", "err", ferr)
+	}
 	p := ui.VirtualizationPage{Base: s.base("virtualization", "", "Virtualization", []string{api.TopicVSphere, api.TopicNode}, nil), NotLeader: !s.IsLeader()}
 	for _, c := range s.vsphereCollectors() {
 		p.VCenters = append(p.VCenters, ui.BuildVCenter(s.vsphereStatus(c, true), func(id string) []api.VSphereSample {

@@ -22,6 +22,7 @@ import (
 //	nodeplan/<node id>                        bumped by every plan that places on the node
 //	heartbeats/<node id>                      held by a lease while the node is alive
 //	leader                                    election prefix
+//	servers/<server id>                       a campaigning server's API URL, under its election lease
 //	acltokens/<sha256 of secret>              ACL tokens (never the secret)
 //	aclpolicies/<name>                        ACL policies
 //	aclbootstrap                              present once ACLs were bootstrapped
@@ -37,6 +38,7 @@ const (
 	kindNodePlan   = "nodeplan"
 	kindHeartbeat  = "heartbeats"
 	kindLeader     = "leader"
+	kindServer     = "servers"
 	kindACLToken   = "acltokens"
 	kindACLPolicy  = "aclpolicies"
 	kindACLBoot    = "aclbootstrap"
@@ -58,6 +60,7 @@ func (k keys) queue(name string) string     { return k.prefix + kindQueue + "/" 
 func (k keys) nodePlan(id string) string    { return k.prefix + kindNodePlan + "/" + id }
 func (k keys) heartbeat(id string) string   { return k.prefix + kindHeartbeat + "/" + id }
 func (k keys) leader() string               { return k.prefix + kindLeader + "/" }
+func (k keys) server(id string) string      { return k.prefix + kindServer + "/" + id }
 func (k keys) aclToken(hash string) string  { return k.prefix + kindACLToken + "/" + hash }
 func (k keys) aclPolicy(name string) string { return k.prefix + kindACLPolicy + "/" + name }
 func (k keys) aclBootstrap() string         { return k.prefix + kindACLBoot }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,13 +25,21 @@ type Leadership struct {
 // cut off) loses leadership once it expires. Election keys left by an
 // earlier run of the same id (a crash leaves its lease behind until it
 // expires) are removed first, so a restarted server does not wait for
-// itself.
-func (s *Store) Campaign(ctx context.Context, id string, ttl time.Duration) (*Leadership, error) {
+// itself. apiURL, when not empty, is where the server's API answers
+// (http[s]://host:port): it is kept under the same lease while the
+// server campaigns and leads, for Leader.
+func (s *Store) Campaign(ctx context.Context, id, apiURL string, ttl time.Duration) (*Leadership, error) {
 	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(int(max(ttl/time.Second, 1))), concurrency.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("open an election session: %w", err)
 	}
 	s.clearStaleCandidacy(ctx, id, sess.Lease())
+	if apiURL != "" {
+		if _, err := s.cli.Put(ctx, s.keys.server(id), apiURL, clientv3.WithLease(sess.Lease())); err != nil {
+			sess.Close()
+			return nil, fmt.Errorf("advertise this server's API address: %w", err)
+		}
+	}
 	el := concurrency.NewElection(sess, s.keys.leader())
 	if err := el.Campaign(ctx, id); err != nil {
 		sess.Close()
@@ -89,4 +98,33 @@ func (s *Store) EndpointStatus(ctx context.Context, endpoint string) (EndpointSt
 		return EndpointStatus{}, fmt.Errorf("status of etcd endpoint %s: %w", endpoint, err)
 	}
 	return EndpointStatus{Endpoint: endpoint, Version: st.Version, DBSize: st.DbSize, DBInUse: st.DbSizeInUse, Quota: st.DbSizeQuota}, nil
+}
+
+// ErrNoLeader is returned by Leader when no server holds the election: one
+// is being elected, or none runs. Asking again a few seconds later may
+// find one.
+var ErrNoLeader = errors.New("no server leads the cluster at the moment")
+
+// Leader reads, with a quorum read, which server leads (the election key
+// created first, as etcd's election decides) and the API URL it gave
+// Campaign ("" when it gave none). It returns ErrNoLeader when no server
+// campaigns, and the store's error (see Unavailable) when etcd cannot
+// answer.
+func (s *Store) Leader(ctx context.Context) (id, apiURL string, err error) {
+	resp, err := s.cli.Get(ctx, s.keys.leader(), clientv3.WithFirstCreate()...)
+	if err != nil {
+		return "", "", fmt.Errorf("read which server leads: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", "", ErrNoLeader
+	}
+	id = string(resp.Kvs[0].Value)
+	sr, err := s.cli.Get(ctx, s.keys.server(id))
+	if err != nil {
+		return id, "", fmt.Errorf("read the API address of leader %s: %w", id, err)
+	}
+	if len(sr.Kvs) > 0 {
+		apiURL = string(sr.Kvs[0].Value)
+	}
+	return id, apiURL, nil
 }

@@ -14,7 +14,7 @@ func lead(t *testing.T, s *Store, id string) *Leadership {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := s.Campaign(ctx, id, 5*time.Second)
+	l, err := s.Campaign(ctx, id, "", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestDeposedLeaderCannotCollectGarbage(t *testing.T) {
 	}
 	s.WaitIndex(ctx, rev)
 
-	first, err := s.Campaign(ctx, "s1", 5*time.Second)
+	first, err := s.Campaign(ctx, "s1", "", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,4 +90,40 @@ func TestDeposedLeaderCannotCollectGarbage(t *testing.T) {
 		_, d := s.Deployment("d1")
 		return !a && !e && !d
 	})
+}
+
+// TestLeaderAPIAddress: Leader names the server that won the election and
+// the API URL it campaigned with; with no candidate it says ErrNoLeader,
+// and once the leader resigns it names the next one.
+func TestLeaderAPIAddress(t *testing.T) {
+	s := openTest(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if id, u, err := s.Leader(ctx); !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("no candidate: got %q %q %v, want ErrNoLeader", id, u, err)
+	}
+	first, err := s.Campaign(ctx, "s1", "http://127.0.0.1:7701", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan *Leadership, 1)
+	go func() {
+		l, err := s.Campaign(ctx, "s2", "http://127.0.0.1:7702", 5*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		second <- l
+	}()
+	if id, u, err := s.Leader(ctx); err != nil || id != "s1" || u != "http://127.0.0.1:7701" {
+		t.Fatalf("leader %q at %q (%v), want s1 at http://127.0.0.1:7701", id, u, err)
+	}
+	first.Resign(ctx)
+	l := <-second
+	if l == nil {
+		t.Fatal("s2 did not win after s1 resigned")
+	}
+	defer l.Resign(context.Background())
+	if id, u, err := s.Leader(ctx); err != nil || id != "s2" || u != "http://127.0.0.1:7702" {
+		t.Fatalf("after s1 resigned: leader %q at %q (%v), want s2 at http://127.0.0.1:7702", id, u, err)
+	}
 }

@@ -14,8 +14,8 @@ type VirtualizationPage struct {
 	// Gantry is Gantry's own VMs (qemu tasks), the section beside the
 	// vCenters.
 	Gantry GantryView
-	// NotLeader is set on a server that does not lead: only the leader
-	// collects.
+	// NotLeader is set on a server that does not lead and could not
+	// forward the page to the leader, which alone collects.
 	NotLeader bool
 }
 

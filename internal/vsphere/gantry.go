@@ -14,9 +14,11 @@ const GantrySource = "gantry"
 
 // GantryVM is one of Gantry's own VMs, a qemu task of a live allocation,
 // in the fields of a vCenter VM where they apply: name, power state,
-// vCPUs, memory, host (the Gantry node), and CPU and memory usage. What
-// has no Gantry meaning (datacenter, cluster, guest OS, tools, CPU ready,
-// ballooning, swapping, disk latency, network) stays empty.
+// vCPUs, memory, host (the Gantry node), CPU and memory usage, and in
+// VSphereVM.Gantry the allocation and job behind it. What has no Gantry
+// meaning or measure (datacenter, cluster, guest OS — a qemu task does
+// not declare one —, tools, CPU ready, ballooning, swapping, disk
+// latency, network) stays empty.
 type GantryVM struct {
 	api.VSphereVM
 	Alloc  string // allocation ID
@@ -80,6 +82,7 @@ func GantryVMs(st GantryState) []GantryVM {
 			vm := GantryVM{Alloc: a.ID, Task: t.Name, NodeID: a.NodeID, VSphereVM: api.VSphereVM{
 				ID: a.ID + "/" + t.Name, Name: a.Name() + "." + t.Name, Host: host, PowerState: "poweredOff",
 				VCPU: api.QEMUVCPUs(cpu), MemoryMiB: t.Resources.Memory,
+				Gantry: &api.VSphereGantryTask{Namespace: a.Namespace, Job: a.Job, Group: a.Group, Alloc: a.ID, Task: t.Name, NodeID: a.NodeID},
 			}}
 			if ts := a.TaskStates[t.Name]; ts != nil && ts.State == api.TaskRunning {
 				vm.PowerState = "poweredOn"
@@ -119,4 +122,23 @@ func GantrySample(vm api.VSphereVM, at time.Time, s api.AllocSample) api.VSphere
 		x.MemUsage = float32(float64(s.MemoryBytes) / float64(int64(vm.MemoryMiB)<<20) * 100)
 	}
 	return x
+}
+
+// GantryStatus is Gantry's own VMs as one more entry of the vSphere
+// status, named GantrySource: always connected (the VMs are the
+// cluster's own), its hosts the nodes that run them; with full, the VMs
+// themselves, as GantryVMs listed them. It is the API's and the CLI's
+// view of the list the Virtualization page and the gantry_vsphere_vm_*
+// series show.
+func GantryStatus(vms []GantryVM, full bool) api.VSphereStatus {
+	st := api.VSphereStatus{Connection: api.VSphereConnection{Name: GantrySource}, Connected: true}
+	hosts := map[string]bool{}
+	for _, vm := range vms {
+		hosts[vm.NodeID] = true
+		if full {
+			st.VMs = append(st.VMs, vm.VSphereVM)
+		}
+	}
+	st.Counts.Hosts, st.Counts.VMs = len(hosts), len(vms)
+	return st
 }

@@ -59,10 +59,12 @@ func TestGantryVMs(t *testing.T) {
 	got := vsphere.GantryVMs(gantryState())
 	want := []vsphere.GantryVM{
 		{Alloc: "a1", Task: "vm", NodeID: "n1", VSphereVM: api.VSphereVM{ID: "a1/vm", Name: "legacy.app[1].vm", Host: "node-1",
-			PowerState: "poweredOff", VCPU: 2, MemoryMiB: 512}},
+			PowerState: "poweredOff", VCPU: 2, MemoryMiB: 512,
+			Gantry: &api.VSphereGantryTask{Namespace: "default", Job: "legacy", Group: "app", Alloc: "a1", Task: "vm", NodeID: "n1"}}},
 		{Alloc: "a0", Task: "vm", NodeID: "n2", VSphereVM: api.VSphereVM{ID: "a0/vm", Name: "legacy.app[0].vm", Host: "node-2",
 			PowerState: "poweredOn", VCPU: 2, MemoryMiB: 512,
-			Latest: &api.VSphereSample{Time: gantryT0, CPUUsage: 37.5, MemUsage: 75}}},
+			Latest: &api.VSphereSample{Time: gantryT0, CPUUsage: 37.5, MemUsage: 75},
+			Gantry: &api.VSphereGantryTask{Namespace: "default", Job: "legacy", Group: "app", Alloc: "a0", Task: "vm", NodeID: "n2"}}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", got, want)
@@ -118,4 +120,42 @@ func labelString(m *dto.Metric) string {
 		s += p.GetName() + `="` + p.GetValue() + `"`
 	}
 	return s + "}"
+}
+
+// TestGantryStatus: Gantry's VMs as an entry of the vSphere status count
+// the nodes that run them as hosts, and list the VMs only when asked for
+// the full status.
+func TestGantryStatus(t *testing.T) {
+	vm := func(id, node string) vsphere.GantryVM {
+		return vsphere.GantryVM{Alloc: id, Task: "vm", NodeID: node, VSphereVM: api.VSphereVM{ID: id + "/vm", Name: id, Host: "name-" + node}}
+	}
+	for _, tc := range []struct {
+		name         string
+		vms          []vsphere.GantryVM
+		full         bool
+		hosts, count int
+		listed       []string
+	}{
+		{name: "none", full: true},
+		{name: "two on one node, counts only", vms: []vsphere.GantryVM{vm("a", "n1"), vm("b", "n1")}, hosts: 1, count: 2},
+		{name: "two on one node, full", vms: []vsphere.GantryVM{vm("a", "n1"), vm("b", "n1")}, full: true, hosts: 1, count: 2, listed: []string{"a/vm", "b/vm"}},
+		{name: "three on two nodes", vms: []vsphere.GantryVM{vm("a", "n1"), vm("b", "n2"), vm("c", "n2")}, full: true, hosts: 2, count: 3, listed: []string{"a/vm", "b/vm", "c/vm"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := vsphere.GantryStatus(tc.vms, tc.full)
+			if st.Connection.Name != vsphere.GantrySource || !st.Connected {
+				t.Errorf("connection %q connected %v, want %q and connected", st.Connection.Name, st.Connected, vsphere.GantrySource)
+			}
+			if st.Counts.Hosts != tc.hosts || st.Counts.VMs != tc.count {
+				t.Errorf("counts %d hosts %d VMs, want %d and %d", st.Counts.Hosts, st.Counts.VMs, tc.hosts, tc.count)
+			}
+			var listed []string
+			for _, v := range st.VMs {
+				listed = append(listed, v.ID)
+			}
+			if !reflect.DeepEqual(listed, tc.listed) {
+				t.Errorf("listed %v, want %v", listed, tc.listed)
+			}
+		})
+	}
 }

@@ -4,6 +4,11 @@
 // full history. It is a README command, not a test:
 //
 //	go run ./internal/vsphere/vsbench -clusters 10 -cluster-hosts 100 -vms 1000 -rounds 5
+//
+// With -url it runs one collector, at the real 20 s interval, against a
+// vCenter (or `gantry vsphere simulate`) in another process and prints a
+// line per round until it is stopped: bench/vsphere-sched.sh runs the
+// scheduler's benchmark beside it.
 package main
 
 import (
@@ -11,8 +16,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"sort"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
@@ -29,7 +37,19 @@ func main() {
 	flag.IntVar(&cfg.Datastores, "datastores", 10, "datastores")
 	rounds := flag.Int("rounds", 5, "performance rounds to time")
 	history := flag.Int("history", vsphere.DefaultHistory, "samples per entity for the memory figure (180: one hour at 20 s)")
+	url := flag.String("url", "", "collect from this vCenter SDK URL instead of an in-process simulator, every -interval, until stopped")
+	user := flag.String("user", cfg.User, "user, with -url")
+	pwFile := flag.String("password-file", "", "file holding the password, with -url")
+	caFile := flag.String("ca", "", "PEM of the vCenter's CA, with -url")
+	interval := flag.Duration("interval", vsphere.RealTimeInterval, "performance round, with -url")
 	flag.Parse()
+	if *url != "" {
+		if err := watch(*url, *user, *pwFile, *caFile, *interval); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	// The memory of a full history: the same History the collector keeps,
 	// filled with -history samples (measured first, before the simulator
@@ -91,4 +111,41 @@ func main() {
 	fmt.Printf("performance rounds (%d hosts + powered-on VMs, 7 counters each): median %s, min %s, max %s over %d rounds\n",
 		count.Host, durations[len(durations)/2].Round(time.Millisecond), durations[0].Round(time.Millisecond), durations[len(durations)-1].Round(time.Millisecond), len(durations))
 
+}
+
+// watch runs one collector against the vCenter at url until interrupted,
+// printing the first inventory and every performance round as they end.
+func watch(url, user, pwFile, caFile string, interval time.Duration) error {
+	pw, err := os.ReadFile(pwFile)
+	if err != nil {
+		return fmt.Errorf("read -password-file: %w", err)
+	}
+	var ca []byte
+	if caFile != "" {
+		if ca, err = os.ReadFile(caFile); err != nil {
+			return fmt.Errorf("read -ca: %w", err)
+		}
+	}
+	c := vsphere.NewCollector(vsphere.Connection{Name: "bench", URL: url, User: user, Password: strings.TrimSpace(string(pw)), CACert: string(ca)},
+		vsphere.Options{Interval: interval})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	var last time.Time
+	var inventory bool
+	for ctx.Err() == nil {
+		st := c.Status(false)
+		if !inventory && st.FirstInventory > 0 {
+			inventory = true
+			fmt.Printf("first full inventory: %s (%d hosts, %d VMs)\n", st.FirstInventory.D().Round(time.Millisecond), st.Counts.Hosts, st.Counts.VMs)
+		}
+		if !st.RoundTime.IsZero() && !st.RoundTime.Equal(last) {
+			last = st.RoundTime
+			fmt.Printf("round ended %s took %.3f s\n", last.Format(time.RFC3339), st.RoundDuration.D().Seconds())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	<-done
+	return nil
 }
