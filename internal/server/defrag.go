@@ -157,6 +157,10 @@ func (s *Server) handleDefragPlan(w http.ResponseWriter, r *http.Request) error 
 
 // handleDefragApply does one step of carrying a plan out.
 func (s *Server) handleDefragApply(w http.ResponseWriter, r *http.Request) error {
+	// Moves are made by the leader: another server forwards the request.
+	if done, err := s.onLeader(w, r, "GPU moves"); done {
+		return err
+	}
 	var req api.DefragRequest
 	if err := s.decodeBody(w, r, &req); err != nil {
 		return err
