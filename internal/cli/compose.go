@@ -30,11 +30,12 @@ import (
 // composeFlags are the loading flags every compose verb shares, as
 // docker compose takes them.
 type composeFlags struct {
-	files    []string
-	project  string
-	profiles []string
-	envFiles []string
-	strict   bool
+	files      []string
+	project    string
+	profiles   []string
+	envFiles   []string
+	projectDir string
+	strict     bool
 }
 
 func newComposeCmd(g *globals) *cobra.Command {
@@ -55,6 +56,7 @@ named in one warning line per service; --strict makes them errors.`,
 	pf.StringVarP(&f.project, "project-name", "p", "", "project name, which is also the Gantry namespace (default: the file's name: key, else the directory's name)")
 	pf.StringArrayVar(&f.profiles, "profile", nil, "profile to enable (repeatable)")
 	pf.StringArrayVar(&f.envFiles, "env-file", nil, "environment file for interpolation instead of .env (repeatable)")
+	pf.StringVar(&f.projectDir, "project-directory", "", "the project's directory, where .env is read and relative paths start (default: the first file's directory)")
 	pf.BoolVar(&f.strict, "strict", false, "treat unsupported options as errors")
 	cmd.AddCommand(newComposeConfigCmd(g, f), newComposeUpCmd(g, f), newComposeDownCmd(g, f),
 		newComposePsCmd(g, f), newComposeLogsCmd(g, f))
@@ -70,7 +72,7 @@ func (f *composeFlags) load(g *globals) (*compose.Result, error) {
 	}
 	p, err := compose.Load(context.Background(), compose.LoadOptions{
 		Files: f.files, Project: f.project, Profiles: f.profiles, EnvFiles: f.envFiles,
-		WorkingDir: wd, Env: os.Environ(),
+		WorkingDir: wd, ProjectDir: f.projectDir, Env: os.Environ(),
 	})
 	if err != nil {
 		return nil, exitf(ExitError, "compose: %v", err)

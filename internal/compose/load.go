@@ -16,11 +16,16 @@ import (
 // them: -f files (merged in order; none: compose.yaml and its
 // alternatives in WorkingDir), -p project name, --profile, --env-file.
 type LoadOptions struct {
-	Files      []string
-	Project    string
-	Profiles   []string
-	EnvFiles   []string
+	Files    []string
+	Project  string
+	Profiles []string
+	EnvFiles []string
+	// WorkingDir is where compose.yaml is looked for when Files is empty.
 	WorkingDir string
+	// ProjectDir is the project directory (--project-directory): where
+	// .env is read and relative paths start. Empty: the first file's
+	// directory, as docker compose takes it (WorkingDir without files).
+	ProjectDir string
 	// Env is the environment interpolation reads (os.Environ() in the CLI),
 	// before the .env file.
 	Env []string
@@ -31,8 +36,12 @@ type LoadOptions struct {
 // .env file, several files merged, profiles, extends. Errors are
 // compose-go's own and keep their file and line.
 func Load(ctx context.Context, o LoadOptions) (*types.Project, error) {
+	dir := o.ProjectDir
+	if dir == "" && len(o.Files) == 0 {
+		dir = o.WorkingDir
+	}
 	fns := []cli.ProjectOptionsFn{
-		cli.WithWorkingDirectory(o.WorkingDir),
+		cli.WithWorkingDirectory(dir),
 		cli.WithEnv(o.Env),
 		cli.WithEnvFiles(o.EnvFiles...),
 		cli.WithDotEnv,

@@ -106,3 +106,44 @@ func translateCase(t *testing.T, dir string, files, profiles []string, strict bo
 	}
 	return string(out)
 }
+
+// TestDotEnvBesideTheFile: as docker compose does, the .env read is the
+// one in the project directory, which is the first file's directory
+// (not the directory the command runs in) unless --project-directory
+// names another; there no .env is read.
+func TestDotEnvBesideTheFile(t *testing.T) {
+	file, err := filepath.Abs(filepath.Join("testdata", "interpolation", "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := func(o LoadOptions) string {
+		t.Helper()
+		p, err := Load(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Services["web"].Image
+	}
+	// WorkingDir, where the command runs, holds no .env.
+	if got := image(LoadOptions{Files: []string{file}, WorkingDir: t.TempDir()}); got != "gantry-demo:1.4" {
+		t.Errorf("image %q: the .env beside the file was not read", got)
+	}
+	// --project-directory names where .env is read.
+	proj, other := t.TempDir(), t.TempDir()
+	small := filepath.Join(other, "compose.yaml")
+	for path, body := range map[string]string{
+		small:                        "services:\n  web:\n    image: \"gantry-demo:${TAG:-latest}\"\n",
+		filepath.Join(other, ".env"): "TAG=beside\n",
+		filepath.Join(proj, ".env"):  "TAG=project\n",
+	} {
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := image(LoadOptions{Files: []string{small}, ProjectDir: proj}); got != "gantry-demo:project" {
+		t.Errorf("image %q with --project-directory: want the tag of that directory's .env", got)
+	}
+	if got := image(LoadOptions{Files: []string{small}}); got != "gantry-demo:beside" {
+		t.Errorf("image %q: want the tag of the .env beside the file", got)
+	}
+}
