@@ -18,13 +18,13 @@ import (
 	"github.com/gantryhq/gantry/internal/ui"
 )
 
-// Every /ui/ address serves the same shell, which holds no
-// data; its script asks /ui/fragments/... for the page's HTML with the
-// caller's token in the X-Gantry-Token header, so each fragment is
-// authorized like the API endpoint that reads the same objects (the
-// server's routeRules), and a browser without a token sees nothing but the sign-in
-// form. No cookie is ever set: nothing a cross-site request carries by
-// itself opens the UI.
+// Every /ui/ address serves the same shell, which holds no data; its
+// script asks /ui/fragments/... for the page's HTML with the caller's
+// token in the X-Gantry-Token header, so each fragment is authorized like
+// the API endpoint that reads the same objects (the server's routeRules),
+// and a browser without a token sees nothing but the sign-in form. No
+// cookie is ever set: nothing a cross-site request carries by itself
+// opens the UI.
 
 // routes mounts the UI's routes on the server, each authorized by the
 // rule the server keeps for its pattern.
