@@ -28,6 +28,7 @@ import (
 	"github.com/gantryhq/gantry/internal/server"
 	"github.com/gantryhq/gantry/internal/server/applier"
 	"github.com/gantryhq/gantry/internal/state"
+	"github.com/gantryhq/gantry/internal/ui/web"
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 )
@@ -335,6 +336,8 @@ func (f *daemonFlags) startServer(ctx context.Context, st *state.Store, log *slo
 		}
 	}
 	srv := server.New(cfg, st, log.With("component", "server"))
+	// The web UI is served on the API's listener, under /ui.
+	web.Mount(ctx, srv, st, log.With("component", "ui"))
 	if err := srv.Start(ctx); err != nil {
 		return nil, exitf(ExitError, "%v", err)
 	}

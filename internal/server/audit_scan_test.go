@@ -86,33 +86,3 @@ func TestAuditScanNow(t *testing.T) {
 		t.Errorf("a scan of unchanged findings was not stored again: %v then %v", first.Nodes[0].ModifyTime, second.Nodes[0].ModifyTime)
 	}
 }
-
-// TestUIShellReadsWithoutScript: with ACLs off the shell carries the
-// page, so a browser without JavaScript reads it; an unknown page leaves
-// the view empty.
-func TestUIShellReadsWithoutScript(t *testing.T) {
-	s := startTestServer(t, Config{})
-	base := "http://" + s.Addr()
-	ctx := context.Background()
-	j := &api.Job{Name: "visible-job", Namespace: "default", Type: api.JobService, Priority: 50, Groups: []*api.Group{{Name: "g", Count: 1,
-		Tasks: []*api.Task{{Name: "t", Driver: api.DriverExec, Config: api.TaskConfig{Command: "/bin/true"}, Resources: api.Resources{CPU: 100, Memory: 32}}}}}}
-	if _, err := s.store.RegisterJob(ctx, j, s.newEval("default", j.Name, api.TriggerJobRegister), time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.store.WaitIndex(ctx, s.store.Index()); err != nil {
-		t.Fatal(err)
-	}
-	for _, page := range []string{"/ui/jobs", "/ui/evaluations?job=visible-job", "/ui/jobs/visible-job"} {
-		code, _, body := get(t, base+page, "")
-		if code != 200 || !strings.Contains(body, `<div id="view"><div class="page"`) || !strings.Contains(body, "visible-job") {
-			view := body
-			if i := strings.Index(body, `<div id="view">`); i >= 0 {
-				view = body[i:min(len(body), i+600)]
-			}
-			t.Errorf("%s: %d, the page is not in the shell; the view holds: %s", page, code, view)
-		}
-	}
-	if _, _, body := get(t, base+"/ui/no-such-page", ""); !strings.Contains(body, `<div id="view"></div>`) {
-		t.Error("an unknown page put something in the view")
-	}
-}

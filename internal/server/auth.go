@@ -47,9 +47,10 @@ type rule struct {
 	agentToo bool
 }
 
-// routeRules authorizes every route the server registers; a route without
-// a rule is refused (and a test fails), so no endpoint is ever open by
-// omission.
+// routeRules authorizes every route the server registers, and the web
+// UI's routes that the daemon mounts on it (internal/ui/web, through
+// Route); a route without a rule is refused (and a test fails), so no
+// endpoint is ever open by omission.
 var routeRules = map[string]rule{
 	"GET /v1/status":         {scope: public},
 	"GET /metrics":           {scope: global, cap: acl.OperatorRead},

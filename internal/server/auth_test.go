@@ -44,7 +44,19 @@ func secureServer(t *testing.T) (*Server, string, map[pki.Role]pki.Files) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startTestServer(t, Config{TLS: serverTLS, ACL: true})
+	// The web UI's routes are mounted from outside (the daemon mounts
+	// internal/ui/web, whose tests read its pages): stand-ins here, so
+	// that their rules are checked like every other route's.
+	s := startTestServerWith(t, Config{TLS: serverTLS, ACL: true}, func(s *Server) {
+		for pattern := range routeRules {
+			if strings.HasPrefix(pattern, "GET /ui") {
+				s.Mount(pattern, s.Route(pattern, func(w http.ResponseWriter, r *http.Request) error {
+					w.WriteHeader(http.StatusOK)
+					return nil
+				}))
+			}
+		}
+	})
 	return s, "https://" + s.Addr(), files
 }
 

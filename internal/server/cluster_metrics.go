@@ -10,54 +10,40 @@ import (
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/scheduler"
 	"github.com/gantryhq/gantry/internal/state"
-	"github.com/gantryhq/gantry/internal/ui"
 )
 
-// queueReport is a queue's usage, what waits for it, and whether it is
+// QueueReport is a queue's usage, what waits for it, and whether it is
 // starved: work waits while its usage is under its guarantee.
-type queueReport struct {
-	status  scheduler.QueueStatus
-	waiting int                 // evaluations pending or blocked
-	pending scheduler.Resources // what the waiting jobs still lack
-	starved [3]bool             // cpu, memory, gpu
+type QueueReport struct {
+	Status  scheduler.QueueStatus
+	Waiting int                 // evaluations pending or blocked
+	Pending scheduler.Resources // what the waiting jobs still lack
+	Starved [3]bool             // by resource, in the order of QueueDims
 }
 
-var queueDims = [3]struct{ name, unit string }{{"cpu", "millicores"}, {"memory", "MiB"}, {"gpu", "GPUs"}}
+// QueueDims names the resources of a QueueReport's arrays, in order.
+var QueueDims = [3]struct{ Name, Unit string }{{"cpu", "millicores"}, {"memory", "MiB"}, {"gpu", "GPUs"}}
 
-func dims(l api.QueueLimits) [3]float64 {
+// QueueFigures lists limits in the order of QueueDims.
+func QueueFigures(l api.QueueLimits) [3]float64 {
 	return [3]float64{float64(l.CPU), float64(l.Memory), l.GPU}
 }
 
-func (q queueReport) isStarved() bool { return q.starved[0] || q.starved[1] || q.starved[2] }
+// IsStarved reports whether the queue is starved of any resource.
+func (q QueueReport) IsStarved() bool { return q.Starved[0] || q.Starved[1] || q.Starved[2] }
 
-// view is the queue as the UI's overview shows it.
-func (q queueReport) view() ui.QueueView {
-	v := ui.QueueView{Name: q.status.Name, Weight: q.status.Weight, Namespaces: q.status.Namespaces,
-		Borrowing: q.status.Borrowing, Starved: q.isStarved(), Waiting: q.waiting}
-	use, g := dims(q.status.Usage), dims(q.status.Guarantee)
-	pend := dims(q.pending.Limits())
-	var lim [3]float64
-	if q.status.Limit != nil {
-		lim = dims(*q.status.Limit)
-	}
-	for i, d := range queueDims {
-		v.Dims = append(v.Dims, ui.QueueDim{Name: d.name, Unit: d.unit, Usage: use[i], Guarantee: g[i], Limit: lim[i],
-			HasLimit: q.status.Limit != nil, StarvedHere: q.starved[i], Pending: pend[i]})
-	}
-	return v
-}
-
-// queueReports measures every queue against what waits for it. Several
-// evaluations of one job count its missing replicas once.
-func (s *Server) queueReports() []queueReport {
+// QueueReports measures every queue against what waits for it (the
+// gantry_queue_* series and the UI's queue views). Several evaluations of
+// one job count its missing replicas once.
+func (s *Server) QueueReports() []QueueReport {
 	qs := s.queueView()
-	byName := map[string]*queueReport{}
-	var out []queueReport
+	byName := map[string]*QueueReport{}
+	var out []QueueReport
 	for _, st := range qs.Status() {
-		out = append(out, queueReport{status: st})
+		out = append(out, QueueReport{Status: st})
 	}
 	for i := range out {
-		byName[out[i].status.Name] = &out[i]
+		byName[out[i].Status.Name] = &out[i]
 	}
 	counted := map[string]bool{}
 	for _, e := range s.store.Evals("", "") {
@@ -68,17 +54,17 @@ func (s *Server) queueReports() []queueReport {
 		if q == nil {
 			continue
 		}
-		q.waiting++
+		q.Waiting++
 		if !counted[e.JobKey()] {
 			counted[e.JobKey()] = true
-			q.pending = q.pending.Add(s.demand(e))
+			q.Pending = q.Pending.Add(s.demand(e))
 		}
 	}
 	for i := range out {
 		q := &out[i]
-		use, g, pend := dims(q.status.Usage), dims(q.status.Guarantee), dims(q.pending.Limits())
-		for d := range queueDims {
-			q.starved[d] = pend[d] > 0 && use[d] < g[d]
+		use, g, pend := QueueFigures(q.Status.Usage), QueueFigures(q.Status.Guarantee), QueueFigures(q.Pending.Limits())
+		for d := range QueueDims {
+			q.Starved[d] = pend[d] > 0 && use[d] < g[d]
 		}
 	}
 	return out
@@ -174,27 +160,27 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range counts {
 		gauge(c.allocs, float64(n), k.ns, k.job, k.status)
 	}
-	for _, q := range s.queueReports() {
-		use, g, pend := dims(q.status.Usage), dims(q.status.Guarantee), dims(q.pending.Limits())
+	for _, q := range s.QueueReports() {
+		use, g, pend := QueueFigures(q.Status.Usage), QueueFigures(q.Status.Guarantee), QueueFigures(q.Pending.Limits())
 		var lim [3]float64
-		if q.status.Limit != nil {
-			lim = dims(*q.status.Limit)
+		if q.Status.Limit != nil {
+			lim = QueueFigures(*q.Status.Limit)
 		}
-		for i, d := range queueDims {
-			l := []string{q.status.Name, d.name, d.unit}
+		for i, d := range QueueDims {
+			l := []string{q.Status.Name, d.Name, d.Unit}
 			gauge(c.qGuarantee, g[i], l...)
 			gauge(c.qUsage, use[i], l...)
 			gauge(c.qPending, pend[i], l...)
-			if q.status.Limit != nil {
+			if q.Status.Limit != nil {
 				gauge(c.qLimit, lim[i], l...)
 			}
 			v := 0.0
-			if q.starved[i] {
+			if q.Starved[i] {
 				v = 1
 			}
 			gauge(c.qStar, v, l...)
 		}
-		gauge(c.qWait, float64(q.waiting), q.status.Name)
+		gauge(c.qWait, float64(q.Waiting), q.Status.Name)
 	}
 	if eps := s.store.Endpoints(); len(eps) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -14,7 +14,6 @@ import (
 	"github.com/gantryhq/gantry/internal/defragplan"
 	"github.com/gantryhq/gantry/internal/scheduler"
 	"github.com/gantryhq/gantry/internal/state"
-	"github.com/gantryhq/gantry/internal/ui"
 	"github.com/google/uuid"
 )
 
@@ -388,29 +387,4 @@ func (s *Server) defragForPlan(job *api.Job, failed map[string]*api.Explanation)
 		return p
 	}
 	return nil
-}
-
-// markDefragMoves marks the latest proposed plan's moves on a node's GPU
-// map: moves whose replica still runs where the plan found it, the
-// destination only until the replacement is placed. A proposal that
-// cannot be read leaves the map unmarked.
-func (s *Server) markDefragMoves(r *http.Request, n *api.Node, views []ui.GPUView) {
-	rec, err := s.store.DefragProposal(r.Context())
-	if err != nil || rec == nil || rec.Plan == nil || len(rec.Plan.Moves) == 0 {
-		return
-	}
-	started := map[string]bool{}
-	var moves []api.DefragMove
-	for _, m := range rec.Plan.Moves {
-		if old, ok := s.store.Alloc(m.Alloc); !ok || old.DesiredStatus != api.AllocDesiredRun || old.ClientTerminal() || !s.visible(r, old.Namespace) {
-			continue
-		}
-		moves = append(moves, m)
-	}
-	for _, a := range s.store.Snapshot().Allocs {
-		if a.Move != "" && a.PreviousAlloc != "" {
-			started[a.PreviousAlloc] = true
-		}
-	}
-	ui.MarkMoves(views, n.Name, moves, started)
 }

@@ -13,5 +13,8 @@
 // It is the shell around the pure cores: it reads the clock and the store
 // and hands their values to the reconciler and scheduler. It must never
 // start tasks or talk to a container engine (that is the agent's job), and
-// must never write to the store except through the state package.
+// must never write to the store except through the state package. It
+// serves the web UI's handlers (internal/ui/web) on its listener when the
+// daemon mounts them (Mount, Route, and the read methods of forui.go), but
+// must never import the UI.
 package server

@@ -101,7 +101,9 @@ func (s *Server) routes() http.Handler {
 
 	s.networkRoutes(handle)
 	s.vsphereRoutes(handle)
-	s.uiRoutes(handle)
+	for _, m := range s.mounts {
+		mux.Handle(m.pattern, m.h)
+	}
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, notFound("no API endpoint %s %s: see the README for the /v1 endpoints", r.Method, r.URL.Path))
@@ -123,6 +125,13 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.msg }
 
+// statusError is an error of a mounted handler (Mount) that says its
+// HTTP status.
+type statusError interface {
+	error
+	HTTPStatus() int
+}
+
 func badRequest(format string, args ...any) error {
 	return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
 }
@@ -136,12 +145,15 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	body := api.Error{Error: err.Error()}
 	var he *httpError
 	var mbe *http.MaxBytesError
+	var se statusError
 	switch {
 	case errors.As(err, &he):
 		status, body.Field, body.Errors = he.status, he.field, he.errs
 		if he.retryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(he.retryAfter))
 		}
+	case errors.As(err, &se):
+		status = se.HTTPStatus()
 	case errors.As(err, &mbe):
 		status = http.StatusRequestEntityTooLarge
 		body.Error = fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)

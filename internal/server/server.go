@@ -114,6 +114,7 @@ type Server struct {
 	listener net.Listener
 	apiURL   string   // what this server campaigns with, for forwarding (forward.go)
 	patterns []string // every route registered, for the authorization test
+	mounts   []mount  // handlers mounted from outside (the web UI), before Start
 
 	leaderHTTPOnce sync.Once
 	leaderHTTP     *http.Client // forward.go's client of the leader's API
@@ -141,7 +142,6 @@ type Server struct {
 	registry *metrics.Registry
 	met      *serverMetrics
 	history  *metrics.History
-	ui       uiState
 	vs       vsphereState
 }
 

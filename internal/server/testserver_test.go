@@ -13,10 +13,20 @@ import (
 // in) over its own embedded etcd, and stops it when the test ends.
 func startTestServer(t *testing.T, cfg Config) *Server {
 	t.Helper()
+	return startTestServerWith(t, cfg, nil)
+}
+
+// startTestServerWith is startTestServer with before called on the
+// server before it starts (to Mount handlers).
+func startTestServerWith(t *testing.T, cfg Config, before func(*Server)) *Server {
+	t.Helper()
 	st := statetest.Open(t, "/test/")
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg.ID, cfg.HTTPAddr = "s1", "127.0.0.1:0"
 	s := New(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if before != nil {
+		before(s)
+	}
 	if err := s.Start(ctx); err != nil {
 		cancel()
 		t.Fatal(err)

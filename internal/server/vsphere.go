@@ -310,7 +310,6 @@ func (s *Server) vsphereRoutes(handle func(string, func(http.ResponseWriter, *ht
 	handle("GET /v1/vsphere/status", s.handleVSphereStatus)
 	handle("GET /v1/vsphere/status/{name}", s.handleVSphereStatusOne)
 	handle("GET /v1/vsphere/history/{key}", s.handleVSphereHistory)
-	handle("GET /ui/fragments/virtualization", s.handleUIVirtualization)
 }
 
 func (s *Server) handleVSphereList(w http.ResponseWriter, r *http.Request) error {
@@ -473,4 +472,37 @@ func (s *Server) handleVSphereHistory(w http.ResponseWriter, r *http.Request) er
 		}
 	}
 	return notFound("no host, VM or datastore named %q in the vSphere inventory: 'gantry vsphere status --json' lists them", key)
+}
+
+// leaderGantryVMs is gantryVMs on the leader and nothing elsewhere: like
+// the vCenter series, the Gantry VMs' series come from one server, so
+// that a sum over servers counts each VM once.
+func (s *Server) leaderGantryVMs() []vsphere.GantryVM {
+	if !s.IsLeader() {
+		return nil
+	}
+	return s.gantryVMs()
+}
+
+// gantryVMs lists Gantry's own VMs (qemu tasks of live allocations) as
+// the Virtualization page and the gantry_vsphere_vm_* series show them,
+// from the store's view and the node history this server holds.
+func (s *Server) gantryVMs() []vsphere.GantryVM {
+	return vsphere.GantryVMs(vsphere.GantryState{
+		Allocs: s.store.Allocs(state.AllocFilter{}),
+		Job:    s.store.Job,
+		NodeName: func(id string) string {
+			if n, ok := s.store.Node(id); ok {
+				return n.Name
+			}
+			return ""
+		},
+		Latest: func(node string) (api.NodeSample, bool) {
+			h := s.history.Get(node)
+			if len(h) == 0 {
+				return api.NodeSample{}, false
+			}
+			return h[len(h)-1], true
+		},
+	})
 }

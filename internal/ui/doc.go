@@ -9,15 +9,16 @@
 // node, and the lists of allocations, evaluations (alike ones grouped:
 // GroupEvals), deployments, services, events, queues, audit findings and
 // the topology of the cluster (TopologySVG: every node's CPU, memory and
-// GPUs filled by its allocations). Filters are GET forms, and the server
+// GPUs filled by its allocations). Filters are GET forms, and the handlers
 // can put a page into the shell (ShellWith), so every page reads without
 // JavaScript.
 //
-// It does no I/O and reads no clock: the server gathers the cluster's
-// state into the page types of views.go, under the caller's ACL, and
-// renders them with Render. The browser asks for each page as an HTML
-// fragment (with its token in a header, never a cookie) and swaps it in
-// when the event stream says something it shows has changed.
+// It does no I/O, reads no clock and holds no HTTP handlers: the
+// handlers of internal/ui/web gather the cluster's state into the page
+// types of views.go, under the caller's ACL, and render them with Render.
+// The browser asks for each page as an HTML fragment (with its token in a
+// header, never a cookie) and swaps it in when the event stream says
+// something it shows has changed.
 //
 // The palette (palette.go) is data: the stylesheet's colours come from it
 // and a test checks every text/background pair against WCAG's 4.5:1.

@@ -1,4 +1,4 @@
-package server
+package web
 
 import (
 	"context"
@@ -12,12 +12,10 @@ import (
 	"sync"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/gantryhq/gantry/internal/acl"
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/audit"
-	"github.com/gantryhq/gantry/internal/metrics"
+	"github.com/gantryhq/gantry/internal/server"
 	"github.com/gantryhq/gantry/internal/state"
 	"github.com/gantryhq/gantry/internal/ui"
 )
@@ -29,23 +27,23 @@ import (
 // uiListLimit bounds the rows a list page shows; the newest are kept.
 const uiListLimit = 500
 
-func (s *Server) uiPageRoutes(handle func(string, func(http.ResponseWriter, *http.Request) error)) {
-	handle("GET /ui/fragments/allocations", s.handleUIAllocs)
-	handle("GET /ui/fragments/evaluations", s.handleUIEvals)
-	handle("GET /ui/fragments/deployments", s.handleUIDeployments)
-	handle("GET /ui/fragments/services", s.handleUIServices)
-	handle("GET /ui/fragments/events", s.handleUIEvents)
-	handle("GET /ui/fragments/queues", s.handleUIQueues)
-	handle("GET /ui/fragments/audit", s.handleUIAudit)
-	handle("GET /ui/fragments/topology", s.handleUITopology)
+func (u *UI) uiPageRoutes(handle func(string, func(http.ResponseWriter, *http.Request) error)) {
+	handle("GET /ui/fragments/allocations", u.handleUIAllocs)
+	handle("GET /ui/fragments/evaluations", u.handleUIEvals)
+	handle("GET /ui/fragments/deployments", u.handleUIDeployments)
+	handle("GET /ui/fragments/services", u.handleUIServices)
+	handle("GET /ui/fragments/events", u.handleUIEvents)
+	handle("GET /ui/fragments/queues", u.handleUIQueues)
+	handle("GET /ui/fragments/audit", u.handleUIAudit)
+	handle("GET /ui/fragments/topology", u.handleUITopology)
 }
 
 // jobOptions lists the visible jobs for a filter, by name.
-func (s *Server) jobOptions(r *http.Request) []ui.Option {
+func (u *UI) jobOptions(r *http.Request) []ui.Option {
 	seen := map[string]bool{}
 	var out []ui.Option
-	for _, j := range s.store.Jobs("") {
-		if s.visible(r, j.Namespace) && !seen[j.Name] {
+	for _, j := range u.view.Jobs("") {
+		if u.visible(r, j.Namespace) && !seen[j.Name] {
 			seen[j.Name] = true
 			out = append(out, ui.Option{Value: j.Name, Label: j.Name})
 		}
@@ -54,32 +52,32 @@ func (s *Server) jobOptions(r *http.Request) []ui.Option {
 	return out
 }
 
-func (s *Server) handleUIAllocs(w http.ResponseWriter, r *http.Request) error {
+func (u *UI) handleUIAllocs(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	p := ui.AllocsPage{Base: s.base("allocations", "", "Allocations", []string{api.TopicAllocation}, nil),
+	p := ui.AllocsPage{Base: u.base("allocations", "", "Allocations", []string{api.TopicAllocation}, nil),
 		Job: q.Get("job"), Node: q.Get("node"), Status: q.Get("status"),
 		Statuses: []string{api.AllocPending, api.AllocRunning, api.AllocComplete, api.AllocFailed, api.AllocLost}}
 	if p.Status != "" && !contains(p.Statuses, p.Status) {
 		return badRequest("status %q is not an allocation status; use %s", p.Status, strings.Join(p.Statuses, ", "))
 	}
-	p.Jobs = s.jobOptions(r)
+	p.Jobs = u.jobOptions(r)
 	var nodeID string
 	if p.Node != "" {
-		n, err := s.findNode(p.Node)
+		n, err := u.lookups.FindNode(p.Node)
 		if err != nil {
 			return err
 		}
 		nodeID = n.ID
 	}
-	for _, n := range s.store.Nodes() {
+	for _, n := range u.view.Nodes() {
 		p.Nodes = append(p.Nodes, ui.Option{Value: n.ID, Label: n.Name})
 		if n.ID == nodeID {
 			p.Node = n.ID
 		}
 	}
 	sort.Slice(p.Nodes, func(a, b int) bool { return p.Nodes[a].Label < p.Nodes[b].Label })
-	for _, a := range s.store.Allocs(state.AllocFilter{}) {
-		if !s.visible(r, a.Namespace) {
+	for _, a := range u.view.Allocs(state.AllocFilter{}) {
+		if !u.visible(r, a.Namespace) {
 			continue
 		}
 		p.Total++
@@ -98,7 +96,7 @@ func (s *Server) handleUIAllocs(w http.ResponseWriter, r *http.Request) error {
 		p.Truncated = len(p.Allocs) - uiListLimit
 		p.Allocs = p.Allocs[:uiListLimit]
 	}
-	return s.renderUI(w, "allocations", p)
+	return u.renderUI(w, "allocations", p)
 }
 
 func contains(xs []string, x string) bool {
@@ -110,19 +108,19 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-func (s *Server) handleUIEvals(w http.ResponseWriter, r *http.Request) error {
+func (u *UI) handleUIEvals(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	p := ui.EvalsPage{Base: s.base("evaluations", "", "Evaluations", []string{api.TopicEvaluation}, nil),
+	p := ui.EvalsPage{Base: u.base("evaluations", "", "Evaluations", []string{api.TopicEvaluation}, nil),
 		Job: q.Get("job"), Status: q.Get("status"), Trigger: q.Get("trigger"), Grouped: q.Get("view") != "each",
 		Statuses: []string{api.EvalPending, api.EvalBlocked, api.EvalComplete, api.EvalFailed}}
 	if v := q.Get("view"); v != "" && v != "each" && v != "grouped" {
 		return badRequest("view %q: use grouped or each", v)
 	}
-	p.Jobs = s.jobOptions(r)
+	p.Jobs = u.jobOptions(r)
 	triggers := map[string]bool{}
 	var match []*api.Evaluation
-	for _, e := range s.store.Evals("", "") {
-		if !s.visible(r, e.Namespace) {
+	for _, e := range u.view.Evals("", "") {
+		if !u.visible(r, e.Namespace) {
 			continue
 		}
 		p.Total++
@@ -147,14 +145,14 @@ func (s *Server) handleUIEvals(w http.ResponseWriter, r *http.Request) error {
 		}
 		p.Evals = match
 	}
-	return s.renderUI(w, "evaluations", p)
+	return u.renderUI(w, "evaluations", p)
 }
 
-func (s *Server) handleUIDeployments(w http.ResponseWriter, r *http.Request) error {
-	p := ui.DeploymentsPage{Base: s.base("deployments", "", "Deployments", []string{api.TopicDeployment, api.TopicJob}, nil)}
+func (u *UI) handleUIDeployments(w http.ResponseWriter, r *http.Request) error {
+	p := ui.DeploymentsPage{Base: u.base("deployments", "", "Deployments", []string{api.TopicDeployment, api.TopicJob}, nil)}
 	var ds []*api.Deployment
-	for _, d := range s.store.Deployments("", "") {
-		if s.visible(r, d.Namespace) {
+	for _, d := range u.view.Deployments("", "") {
+		if u.visible(r, d.Namespace) {
 			ds = append(ds, d)
 		}
 	}
@@ -166,7 +164,7 @@ func (s *Server) handleUIDeployments(w http.ResponseWriter, r *http.Request) err
 	})
 	latest := map[string]bool{}
 	for _, d := range ds {
-		v := ui.DeploymentView{D: d, CanWrite: s.can(r, d.Namespace, acl.SubmitJob)}
+		v := ui.DeploymentView{D: d, CanWrite: u.can(r, d.Namespace, acl.SubmitJob)}
 		for _, name := range sortedKeysOf(d.Groups) {
 			v.Groups = append(v.Groups, ui.DeploymentGroupView{Name: name, G: d.Groups[name]})
 		}
@@ -174,21 +172,21 @@ func (s *Server) handleUIDeployments(w http.ResponseWriter, r *http.Request) err
 			latest[d.JobKey()] = true
 			v.Latest = true
 			v.Promotable = d.RequiresPromotion()
-			if j, ok := s.store.Job(d.Namespace, d.Job); ok && j.Version == d.JobVersion && d.JobVersion > 0 && !j.Stop {
-				v.RevertTo = s.revertTarget(ds, d)
+			if j, ok := u.view.Job(d.Namespace, d.Job); ok && j.Version == d.JobVersion && d.JobVersion > 0 && !j.Stop {
+				v.RevertTo = u.revertTarget(ds, d)
 			}
 		}
 		if len(p.Deployments) < uiListLimit {
 			p.Deployments = append(p.Deployments, v)
 		}
 	}
-	return s.renderUI(w, "deployments", p)
+	return u.renderUI(w, "deployments", p)
 }
 
 // revertTarget is the version a revert button offers for a job's latest
 // deployment: the newest earlier version whose deployment succeeded, else
 // the version before.
-func (s *Server) revertTarget(ds []*api.Deployment, d *api.Deployment) *uint64 {
+func (u *UI) revertTarget(ds []*api.Deployment, d *api.Deployment) *uint64 {
 	for _, o := range ds {
 		if o.JobKey() == d.JobKey() && o.JobVersion < d.JobVersion && o.Status == api.DeploymentSuccessful {
 			v := o.JobVersion
@@ -208,17 +206,17 @@ func sortedKeysOf[V any](m map[string]V) []string {
 	return out
 }
 
-func (s *Server) handleUIServices(w http.ResponseWriter, r *http.Request) error {
-	p := ui.ServicesPage{Base: s.base("services", "", "Services", []string{api.TopicAllocation, api.TopicJob}, nil)}
+func (u *UI) handleUIServices(w http.ResponseWriter, r *http.Request) error {
+	p := ui.ServicesPage{Base: u.base("services", "", "Services", []string{api.TopicAllocation, api.TopicJob}, nil)}
 	var withLB bool
-	for _, svc := range s.Catalog().Services {
-		if s.visible(r, svc.Namespace) {
+	for _, svc := range u.catalog.Catalog().Services {
+		if u.visible(r, svc.Namespace) {
 			p.Services = append(p.Services, ui.ServiceView{ServiceInfo: svc})
 			withLB = withLB || svc.LB != nil
 		}
 	}
 	if withLB {
-		figures, errs := s.lbFigures(r.Context())
+		figures, errs := u.lbFigures(r.Context())
 		for i := range p.Services {
 			v := &p.Services[i]
 			if f, ok := figures[v.Namespace+"/"+v.Name]; ok {
@@ -231,7 +229,7 @@ func (s *Server) handleUIServices(w http.ResponseWriter, r *http.Request) error 
 			p.LBNote = "Load-balancer figures are missing from " + strings.Join(errs, "; ") + "."
 		}
 	}
-	return s.renderUI(w, "services", p)
+	return u.renderUI(w, "services", p)
 }
 
 type lbService struct {
@@ -242,21 +240,21 @@ type lbService struct {
 // lbFigures reads the gantry_lb_* series of every ready agent's /metrics
 // (agents started with --lb serve them) and adds them up by service and
 // endpoint. An agent that does not answer in time is named in errs.
-func (s *Server) lbFigures(ctx context.Context) (map[string]*lbService, []string) {
+func (u *UI) lbFigures(ctx context.Context) (map[string]*lbService, []string) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	out := map[string]*lbService{}
 	var errs []string
-	for _, n := range s.store.Nodes() {
+	for _, n := range u.view.Nodes() {
 		if n.Status != api.NodeStatusReady || n.HTTPAddr == "" {
 			continue
 		}
 		wg.Add(1)
 		go func(n *api.Node) {
 			defer wg.Done()
-			fams, err := s.scrapeAgent(ctx, n)
+			fams, err := u.metrics.AgentMetrics(ctx, n)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -319,30 +317,13 @@ func (s *Server) lbFigures(ctx context.Context) (map[string]*lbService, []string
 	return out, errs
 }
 
-func (s *Server) scrapeAgent(ctx context.Context, n *api.Node) (map[string]*dto.MetricFamily, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.agentScheme("http")+"://"+n.HTTPAddr+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "text/plain")
-	resp, err := s.agentClient().Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("no answer")
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return metrics.ParseText(resp.Body)
-}
-
-func (s *Server) handleUIEvents(w http.ResponseWriter, r *http.Request) error {
+func (u *UI) handleUIEvents(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	topics := []string{api.TopicJob, api.TopicAllocation, api.TopicEvaluation, api.TopicDeployment, api.TopicNode, api.TopicQueue, api.TopicAudit}
 	p := ui.EventsPage{Topics: topics, Selected: map[string]bool{}, Key: strings.TrimSpace(q.Get("key"))}
 	var sel []string
 	for _, t := range q["topic"] {
-		if !knownTopics[t] {
+		if !server.KnownTopic(t) {
 			return badRequest("unknown event topic %q: use %s", t, strings.Join(topics, ", "))
 		}
 		if !p.Selected[t] {
@@ -354,7 +335,7 @@ func (s *Server) handleUIEvents(w http.ResponseWriter, r *http.Request) error {
 	if p.Key != "" {
 		keys = []string{p.Key}
 	}
-	p.Base = s.base("events", "", "Events", sel, keys)
+	p.Base = u.base("events", "", "Events", sel, keys)
 	target := p.Index
 	given := q.Get("index") != ""
 	if given {
@@ -368,17 +349,17 @@ func (s *Server) handleUIEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	keep := func(e api.Event, v ui.EventView) bool {
 		return (len(p.Selected) == 0 || p.Selected[e.Topic]) && (p.Key == "" || e.Key == p.Key || v.Job == p.Key || v.Name == p.Key) &&
-			s.eventVisible(r, e.Topic, e.Namespace)
+			u.eventVisible(r, e.Topic, e.Namespace)
 	}
-	evs, last, err := s.readEvents(r.Context(), p.From, target, keep)
+	evs, last, err := u.readEvents(r.Context(), p.From, target, keep)
 	var ce *state.CompactedError
 	if errors.As(err, &ce) {
 		if given {
 			p.Compacted = ce.Oldest
-			return s.renderUI(w, "eventsPage", p)
+			return u.renderUI(w, "eventsPage", p)
 		}
 		p.From = ce.Oldest - 1
-		evs, last, err = s.readEvents(r.Context(), p.From, target, keep)
+		evs, last, err = u.readEvents(r.Context(), p.From, target, keep)
 	}
 	if err != nil {
 		return err
@@ -394,7 +375,7 @@ func (s *Server) handleUIEvents(w http.ResponseWriter, r *http.Request) error {
 	if len(p.Events) > 0 {
 		p.Last = p.Events[0].Index
 	}
-	return s.renderUI(w, "eventsPage", p)
+	return u.renderUI(w, "eventsPage", p)
 }
 
 const (
@@ -405,7 +386,7 @@ const (
 // readEvents reads the store's events after from up to target (the index
 // the page was rendered at), oldest first. The history comes back in one
 // go; reading stops once target is reached or the stream goes quiet.
-func (s *Server) readEvents(ctx context.Context, from, target int64, keep func(api.Event, ui.EventView) bool) ([]ui.EventView, int64, error) {
+func (u *UI) readEvents(ctx context.Context, from, target int64, keep func(api.Event, ui.EventView) bool) ([]ui.EventView, int64, error) {
 	if from >= target {
 		return nil, from, nil
 	}
@@ -417,7 +398,7 @@ func (s *Server) readEvents(ctx context.Context, from, target int64, keep func(a
 	defer quiet.Stop()
 	errDone := errors.New("done")
 	// Index 0 means "from now" to the store; the history starts at 1.
-	err := s.store.Events(ctx, max(from, 1), state.EventFilter{}, s.now, func(es []api.Event) error {
+	err := u.events.Events(ctx, max(from, 1), state.EventFilter{}, u.cluster.Now, func(es []api.Event) error {
 		quiet.Reset(300 * time.Millisecond)
 		for _, e := range es {
 			if e.Index > target {
@@ -443,14 +424,14 @@ func (s *Server) readEvents(ctx context.Context, from, target int64, keep func(a
 	return out, last, nil
 }
 
-func (s *Server) handleUIQueues(w http.ResponseWriter, r *http.Request) error {
-	p := ui.QueuesPage{Base: s.base("queues", "", "Queues", []string{api.TopicQueue, api.TopicEvaluation, api.TopicAllocation}, nil)}
-	for _, q := range s.queueReports() {
-		p.Queues = append(p.Queues, q.view())
+func (u *UI) handleUIQueues(w http.ResponseWriter, r *http.Request) error {
+	p := ui.QueuesPage{Base: u.base("queues", "", "Queues", []string{api.TopicQueue, api.TopicEvaluation, api.TopicAllocation}, nil)}
+	for _, q := range u.queues.QueueReports() {
+		p.Queues = append(p.Queues, queueView(q))
 	}
-	qs := s.queueView()
-	for _, e := range s.store.Evals("", "") {
-		if !s.visible(r, e.Namespace) {
+	qs := u.queues.Queues()
+	for _, e := range u.view.Evals("", "") {
+		if !u.visible(r, e.Namespace) {
 			continue
 		}
 		switch e.Status {
@@ -467,12 +448,12 @@ func (s *Server) handleUIQueues(w http.ResponseWriter, r *http.Request) error {
 		}
 		return x.Eval.Priority > y.Eval.Priority
 	})
-	return s.renderUI(w, "queues", p)
+	return u.renderUI(w, "queues", p)
 }
 
-func (s *Server) handleUIAudit(w http.ResponseWriter, r *http.Request) error {
-	p := ui.AuditPage{Base: s.base("audit", "", "Audit findings", []string{api.TopicAudit}, nil), CanScan: s.can(r, "", acl.Operator)}
-	doc, err := s.admissionPolicy(r.Context())
+func (u *UI) handleUIAudit(w http.ResponseWriter, r *http.Request) error {
+	p := ui.AuditPage{Base: u.base("audit", "", "Audit findings", []string{api.TopicAudit}, nil), CanScan: u.can(r, "", acl.Operator)}
+	doc, err := u.policy.AdmissionPolicy(r.Context())
 	if err != nil {
 		return err
 	}
@@ -481,7 +462,7 @@ func (s *Server) handleUIAudit(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		p.PolicyNote = "Each failure is marked block or warn by the cluster's policy ('gantry policy show')."
 	}
-	ids, reports, err := s.store.NodeAudits(r.Context())
+	ids, reports, err := u.records.NodeAudits(r.Context())
 	if err != nil {
 		return err
 	}
@@ -491,23 +472,23 @@ func (s *Server) handleUIAudit(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		name := nr.Report.Node
-		if n, ok := s.store.Node(ids[i]); ok {
+		if n, ok := u.view.Node(ids[i]); ok {
 			name = n.Name
 		}
 		p.Nodes = append(p.Nodes, ui.BuildAuditNode(nr.NodeID, name, nr.ModifyTime, nr.Report, doc.Policy))
 	}
 	sort.Slice(p.Nodes, func(a, b int) bool { return p.Nodes[a].NodeName < p.Nodes[b].NodeName })
-	return s.renderUI(w, "auditPage", p)
+	return u.renderUI(w, "auditPage", p)
 }
 
-func (s *Server) handleUITopology(w http.ResponseWriter, r *http.Request) error {
-	p := ui.TopologyPage{Base: s.base("topology", "", "Topology", []string{api.TopicNode, api.TopicAllocation}, nil)}
+func (u *UI) handleUITopology(w http.ResponseWriter, r *http.Request) error {
+	p := ui.TopologyPage{Base: u.base("topology", "", "Topology", []string{api.TopicNode, api.TopicAllocation}, nil)}
 	byNode := map[string][]*api.Allocation{}
-	for _, a := range s.store.Allocs(state.AllocFilter{Live: true}) {
+	for _, a := range u.view.Allocs(state.AllocFilter{Live: true}) {
 		byNode[a.NodeID] = append(byNode[a.NodeID], a)
 	}
 	jobs := map[string]ui.TopoJob{}
-	for _, n := range s.store.Nodes() {
+	for _, n := range u.view.Nodes() {
 		t := ui.BuildTopoNode(n, byNode[n.ID])
 		for _, a := range t.Allocs {
 			jobs[a.Namespace+"/"+a.Job] = ui.TopoJob{Namespace: a.Namespace, Name: a.Job, Colour: ui.JobColour(a.Namespace, a.Job)}
@@ -518,5 +499,22 @@ func (s *Server) handleUITopology(w http.ResponseWriter, r *http.Request) error 
 	for _, k := range sortedKeysOf(jobs) {
 		p.Jobs = append(p.Jobs, jobs[k])
 	}
-	return s.renderUI(w, "topology", p)
+	return u.renderUI(w, "topology", p)
+}
+
+// queueView is the queue as the UI shows it.
+func queueView(q server.QueueReport) ui.QueueView {
+	v := ui.QueueView{Name: q.Status.Name, Weight: q.Status.Weight, Namespaces: q.Status.Namespaces,
+		Borrowing: q.Status.Borrowing, Starved: q.IsStarved(), Waiting: q.Waiting}
+	use, g := server.QueueFigures(q.Status.Usage), server.QueueFigures(q.Status.Guarantee)
+	pend := server.QueueFigures(q.Pending.Limits())
+	var lim [3]float64
+	if q.Status.Limit != nil {
+		lim = server.QueueFigures(*q.Status.Limit)
+	}
+	for i, d := range server.QueueDims {
+		v.Dims = append(v.Dims, ui.QueueDim{Name: d.Name, Unit: d.Unit, Usage: use[i], Guarantee: g[i], Limit: lim[i],
+			HasLimit: q.Status.Limit != nil, StarvedHere: q.Starved[i], Pending: pend[i]})
+	}
+	return v
 }

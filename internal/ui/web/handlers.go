@@ -1,8 +1,7 @@
-package server
+package web
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -14,55 +13,52 @@ import (
 
 	"github.com/gantryhq/gantry/internal/acl"
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/server"
 	"github.com/gantryhq/gantry/internal/state"
 	"github.com/gantryhq/gantry/internal/ui"
 )
 
-// The web UI. Every /ui/ address serves the same shell, which holds no
-// data; its script asks /ui/fragments/... for the page's HTML with the
-// caller's token in the X-Gantry-Token header, so each fragment is
-// authorized like the API endpoint that reads the same objects (see
-// routeRules), and a browser without a token sees nothing but the sign-in
-// form. No cookie is ever set: nothing a cross-site request carries by
-// itself opens the UI.
+// Every /ui/ address serves the same shell, which holds no data; its
+// script asks /ui/fragments/... for the page's HTML with the caller's
+// token in the X-Gantry-Token header, so each fragment is authorized like
+// the API endpoint that reads the same objects (the server's routeRules),
+// and a browser without a token sees nothing but the sign-in form. No
+// cookie is ever set: nothing a cross-site request carries by itself
+// opens the UI.
 
-// uiRoutes registers the UI's routes through the server's handle (which
-// authorizes each against routeRules).
-func (s *Server) uiRoutes(handle0 func(string, func(http.ResponseWriter, *http.Request) error)) {
+// routes mounts the UI's routes on the server, each authorized by the
+// rule the server keeps for its pattern.
+func (u *UI) routes(rt Router) {
 	// The fragments are also served inside the shell, for browsers
-	// without JavaScript: s.ui.frags dispatches them the same way.
+	// without JavaScript: u.frags dispatches them the same way.
 	frags := http.NewServeMux()
-	s.ui.frags = frags
+	u.frags = frags
 	handle := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
-		handle0(pattern, h)
+		hh := rt.Route(pattern, h)
+		rt.Mount(pattern, hh)
 		if strings.HasPrefix(pattern, "GET /ui/fragments/") {
-			frags.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-				r2, err := s.authorize(pattern, r)
-				if err == nil {
-					err = h(w, r2)
-				}
-				if err != nil {
-					s.writeError(w, r, err)
-				}
-			})
+			frags.Handle(pattern, hh)
 		}
 	}
 	handle("GET /ui", func(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, "/ui/", http.StatusMovedPermanently)
 		return nil
 	})
-	handle("GET /ui/{path...}", s.handleUIShell)
-	handle("GET /ui/assets/{file}", s.handleUIAsset)
+	handle("GET /ui/{path...}", u.handleUIShell)
+	handle("GET /ui/assets/{file}", u.handleUIAsset)
 	handle("GET /ui/fragments/{rest...}", func(w http.ResponseWriter, r *http.Request) error {
 		return notFound("the UI has no page %s", strings.TrimPrefix(r.URL.Path, "/ui/fragments"))
 	})
-	handle("GET /ui/fragments/overview", s.handleUIOverview)
-	handle("GET /ui/fragments/jobs", s.handleUIJobs)
-	handle("GET /ui/fragments/jobs/{name}", s.handleUIJob)
-	handle("GET /ui/fragments/allocations/{id}", s.handleUIAlloc)
-	handle("GET /ui/fragments/nodes", s.handleUINodes)
-	handle("GET /ui/fragments/nodes/{id}", s.handleUINode)
-	s.uiPageRoutes(handle)
+	handle("GET /ui/fragments/overview", u.handleUIOverview)
+	handle("GET /ui/fragments/jobs", u.handleUIJobs)
+	handle("GET /ui/fragments/jobs/{name}", u.handleUIJob)
+	handle("GET /ui/fragments/allocations/{id}", u.handleUIAlloc)
+	handle("GET /ui/fragments/nodes", u.handleUINodes)
+	handle("GET /ui/fragments/nodes/{id}", u.handleUINode)
+	u.uiPageRoutes(handle)
+	// The Virtualization page may be the leader's answer, forwarded: it
+	// is not put into the shell.
+	rt.Mount("GET /ui/fragments/virtualization", rt.Route("GET /ui/fragments/virtualization", u.handleUIVirtualization))
 }
 
 func uiHeaders(w http.ResponseWriter) {
@@ -76,32 +72,32 @@ func uiHeaders(w http.ResponseWriter) {
 // handleUIShell serves the shell. Its script loads the page with the
 // caller's token; for a browser without JavaScript the shell carries the
 // page as a caller without a token may read it (nothing, with ACLs on).
-func (s *Server) handleUIShell(w http.ResponseWriter, r *http.Request) error {
+func (u *UI) handleUIShell(w http.ResponseWriter, r *http.Request) error {
 	uiHeaders(w)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(ui.ShellWith(s.anonymousFragment(r)))
+	w.Write(ui.ShellWith(u.anonymousFragment(r)))
 	return nil
 }
 
 // anonymousFragment renders the page of a /ui/ address as a request
 // without a token gets it; nil when that is refused or fails.
-func (s *Server) anonymousFragment(r *http.Request) []byte {
+func (u *UI) anonymousFragment(r *http.Request) []byte {
 	page := strings.Trim(strings.TrimPrefix(r.URL.Path, "/ui"), "/")
 	if page == "" {
 		page = "overview"
 	}
-	u := "/ui/fragments/" + page
+	addr := "/ui/fragments/" + page
 	if r.URL.RawQuery != "" {
-		u += "?" + r.URL.RawQuery
+		addr += "?" + r.URL.RawQuery
 	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, addr, nil)
 	if err != nil {
 		return nil
 	}
 	req.RemoteAddr, req.TLS = r.RemoteAddr, r.TLS
 	rec := &fragmentRecorder{header: http.Header{}, status: http.StatusOK}
-	s.ui.frags.ServeHTTP(rec, req)
+	u.frags.ServeHTTP(rec, req)
 	if rec.status != http.StatusOK {
 		return nil
 	}
@@ -119,7 +115,7 @@ func (f *fragmentRecorder) Header() http.Header         { return f.header }
 func (f *fragmentRecorder) WriteHeader(code int)        { f.status = code }
 func (f *fragmentRecorder) Write(b []byte) (int, error) { return f.body.Write(b) }
 
-func (s *Server) handleUIAsset(w http.ResponseWriter, r *http.Request) error {
+func (u *UI) handleUIAsset(w http.ResponseWriter, r *http.Request) error {
 	data, ct, ok := ui.Asset(r.PathValue("file"))
 	if !ok {
 		return notFound("the UI has no asset %q", r.PathValue("file"))
@@ -131,7 +127,7 @@ func (s *Server) handleUIAsset(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) renderUI(w http.ResponseWriter, page string, data any) error {
+func (u *UI) renderUI(w http.ResponseWriter, page string, data any) error {
 	uiHeaders(w)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -140,24 +136,30 @@ func (s *Server) renderUI(w http.ResponseWriter, page string, data any) error {
 
 // can reports whether the caller holds capability c in namespace ns (""
 // for cluster-wide capabilities).
-func (s *Server) can(r *http.Request, ns string, c acl.Capability) bool {
-	return s.allow(r, ns, c) == nil
+func (u *UI) can(r *http.Request, ns string, c acl.Capability) bool {
+	return u.access.Allow(r, ns, c) == nil
+}
+
+// visible reports whether list results of namespace ns may be shown.
+func (u *UI) visible(r *http.Request, ns string) bool {
+	return u.can(r, ns, acl.Read)
 }
 
 // base starts a page. The index is read before anything else, so the
 // event stream the page follows resumes from no later than what it shows.
-func (s *Server) base(page, key, title string, topics, keys []string) ui.Base {
-	return ui.Base{Page: page, Key: key, Title: title, Index: s.store.Index(), Now: s.now(), Topics: topics, Keys: keys}
+func (u *UI) base(page, key, title string, topics, keys []string) ui.Base {
+	return ui.Base{Page: page, Key: key, Title: title, Index: u.view.Index(), Now: u.cluster.Now(), Topics: topics, Keys: keys}
 }
 
-func (s *Server) handleUIOverview(w http.ResponseWriter, r *http.Request) error {
-	p := ui.Overview{Base: s.base("overview", "", "Overview", nil, nil), QueueShown: true}
-	p.Status = api.StatusResponse{Server: s.cfg.ID, Leader: s.IsLeader(), Index: p.Index, Version: s.cfg.Version, Time: p.Now}
-	nodes := s.store.Nodes()
+func (u *UI) handleUIOverview(w http.ResponseWriter, r *http.Request) error {
+	p := ui.Overview{Base: u.base("overview", "", "Overview", nil, nil), QueueShown: true}
+	p.Status = u.cluster.Status()
+	p.Status.Index, p.Status.Time = p.Index, p.Now
+	nodes := u.view.Nodes()
 	var live []*api.Allocation
 	allocCounts := map[string]int{}
-	for _, a := range s.store.Allocs(state.AllocFilter{}) {
-		if !s.visible(r, a.Namespace) {
+	for _, a := range u.view.Allocs(state.AllocFilter{}) {
+		if !u.visible(r, a.Namespace) {
 			continue
 		}
 		allocCounts[a.ClientStatus]++
@@ -171,9 +173,9 @@ func (s *Server) handleUIOverview(w http.ResponseWriter, r *http.Request) error 
 		}
 	}
 	jobCounts := map[string]int{}
-	for _, j := range s.store.Jobs("") {
-		if s.visible(r, j.Namespace) {
-			jobCounts[s.summarize(j).Status]++
+	for _, j := range u.view.Jobs("") {
+		if u.visible(r, j.Namespace) {
+			jobCounts[u.jobs.JobSummary(j).Status]++
 		}
 	}
 	for _, st := range []string{api.JobStatusRunning, api.JobStatusPending, api.JobStatusDead} {
@@ -181,14 +183,14 @@ func (s *Server) handleUIOverview(w http.ResponseWriter, r *http.Request) error 
 			p.Jobs = append(p.Jobs, ui.Count{Name: st, N: jobCounts[st]})
 		}
 	}
-	if s.can(r, "", acl.NodeRead) {
+	if u.can(r, "", acl.NodeRead) {
 		p.NodesShown = true
 		p.NodeTotal = len(nodes)
 		nc := map[string]int{}
 		var cpu, mem, gpus ui.Usage
 		cpu.Name, cpu.Unit, mem.Name, mem.Unit, gpus.Name, gpus.Unit = "CPU", "cores", "Memory", "GiB", "GPUs", "held"
 		byNode := map[string][]*api.Allocation{}
-		for _, a := range s.store.Allocs(state.AllocFilter{Live: true}) {
+		for _, a := range u.view.Allocs(state.AllocFilter{Live: true}) {
 			byNode[a.NodeID] = append(byNode[a.NodeID], a)
 		}
 		for _, n := range nodes {
@@ -220,36 +222,36 @@ func (s *Server) handleUIOverview(w http.ResponseWriter, r *http.Request) error 
 			p.Capacity = append(p.Capacity, gpus)
 		}
 	}
-	for _, q := range s.queueReports() {
-		p.Queues = append(p.Queues, q.view())
+	for _, q := range u.queues.QueueReports() {
+		p.Queues = append(p.Queues, queueView(q))
 	}
-	p.Events = s.recentEvents(r, 25)
-	return s.renderUI(w, "overview", p)
+	p.Events = u.recentEvents(r, 25)
+	return u.renderUI(w, "overview", p)
 }
 
-func (s *Server) handleUIJobs(w http.ResponseWriter, r *http.Request) error {
+func (u *UI) handleUIJobs(w http.ResponseWriter, r *http.Request) error {
 	ns := r.URL.Query().Get("namespace")
 	if ns != "" && !api.ValidName(ns) {
 		return badRequest("namespace %q %s", ns, api.NameRule)
 	}
-	p := ui.JobsPage{Base: s.base("jobs", "", "Jobs", []string{api.TopicJob, api.TopicAllocation, api.TopicEvaluation}, nil)}
-	for _, j := range s.store.Jobs(ns) {
-		if s.visible(r, j.Namespace) {
-			p.Jobs = append(p.Jobs, s.summarize(j))
+	p := ui.JobsPage{Base: u.base("jobs", "", "Jobs", []string{api.TopicJob, api.TopicAllocation, api.TopicEvaluation}, nil)}
+	for _, j := range u.view.Jobs(ns) {
+		if u.visible(r, j.Namespace) {
+			p.Jobs = append(p.Jobs, u.jobs.JobSummary(j))
 		}
 	}
-	return s.renderUI(w, "jobs", p)
+	return u.renderUI(w, "jobs", p)
 }
 
-func (s *Server) handleUIJob(w http.ResponseWriter, r *http.Request) error {
-	b := s.base("job", "", "", []string{api.TopicJob, api.TopicAllocation, api.TopicEvaluation, api.TopicDeployment}, nil)
-	j, err := s.lookupJob(r)
+func (u *UI) handleUIJob(w http.ResponseWriter, r *http.Request) error {
+	b := u.base("job", "", "", []string{api.TopicJob, api.TopicAllocation, api.TopicEvaluation, api.TopicDeployment}, nil)
+	j, err := u.lookups.LookupJob(r)
 	if err != nil {
 		return err
 	}
 	b.Key, b.Title, b.Keys = j.Key(), "Job "+j.Name, []string{j.Name}
-	p := ui.JobPage{Base: b, Summary: s.summarize(j)}
-	p.Allocs = s.store.Allocs(state.AllocFilter{Namespace: j.Namespace, Job: j.Name})
+	p := ui.JobPage{Base: b, Summary: u.jobs.JobSummary(j)}
+	p.Allocs = u.view.Allocs(state.AllocFilter{Namespace: j.Namespace, Job: j.Name})
 	sort.SliceStable(p.Allocs, func(a, b int) bool {
 		x, y := p.Allocs[a], p.Allocs[b]
 		if x.ClientTerminal() != y.ClientTerminal() {
@@ -257,7 +259,7 @@ func (s *Server) handleUIJob(w http.ResponseWriter, r *http.Request) error {
 		}
 		return x.CreateTime.After(y.CreateTime)
 	})
-	evals := s.store.Evals(j.Namespace, j.Name)
+	evals := u.view.Evals(j.Namespace, j.Name)
 	sort.SliceStable(evals, func(a, b int) bool { return evals[a].ModifyIndex > evals[b].ModifyIndex })
 	seen := map[string]bool{}
 	for i, e := range evals {
@@ -266,7 +268,7 @@ func (s *Server) handleUIJob(w http.ResponseWriter, r *http.Request) error {
 		latest := i == 0 || (e.Status != api.EvalPending && evals[0].Status == api.EvalPending && i == 1)
 		if len(e.FailedGroups) > 0 && (e.Status == api.EvalBlocked || latest) && !seen[e.ID] {
 			c := *e
-			c.FailedGroups = s.annotate(copyExplanations(e.FailedGroups))
+			c.FailedGroups = u.jobs.Annotate(copyExplanations(e.FailedGroups))
 			p.Failures = append(p.Failures, &c)
 			seen[e.ID] = true
 		}
@@ -278,7 +280,7 @@ func (s *Server) handleUIJob(w http.ResponseWriter, r *http.Request) error {
 	if len(p.EvalGroups) > 10 {
 		p.EvalGroups = p.EvalGroups[:10]
 	}
-	vs, err := s.store.JobVersions(r.Context(), j.Namespace, j.Name)
+	vs, err := u.records.JobVersions(r.Context(), j.Namespace, j.Name)
 	if err != nil {
 		return err
 	}
@@ -298,13 +300,13 @@ func (s *Server) handleUIJob(w http.ResponseWriter, r *http.Request) error {
 				c = v
 			}
 		}
-		p.DiffFrom, p.DiffTo, p.HasDiff, p.Diff = from, to, true, diffJobs(a, c)
+		p.DiffFrom, p.DiffTo, p.HasDiff, p.Diff = from, to, true, server.DiffJobs(a, c)
 	}
 	p.Rollout = rollout(j, p.Allocs)
 	// Deployments (rolling updates) report their progress in the
 	// rollout region once the deployment type exists; the rollout above
 	// is derived from the allocations' job versions and health.
-	return s.renderUI(w, "job", p)
+	return u.renderUI(w, "job", p)
 }
 
 func copyExplanations(m map[string]*api.Explanation) map[string]*api.Explanation {
@@ -369,19 +371,19 @@ func rollout(j *api.Job, allocs []*api.Allocation) ui.Rollout {
 	return r
 }
 
-func (s *Server) handleUIAlloc(w http.ResponseWriter, r *http.Request) error {
-	b := s.base("alloc", "", "", []string{api.TopicAllocation, api.TopicNode}, nil)
-	a, err := s.findAlloc(r.PathValue("id"))
+func (u *UI) handleUIAlloc(w http.ResponseWriter, r *http.Request) error {
+	b := u.base("alloc", "", "", []string{api.TopicAllocation, api.TopicNode}, nil)
+	a, err := u.lookups.FindAlloc(r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	if err := s.allow(r, a.Namespace, acl.Read); err != nil {
+	if err := u.access.Allow(r, a.Namespace, acl.Read); err != nil {
 		return err
 	}
 	b.Key, b.Title, b.Keys = a.ID, "Allocation "+a.Name(), []string{a.ID}
 	p := ui.AllocPage{Base: b, Alloc: a}
 	var devices []api.GPUDevice
-	if n, ok := s.store.Node(a.NodeID); ok {
+	if n, ok := u.view.Node(a.NodeID); ok {
 		p.Node = n
 		devices = n.GPUs
 	}
@@ -393,7 +395,7 @@ func (s *Server) handleUIAlloc(w http.ResponseWriter, r *http.Request) error {
 		names[t] = true
 	}
 	drivers := map[string]string{}
-	if j, ok := s.store.Job(a.Namespace, a.Job); ok {
+	if j, ok := u.view.Job(a.Namespace, a.Job); ok {
 		for _, g := range j.Groups {
 			if g.Name == a.Group {
 				for _, t := range g.Tasks {
@@ -408,8 +410,8 @@ func (s *Server) handleUIAlloc(w http.ResponseWriter, r *http.Request) error {
 			p.LogTasks = append(p.LogTasks, t)
 		}
 	}
-	p.Charts = ui.AllocCharts(s.allocMetrics(a), devices)
-	return s.renderUI(w, "alloc", p)
+	p.Charts = ui.AllocCharts(u.metrics.AllocMetrics(a), devices)
+	return u.renderUI(w, "alloc", p)
 }
 
 func sortedNames(m map[string]bool) []string {
@@ -433,7 +435,7 @@ func nodeRow(n *api.Node, live []*api.Allocation) ui.NodeRow {
 			continue
 		}
 		row.Allocs++
-		for _, u := range allocGPUs(a) {
+		for _, u := range server.AllocGPUs(a) {
 			held[u] = true
 		}
 		for _, t := range a.Resources {
@@ -455,28 +457,28 @@ func nodeRow(n *api.Node, live []*api.Allocation) ui.NodeRow {
 	return row
 }
 
-func (s *Server) handleUINodes(w http.ResponseWriter, r *http.Request) error {
-	p := ui.NodesPage{Base: s.base("nodes", "", "Nodes", []string{api.TopicNode, api.TopicAllocation}, nil)}
+func (u *UI) handleUINodes(w http.ResponseWriter, r *http.Request) error {
+	p := ui.NodesPage{Base: u.base("nodes", "", "Nodes", []string{api.TopicNode, api.TopicAllocation}, nil)}
 	byNode := map[string][]*api.Allocation{}
-	for _, a := range s.store.Allocs(state.AllocFilter{Live: true}) {
+	for _, a := range u.view.Allocs(state.AllocFilter{Live: true}) {
 		byNode[a.NodeID] = append(byNode[a.NodeID], a)
 	}
-	for _, n := range s.store.Nodes() {
+	for _, n := range u.view.Nodes() {
 		p.Nodes = append(p.Nodes, nodeRow(n, byNode[n.ID]))
 	}
-	return s.renderUI(w, "nodes", p)
+	return u.renderUI(w, "nodes", p)
 }
 
-func (s *Server) handleUINode(w http.ResponseWriter, r *http.Request) error {
-	b := s.base("node", "", "", []string{api.TopicNode, api.TopicAllocation}, nil)
-	n, err := s.findNode(r.PathValue("id"))
+func (u *UI) handleUINode(w http.ResponseWriter, r *http.Request) error {
+	b := u.base("node", "", "", []string{api.TopicNode, api.TopicAllocation}, nil)
+	n, err := u.lookups.FindNode(r.PathValue("id"))
 	if err != nil {
 		return err
 	}
 	b.Key, b.Title, b.Keys = n.ID, "Node "+n.Name, []string{n.ID}
-	all := s.store.Allocs(state.AllocFilter{NodeID: n.ID})
+	all := u.view.Allocs(state.AllocFilter{NodeID: n.ID})
 	p := ui.NodePage{Base: b, Row: nodeRow(n, all), GPUs: ui.BuildGPUMap(n, all)}
-	s.markDefragMoves(r, n, p.GPUs)
+	u.markDefragMoves(r, n, p.GPUs)
 	al := n.Allocatable()
 	p.Disk = ui.Usage{Name: "Disk", Total: float64(al.Disk), Unit: "MiB"}
 	for _, a := range all {
@@ -489,7 +491,7 @@ func (s *Server) handleUINode(w http.ResponseWriter, r *http.Request) error {
 		}
 		// Allocations of namespaces the caller may not read are counted
 		// in the node's usage but not listed.
-		if s.visible(r, a.Namespace) {
+		if u.visible(r, a.Namespace) {
 			p.Allocs = append(p.Allocs, a)
 		}
 	}
@@ -500,16 +502,16 @@ func (s *Server) handleUINode(w http.ResponseWriter, r *http.Request) error {
 		}
 		return x.CreateTime.After(y.CreateTime)
 	})
-	samples := s.history.Get(n.ID)
+	samples := u.metrics.NodeHistory(n.ID)
 	if len(samples) > 0 {
 		last := samples[len(samples)-1]
 		p.Sample = &last
 	}
 	p.Charts = ui.NodeCharts(samples, n.GPUs)
-	return s.renderUI(w, "node", p)
+	return u.renderUI(w, "node", p)
 }
 
-// Recent events for the overview: the server follows the event stream
+// Recent events for the overview: the UI follows the event stream
 // from the first time the UI asks, starting a little in the past, and
 // keeps the latest ones in memory.
 
@@ -518,26 +520,18 @@ const (
 	recentBackfill = 5000 // revisions to look back when it starts
 )
 
-type uiState struct {
-	frags  http.Handler // the fragments, for the shell (see uiRoutes)
-	once   sync.Once
-	stop   context.CancelFunc // ends the follower, at shutdown
-	mu     sync.Mutex
-	recent []recentEvent // oldest first, at most recentKept
-}
-
 type recentEvent struct {
 	ui.EventView
 }
 
-func (s *Server) recentEvents(r *http.Request, n int) []ui.EventView {
-	s.ui.once.Do(s.followEvents)
-	s.ui.mu.Lock()
-	defer s.ui.mu.Unlock()
+func (u *UI) recentEvents(r *http.Request, n int) []ui.EventView {
+	u.once.Do(u.followEvents)
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	var out []ui.EventView
-	for i := len(s.ui.recent) - 1; i >= 0 && len(out) < n; i-- {
-		e := s.ui.recent[i]
-		if s.eventVisible(r, e.Topic, e.Namespace) {
+	for i := len(u.recent) - 1; i >= 0 && len(out) < n; i-- {
+		e := u.recent[i]
+		if u.eventVisible(r, e.Topic, e.Namespace) {
 			out = append(out, e.EventView)
 		}
 	}
@@ -545,34 +539,30 @@ func (s *Server) recentEvents(r *http.Request, n int) []ui.EventView {
 }
 
 // eventVisible applies the event stream's visibility rules.
-func (s *Server) eventVisible(r *http.Request, topic, ns string) bool {
+func (u *UI) eventVisible(r *http.Request, topic, ns string) bool {
 	switch {
 	case ns != "":
-		return s.can(r, ns, acl.Read)
+		return u.can(r, ns, acl.Read)
 	case topic == api.TopicNode:
-		return s.can(r, "", acl.NodeRead)
+		return u.can(r, "", acl.NodeRead)
 	default:
-		return s.can(r, "", acl.OperatorRead)
+		return u.can(r, "", acl.OperatorRead)
 	}
 }
 
 // followEvents starts the goroutine that keeps the recent events; it
-// stops when the HTTP server shuts down.
-func (s *Server) followEvents() {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.ui.stop = cancel
-	if s.httpSrv != nil {
-		s.httpSrv.RegisterOnShutdown(cancel)
-	}
-	target := s.store.Index()
+// stops when the context given to Mount ends.
+func (u *UI) followEvents() {
+	ctx := u.ctx
+	target := u.view.Index()
 	from := max(target-recentBackfill, 1)
 	first := make(chan struct{})
 	var firstOnce sync.Once
 	go func() {
 		for ctx.Err() == nil {
-			err := s.store.Events(ctx, from, state.EventFilter{}, s.now, func(es []api.Event) error {
-				s.ui.mu.Lock()
-				defer s.ui.mu.Unlock()
+			err := u.events.Events(ctx, from, state.EventFilter{}, u.cluster.Now, func(es []api.Event) error {
+				u.mu.Lock()
+				defer u.mu.Unlock()
 				for _, e := range es {
 					v := ui.Summarize(e)
 					if e.Topic == api.TopicNode && e.Index <= target {
@@ -585,14 +575,14 @@ func (s *Server) followEvents() {
 							v.Time = n.LastHeartbeat
 						}
 					}
-					s.ui.recent = append(s.ui.recent, recentEvent{v})
+					u.recent = append(u.recent, recentEvent{v})
 					from = e.Index
 				}
 				if from >= target {
 					firstOnce.Do(func() { close(first) })
 				}
-				if len(s.ui.recent) > recentKept {
-					s.ui.recent = append([]recentEvent(nil), s.ui.recent[len(s.ui.recent)-recentKept:]...)
+				if len(u.recent) > recentKept {
+					u.recent = append([]recentEvent(nil), u.recent[len(u.recent)-recentKept:]...)
 				}
 				return nil
 			})
@@ -612,4 +602,29 @@ func (s *Server) followEvents() {
 	case <-first:
 	case <-time.After(500 * time.Millisecond):
 	}
+}
+
+// markDefragMoves marks the latest proposed plan's moves on a node's GPU
+// map: moves whose replica still runs where the plan found it, the
+// destination only until the replacement is placed. A proposal that
+// cannot be read leaves the map unmarked.
+func (u *UI) markDefragMoves(r *http.Request, n *api.Node, views []ui.GPUView) {
+	rec, err := u.records.DefragProposal(r.Context())
+	if err != nil || rec == nil || rec.Plan == nil || len(rec.Plan.Moves) == 0 {
+		return
+	}
+	started := map[string]bool{}
+	var moves []api.DefragMove
+	for _, m := range rec.Plan.Moves {
+		if old, ok := u.view.Alloc(m.Alloc); !ok || old.DesiredStatus != api.AllocDesiredRun || old.ClientTerminal() || !u.visible(r, old.Namespace) {
+			continue
+		}
+		moves = append(moves, m)
+	}
+	for _, a := range u.view.Allocs(state.AllocFilter{}) {
+		if a.Move != "" && a.PreviousAlloc != "" {
+			started[a.PreviousAlloc] = true
+		}
+	}
+	ui.MarkMoves(views, n.Name, moves, started)
 }
