@@ -49,3 +49,37 @@ func TestHeartbeatMovesLastHeartbeat(t *testing.T) {
 	want := now()
 	waitFor(t, "last_heartbeat recorded", func() bool { got, _ := s.store.Node(n.ID); return got.LastHeartbeat.Equal(want) })
 }
+
+// TestHeartbeatTTLGrowsWithNodes (issue 19): heartbeat TTLs stayed at the
+// configured value whatever the cluster's size, so 5,000 nodes beating
+// every 5 s sent 1,000 heartbeats a second. The TTL handed out now grows
+// so that all nodes together, beating three times per TTL, stay under
+// the rate (default 50 a second).
+func TestHeartbeatTTLGrowsWithNodes(t *testing.T) {
+	const configured = 15 * time.Second
+	for _, tc := range []struct {
+		nodes int
+		rate  float64
+		want  time.Duration
+	}{
+		{0, 50, configured},
+		{1, 50, configured},
+		{250, 50, configured},                    // 250 × 3 / 50 = 15 s: exactly the configured TTL
+		{251, 50, 16 * time.Second},              // 15.06 s, rounded up to whole seconds
+		{1000, 50, time.Minute},                  // 1,000 × 3 / 50
+		{5000, 50, 5 * time.Minute},              // 5,000 × 3 / 50
+		{5000, 500, configured + 15*time.Second}, // a faster rate keeps it shorter: 30 s
+		{5000, 0, configured},                    // growth off
+		{5000, -1, configured},                   // growth off
+	} {
+		got := HeartbeatTTL(configured, tc.nodes, tc.rate)
+		if got != tc.want {
+			t.Errorf("%d nodes at %v/s: TTL %s, want %s", tc.nodes, tc.rate, got, tc.want)
+		}
+		if tc.rate > 0 && tc.nodes > 0 {
+			if perSecond := float64(tc.nodes) * beatsPerTTL / got.Seconds(); perSecond > tc.rate {
+				t.Errorf("%d nodes at TTL %s send %.1f heartbeats a second, over %v", tc.nodes, got, perSecond, tc.rate)
+			}
+		}
+	}
+}

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/server/broker"
 	"github.com/gantryhq/gantry/internal/server/evalstep"
+	"github.com/gantryhq/gantry/internal/server/nodemon"
 	"github.com/gantryhq/gantry/internal/state"
 	"github.com/google/uuid"
 )
@@ -187,70 +187,19 @@ func (s *Server) nextEval(q *broker.Queue, now time.Time) (*api.Evaluation, time
 	return s.orderReady(ready)[0], 0
 }
 
-// nodeMonitorLoop marks nodes down once their heartbeat lease expired,
-// and asks for evaluations of the jobs that ran there. A node gets a full
-// heartbeat TTL from the moment this server became leader before it may be
-// marked down (downNodes).
+// nodeMonitorLoop runs the node monitor (internal/server/nodemon) once a
+// second while leading: it marks nodes down once their heartbeat lease
+// expired, and asks for evaluations of the jobs that ran there. A node
+// gets a full heartbeat TTL from the moment this server became leader
+// before it may be marked down (nodemon.Down).
 func (s *Server) nodeMonitorLoop(ctx context.Context, fence *state.Fence) error {
-	leaderSince := s.now()
+	// The grace after a takeover is the TTL the cluster's nodes were
+	// handed, grown with their number (HeartbeatTTL); each node's lease
+	// carries the TTL it registered with.
+	m := nodemon.New(s.store, fence, s.now, func() time.Duration { return s.heartbeatTTL(false) }, s.newEval, s.log)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		// The grace after a takeover is the TTL the cluster's nodes were
-		// handed, grown with their number (HeartbeatTTL); each node's lease
-		// carries the TTL it registered with.
-		ttl := s.heartbeatTTL(false)
-		for _, n := range downNodes(s.store.Nodes(), s.store.Alive, leaderSince, s.now(), ttl) {
-			reason := fmt.Sprintf("no heartbeat within its TTL (%s for a cluster of this size)", ttl)
-			_, err := s.store.UpdateNode(ctx, fence, n.ID, func(cur *api.Node) error {
-				// The lease may have been renewed (a re-registration)
-				// since the view was read.
-				if cur.Status != api.NodeStatusReady || s.store.Alive(n.ID) {
-					return errUnchanged
-				}
-				cur.Status, cur.StatusReason, cur.StatusChanged = api.NodeStatusDown, reason, s.now()
-				return nil
-			})
-			switch {
-			case errors.Is(err, errUnchanged):
-				continue
-			case errors.Is(err, state.ErrNotLeader):
-				return err
-			case err != nil:
-				s.log.Error("mark node down", "node", n.Name, "err", err)
-				continue
-			}
-			s.log.Warn("node down", "node", n.Name, "reason", reason)
-			if err := s.evalJobsOnNode(ctx, fence, n.ID, api.TriggerNodeUpdate); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// downNodes is the node monitor's decision: the ready nodes whose
-// heartbeat lease is gone, unless the leader took over less than a
-// heartbeat TTL ago. A new leader's view of the leases says little about
-// the nodes: a restart of the only server (gantry dev) restarts its agent
-// too, and leases of a cluster whose leader died were not renewed while
-// no server answered. Every node therefore gets a full TTL from the
-// takeover to heartbeat or register again, as Nomad's failover TTL gives.
-func downNodes(nodes []*api.Node, alive func(id string) bool, leaderSince, now time.Time, ttl time.Duration) []*api.Node {
-	if now.Before(leaderSince.Add(ttl)) {
-		return nil
-	}
-	var out []*api.Node
-	for _, n := range nodes {
-		if n.Status == api.NodeStatusReady && !alive(n.ID) {
-			out = append(out, n)
-		}
-	}
-	return out
+	return m.Run(ctx, t.C)
 }
 
 var errUnchanged = errors.New("unchanged")
@@ -258,20 +207,7 @@ var errUnchanged = errors.New("unchanged")
 // evalJobsOnNode creates one evaluation per job with live allocations on
 // the node.
 func (s *Server) evalJobsOnNode(ctx context.Context, fence *state.Fence, nodeID, trigger string) error {
-	seen := map[string]bool{}
-	var evals []*api.Evaluation
-	allocs, _ := s.store.NodeAllocs(nodeID)
-	for _, a := range allocs {
-		if a.ClientTerminal() || seen[a.JobKey()] {
-			continue
-		}
-		seen[a.JobKey()] = true
-		e := s.newEval(a.Namespace, a.Job, trigger)
-		e.NodeID = nodeID
-		e.Priority = a.Priority
-		evals = append(evals, e)
-	}
-	return s.store.CreateEvals(ctx, fence, evals...)
+	return nodemon.EvalJobsOnNode(ctx, s.store, fence, s.newEval, nodeID, trigger)
 }
 
 func (s *Server) newEval(namespace, job, trigger string) *api.Evaluation {
