@@ -10,6 +10,7 @@ import (
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/server/broker"
 	"github.com/gantryhq/gantry/internal/server/evalstep"
+	"github.com/gantryhq/gantry/internal/server/gc"
 	"github.com/gantryhq/gantry/internal/server/nodemon"
 	"github.com/gantryhq/gantry/internal/state"
 	"github.com/google/uuid"
@@ -214,69 +215,13 @@ func (s *Server) newEval(namespace, job, trigger string) *api.Evaluation {
 	return evalstep.NewEval(uuid.NewString(), namespace, job, trigger, s.now())
 }
 
-// gcLoop removes evaluations and allocations nobody needs any more:
-// finished evaluations after EvalGCAge (keeping each job's latest few), and
-// terminal allocations after AllocGCAge once they were replaced or their
-// job stopped.
+// gcLoop runs garbage collection (internal/server/gc) every 30 seconds
+// while leading: finished evaluations after gc.EvalAge (keeping each
+// job's latest few), and terminal allocations after gc.AllocAge once they
+// were replaced or their job stopped.
 func (s *Server) gcLoop(ctx context.Context, fence *state.Fence) error {
+	c := gc.New(s.store, fence, func() bool { return s.leaderFence() == fence }, s.log)
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		if s.leaderFence() != fence {
-			return state.ErrNotLeader
-		}
-		now := s.now()
-		var evalIDs []string
-		perJob := map[string]int{}
-		evals := s.store.Evals("", "")
-		for i := len(evals) - 1; i >= 0; i-- {
-			e := evals[i]
-			if e.Status != api.EvalComplete && e.Status != api.EvalFailed {
-				continue
-			}
-			perJob[e.JobKey()]++
-			if perJob[e.JobKey()] > keepEvalsPerJob && now.Sub(e.ModifyTime) > EvalGCAge {
-				evalIDs = append(evalIDs, e.ID)
-			}
-		}
-		if err := s.store.DeleteEvals(ctx, fence, evalIDs); errors.Is(err, state.ErrNotLeader) {
-			return err
-		} else if err != nil {
-			s.log.Warn("garbage-collect evaluations", "err", err)
-		}
-		var allocIDs []string
-		newer := map[string]bool{}
-		all := s.store.AllocsUnsorted(state.AllocFilter{})
-		for _, a := range all {
-			if a.PreviousAlloc != "" {
-				newer[a.PreviousAlloc] = true
-			}
-		}
-		for _, a := range all {
-			if !a.ClientTerminal() || now.Sub(a.ModifyTime) < AllocGCAge {
-				continue
-			}
-			j, ok := s.store.Job(a.Namespace, a.Job)
-			if newer[a.ID] || !ok || j.Stop || a.DesiredStatus == api.AllocDesiredStop {
-				allocIDs = append(allocIDs, a.ID)
-			}
-		}
-		if err := s.store.DeleteAllocs(ctx, fence, allocIDs); errors.Is(err, state.ErrNotLeader) {
-			return err
-		} else if err != nil {
-			s.log.Warn("garbage-collect allocations", "err", err)
-		}
-	}
+	return c.Run(ctx, t.C, s.now)
 }
-
-// Garbage collection ages.
-const (
-	EvalGCAge       = 15 * time.Minute
-	AllocGCAge      = time.Hour
-	keepEvalsPerJob = 5
-)
