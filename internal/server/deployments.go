@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,15 +10,16 @@ import (
 
 	"github.com/gantryhq/gantry/internal/acl"
 	"github.com/gantryhq/gantry/internal/api"
-	"github.com/gantryhq/gantry/internal/jobspec"
+	"github.com/gantryhq/gantry/internal/server/deploywatch"
 	"github.com/gantryhq/gantry/internal/state"
 )
 
 // Deployments: the reconciler decides (rolling.go in internal/reconcile);
 // this file feeds it the job's newest deployment, writes what it decides
-// with the plan, and, while leading, watches running deployments: it asks
-// for an evaluation whenever their allocations change health, and
-// registers the stable version again when a deployment failed with
+// with the plan, serves the deployment routes, and, while leading, runs
+// the deployment watcher (internal/server/deploywatch): it asks for an
+// evaluation whenever a running deployment's allocations change health,
+// and registers the stable version again when a deployment failed with
 // auto_revert.
 
 // stableVersion is the newest version below `below` whose deployment
@@ -34,163 +34,22 @@ func (s *Server) stableVersion(namespace, name string, below uint64) *uint64 {
 	return nil
 }
 
-// deploymentLoop runs while leading: it asks for an evaluation of a job
-// whose running deployment's allocations changed (health, status), and
-// rolls back failed deployments that ask for it.
+// deploymentLoop runs the deployment watcher (internal/server/deploywatch)
+// while leading: it asks for an evaluation of a job whose running
+// deployment's allocations changed (health, status), rolls back failed
+// deployments that ask for it, and deletes old finished deployments.
+// Rounds run on every change of the store (a burst of changes landing
+// together) and at least every 5 seconds.
 func (s *Server) deploymentLoop(ctx context.Context, fence *state.Fence) error {
-	seen := map[string]string{} // deployment → allocation signature last evaluated
-	nextGC := s.now().Add(time.Minute)
-	for ctx.Err() == nil {
-		changed := s.store.Changed()
-		if now := s.now(); now.After(nextGC) {
-			nextGC = now.Add(time.Minute)
-			if err := s.store.DeleteDeployments(ctx, fence, s.oldDeployments()); errors.Is(err, state.ErrNotLeader) {
-				return err
-			} else if err != nil {
-				s.log.Warn("garbage-collect deployments", "err", err)
-			}
-		}
-		if err := s.watchDeployments(ctx, fence, seen); errors.Is(err, state.ErrNotLeader) {
-			return err
-		} else if err != nil && ctx.Err() == nil {
-			s.log.Warn("deployment watcher", "err", err)
-		}
+	w := deploywatch.New(s.store, fence, s.now, s.newEval, s.log)
+	return w.Run(ctx, func(ctx context.Context, changed <-chan struct{}) {
 		select {
 		case <-ctx.Done():
 		case <-changed:
 		case <-time.After(5 * time.Second):
 		}
 		sleep(ctx, 20*time.Millisecond) // let a burst of changes land together
-	}
-	return nil
-}
-
-func (s *Server) watchDeployments(ctx context.Context, fence *state.Fence, seen map[string]string) error {
-	now := s.now()
-	live := map[string]bool{}
-	var evals []*api.Evaluation
-	var sigs []func()
-	for _, d := range s.store.OpenDeployments() {
-		switch {
-		case d.Active():
-			live[d.ID] = true
-			sig := allocSignature(s.store.Allocs(state.AllocFilter{Namespace: d.Namespace, Job: d.Job}))
-			if seen[d.ID] == sig || s.hasDueEval(d.Namespace, d.Job, now) {
-				continue
-			}
-			e := s.newEval(d.Namespace, d.Job, api.TriggerDeployment)
-			e.JobVersion = d.JobVersion
-			if j, ok := s.store.Job(d.Namespace, d.Job); ok {
-				e.Priority = j.Priority
-			}
-			evals = append(evals, e)
-			id := d.ID
-			sigs = append(sigs, func() { seen[id] = sig })
-		case d.Status == api.DeploymentFailed && d.RevertTo != nil && d.RevertedAs == nil:
-			if err := s.autoRevert(ctx, fence, d); err != nil {
-				return err
-			}
-		}
-	}
-	for id := range seen {
-		if !live[id] {
-			delete(seen, id)
-		}
-	}
-	if err := s.store.CreateEvals(ctx, fence, evals...); err != nil {
-		return err
-	}
-	for _, f := range sigs {
-		f()
-	}
-	return nil
-}
-
-// keepDeploymentsPerJob bounds the finished deployments kept per job
-// (the newest successful one is always kept: rollbacks go there).
-const keepDeploymentsPerJob = 10
-
-// oldDeployments lists finished deployments beyond the newest
-// keepDeploymentsPerJob of their job, except the newest successful one.
-func (s *Server) oldDeployments() []string {
-	var ids []string
-	kept := map[string]int{}
-	stable := map[string]bool{}
-	for _, d := range s.store.Deployments("", "") { // newest first per job
-		k := d.JobKey()
-		kept[k]++
-		switch {
-		case d.Active():
-		case d.Status == api.DeploymentSuccessful && !stable[k]:
-			stable[k] = true
-		case kept[k] > keepDeploymentsPerJob:
-			ids = append(ids, d.ID)
-		}
-	}
-	return ids
-}
-
-// hasDueEval reports whether the job has an evaluation waiting to run now.
-func (s *Server) hasDueEval(namespace, job string, now time.Time) bool {
-	for _, e := range s.store.Evals(namespace, job) {
-		if e.Status == api.EvalPending && !now.Before(e.WaitUntil) {
-			return true
-		}
-	}
-	return false
-}
-
-// allocSignature summarizes what a deployment's progress depends on.
-func allocSignature(allocs []*api.Allocation) string {
-	var b strings.Builder
-	for _, a := range allocs {
-		fmt.Fprintf(&b, "%s/%d/%s/%s/%s;", a.ID, a.JobVersion, a.DesiredStatus, a.ClientStatus, a.Health)
-	}
-	return b.String()
-}
-
-// autoRevert registers the version a failed deployment names again, as a
-// new version, unless the job moved on meanwhile.
-func (s *Server) autoRevert(ctx context.Context, fence *state.Fence, d *api.Deployment) error {
-	job, ok := s.store.Job(d.Namespace, d.Job)
-	note := func(as uint64, msg string) error {
-		_, _, err := s.store.UpdateDeployment(ctx, fence, d.ID, func(cur *api.Deployment) error {
-			if cur.RevertedAs != nil {
-				return errUnchanged
-			}
-			cur.RevertedAs = &as
-			cur.StatusDescription += msg
-			cur.ModifyTime = s.now()
-			return nil
-		})
-		if errors.Is(err, errUnchanged) {
-			return nil
-		}
-		return err
-	}
-	if !ok || job.Stop || job.Version != d.JobVersion {
-		v := uint64(0)
-		if ok {
-			v = job.Version
-		}
-		return note(v, "; not rolled back: the job was stopped or changed meanwhile")
-	}
-	target, err := s.store.JobVersion(ctx, d.Namespace, d.Job, *d.RevertTo)
-	if err != nil {
-		return note(job.Version, fmt.Sprintf("; not rolled back: %v", err))
-	}
-	spec, err := revertSpec(target)
-	if err != nil {
-		return note(job.Version, fmt.Sprintf("; not rolled back: %v", err))
-	}
-	eval := s.newEval(d.Namespace, d.Job, api.TriggerJobRevert)
-	res, err := s.store.RegisterJob(ctx, spec, eval, s.now())
-	if err != nil {
-		return err
-	}
-	s.log.Warn("deployment failed; rolled back", "job", d.JobKey(), "failed_version", d.JobVersion,
-		"reverted_to", *d.RevertTo, "as_version", res.Job.Version, "reason", d.StatusDescription)
-	return note(res.Job.Version, fmt.Sprintf(" (registered as version %d)", res.Job.Version))
+	})
 }
 
 // HTTP API.
@@ -360,7 +219,7 @@ func (s *Server) handleJobRevert(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	spec, err := revertSpec(target)
+	spec, err := deploywatch.RevertSpec(target)
 	if err != nil {
 		return err
 	}
@@ -371,24 +230,4 @@ func (s *Server) handleJobRevert(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, api.RegisterResponse{EvalID: res.Eval.ID, JobVersion: res.Job.Version, Changed: res.Changed, Index: res.Index})
 	return nil
-}
-
-// revertSpec is the spec a revert registers again: a copy of the stored
-// version (the store shares the versions it caches), running, with
-// today's defaults filled in. A version stored before service groups
-// got a default update block (api.DefaultUpdateStrategy) gets it now,
-// so that a revert rolls one replica at a time under a deployment of its
-// own instead of replacing every replica at once.
-func revertSpec(target *api.Job) (*api.Job, error) {
-	data, err := json.Marshal(target)
-	if err != nil {
-		return nil, fmt.Errorf("copy version %d of job %s: %w", target.Version, target.Name, err)
-	}
-	spec := &api.Job{}
-	if err := json.Unmarshal(data, spec); err != nil {
-		return nil, fmt.Errorf("copy version %d of job %s: %w", target.Version, target.Name, err)
-	}
-	spec.Stop = false
-	jobspec.Canonicalize(spec)
-	return spec, nil
 }

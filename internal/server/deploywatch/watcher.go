@@ -1,0 +1,162 @@
+package deploywatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/state"
+)
+
+// Store is what the watcher reads and writes. *state.Store is one. The
+// fenced writes return state.ErrNotLeader once leadership moved.
+type Store interface {
+	Changed() <-chan struct{}
+	OpenDeployments() []*api.Deployment
+	Deployments(namespace, job string) []*api.Deployment
+	Allocs(f state.AllocFilter) []*api.Allocation
+	Evals(namespace, job string) []*api.Evaluation
+	Job(namespace, name string) (*api.Job, bool)
+	JobVersion(ctx context.Context, namespace, name string, v uint64) (*api.Job, error)
+
+	CreateEvals(ctx context.Context, fence *state.Fence, evals ...*api.Evaluation) error
+	UpdateDeployment(ctx context.Context, fence *state.Fence, id string, fn func(d *api.Deployment) error, evals ...*api.Evaluation) (*api.Deployment, int64, error)
+	DeleteDeployments(ctx context.Context, fence *state.Fence, ids []string) error
+	RegisterJob(ctx context.Context, job *api.Job, eval *api.Evaluation, now time.Time) (*state.RegisterResult, error)
+}
+
+// gcEvery is how often old deployments are deleted.
+const gcEvery = time.Minute
+
+// Watcher runs the decision against the store while its server leads.
+type Watcher struct {
+	store   Store
+	fence   *state.Fence
+	now     func() time.Time
+	newEval func(namespace, job, trigger string) *api.Evaluation
+	log     *slog.Logger
+	seen    map[string]string // deployment → allocation signature last evaluated
+	nextGC  time.Time
+}
+
+// New returns a watcher for the leadership that holds fence; newEval
+// mints an evaluation (a fresh ID, the time). Old deployments are first
+// deleted a minute after now.
+func New(store Store, fence *state.Fence, now func() time.Time,
+	newEval func(namespace, job, trigger string) *api.Evaluation, log *slog.Logger) *Watcher {
+	return &Watcher{store: store, fence: fence, now: now, newEval: newEval, log: log,
+		seen: map[string]string{}, nextGC: now().Add(gcEvery)}
+}
+
+// Run calls Round, then wait, until ctx ends; wait returns once changed
+// fires, a while passed or ctx ended. It returns state.ErrNotLeader when a
+// round finds that leadership moved.
+func (w *Watcher) Run(ctx context.Context, wait func(ctx context.Context, changed <-chan struct{})) error {
+	for ctx.Err() == nil {
+		changed := w.store.Changed()
+		if err := w.Round(ctx, w.now()); err != nil {
+			return err
+		}
+		wait(ctx, changed)
+	}
+	return nil
+}
+
+// Round deletes old deployments once a minute, then carries out Watch's
+// decision. It returns only state.ErrNotLeader; other failures are logged
+// and retried next round.
+func (w *Watcher) Round(ctx context.Context, now time.Time) error {
+	if now.After(w.nextGC) {
+		w.nextGC = now.Add(gcEvery)
+		if err := w.store.DeleteDeployments(ctx, w.fence, Old(w.store.Deployments("", ""))); errors.Is(err, state.ErrNotLeader) {
+			return err
+		} else if err != nil {
+			w.log.Warn("garbage-collect deployments", "err", err)
+		}
+	}
+	if err := w.watch(ctx, now); errors.Is(err, state.ErrNotLeader) {
+		return err
+	} else if err != nil && ctx.Err() == nil {
+		w.log.Warn("deployment watcher", "err", err)
+	}
+	return nil
+}
+
+func (w *Watcher) watch(ctx context.Context, now time.Time) error {
+	d := Watch(w.store.OpenDeployments(), w.seen, Reads{
+		Allocs: func(ns, job string) []*api.Allocation {
+			return w.store.Allocs(state.AllocFilter{Namespace: ns, Job: job})
+		},
+		Evals: w.store.Evals,
+		Job:   w.store.Job,
+	}, now)
+	for _, rv := range d.Revert {
+		if err := w.revert(ctx, rv); err != nil {
+			return err
+		}
+	}
+	for _, id := range d.Forget {
+		delete(w.seen, id)
+	}
+	var evals []*api.Evaluation
+	for _, ev := range d.Evaluate {
+		e := w.newEval(ev.Deployment.Namespace, ev.Deployment.Job, api.TriggerDeployment)
+		e.JobVersion, e.Priority = ev.Deployment.JobVersion, ev.Priority
+		evals = append(evals, e)
+	}
+	if err := w.store.CreateEvals(ctx, w.fence, evals...); err != nil {
+		return fmt.Errorf("create evaluations for %d deployments: %w", len(evals), err)
+	}
+	for _, ev := range d.Evaluate {
+		w.seen[ev.Deployment.ID] = ev.Signature
+	}
+	return nil
+}
+
+var errUnchanged = errors.New("unchanged")
+
+// revert registers the version a failed deployment names again, as a new
+// version, or notes why it does not.
+func (w *Watcher) revert(ctx context.Context, rv Revert) error {
+	d := rv.Deployment
+	note := func(as uint64, msg string) error {
+		_, _, err := w.store.UpdateDeployment(ctx, w.fence, d.ID, func(cur *api.Deployment) error {
+			if cur.RevertedAs != nil {
+				return errUnchanged
+			}
+			cur.RevertedAs = &as
+			cur.StatusDescription += msg
+			cur.ModifyTime = w.now()
+			return nil
+		})
+		if errors.Is(err, errUnchanged) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("note the rollback of deployment %s: %w", api.ShortID(d.ID), err)
+		}
+		return nil
+	}
+	if rv.Skip != "" {
+		return note(rv.Version, rv.Skip)
+	}
+	target, err := w.store.JobVersion(ctx, d.Namespace, d.Job, *d.RevertTo)
+	if err != nil {
+		return note(rv.Version, fmt.Sprintf("; not rolled back: %v", err))
+	}
+	spec, err := RevertSpec(target)
+	if err != nil {
+		return note(rv.Version, fmt.Sprintf("; not rolled back: %v", err))
+	}
+	eval := w.newEval(d.Namespace, d.Job, api.TriggerJobRevert)
+	res, err := w.store.RegisterJob(ctx, spec, eval, w.now())
+	if err != nil {
+		return fmt.Errorf("roll job %s back to version %d: %w", d.JobKey(), *d.RevertTo, err)
+	}
+	w.log.Warn("deployment failed; rolled back", "job", d.JobKey(), "failed_version", d.JobVersion,
+		"reverted_to", *d.RevertTo, "as_version", res.Job.Version, "reason", d.StatusDescription)
+	return note(res.Job.Version, fmt.Sprintf(" (registered as version %d)", res.Job.Version))
+}
