@@ -127,3 +127,36 @@ func TestLeaderAPIAddress(t *testing.T) {
 		t.Fatalf("after s1 resigned: leader %q at %q (%v), want s2 at http://127.0.0.1:7702", id, u, err)
 	}
 }
+
+// TestDeposedLeaderCannotRegister: the leader's own registrations (a
+// deployment's automatic rollback) carry the fence: with a deposed
+// leader's fence nothing is written and ErrNotLeader says why; with the
+// current one the job is registered.
+func TestDeposedLeaderCannotRegister(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	first, err := s.Campaign(ctx, "s1", "", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := first.Fence
+	first.Resign(ctx)
+	second := lead(t, s, "s2")
+	job := &api.Job{Name: "web", Namespace: "default", Type: api.JobService}
+	eval := func(id string) *api.Evaluation {
+		return &api.Evaluation{ID: id, Namespace: "default", Job: "web", Status: api.EvalPending}
+	}
+	if _, err := s.RegisterJobFenced(ctx, stale, job, eval("e1"), time.Now()); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("registration by a deposed leader: want ErrNotLeader, got %v", err)
+	}
+	if resp, err := s.cli.Get(ctx, s.keys.job("default", "web")); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("a deposed leader's registration was written: %v %v", resp, err)
+	}
+	if _, err := s.RegisterJobFenced(ctx, nil, job, eval("e2"), time.Now()); err == nil {
+		t.Fatal("a fenced registration without a fence was accepted")
+	}
+	res, err := s.RegisterJobFenced(ctx, second.Fence, job, eval("e3"), time.Now())
+	if err != nil || !res.Changed || res.Job.Version != 0 {
+		t.Fatalf("registration by the leader: %+v %v", res, err)
+	}
+}

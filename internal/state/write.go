@@ -69,6 +69,20 @@ type RegisterResult struct {
 // current one (and the job is not stopped), and creates an evaluation for
 // it, all in one transaction.
 func (s *Store) RegisterJob(ctx context.Context, job *api.Job, eval *api.Evaluation, now time.Time) (*RegisterResult, error) {
+	return s.registerJob(ctx, nil, job, eval, now)
+}
+
+// RegisterJobFenced is RegisterJob for the leader's own registrations (a
+// deployment's automatic rollback): the write also needs the fence, and
+// ErrNotLeader says that leadership moved.
+func (s *Store) RegisterJobFenced(ctx context.Context, fence *Fence, job *api.Job, eval *api.Evaluation, now time.Time) (*RegisterResult, error) {
+	if fence == nil {
+		return nil, fmt.Errorf("register job %s: a fenced registration needs the leader's fence", job.Key())
+	}
+	return s.registerJob(ctx, fence, job, eval, now)
+}
+
+func (s *Store) registerJob(ctx context.Context, fence *Fence, job *api.Job, eval *api.Evaluation, now time.Time) (*RegisterResult, error) {
 	key := s.keys.job(job.Namespace, job.Name)
 	for range maxRetries {
 		resp, err := s.cli.Get(ctx, key)
@@ -102,12 +116,22 @@ func (s *Store) RegisterJob(ctx context.Context, job *api.Job, eval *api.Evaluat
 				clientv3.OpPut(key, encode(&nj)),
 				clientv3.OpPut(s.keys.jobVersion(nj.Namespace, nj.Name, nj.Version), encode(&nj)))
 		}
-		tr, err := s.cli.Txn(ctx).If(cmp).Then(ops...).Commit()
+		tr, err := s.cli.Txn(ctx).If(append(fence.cmps(), cmp)...).Then(ops...).Commit()
 		if err != nil {
 			return nil, fmt.Errorf("register job %s: %w", job.Key(), err)
 		}
 		if tr.Succeeded {
 			return &RegisterResult{Job: &nj, Eval: &ev, Changed: changed, Index: tr.Header.Revision}, nil
+		}
+		if fence != nil {
+			// The job changed meanwhile, or the fence no longer holds.
+			fr, err := s.cli.Get(ctx, fence.Key)
+			if err != nil {
+				return nil, fmt.Errorf("register job %s: read the leader key: %w", job.Key(), err)
+			}
+			if len(fr.Kvs) != 1 || fr.Kvs[0].CreateRevision != fence.Rev {
+				return nil, ErrNotLeader
+			}
 		}
 	}
 	return nil, fmt.Errorf("register job %s: %w after %d attempts", job.Key(), ErrConflict, maxRetries)

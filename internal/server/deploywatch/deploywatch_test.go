@@ -224,7 +224,10 @@ func (f *fakeStore) DeleteDeployments(_ context.Context, fence *state.Fence, ids
 	f.deleted = append(f.deleted, ids...)
 	return nil
 }
-func (f *fakeStore) RegisterJob(_ context.Context, job *api.Job, eval *api.Evaluation, _ time.Time) (*state.RegisterResult, error) {
+func (f *fakeStore) RegisterJobFenced(_ context.Context, fence *state.Fence, job *api.Job, eval *api.Evaluation, _ time.Time) (*state.RegisterResult, error) {
+	if err := f.write(fence); err != nil {
+		return nil, err
+	}
 	job.Version = f.job.Version + 1
 	f.job = job
 	f.registered = append(f.registered, job)

@@ -25,7 +25,7 @@ type Store interface {
 	CreateEvals(ctx context.Context, fence *state.Fence, evals ...*api.Evaluation) error
 	UpdateDeployment(ctx context.Context, fence *state.Fence, id string, fn func(d *api.Deployment) error, evals ...*api.Evaluation) (*api.Deployment, int64, error)
 	DeleteDeployments(ctx context.Context, fence *state.Fence, ids []string) error
-	RegisterJob(ctx context.Context, job *api.Job, eval *api.Evaluation, now time.Time) (*state.RegisterResult, error)
+	RegisterJobFenced(ctx context.Context, fence *state.Fence, job *api.Job, eval *api.Evaluation, now time.Time) (*state.RegisterResult, error)
 }
 
 // gcEvery is how often old deployments are deleted.
@@ -152,7 +152,7 @@ func (w *Watcher) revert(ctx context.Context, rv Revert) error {
 		return note(rv.Version, fmt.Sprintf("; not rolled back: %v", err))
 	}
 	eval := w.newEval(d.Namespace, d.Job, api.TriggerJobRevert)
-	res, err := w.store.RegisterJob(ctx, spec, eval, w.now())
+	res, err := w.store.RegisterJobFenced(ctx, w.fence, spec, eval, w.now())
 	if err != nil {
 		return fmt.Errorf("roll job %s back to version %d: %w", d.JobKey(), *d.RevertTo, err)
 	}
