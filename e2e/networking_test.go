@@ -444,8 +444,13 @@ func TestNetworkingCanaryPromoteAndRevert(t *testing.T) {
 	if r.Code != 0 || !strings.Contains(r.Stdout, "registered as version 2") || !strings.Contains(r.Stdout, "gantry job promote canary") {
 		t.Fatalf("job revert: %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	if r := c.Gantry("job", "promote", "canary"); r.Code != 0 {
+	// Promoted without following; `deployment status --watch` follows
+	// the rollout through the event stream to its end.
+	if r := c.Gantry("job", "promote", "-d", "canary"); r.Code != 0 {
 		t.Fatalf("promote the revert: %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := c.Gantry("deployment", "status", "--watch", "canary"); r.Code != 0 || !strings.Contains(r.Stdout, "successful: every replica of version 2 is healthy") {
+		t.Fatalf("deployment status --watch: %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	if r := c.Gantry("deployment", "status", "canary"); r.Code != 0 || !strings.Contains(r.Stdout, "successful") || !strings.Contains(r.Stdout, "Version      2") {
 		t.Fatalf("deployment status: %d\n%s%s", r.Code, r.Stdout, r.Stderr)

@@ -54,10 +54,14 @@ func newDeploymentCmd(g *globals) *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&job, "job", "", "only this job's deployments")
+	var watch bool
+	var timeout time.Duration
 	status := &cobra.Command{
 		Use:   "status <deployment-id | job>",
-		Short: "Show a deployment (by ID or ID prefix, or a job's newest)",
-		Args:  cobra.ExactArgs(1),
+		Short: "Show a deployment (by ID or ID prefix, or a job's newest); --watch follows it to its end",
+		Long: "Show a deployment (by ID or ID prefix, or a job's newest). With --watch, a deployment still running is then followed " +
+			"through the event stream, as 'job run' follows one, until it succeeds or waits for promotion (exit 0) or fails (exit 1).",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := g.client()
 			var d api.Deployment
@@ -71,9 +75,23 @@ func newDeploymentCmd(g *globals) *cobra.Command {
 				return printJSON(g.out, &d)
 			}
 			printDeployment(g.out, &d)
-			return nil
+			if !watch || !d.Active() {
+				return nil
+			}
+			s, err := c.job(d.Namespace, d.Job)
+			if err != nil {
+				return exitf(ExitError, "job %s: %v", d.Job, err)
+			}
+			fmt.Fprintln(g.out)
+			m := &monitor{g: g, c: c, ns: d.Namespace, job: s.Job, version: d.JobVersion}
+			m.watch()
+			defer m.stop()
+			start := time.Now()
+			return m.followDeployment(start, start.Add(timeout))
 		},
 	}
+	status.Flags().BoolVarP(&watch, "watch", "w", false, "follow a running deployment through the event stream until it ends")
+	status.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --watch: how long to follow")
 	cmd.AddCommand(list, status)
 	return cmd
 }
