@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/gantryhq/gantry/internal/api"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -42,6 +43,27 @@ func (s *Store) PutDefragRecord(ctx context.Context, fence *Fence, r *api.Defrag
 		return ErrNotLeader
 	}
 	return nil
+}
+
+// DefragMoveAllocs lists the replicas (allocation IDs) that have a move
+// record, for garbage collection.
+func (s *Store) DefragMoveAllocs(ctx context.Context) ([]string, error) {
+	prefix := s.keys.defragMove("")
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("list the GPU defragmentation move records: %w", err)
+	}
+	ids := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		ids = append(ids, strings.TrimPrefix(string(kv.Key), prefix))
+	}
+	return ids, nil
+}
+
+// DeleteDefragMoves removes the move records of the replicas ids
+// (garbage collection), fenced like DeleteEvals.
+func (s *Store) DeleteDefragMoves(ctx context.Context, fence *Fence, ids []string) error {
+	return s.deleteFenced(ctx, fence, "GPU defragmentation move records", ids, s.keys.defragMove)
 }
 
 // DefragProposal returns the latest proposed plan, or nil when none was

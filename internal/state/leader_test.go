@@ -160,3 +160,36 @@ func TestDeposedLeaderCannotRegister(t *testing.T) {
 		t.Fatalf("registration by the leader: %+v %v", res, err)
 	}
 }
+
+// TestDefragMoveRecordsCollected: the move records are listed by replica
+// and deleted with the leader's fence; a deposed leader deletes nothing.
+func TestDefragMoveRecordsCollected(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	first, err := s.Campaign(ctx, "s1", "", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := first.Fence
+	first.Resign(ctx)
+	l := lead(t, s, "s2")
+	for _, id := range []string{"a1", "a2"} {
+		r := &api.DefragRecord{Type: api.DefragEventCompleted, Move: &api.DefragMove{Alloc: id, Job: "small", Namespace: "default"}}
+		if err := s.PutDefragRecord(ctx, l.Fence, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids, err := s.DefragMoveAllocs(ctx)
+	if err != nil || len(ids) != 2 || ids[0] != "a1" || ids[1] != "a2" {
+		t.Fatalf("move records: %v %v, want [a1 a2]", ids, err)
+	}
+	if err := s.DeleteDefragMoves(ctx, stale, []string{"a1"}); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("delete by a deposed leader: want ErrNotLeader, got %v", err)
+	}
+	if err := s.DeleteDefragMoves(ctx, l.Fence, []string{"a1"}); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := s.DefragMoveAllocs(ctx); err != nil || len(ids) != 1 || ids[0] != "a2" {
+		t.Fatalf("after the delete: %v %v, want [a2]", ids, err)
+	}
+}

@@ -17,8 +17,11 @@ type Store interface {
 	Evals(namespace, job string) []*api.Evaluation
 	AllocsUnsorted(f state.AllocFilter) []*api.Allocation
 	Job(namespace, name string) (*api.Job, bool)
+	Alloc(id string) (*api.Allocation, bool)
+	DefragMoveAllocs(ctx context.Context) ([]string, error)
 	DeleteEvals(ctx context.Context, fence *state.Fence, ids []string) error
 	DeleteAllocs(ctx context.Context, fence *state.Fence, ids []string) error
+	DeleteDefragMoves(ctx context.Context, fence *state.Fence, ids []string) error
 }
 
 // Collector runs the decision against the store while its server leads.
@@ -66,6 +69,17 @@ func (c *Collector) Round(ctx context.Context, now time.Time) error {
 		return err
 	} else if err != nil {
 		c.log.Warn("garbage-collect allocations", "err", err)
+	}
+	moves, err := c.store.DefragMoveAllocs(ctx)
+	if err != nil {
+		c.log.Warn("garbage-collect GPU defragmentation records", "err", err)
+		return nil
+	}
+	exists := func(id string) bool { _, ok := c.store.Alloc(id); return ok }
+	if err := c.store.DeleteDefragMoves(ctx, c.fence, DefragMoves(moves, exists)); errors.Is(err, state.ErrNotLeader) {
+		return err
+	} else if err != nil {
+		c.log.Warn("garbage-collect GPU defragmentation records", "err", err)
 	}
 	return nil
 }

@@ -1,9 +1,10 @@
-// Package gc is the leader's garbage collection of evaluations and
-// allocations that nobody needs any more.
+// Package gc is the leader's garbage collection of evaluations,
+// allocations and GPU defragmentation move records that nobody needs any
+// more.
 //
-// Evals and Allocs are the decision, pure functions of what the collector
-// reads and the time: the IDs to delete. Collector is the thin shell: a
-// Round reads the store through Store (five methods) and deletes with the
+// Evals, Allocs and DefragMoves are the decision, pure functions of what
+// the collector reads and the time: the IDs to delete. Collector is the
+// thin shell: a Round reads the store through Store and deletes with the
 // leader's fence. The package never reads the clock (the time and the
 // ticks come in), starts no goroutine and does no I/O but through Store;
 // it never deletes without the fence, and never deletes an evaluation
@@ -67,6 +68,20 @@ func Allocs(allocs []*api.Allocation, job func(namespace, name string) (*api.Job
 		j, ok := job(a.Namespace, a.Job)
 		if newer[a.ID] || !ok || j.Stop || a.DesiredStatus == api.AllocDesiredStop {
 			ids = append(ids, a.ID)
+		}
+	}
+	return ids
+}
+
+// DefragMoves lists the GPU defragmentation move records to delete: those
+// of replicas no longer in the store (a move record is keyed by the
+// replica it moved, which garbage collection removes after AllocAge once
+// it was stopped). A move under way still has its replica.
+func DefragMoves(recorded []string, exists func(alloc string) bool) []string {
+	var ids []string
+	for _, id := range recorded {
+		if !exists(id) {
+			ids = append(ids, id)
 		}
 	}
 	return ids

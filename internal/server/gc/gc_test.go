@@ -95,6 +95,8 @@ type fakeStore struct {
 	failEvals    error
 	deletedEvals []string
 	deletedAlloc []string
+	moves        []string // replicas with a defrag move record
+	deletedMoves []string
 }
 
 func (f *fakeStore) Evals(_, _ string) []*api.Evaluation { return f.evals }
@@ -102,6 +104,22 @@ func (f *fakeStore) AllocsUnsorted(state.AllocFilter) []*api.Allocation {
 	return f.allocs
 }
 func (f *fakeStore) Job(_, name string) (*api.Job, bool) { j, ok := f.jobs[name]; return j, ok }
+func (f *fakeStore) Alloc(id string) (*api.Allocation, bool) {
+	for _, a := range f.allocs {
+		if a.ID == id {
+			return a, true
+		}
+	}
+	return nil, false
+}
+func (f *fakeStore) DefragMoveAllocs(context.Context) ([]string, error) { return f.moves, nil }
+func (f *fakeStore) DeleteDefragMoves(_ context.Context, fence *state.Fence, ids []string) error {
+	if fence == nil {
+		return errors.New("unfenced leader write")
+	}
+	f.deletedMoves = append(f.deletedMoves, ids...)
+	return nil
+}
 func (f *fakeStore) DeleteEvals(_ context.Context, fence *state.Fence, ids []string) error {
 	if fence == nil {
 		return errors.New("unfenced leader write")
@@ -129,6 +147,7 @@ func TestCollectorRound(t *testing.T) {
 		evals:  finished("e", "web", KeepEvalsPerJob+1, EvalAge+time.Minute),
 		allocs: []*api.Allocation{alloc("a", "gone", api.AllocComplete, api.AllocDesiredRun, "", AllocAge)},
 		jobs:   map[string]*api.Job{"web": {Name: "web"}},
+		moves:  []string{"moved-long-ago", "a"},
 	}
 	leading := true
 	var logs bytes.Buffer
@@ -139,6 +158,11 @@ func TestCollectorRound(t *testing.T) {
 	}
 	if !slices.Equal(f.deletedEvals, []string{"e0"}) || !slices.Equal(f.deletedAlloc, []string{"a"}) {
 		t.Fatalf("deleted evaluations %v and allocations %v, want [e0] and [a]", f.deletedEvals, f.deletedAlloc)
+	}
+	// The move record of a replica the store no longer holds goes; that of
+	// a replica still there (its move may be under way) stays.
+	if !slices.Equal(f.deletedMoves, []string{"moved-long-ago"}) {
+		t.Fatalf("deleted move records %v, want [moved-long-ago]", f.deletedMoves)
 	}
 
 	f.deletedAlloc, f.failEvals = nil, errors.New("etcd: request timed out")
@@ -158,5 +182,25 @@ func TestCollectorRound(t *testing.T) {
 	f.deletedEvals = nil
 	if err := c.Round(ctx, now); !errors.Is(err, state.ErrNotLeader) || f.deletedEvals != nil {
 		t.Errorf("after leadership moved: %v, deleted %v; want state.ErrNotLeader and nothing deleted", err, f.deletedEvals)
+	}
+}
+
+// TestDefragMoves: a move record goes once its replica is gone from the
+// store, never while the replica is there.
+func TestDefragMoves(t *testing.T) {
+	held := map[string]bool{"running": true, "stopped-recently": true}
+	exists := func(id string) bool { return held[id] }
+	for _, tc := range []struct {
+		name     string
+		recorded []string
+		want     []string
+	}{
+		{"none recorded", nil, nil},
+		{"all replicas held", []string{"running", "stopped-recently"}, nil},
+		{"some gone", []string{"gone-1", "running", "gone-2"}, []string{"gone-1", "gone-2"}},
+	} {
+		if got := DefragMoves(tc.recorded, exists); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
