@@ -22,6 +22,19 @@ func lead(t *testing.T, s *Store, id string) *Leadership {
 	return l
 }
 
+// deposed returns the fence of a leadership that s1 won and resigned,
+// and the leadership s2 then won.
+func deposed(t *testing.T, s *Store) (*Fence, *Leadership) {
+	t.Helper()
+	first, err := s.Campaign(context.Background(), "s1", "", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := first.Fence
+	first.Resign(context.Background())
+	return stale, lead(t, s, "s2")
+}
+
 // TestDeposedLeaderCannotCollectGarbage: garbage collection deletes carry
 // the leader fence like every other leader write, so a leader that lost
 // its election (here it resigned and another server won) deletes nothing
@@ -38,13 +51,7 @@ func TestDeposedLeaderCannotCollectGarbage(t *testing.T) {
 	}
 	s.WaitIndex(ctx, rev)
 
-	first, err := s.Campaign(ctx, "s1", "", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stale := first.Fence
-	first.Resign(ctx)
-	second := lead(t, s, "s2")
+	stale, second := deposed(t, s)
 	if *second.Fence == *stale {
 		t.Fatalf("the second leadership has the first one's fence %+v", *stale)
 	}
@@ -135,13 +142,7 @@ func TestLeaderAPIAddress(t *testing.T) {
 func TestDeposedLeaderCannotRegister(t *testing.T) {
 	s := openTest(t, 0)
 	ctx := context.Background()
-	first, err := s.Campaign(ctx, "s1", "", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stale := first.Fence
-	first.Resign(ctx)
-	second := lead(t, s, "s2")
+	stale, second := deposed(t, s)
 	job := &api.Job{Name: "web", Namespace: "default", Type: api.JobService}
 	eval := func(id string) *api.Evaluation {
 		return &api.Evaluation{ID: id, Namespace: "default", Job: "web", Status: api.EvalPending}
@@ -166,13 +167,7 @@ func TestDeposedLeaderCannotRegister(t *testing.T) {
 func TestDefragMoveRecordsCollected(t *testing.T) {
 	s := openTest(t, 0)
 	ctx := context.Background()
-	first, err := s.Campaign(ctx, "s1", "", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stale := first.Fence
-	first.Resign(ctx)
-	l := lead(t, s, "s2")
+	stale, l := deposed(t, s)
 	for _, id := range []string{"a1", "a2"} {
 		r := &api.DefragRecord{Type: api.DefragEventCompleted, Move: &api.DefragMove{Alloc: id, Job: "small", Namespace: "default"}}
 		if err := s.PutDefragRecord(ctx, l.Fence, r); err != nil {
