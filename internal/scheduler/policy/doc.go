@@ -13,7 +13,9 @@
 // For the server, Served (learnt.go) runs a policy without knowing the
 // workload in advance: a Workload (workload.go) counts the typical tasks
 // of the jobs submitted so far, Learnt is that as a versioned value
-// derived from the jobs in the store, and Served, built on one Learnt per
+// derived from the jobs in the store (an IncrementalLearner, in
+// incremental.go, keeps it as jobs change without folding them all
+// again), and Served, built on one Learnt per
 // evaluation and passed in the scheduler's Request, hands each Plan a
 // fresh instance (scheduler.PlanScorer). The same store state gives the
 // same Learnt and so the same plan, in `job plan`, in the worker and on

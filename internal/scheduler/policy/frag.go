@@ -60,6 +60,13 @@ func TypicalTasks(tasks []Shape, coverage float64) []Typical {
 
 // typicalOf is TypicalTasks over counts of total tasks.
 func typicalOf(counts map[Shape]int, total int, coverage float64) []Typical {
+	t, _ := typicalCut(counts, total, coverage)
+	return t
+}
+
+// typicalCut is typicalOf, and the count of the most frequent shape it
+// left out (0: none left out).
+func typicalCut(counts map[Shape]int, total int, coverage float64) ([]Typical, int) {
 	out := make([]Typical, 0, len(counts))
 	for s, n := range counts {
 		out = append(out, Typical{Shape: s, Weight: float64(n)})
@@ -75,11 +82,15 @@ func typicalOf(counts map[Shape]int, total int, coverage float64) []Typical {
 		cum += out[k].Weight
 		k++
 	}
+	next := 0
+	if k < len(out) {
+		next = int(out[k].Weight)
+	}
 	out = out[:k]
 	for i := range out {
 		out[i].Weight /= cum
 	}
-	return out
+	return out, next
 }
 
 // FragModel measures GPU fragmentation against a set of typical tasks, as

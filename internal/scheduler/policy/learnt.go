@@ -104,7 +104,8 @@ func (l *Learner) Has(key string) bool { return l.keys[key] }
 
 // Add folds a job whose key was not folded yet and whose ModifyIndex is
 // at least that of every job folded (to fold a job again, or out of
-// order, build a new Learner with LearnerOf).
+// order, build a new Learner with LearnerOf, or keep an
+// IncrementalLearner, which refolds only from the first change).
 func (l *Learner) Add(job *api.Job) {
 	l.keys[job.Key()] = true
 	l.last = max(l.last, job.ModifyIndex)
