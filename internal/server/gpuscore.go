@@ -1,7 +1,6 @@
 package server
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -54,17 +53,15 @@ func gpuPolicyName(name string) (string, error) {
 // same value and places alike; nothing is written to etcd (see
 // policy.Learnt for why it is derived rather than stored).
 //
-// The Learner it keeps is a cache of that function, not state: it has
-// folded exactly the jobs of the last read, each as the value the view
-// held (the view replaces a job's value on every change). When the jobs
-// read since are those plus jobs newer than all of them, it folds the
-// new ones; otherwise (a job changed or went) it folds all again.
+// The policy.IncrementalLearner it keeps is a cache of that function, not
+// state: it has folded exactly the jobs of the last read, each as the
+// value the view held (the view replaces a job's value on every change),
+// and refolds only from where the jobs read since differ from those.
 type gpuLearner struct {
 	policy string // "": the GPU policy learns nothing
 
 	mu   sync.Mutex
-	fold *policy.Learner
-	seen map[string]*api.Job // the job values folded, by key
+	fold *policy.IncrementalLearner
 	// served is the scorer handed out for the last version of the learnt
 	// workload: evaluations planned on an unchanged typical set share it,
 	// and with it the ratings its policy memoized (see policy.Served).
@@ -72,7 +69,7 @@ type gpuLearner struct {
 }
 
 func newGPULearner(name string) *gpuLearner {
-	return &gpuLearner{policy: name, fold: policy.NewLearner(), seen: map[string]*api.Job{}}
+	return &gpuLearner{policy: name, fold: policy.NewIncrementalLearner()}
 }
 
 // learnt returns the GPU policy's input for the jobs the view holds, with
@@ -82,53 +79,15 @@ func newGPULearner(name string) *gpuLearner {
 func (l *gpuLearner) learnt(jobs []*api.Job, planned *api.Job) *policy.Learnt {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var added []*api.Job
-	same := len(jobs) >= len(l.seen)
-	for _, j := range jobs {
-		prev, ok := l.seen[j.Key()]
-		switch {
-		case ok && prev == j:
-		case !ok && j.ModifyIndex > l.fold.Last():
-			added = append(added, j)
-		default:
-			same = false
-		}
-	}
-	if same && len(jobs) != len(l.seen)+len(added) {
-		same = false // a job went
-	}
-	if same {
-		slices.SortFunc(added, func(a, b *api.Job) int {
-			return cmp.Or(cmp.Compare(a.ModifyIndex, b.ModifyIndex), strings.Compare(a.Key(), b.Key()))
-		})
-		for _, j := range added {
-			l.fold.Add(j)
-			l.seen[j.Key()] = j
-		}
-	} else {
-		l.fold = policy.LearnerOf(jobs...)
-		clear(l.seen)
-		for _, j := range jobs {
-			l.seen[j.Key()] = j
-		}
-	}
+	l.fold.Sync(jobs)
 	if planned == nil {
 		return l.fold.Learnt()
 	}
-	// The planned job as the store would take it: after every job in it.
+	// The planned job as the store would take it: after every job in it
+	// (a new version of a job in the store moves to the end of the order).
 	next := *planned
 	next.ModifyIndex = l.fold.Last() + 1
-	if !l.fold.Has(next.Key()) {
-		return l.fold.LearntWith(&next)
-	}
-	// A new version of a job in the store moves to the end of the order.
-	others := make([]*api.Job, 0, len(jobs))
-	for _, j := range jobs {
-		if j.Key() != next.Key() {
-			others = append(others, j)
-		}
-	}
-	return policy.LearnerOf(append(others, &next)...).Learnt()
+	return l.fold.LearntWith(&next)
 }
 
 // gpuInput builds the GPU policy's input for one evaluation (planned nil)
