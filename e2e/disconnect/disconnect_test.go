@@ -2,8 +2,8 @@ package disconnect
 
 import (
 	"bytes"
+	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/gantryhq/gantry/e2e/e2ebin"
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 )
 
 var gantryBin string
@@ -73,9 +74,10 @@ func (p *proc) signal(sig syscall.Signal) {
 
 func freePorts(t *testing.T, n int) []int { return e2ebin.FreePorts(t, n) }
 
-var httpc = &http.Client{Timeout: 5 * time.Second}
-
-func getJSON(url string, v any) error { return e2ebin.GetJSON(url, v) }
+// bounded is a context for one request, given up on after 5 s.
+func bounded() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 5*time.Second)
+}
 
 func eventually(t *testing.T, limit time.Duration, what string, cond func() bool, procs ...*proc) {
 	t.Helper()
@@ -105,7 +107,7 @@ func TestAgentStopsWorkWhenCutOff(t *testing.T) {
 	dir := t.TempDir()
 	ports := freePorts(t, 4)
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	base := "http://" + apiAddr
+	c := apiclient.New(apiclient.Options{Servers: []string{"http://" + apiAddr}})
 	server := &proc{name: "server", args: []string{"server", "--insecure", "--data-dir", filepath.Join(dir, "server"), "--http-addr", apiAddr,
 		"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", ports[1]), "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
 		"--heartbeat-ttl", "30s", "--log-level", "warn"}}
@@ -115,27 +117,30 @@ func TestAgentStopsWorkWhenCutOff(t *testing.T) {
 	t.Cleanup(func() { agent.signal(syscall.SIGTERM); server.signal(syscall.SIGTERM) })
 	server.start(t)
 	eventually(t, 60*time.Second, "the server to lead", func() bool {
-		var st api.StatusResponse
-		return getJSON(base+"/v1/status", &st) == nil && st.Leader
+		ctx, cancel := bounded()
+		defer cancel()
+		st, err := c.Status(ctx)
+		return err == nil && st.Leader
 	}, server)
 	agent.start(t)
 
-	spec := `{"name": "cut", "type": "service", "groups": [
-	  {"name": "train", "count": 1, "disconnect": {"stop_after": "3s"},
-	   "tasks": [{"name": "t", "driver": "null", "resources": {"cpu": 10, "memory": 10}}]},
-	  {"name": "web", "count": 1,
-	   "tasks": [{"name": "t", "driver": "null", "resources": {"cpu": 10, "memory": 10}}]}]}`
-	resp, err := httpc.Post(base+"/v1/jobs", "application/json", strings.NewReader(spec))
-	if err != nil {
-		t.Fatal(err)
+	tasks := func() []*api.Task {
+		return []*api.Task{{Name: "t", Driver: api.DriverNull, Resources: api.Resources{CPU: 10, Memory: 10}}}
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("register the job: %s", resp.Status)
+	job := &api.Job{Name: "cut", Namespace: api.DefaultNamespace, Type: api.JobService, Priority: api.DefaultPriority, Groups: []*api.Group{
+		{Name: "train", Count: 1, Disconnect: &api.Disconnect{StopAfter: api.Duration(3 * time.Second)}, Tasks: tasks()},
+		{Name: "web", Count: 1, Tasks: tasks()}}}
+	ctx, cancel := bounded()
+	_, err := c.RegisterJob(ctx, job)
+	cancel()
+	if err != nil {
+		t.Fatalf("register the job: %v", err)
 	}
 	byGroup := func() map[string]*api.Allocation {
-		var allocs []*api.Allocation
-		if getJSON(base+"/v1/jobs/cut/allocations", &allocs) != nil {
+		ctx, cancel := bounded()
+		defer cancel()
+		allocs, err := c.JobAllocs(ctx, api.DefaultNamespace, "cut", false)
+		if err != nil {
 			return nil
 		}
 		m := map[string]*api.Allocation{}
@@ -169,12 +174,14 @@ func TestAgentStopsWorkWhenCutOff(t *testing.T) {
 
 	server.start(t)
 	eventually(t, 90*time.Second, "the train allocation reported failed because the node was disconnected", func() bool {
-		var a api.Allocation
-		return getJSON(base+"/v1/allocations/"+train.ID, &a) == nil && a.ClientStatus == api.AllocFailed &&
-			strings.Contains(a.ClientReason, "node was disconnected")
+		ctx, cancel := bounded()
+		defer cancel()
+		a, err := c.Alloc(ctx, train.ID)
+		return err == nil && a.ClientStatus == api.AllocFailed && strings.Contains(a.ClientReason, "node was disconnected")
 	}, server, agent)
-	var w api.Allocation
-	if err := getJSON(base+"/v1/allocations/"+web.ID, &w); err != nil || w.ClientStatus != api.AllocRunning {
+	ctx, cancel = bounded()
+	defer cancel()
+	if w, err := c.Alloc(ctx, web.ID); err != nil || w.ClientStatus != api.AllocRunning {
 		t.Errorf("web allocation after the reconnect: %s (%v), want running", w.ClientStatus, err)
 	}
 }

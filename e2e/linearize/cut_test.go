@@ -1,17 +1,15 @@
 package linearize
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 )
 
 // cutProxy stands between one agent and one server: while cut, every
@@ -105,22 +103,14 @@ func (p *cutProxy) setCut(cut bool) {
 	}
 }
 
-// localAllocs asks an agent's own API which allocations have a task
-// running on it (GET /v1/client/allocations).
-func localAllocs(agentAddr string) (map[string]bool, error) {
-	resp, err := httpc.Get("http://" + agentAddr + "/v1/client/allocations")
+// localAllocs asks an agent's own API (agent: a client of that agent)
+// which allocations have a task running on it.
+func localAllocs(agent *apiclient.Client) (map[string]bool, error) {
+	ctx, cancel := bounded()
+	defer cancel()
+	list, err := agent.AgentAllocs(ctx)
 	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", agentAddr, resp.Status)
-	}
-	var list []struct {
-		ID string `json:"id"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("allocations running on the agent at %s: %w", agent.Address(), err)
 	}
 	out := map[string]bool{}
 	for _, a := range list {
@@ -129,21 +119,19 @@ func localAllocs(agentAddr string) (map[string]bool, error) {
 	return out, nil
 }
 
-// jobAllocs lists a job's allocations through a server.
-func jobAllocs(addr, job string) ([]*api.Allocation, error) {
-	resp, err := httpc.Get(addr + "/v1/jobs/" + job + "/allocations")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
+// jobAllocs lists a job's allocations through a server; none for a job
+// it does not know.
+func jobAllocs(server *apiclient.Client, job string) ([]*api.Allocation, error) {
+	ctx, cancel := bounded()
+	defer cancel()
+	as, err := server.JobAllocs(ctx, api.DefaultNamespace, job, false)
+	if apiclient.IsNotFound(err) {
 		return nil, nil
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("allocations of %s: %s", job, resp.Status)
+	if err != nil {
+		return nil, fmt.Errorf("allocations of %s: %w", job, err)
 	}
-	var out []*api.Allocation
-	return out, json.NewDecoder(resp.Body).Decode(&out)
+	return as, nil
 }
 
 // overlapWatch samples, every 100 ms, which agents run an allocation of
@@ -156,7 +144,7 @@ type overlapWatch struct {
 	samples      int
 }
 
-func (w *overlapWatch) run(stop <-chan struct{}, cutAgent, otherAgent string, isGuard func(id string) bool) {
+func (w *overlapWatch) run(stop <-chan struct{}, cutAgent, otherAgent *apiclient.Client, isGuard func(id string) bool) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -188,23 +176,10 @@ func (w *overlapWatch) run(stop <-chan struct{}, cutAgent, otherAgent string, is
 	}
 }
 
-// guardSpec is a service job whose group a cut-off node must stop by
+// guardJob is a service job whose group a cut-off node must stop by
 // itself after stopAfter.
-func guardSpec(stopAfter time.Duration) string {
-	return fmt.Sprintf(`{"name": "guard", "type": "service", "groups": [{"name": "g", "count": 1,
-	  "disconnect": {"stop_after": %q},
-	  "tasks": [{"name": "t", "driver": "null", "resources": {"cpu": 10, "memory": 10}}]}]}`, stopAfter.String())
-}
-
-func postJob(addr, body string) error {
-	resp, err := httpc.Post(addr+"/v1/jobs", "application/json", strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("register: %s: %s", resp.Status, b)
-	}
-	return nil
+func guardJob(stopAfter time.Duration) *api.Job {
+	return &api.Job{Name: "guard", Namespace: api.DefaultNamespace, Type: api.JobService, Priority: api.DefaultPriority,
+		Groups: []*api.Group{{Name: "g", Count: 1, Disconnect: &api.Disconnect{StopAfter: api.Duration(stopAfter)},
+			Tasks: []*api.Task{{Name: "t", Driver: api.DriverNull, Resources: api.Resources{CPU: 10, Memory: 10}}}}}}
 }

@@ -3,10 +3,8 @@ package linearize
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"os"
@@ -22,6 +20,7 @@ import (
 	"github.com/anishathalye/porcupine"
 	"github.com/gantryhq/gantry/e2e/e2ebin"
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/apiclient"
 )
 
 var gantryBin string
@@ -77,8 +76,8 @@ func (s *syncBuffer) tail(n int) string {
 // (and so on the same data) after a kill.
 type proc struct {
 	name string
-	addr string // http://host:port of its API; empty for the agent
-	bin  string // the program; empty: the gantry binary
+	api  *apiclient.Client // a client of its API (a server's) that asks only it; nil for an agent
+	bin  string            // the program; empty: the gantry binary
 	args []string
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -129,25 +128,32 @@ func (p *proc) stop() {
 
 func freePorts(t *testing.T, n int) []int { return e2ebin.FreePorts(t, n) }
 
-var httpc = &http.Client{Timeout: requestWait}
+// serverAPI is a typed client of the one server at addr: no failover to
+// another server, so that each request goes where the test sends it.
+func serverAPI(addr string) *apiclient.Client {
+	return apiclient.New(apiclient.Options{Servers: []string{addr}})
+}
 
-func status(addr string) (api.StatusResponse, error) {
-	var st api.StatusResponse
-	resp, err := httpc.Get(addr + "/v1/status")
+// bounded is a context for one request: one without an answer by
+// requestWait is given up on.
+func bounded() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), requestWait)
+}
+
+func status(p *proc) (*api.StatusResponse, error) {
+	ctx, cancel := bounded()
+	defer cancel()
+	st, err := p.api.Status(ctx)
 	if err != nil {
-		return st, err
+		return nil, fmt.Errorf("status of %s: %w", p.name, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("status: %s", resp.Status)
-	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	return st, nil
 }
 
 // leader returns the server that says it leads, or nil.
 func leader(servers []*proc) *proc {
 	for _, s := range servers {
-		if st, err := status(s.addr); err == nil && st.Leader {
+		if st, err := status(s); err == nil && st.Leader {
 			return s
 		}
 	}
@@ -285,38 +291,33 @@ func (r *recorder) add(client int, in input, call int64, out output) {
 // refused): it took no effect and is left out of the history.
 var errDropped = errors.New("no server took the request")
 
-// do sends one operation to addr and says what came of it.
-func do(ctx context.Context, addr string, in input) (output, error) {
-	var req *http.Request
+// linJob is the job a register writes: value is its one task's V.
+func linJob(name, value string) *api.Job {
+	return &api.Job{Name: name, Namespace: api.DefaultNamespace, Type: api.JobBatch, Priority: api.DefaultPriority,
+		Groups: []*api.Group{{Name: "g", Count: 1, Tasks: []*api.Task{{Name: "t", Driver: api.DriverNull,
+			Config: api.TaskConfig{Env: map[string]string{"V": value}}, Resources: api.Resources{CPU: 10, Memory: 10}}}}}}
+}
+
+// do sends one operation through c (a client of one server, see
+// serverAPI) and says what came of it. It sends it once: the client
+// retries nothing a server answered and, with one server, tries no
+// other.
+func do(c *apiclient.Client, in input) (output, error) {
+	ctx, cancel := bounded()
+	defer cancel()
+	var sum *api.JobSummary
 	var err error
 	switch in.Op {
 	case "register":
-		body := fmt.Sprintf(`{"name": %q, "type": "batch", "groups": [{"name": "g", "count": 1, "tasks": [{"name": "t", "driver": "null", "config": {"env": {"V": %q}}, "resources": {"cpu": 10, "memory": 10}}]}]}`, in.Job, in.Value)
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, addr+"/v1/jobs", strings.NewReader(body))
-		if req != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
+		_, err = c.RegisterJob(ctx, linJob(in.Job, in.Value))
 	case "stop":
-		req, err = http.NewRequestWithContext(ctx, http.MethodDelete, addr+"/v1/jobs/"+in.Job, nil)
+		_, err = c.StopJob(ctx, api.DefaultNamespace, in.Job)
 	default:
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, addr+"/v1/jobs/"+in.Job+"?consistent", nil)
+		sum, err = c.Job(ctx, api.DefaultNamespace, in.Job, apiclient.Consistent)
 	}
-	if err != nil {
-		return output{}, err
-	}
-	resp, err := httpc.Do(req)
-	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			return output{}, errDropped
-		}
-		return output{Unknown: true}, nil
-	}
-	defer resp.Body.Close()
-	body, rerr := io.ReadAll(resp.Body)
 	switch {
-	case resp.StatusCode == http.StatusOK && in.Op == "read":
-		var sum api.JobSummary
-		if rerr != nil || json.Unmarshal(body, &sum) != nil || sum.Job == nil {
+	case err == nil && in.Op == "read":
+		if sum.Job == nil {
 			return output{Unknown: true}, nil
 		}
 		st := kvState{Exists: true, Stopped: sum.Job.Stop}
@@ -324,15 +325,20 @@ func do(ctx context.Context, addr string, in input) (output, error) {
 			st.Value = sum.Job.Groups[0].Tasks[0].Config.Env["V"]
 		}
 		return output{Found: true, State: st}, nil
-	case resp.StatusCode == http.StatusOK:
+	case err == nil:
 		return output{Found: true}, nil
-	case resp.StatusCode == http.StatusNotFound && in.Op != "register":
+	case errors.Is(err, syscall.ECONNREFUSED):
+		// No server took it: the client got no connection.
+		return output{}, errDropped
+	case apiclient.IsNotFound(err) && in.Op != "register":
 		return output{}, nil
-	case resp.StatusCode == http.StatusBadRequest:
-		return output{}, fmt.Errorf("%s %s: %s: %s", in.Op, in.Job, resp.Status, body)
+	case apiclient.StatusOf(err) == http.StatusBadRequest:
+		return output{}, fmt.Errorf("%s %s: %w", in.Op, in.Job, err)
 	}
-	// A server error (etcd without a leader, a timeout inside the
-	// server): the write may have committed or not.
+	// No answer in time, a connection that broke off, an answer that
+	// could not be read, or a server error (etcd without a leader, a
+	// timeout inside the server): the operation may have taken effect or
+	// not.
 	return output{Unknown: true}, nil
 }
 
@@ -358,7 +364,7 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 	}
 	for i := range 3 {
 		apiAddr := fmt.Sprintf("127.0.0.1:%d", ports[3*i])
-		s := &proc{name: fmt.Sprintf("server s%d", i+1), addr: "http://" + apiAddr, args: []string{"server", "--insecure",
+		s := &proc{name: fmt.Sprintf("server s%d", i+1), api: serverAPI("http://" + apiAddr), args: []string{"server", "--insecure",
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("s%d", i+1)), "--http-addr", apiAddr,
 			"--etcd-name", fmt.Sprintf("s%d", i+1),
 			"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", ports[3*i+1]),
@@ -383,7 +389,9 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 	}
 	agentA := &proc{name: "agent lin-a", args: agentArgs("lin-a", viaProxy, ports[9])}
 	agentB := &proc{name: "agent lin-b", args: agentArgs("lin-b", addrs, ports[10])}
-	agentAAddr, agentBAddr := fmt.Sprintf("127.0.0.1:%d", ports[9]), fmt.Sprintf("127.0.0.1:%d", ports[10])
+	// The agents' own APIs say what runs on them.
+	agentAAPI := apiclient.New(apiclient.Options{Servers: []string{fmt.Sprintf("http://127.0.0.1:%d", ports[9])}})
+	agentBAPI := apiclient.New(apiclient.Options{Servers: []string{fmt.Sprintf("http://127.0.0.1:%d", ports[10])}})
 	all := append([]*proc{agentA, agentB}, servers...)
 	t.Cleanup(func() {
 		for _, p := range all {
@@ -399,7 +407,13 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 	agentA.start(t)
 	eventually(t, 60*time.Second, "the guard job registered", func() bool {
 		l := leader(servers)
-		return l != nil && postJob(l.addr, guardSpec(stopAfter)) == nil
+		if l == nil {
+			return false
+		}
+		ctx, cancel := bounded()
+		defer cancel()
+		_, err := l.api.RegisterJob(ctx, guardJob(stopAfter))
+		return err == nil
 	}, servers...)
 	var guardOnA string
 	eventually(t, 60*time.Second, "the guard allocation running on lin-a", func() bool {
@@ -407,8 +421,8 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 		if l == nil {
 			return false
 		}
-		as, err := jobAllocs(l.addr, "guard")
-		local, lerr := localAllocs(agentAAddr)
+		as, err := jobAllocs(l.api, "guard")
+		local, lerr := localAllocs(agentAAPI)
 		if err != nil || lerr != nil {
 			return false
 		}
@@ -423,8 +437,11 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 	agentB.start(t)
 	eventually(t, 60*time.Second, "two nodes ready", func() bool {
 		l := leader(servers)
-		var nodes []*api.Node
-		if l == nil || getJSON(l.addr+"/v1/nodes", &nodes) != nil {
+		if l == nil {
+			return false
+		}
+		nodes, err := nodeList(l)
+		if err != nil {
 			return false
 		}
 		ready := 0
@@ -448,7 +465,7 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 	stopWatch := make(chan struct{})
 	var watchWG sync.WaitGroup
 	watchWG.Add(1)
-	go func() { defer watchWG.Done(); watch.run(stopWatch, agentAAddr, agentBAddr, isGuard) }()
+	go func() { defer watchWG.Done(); watch.run(stopWatch, agentAAPI, agentBAPI, isGuard) }()
 	defer func() { close(stopWatch); watchWG.Wait() }()
 	go func() {
 		for {
@@ -458,7 +475,7 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 			case <-time.After(200 * time.Millisecond):
 			}
 			for _, s := range servers {
-				if as, err := jobAllocs(s.addr, "guard"); err == nil {
+				if as, err := jobAllocs(s.api, "guard"); err == nil {
 					guardMu.Lock()
 					for _, a := range as {
 						guardIDs[a.ID] = true
@@ -508,14 +525,14 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 
 	// The faults healed: every server answers and one leads.
 	for _, s := range servers {
-		eventually(t, 90*time.Second, s.name+" to answer after the faults", func() bool { _, err := status(s.addr); return err == nil }, s)
+		eventually(t, 90*time.Second, s.name+" to answer after the faults", func() bool { _, err := status(s); return err == nil }, s)
 	}
 	eventually(t, 90*time.Second, "a leader after the faults", func() bool { return leader(servers) != nil }, servers...)
 
 	// The cut agent's guard is replaced on the other node, and only then
 	// is the cut healed: the cut agent must not run it again.
 	eventually(t, 120*time.Second, "the guard replaced on lin-b while lin-a is cut off", func() bool {
-		local, err := localAllocs(agentBAddr)
+		local, err := localAllocs(agentBAPI)
 		if err != nil {
 			return false
 		}
@@ -534,8 +551,11 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 	}
 	eventually(t, 90*time.Second, "lin-a back after the cut", func() bool {
 		l := leader(servers)
-		var nodes []*api.Node
-		if l == nil || getJSON(l.addr+"/v1/nodes", &nodes) != nil {
+		if l == nil {
+			return false
+		}
+		nodes, err := nodeList(l)
+		if err != nil {
 			return false
 		}
 		for _, n := range nodes {
@@ -568,9 +588,9 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 		if out.Found && !out.State.Stopped {
 			want = 1
 		}
-		checkRunsOnce(t, l.addr, job, want, agentAAddr, agentBAddr, agentA, agentB)
+		checkRunsOnce(t, l.api, job, want, agentAAPI, agentBAPI, agentA, agentB)
 	}
-	checkRunsOnce(t, l.addr, "guard", 1, agentAAddr, agentBAddr, agentA, agentB)
+	checkRunsOnce(t, l.api, "guard", 1, agentAAPI, agentBAPI, agentA, agentB)
 	time.Sleep(2 * time.Second) // the watch sees a restarted guard on lin-a, if any
 	watch.mu.Lock()
 	lastOnCut, firstOnOther, samples := watch.lastOnCut, watch.firstOnOther, watch.samples
@@ -637,7 +657,7 @@ func TestModelRejectsWhatIsNotLinearizable(t *testing.T) {
 // the servers' books (desired run, client running) and the same number
 // running on the two agents together, and says what it saw if that does
 // not come within a minute.
-func checkRunsOnce(t *testing.T, server, job string, want int, agentA, agentB string, logs ...*proc) {
+func checkRunsOnce(t *testing.T, server *apiclient.Client, job string, want int, agentA, agentB *apiclient.Client, logs ...*proc) {
 	t.Helper()
 	var last string
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
@@ -671,4 +691,13 @@ func checkRunsOnce(t *testing.T, server, job string, want int, agentA, agentB st
 	t.Errorf("job %s: want exactly %d allocation(s) running, lost or duplicated otherwise; last seen: %s", job, want, last)
 }
 
-func getJSON(url string, v any) error { return e2ebin.GetJSON(url, v) }
+// nodeList lists the nodes through server p.
+func nodeList(p *proc) ([]*api.Node, error) {
+	ctx, cancel := bounded()
+	defer cancel()
+	nodes, err := p.api.Nodes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("nodes through %s: %w", p.name, err)
+	}
+	return nodes, nil
+}

@@ -149,7 +149,7 @@ func TestLinearizableUnderPartition(t *testing.T) {
 		members = append(members, fmt.Sprintf("s%d=http://%s:7703", i+1, a))
 	}
 	for i, a := range lab.addrs {
-		s := &proc{name: fmt.Sprintf("server s%d", i+1), addr: "http://" + a + ":7701", args: []string{"netns", "exec", lab.ns[i], gantryBin,
+		s := &proc{name: fmt.Sprintf("server s%d", i+1), api: serverAPI("http://" + a + ":7701"), args: []string{"netns", "exec", lab.ns[i], gantryBin,
 			"server", "--insecure", "--data-dir", filepath.Join(dir, fmt.Sprintf("s%d", i+1)), "--http-addr", a + ":7701",
 			"--etcd-name", fmt.Sprintf("s%d", i+1),
 			"--etcd-client-url", "http://" + a + ":7702", "--etcd-peer-url", "http://" + a + ":7703",
@@ -191,7 +191,7 @@ func TestLinearizableUnderPartition(t *testing.T) {
 		time.Sleep(cut.for_)
 		after := "no other leader"
 		for _, other := range servers {
-			if st, err := status(other.addr); other != l && err == nil && st.Leader {
+			if st, err := status(other); other != l && err == nil && st.Leader {
 				after = other.name + " leading"
 			}
 		}
@@ -204,7 +204,7 @@ func TestLinearizableUnderPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range servers {
-		eventually(t, 90*time.Second, s.name+" to answer after the partitions", func() bool { _, err := status(s.addr); return err == nil }, s)
+		eventually(t, 90*time.Second, s.name+" to answer after the partitions", func() bool { _, err := status(s); return err == nil }, s)
 	}
 	eventually(t, 90*time.Second, "a leader after the partitions", func() bool { return leader(servers) != nil }, servers...)
 	final := finalReads(t, rec, servers)
@@ -257,7 +257,7 @@ func runClients(ctx context.Context, rec *recorder, servers []*proc) func() erro
 					in.Op = "read"
 				}
 				call := rec.now()
-				out, err := do(context.Background(), servers[target].addr, in)
+				out, err := do(servers[target].api, in)
 				switch {
 				case errors.Is(err, errDropped):
 					target = (target + 1) % len(servers)
@@ -298,7 +298,7 @@ func finalReads(t *testing.T, rec *recorder, servers []*proc) map[string]map[str
 			in := input{Job: job, Op: "read"}
 			eventually(t, 60*time.Second, "a consistent read of "+job+" through "+s.name, func() bool {
 				call := rec.now()
-				out, err := do(context.Background(), s.addr, in)
+				out, err := do(s.api, in)
 				if err != nil || out.Unknown {
 					return false
 				}

@@ -122,7 +122,7 @@ type Agent struct {
 	lbMu     sync.Mutex
 	lb       *lb.Manager      // nil unless LB.Enabled
 	resolver *driver.Resolver // nil unless the resolver for containers runs
-	clock    clock            // the task runners' time: the wall clock, a fake in tests
+	clock    clock            // the task runners' and the disconnect check's time: the wall clock, a fake in tests
 }
 
 // New prepares an agent: its data directory and node identity.
@@ -300,7 +300,7 @@ func (a *Agent) registerUntilDone(ctx context.Context) error {
 
 func (a *Agent) register(ctx context.Context) error {
 	n := a.fingerprint(ctx)
-	sent := time.Now()
+	sent := a.clock.now()
 	resp, err := a.srv.RegisterNode(ctx, n)
 	a.noteContact(err == nil, sent)
 	if err != nil {
@@ -340,7 +340,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 		every := a.heartbeatEvery
 		a.regMu.Unlock()
 		sleep(ctx, every)
-		sent := time.Now()
+		sent := a.clock.now()
 		err := a.srv.Heartbeat(ctx, a.nodeID, a.sampler.unsent(), every)
 		if apiclient.StatusOf(err) == http.StatusBadRequest {
 			// A server older than this agent refuses the sample: beat

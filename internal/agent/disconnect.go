@@ -79,15 +79,16 @@ const disconnectCheck = 500 * time.Millisecond
 
 // disconnectLoop stops the allocations whose group's disconnect.stop_after
 // passed without the agent reaching any server (disconnectStops). They
-// are reported failed, with the reason, once a server answers again.
+// are reported failed, with the reason, once a server answers again. It
+// looks every disconnectCheck by the agent's clock, which also gives the
+// time the decision measures against (the contact times are the same
+// clock's: noteContact).
 func (a *Agent) disconnectLoop(ctx context.Context) {
-	t := time.NewTicker(disconnectCheck)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-a.clock.after(disconnectCheck):
 		}
 		a.regMu.Lock()
 		ttl := a.heartbeatTTL
@@ -103,7 +104,7 @@ func (a *Agent) disconnectLoop(ctx context.Context) {
 			}
 		}
 		a.mu.Unlock()
-		for _, s := range disconnectStops(watch, a.currentContact(), time.Now()) {
+		for _, s := range disconnectStops(watch, a.currentContact(), a.clock.now()) {
 			r := byID[s.ID]
 			a.log.Warn("stopping an allocation: the node cannot reach any server", "alloc", api.ShortID(s.ID), "reason", s.Reason)
 			go r.stopDisconnected(context.WithoutCancel(ctx), s.Reason)

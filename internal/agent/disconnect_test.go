@@ -1,10 +1,14 @@
 package agent
 
 import (
+	"context"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
 )
 
 // TestDisconnectStops: which allocations a cut-off agent stops itself, as
@@ -65,4 +69,74 @@ func TestDisconnectStopsNeverBeforeStopAfter(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDisconnectLoopOnItsClock: the agent's disconnect check looks every
+// disconnectCheck by the agent's clock and measures the cut by the same
+// clock, driven here by a fake one: an attempt failed after the last
+// accepted heartbeat, and the group's stop_after is 3 s; at 2.999 s
+// nothing is stopped, at 3 s the allocation is. Nothing sleeps.
+func TestDisconnectLoopOnItsClock(t *testing.T) {
+	c := newFakeClock()
+	var log syncBuffer
+	a, err := New(Config{Servers: []string{"127.0.0.1:1"}, DataDir: t.TempDir()}, slog.New(slog.NewTextHandler(&log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.clock = c.clock()
+	al := &api.Allocation{ID: "alloc-train-0123", Namespace: "default", Job: "j", Group: "train",
+		DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocRunning}
+	r := newAllocRunner(a, al, nil) // no tasks yet: a stop only marks it
+	r.jobType, r.group = api.JobService, &api.Group{Name: "train", Disconnect: &api.Disconnect{StopAfter: api.Duration(3 * time.Second)}}
+	a.runners[al.ID] = r
+	last := c.now
+	a.noteContact(true, last)
+	a.noteContact(false, last.Add(time.Second))
+
+	// round lets one check run at now and returns once it asked its clock
+	// for the next: the round's decision and log are done by then.
+	round := func(now time.Time) {
+		t.Helper()
+		c.now = now
+		select {
+		case c.fire <- now:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the disconnect check does not wait on the agent's clock")
+		}
+		select {
+		case d := <-c.delays:
+			if d != disconnectCheck {
+				t.Fatalf("the disconnect check waits %s, want %s", d, disconnectCheck)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the disconnect check never asked the agent's clock to wait again")
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.disconnectLoop(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case d := <-c.delays:
+		if d != disconnectCheck {
+			t.Fatalf("the disconnect check waits %s, want %s", d, disconnectCheck)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the disconnect check never asked the agent's clock to wait")
+	}
+
+	const stopLine = "stopping an allocation: the node cannot reach any server"
+	round(last.Add(2999 * time.Millisecond))
+	if strings.Contains(log.String(), stopLine) {
+		t.Fatalf("stopped before stop_after passed by the agent's clock:\n%s", log.String())
+	}
+	round(last.Add(3 * time.Second))
+	if !strings.Contains(log.String(), stopLine) {
+		t.Fatalf("not stopped once stop_after passed by the agent's clock:\n%s", log.String())
+	}
+	eventually(t, "the allocation marked stopped because the node was disconnected", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.disconnected && r.stopping
+	})
 }

@@ -24,7 +24,9 @@ var checkClient = &http.Client{
 // runCheck runs one health check every interval after its grace period,
 // reporting healthy on success and unhealthy after `failures` consecutive
 // failures (checkTracker), as events for the runner's loop, until ctx
-// ends: when the task exits or is told to stop.
+// ends: when the task exits or is told to stop. The grace period and the
+// waits between probes are the runner's clock's; only a probe's own
+// timeout is the wall clock's (a deadline on its I/O).
 func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *driver.Handle) {
 	interval, timeout, failures := c.Interval.D(), c.Timeout.D(), c.Failures
 	if interval <= 0 {
@@ -40,7 +42,7 @@ func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *drive
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(g):
+		case <-tr.clock.after(g):
 		}
 	}
 	tracker := checkTracker{failures: failures, interval: interval}
@@ -50,7 +52,7 @@ func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *drive
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(next):
+		case <-tr.clock.after(next):
 		}
 		if ctx.Err() != nil {
 			return // both were ready: the stop wins

@@ -1,10 +1,14 @@
 package agent
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/agent/tasklife"
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/driver"
 )
 
 // TestCheckTrackerSpacing (issue 15): a check with failures: 2 and a 5 s
@@ -49,4 +53,114 @@ func TestCheckTrackerSpacing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// probePort is a script port whose health probes the test answers one by
+// one.
+type probePort struct {
+	*scriptPort
+	answers chan error // the answer to the next probe
+}
+
+func (p *probePort) probe(ctx context.Context, _ api.Check, _ *driver.Handle) error {
+	select {
+	case err := <-p.answers:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestCheckWaitsOnItsClock: a health check waits out its grace period and
+// its interval on the runner's clock, driven here by a fake one (the grace
+// period is a minute; nothing sleeps). It probes nothing before the grace
+// period ends, first probes after the short first delay, then once per
+// interval; two failed probes (failures: 2) make it unhealthy and a
+// success healthy, each verdict sent to the runner's loop; a stop during
+// the grace period ends it without a probe.
+func TestCheckWaitsOnItsClock(t *testing.T) {
+	c := newFakeClock()
+	p := &probePort{scriptPort: newScriptPort(), answers: make(chan error)}
+	tr := scriptRunner(p, c, newFakeDriver())
+	check := api.Check{Type: api.CheckHTTP, Path: "/health", Grace: api.Duration(time.Minute), Interval: api.Duration(5 * time.Second), Failures: 2}
+	h := &driver.Handle{ID: "h1", Running: true}
+
+	// waits says the check asked its clock to wait d; as the check sends a
+	// verdict before it waits again, it also says no verdict is pending.
+	waits := func(what string, d time.Duration) {
+		t.Helper()
+		select {
+		case got := <-c.delays:
+			if got != d {
+				t.Fatalf("%s: the check waits %s, want %s", what, got, d)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the check never asked its clock to wait %s", what, d)
+		}
+	}
+	verdict := func(what, want string) {
+		t.Helper()
+		select {
+		case m := <-tr.msgs:
+			if m.ev.Kind != tasklife.CheckVerdict || m.ev.Check != 0 || m.ev.Verdict != want {
+				t.Fatalf("%s: the check sent %+v, want verdict %q of check 0", what, m.ev, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no verdict; want %q", what, want)
+		}
+	}
+	fire := func(what string) {
+		t.Helper()
+		select {
+		case c.fire <- c.now:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the check does not wait on its clock", what)
+		}
+	}
+	answer := func(what string, err error) {
+		t.Helper()
+		fire(what)
+		select {
+		case p.answers <- err:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the check did not probe once its wait fired", what)
+		}
+	}
+	ended := func(what string, done <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the check still runs", what)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tr.runCheck(ctx, 0, check, h) }()
+	waits("at the start", time.Minute)
+	select {
+	case p.answers <- nil:
+		t.Fatal("the check probed during its grace period")
+	default:
+	}
+	fire("the grace period")
+	waits("after the grace period", 200*time.Millisecond)
+	answer("first probe", errors.New("connection refused"))
+	waits("after one failed probe", 5*time.Second)
+	answer("second probe", errors.New("connection refused"))
+	verdict("two failed probes", api.HealthUnhealthy)
+	waits("after the unhealthy verdict", 5*time.Second)
+	answer("third probe", nil)
+	verdict("a successful probe", api.HealthHealthy)
+	waits("after the healthy verdict", 5*time.Second)
+	cancel()
+	ended("stopped between probes", done)
+
+	ctx, cancel = context.WithCancel(context.Background())
+	done = make(chan struct{})
+	go func() { defer close(done); tr.runCheck(ctx, 0, check, h) }()
+	waits("a second run, at the start", time.Minute)
+	cancel()
+	ended("stopped during the grace period", done)
 }

@@ -220,13 +220,6 @@ func (f frameWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// LocalAlloc is what the agent itself runs for one allocation: the truth
-// on the node, independent of what the servers believe.
-type LocalAlloc struct {
-	ID      string            `json:"id"`
-	Running map[string]string `json:"running"` // task → handle ID of its running task
-}
-
 // handleLocalAllocs lists the allocations with a task running on this node.
 func (a *Agent) handleLocalAllocs(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
@@ -235,9 +228,9 @@ func (a *Agent) handleLocalAllocs(w http.ResponseWriter, r *http.Request) {
 		runners = append(runners, ar)
 	}
 	a.mu.Unlock()
-	out := []LocalAlloc{}
+	out := []api.LocalAlloc{}
 	for _, ar := range runners {
-		la := LocalAlloc{ID: ar.current().ID, Running: map[string]string{}}
+		la := api.LocalAlloc{ID: ar.current().ID, Running: map[string]string{}}
 		for _, tr := range ar.taskList() {
 			if h := tr.currentHandle(); h != nil && tr.snapshot().State == api.TaskRunning {
 				la.Running[tr.task.Name] = h.ID

@@ -25,8 +25,10 @@ type taskPort interface {
 	report()
 }
 
-// clock is a task runner's time: when now is, and a channel that fires
-// after a delay. The agent's is the wall clock; tests give a fake.
+// clock is a task runner's time (its restart delays and its health
+// checks' grace periods and intervals) and the agent's disconnect check's:
+// when now is, and a channel that fires after a delay. The agent's is the
+// wall clock; tests give a fake.
 type clock struct {
 	now   func() time.Time
 	after func(time.Duration) <-chan time.Time

@@ -24,6 +24,14 @@ type StopResponse struct {
 	Index  int64  `json:"index"`
 }
 
+// LocalAlloc answers GET /v1/client/allocations on an agent, one per
+// allocation with a task running there: what the agent itself runs, the
+// truth on the node, independent of what the servers believe.
+type LocalAlloc struct {
+	ID      string            `json:"id"`
+	Running map[string]string `json:"running"` // task → handle ID of its running task
+}
+
 // JobSummary is a job with its status and per-group allocation counts.
 type JobSummary struct {
 	Job    *Job                     `json:"job"`

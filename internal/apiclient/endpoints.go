@@ -56,10 +56,18 @@ func (c *Client) Jobs(ctx context.Context, ns string) ([]*api.JobSummary, error)
 	return out, err
 }
 
-// Job reads one job with its groups' counts.
-func (c *Client) Job(ctx context.Context, ns, name string) (*api.JobSummary, error) {
+// Job reads one job with its groups' counts; consistent: see Consistent.
+func (c *Client) Job(ctx context.Context, ns, name string, consistent bool) (*api.JobSummary, error) {
 	var out api.JobSummary
-	err := c.Do(ctx, http.MethodGet, jobPath(ns, name, "", false), nil, &out)
+	err := c.Do(ctx, http.MethodGet, jobPath(ns, name, "", consistent), nil, &out)
+	return &out, err
+}
+
+// StopJob stops a job: the servers stop every allocation of it. A job
+// that does not exist is a 404 (IsNotFound).
+func (c *Client) StopJob(ctx context.Context, ns, name string) (*api.StopResponse, error) {
+	var out api.StopResponse
+	err := c.Do(ctx, http.MethodDelete, jobPath(ns, name, "", false), nil, &out)
 	return &out, err
 }
 
@@ -138,6 +146,14 @@ func (c *Client) ServiceCatalog(ctx context.Context, hash string, wait time.Dura
 	// wait it promised.
 	err := c.call(ctx, http.MethodGet, p, nil, &out, 2*wait)
 	return &out, err
+}
+
+// AgentAllocs asks an agent's own API (this client's addresses are then
+// agents', not servers') which allocations have a task running on it.
+func (c *Client) AgentAllocs(ctx context.Context) ([]api.LocalAlloc, error) {
+	var out []api.LocalAlloc
+	err := c.Do(ctx, http.MethodGet, "/v1/client/allocations", nil, &out)
+	return out, err
 }
 
 // The agent protocol: a node registers, heartbeats, long-polls its

@@ -89,7 +89,7 @@ func nsQuery(ns string) string {
 }
 
 func (c *client) job(ns, name string) (*api.JobSummary, error) {
-	return read(c, func(ctx context.Context) (*api.JobSummary, error) { return c.Job(ctx, ns, name) })
+	return read(c, func(ctx context.Context) (*api.JobSummary, error) { return c.Job(ctx, ns, name, false) })
 }
 
 func (c *client) jobAllocs(ns, name string) ([]*api.Allocation, error) {

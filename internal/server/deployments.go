@@ -41,7 +41,7 @@ func (s *Server) stableVersion(namespace, name string, below uint64) *uint64 {
 // Rounds run on every change of the store (a burst of changes landing
 // together) and at least every 5 seconds.
 func (s *Server) deploymentLoop(ctx context.Context, fence *state.Fence) error {
-	w := deploywatch.New(s.store, fence, s.now, s.newEval, s.log)
+	w := deploywatch.New(s.store, s.store, fence, s.now, s.newEval, s.log)
 	return w.Run(ctx, func(ctx context.Context, changed <-chan struct{}) {
 		select {
 		case <-ctx.Done():

@@ -6,13 +6,13 @@
 //
 // Watch, Old and RevertSpec are the decision, pure functions of what the
 // watcher reads and the time. Watcher is the thin shell: a Round reads the
-// store through Store and writes with the leader's fence (the revert's
-// registration goes through RegisterJobFenced, with the leader's fence). The package
-// never reads the clock (the time comes in as a func, the waiting between
-// rounds as one), starts no goroutine and does no I/O but through Store;
-// it never reverts a job that was stopped or changed since the deployment
-// failed, and never deletes a running deployment or a job's newest
-// successful one.
+// store through Reader and writes through Writer, every write with the
+// leader's fence (the revert's registration goes through
+// RegisterJobFenced). The package never reads the clock (the time comes
+// in as a func, the waiting between rounds as one), starts no goroutine
+// and does no I/O but through Reader and Writer; it never reverts a job
+// that was stopped or changed since the deployment failed, and never
+// deletes a running deployment or a job's newest successful one.
 package deploywatch
 
 import (

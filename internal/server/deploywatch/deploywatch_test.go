@@ -152,17 +152,14 @@ func TestOld(t *testing.T) {
 	}
 }
 
-// fakeStore holds one job with its versions, deployments and
-// allocations, and records the writes.
+// fakeStore holds one job with its versions, deployments, allocations
+// and evaluations: the watcher's Reader.
 type fakeStore struct {
-	job        *api.Job
-	versions   map[uint64]*api.Job
-	deps       []*api.Deployment
-	allocs     []*api.Allocation
-	evals      []*api.Evaluation
-	registered []*api.Job
-	deleted    []string
-	notLeader  bool
+	job      *api.Job
+	versions map[uint64]*api.Job
+	deps     []*api.Deployment
+	allocs   []*api.Allocation
+	evals    []*api.Evaluation
 }
 
 func (f *fakeStore) Changed() <-chan struct{} { return make(chan struct{}) }
@@ -187,7 +184,19 @@ func (f *fakeStore) JobVersion(_ context.Context, _, _ string, v uint64) (*api.J
 	}
 	return nil, state.ErrNotFound
 }
-func (f *fakeStore) write(fence *state.Fence) error {
+
+// fakeWrites is the watcher's Writer onto a fakeStore: it applies the
+// fenced writes to the store and records the registrations and
+// deletions; once notLeader is set every write fails with
+// state.ErrNotLeader.
+type fakeWrites struct {
+	s          *fakeStore
+	registered []*api.Job
+	deleted    []string
+	notLeader  bool
+}
+
+func (f *fakeWrites) write(fence *state.Fence) error {
 	if fence == nil {
 		return errors.New("unfenced leader write")
 	}
@@ -196,18 +205,18 @@ func (f *fakeStore) write(fence *state.Fence) error {
 	}
 	return nil
 }
-func (f *fakeStore) CreateEvals(_ context.Context, fence *state.Fence, evals ...*api.Evaluation) error {
+func (f *fakeWrites) CreateEvals(_ context.Context, fence *state.Fence, evals ...*api.Evaluation) error {
 	if err := f.write(fence); err != nil {
 		return err
 	}
-	f.evals = append(f.evals, evals...)
+	f.s.evals = append(f.s.evals, evals...)
 	return nil
 }
-func (f *fakeStore) UpdateDeployment(_ context.Context, fence *state.Fence, id string, fn func(d *api.Deployment) error, _ ...*api.Evaluation) (*api.Deployment, int64, error) {
+func (f *fakeWrites) UpdateDeployment(_ context.Context, fence *state.Fence, id string, fn func(d *api.Deployment) error, _ ...*api.Evaluation) (*api.Deployment, int64, error) {
 	if err := f.write(fence); err != nil {
 		return nil, 0, err
 	}
-	for _, d := range f.deps {
+	for _, d := range f.s.deps {
 		if d.ID == id {
 			if err := fn(d); err != nil {
 				return nil, 0, err
@@ -217,19 +226,19 @@ func (f *fakeStore) UpdateDeployment(_ context.Context, fence *state.Fence, id s
 	}
 	return nil, 0, state.ErrNotFound
 }
-func (f *fakeStore) DeleteDeployments(_ context.Context, fence *state.Fence, ids []string) error {
+func (f *fakeWrites) DeleteDeployments(_ context.Context, fence *state.Fence, ids []string) error {
 	if err := f.write(fence); err != nil {
 		return err
 	}
 	f.deleted = append(f.deleted, ids...)
 	return nil
 }
-func (f *fakeStore) RegisterJobFenced(_ context.Context, fence *state.Fence, job *api.Job, eval *api.Evaluation, _ time.Time) (*state.RegisterResult, error) {
+func (f *fakeWrites) RegisterJobFenced(_ context.Context, fence *state.Fence, job *api.Job, eval *api.Evaluation, _ time.Time) (*state.RegisterResult, error) {
 	if err := f.write(fence); err != nil {
 		return nil, err
 	}
-	job.Version = f.job.Version + 1
-	f.job = job
+	job.Version = f.s.job.Version + 1
+	f.s.job = job
 	f.registered = append(f.registered, job)
 	return &state.RegisterResult{Job: job, Eval: eval, Changed: true}, nil
 }
@@ -254,7 +263,8 @@ func TestWatcherRound(t *testing.T) {
 		ids++
 		return &api.Evaluation{ID: fmt.Sprint("e", ids), Namespace: ns, Job: job, TriggeredBy: trigger, Status: api.EvalComplete}
 	}
-	w := New(f, &state.Fence{}, func() time.Time { return clock }, newEval, slog.New(slog.NewTextHandler(&logs, nil)))
+	wr := &fakeWrites{s: f}
+	w := New(f, wr, &state.Fence{}, func() time.Time { return clock }, newEval, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx := context.Background()
 	round := func(what string) {
 		t.Helper()
@@ -279,8 +289,8 @@ func TestWatcherRound(t *testing.T) {
 
 	f.deps[0].Status, f.deps[0].RevertTo, f.deps[0].StatusDescription = api.DeploymentFailed, u64(0), "failed: progress deadline"
 	round("deployment failed")
-	if len(f.registered) != 1 || f.registered[0].Stop || f.registered[0].Version != 2 {
-		t.Fatalf("auto-revert registered %+v, want version 0's spec, running, as version 2", f.registered)
+	if len(wr.registered) != 1 || wr.registered[0].Stop || wr.registered[0].Version != 2 {
+		t.Fatalf("auto-revert registered %+v, want version 0's spec, running, as version 2", wr.registered)
 	}
 	if d := f.deps[0]; d.RevertedAs == nil || *d.RevertedAs != 2 || !strings.HasSuffix(d.StatusDescription, " (registered as version 2)") || !d.ModifyTime.Equal(clock) {
 		t.Errorf("deployment after the revert: %+v", d)
@@ -289,24 +299,24 @@ func TestWatcherRound(t *testing.T) {
 		t.Errorf("log %q does not say the deployment was rolled back", logs.String())
 	}
 	round("after the revert")
-	if len(f.registered) != 1 {
-		t.Errorf("reverted twice: %d registrations", len(f.registered))
+	if len(wr.registered) != 1 {
+		t.Errorf("reverted twice: %d registrations", len(wr.registered))
 	}
 
 	for i := range KeepPerJob + 1 {
 		f.deps = append(f.deps, dep(fmt.Sprint("old", i), "web", api.DeploymentFailed, 0))
 	}
 	round("before a minute passed")
-	if len(f.deleted) != 0 {
-		t.Fatalf("deleted %v before a minute passed", f.deleted)
+	if len(wr.deleted) != 0 {
+		t.Fatalf("deleted %v before a minute passed", wr.deleted)
 	}
 	clock = now.Add(gcEvery + time.Second)
 	round("a minute later")
-	if !slices.Equal(f.deleted, []string{"old9", "old10"}) {
-		t.Errorf("deleted %v, want [old9 old10]", f.deleted)
+	if !slices.Equal(wr.deleted, []string{"old9", "old10"}) {
+		t.Errorf("deleted %v, want [old9 old10]", wr.deleted)
 	}
 
-	f.notLeader = true
+	wr.notLeader = true
 	f.allocs = nil
 	f.deps = append(f.deps, dep("d2", "web", api.DeploymentRunning, 2))
 	if err := w.Round(ctx, clock); !errors.Is(err, state.ErrNotLeader) {

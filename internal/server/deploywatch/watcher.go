@@ -11,9 +11,12 @@ import (
 	"github.com/gantryhq/gantry/internal/state"
 )
 
-// Store is what the watcher reads and writes. *state.Store is one. The
-// fenced writes return state.ErrNotLeader once leadership moved.
-type Store interface {
+// Reader is what the watcher reads: Changed to wait on between rounds,
+// the open deployments and, for their jobs, the allocations, evaluations
+// and spec that Watch decides on, every deployment for the garbage
+// collection, and the version a rollback registers again. *state.Store
+// is one.
+type Reader interface {
 	Changed() <-chan struct{}
 	OpenDeployments() []*api.Deployment
 	Deployments(namespace, job string) []*api.Deployment
@@ -21,7 +24,14 @@ type Store interface {
 	Evals(namespace, job string) []*api.Evaluation
 	Job(namespace, name string) (*api.Job, bool)
 	JobVersion(ctx context.Context, namespace, name string, v uint64) (*api.Job, error)
+}
 
+// Writer is the watcher's writes, each with the leader's fence: the
+// evaluations Watch asks for, a rollback's registration and its note on
+// the deployment, and the deletion of old deployments. *state.Store is
+// one. Each returns state.ErrNotLeader, having written nothing, once
+// leadership moved.
+type Writer interface {
 	CreateEvals(ctx context.Context, fence *state.Fence, evals ...*api.Evaluation) error
 	UpdateDeployment(ctx context.Context, fence *state.Fence, id string, fn func(d *api.Deployment) error, evals ...*api.Evaluation) (*api.Deployment, int64, error)
 	DeleteDeployments(ctx context.Context, fence *state.Fence, ids []string) error
@@ -33,7 +43,8 @@ const gcEvery = time.Minute
 
 // Watcher runs the decision against the store while its server leads.
 type Watcher struct {
-	store   Store
+	reads   Reader
+	writes  Writer
 	fence   *state.Fence
 	now     func() time.Time
 	newEval func(namespace, job, trigger string) *api.Evaluation
@@ -42,12 +53,13 @@ type Watcher struct {
 	nextGC  time.Time
 }
 
-// New returns a watcher for the leadership that holds fence; newEval
-// mints an evaluation (a fresh ID, the time). Old deployments are first
-// deleted a minute after now.
-func New(store Store, fence *state.Fence, now func() time.Time,
+// New returns a watcher that reads through reads and writes through
+// writes for the leadership that holds fence; newEval mints an evaluation
+// (a fresh ID, the time). Old deployments are first deleted a minute
+// after now.
+func New(reads Reader, writes Writer, fence *state.Fence, now func() time.Time,
 	newEval func(namespace, job, trigger string) *api.Evaluation, log *slog.Logger) *Watcher {
-	return &Watcher{store: store, fence: fence, now: now, newEval: newEval, log: log,
+	return &Watcher{reads: reads, writes: writes, fence: fence, now: now, newEval: newEval, log: log,
 		seen: map[string]string{}, nextGC: now().Add(gcEvery)}
 }
 
@@ -56,7 +68,7 @@ func New(store Store, fence *state.Fence, now func() time.Time,
 // round finds that leadership moved.
 func (w *Watcher) Run(ctx context.Context, wait func(ctx context.Context, changed <-chan struct{})) error {
 	for ctx.Err() == nil {
-		changed := w.store.Changed()
+		changed := w.reads.Changed()
 		if err := w.Round(ctx, w.now()); err != nil {
 			return err
 		}
@@ -71,7 +83,7 @@ func (w *Watcher) Run(ctx context.Context, wait func(ctx context.Context, change
 func (w *Watcher) Round(ctx context.Context, now time.Time) error {
 	if now.After(w.nextGC) {
 		w.nextGC = now.Add(gcEvery)
-		if err := w.store.DeleteDeployments(ctx, w.fence, Old(w.store.Deployments("", ""))); errors.Is(err, state.ErrNotLeader) {
+		if err := w.writes.DeleteDeployments(ctx, w.fence, Old(w.reads.Deployments("", ""))); errors.Is(err, state.ErrNotLeader) {
 			return err
 		} else if err != nil {
 			w.log.Warn("garbage-collect deployments", "err", err)
@@ -86,12 +98,12 @@ func (w *Watcher) Round(ctx context.Context, now time.Time) error {
 }
 
 func (w *Watcher) watch(ctx context.Context, now time.Time) error {
-	d := Watch(w.store.OpenDeployments(), w.seen, Reads{
+	d := Watch(w.reads.OpenDeployments(), w.seen, Reads{
 		Allocs: func(ns, job string) []*api.Allocation {
-			return w.store.Allocs(state.AllocFilter{Namespace: ns, Job: job})
+			return w.reads.Allocs(state.AllocFilter{Namespace: ns, Job: job})
 		},
-		Evals: w.store.Evals,
-		Job:   w.store.Job,
+		Evals: w.reads.Evals,
+		Job:   w.reads.Job,
 	}, now)
 	for _, rv := range d.Revert {
 		if err := w.revert(ctx, rv); err != nil {
@@ -107,7 +119,7 @@ func (w *Watcher) watch(ctx context.Context, now time.Time) error {
 		e.JobVersion, e.Priority = ev.Deployment.JobVersion, ev.Priority
 		evals = append(evals, e)
 	}
-	if err := w.store.CreateEvals(ctx, w.fence, evals...); err != nil {
+	if err := w.writes.CreateEvals(ctx, w.fence, evals...); err != nil {
 		return fmt.Errorf("create evaluations for %d deployments: %w", len(evals), err)
 	}
 	for _, ev := range d.Evaluate {
@@ -123,7 +135,7 @@ var errUnchanged = errors.New("unchanged")
 func (w *Watcher) revert(ctx context.Context, rv Revert) error {
 	d := rv.Deployment
 	note := func(as uint64, msg string) error {
-		_, _, err := w.store.UpdateDeployment(ctx, w.fence, d.ID, func(cur *api.Deployment) error {
+		_, _, err := w.writes.UpdateDeployment(ctx, w.fence, d.ID, func(cur *api.Deployment) error {
 			if cur.RevertedAs != nil {
 				return errUnchanged
 			}
@@ -143,7 +155,7 @@ func (w *Watcher) revert(ctx context.Context, rv Revert) error {
 	if rv.Skip != "" {
 		return note(rv.Version, rv.Skip)
 	}
-	target, err := w.store.JobVersion(ctx, d.Namespace, d.Job, *d.RevertTo)
+	target, err := w.reads.JobVersion(ctx, d.Namespace, d.Job, *d.RevertTo)
 	if err != nil {
 		return note(rv.Version, fmt.Sprintf("; not rolled back: %v", err))
 	}
@@ -152,7 +164,7 @@ func (w *Watcher) revert(ctx context.Context, rv Revert) error {
 		return note(rv.Version, fmt.Sprintf("; not rolled back: %v", err))
 	}
 	eval := w.newEval(d.Namespace, d.Job, api.TriggerJobRevert)
-	res, err := w.store.RegisterJobFenced(ctx, w.fence, spec, eval, w.now())
+	res, err := w.writes.RegisterJobFenced(ctx, w.fence, spec, eval, w.now())
 	if err != nil {
 		return fmt.Errorf("roll job %s back to version %d: %w", d.JobKey(), *d.RevertTo, err)
 	}
