@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -32,7 +33,26 @@ type Options struct {
 	// Hint ends the error for servers that cannot be reached: what the
 	// user can do about it (the CLI names its --address flag).
 	Hint string
+	// ThrottleRetries bounds how many times one request is sent again
+	// after a server answered 429 Too Many Requests with a Retry-After:
+	// each time the client waits what the server asked (at most
+	// MaxRetryAfter, plus up to a tenth more so that refused clients do
+	// not all come back at once), unless the context would end first,
+	// when the 429 is returned at once. 0: DefaultThrottleRetries;
+	// negative: never, the 429 is returned (RetryAfter says how long the
+	// server asked for).
+	ThrottleRetries int
+	// OnThrottle, when set, is told of each such wait before it starts,
+	// with the server's answer (the CLI says so; a caller may count).
+	OnThrottle func(method, path string, wait time.Duration, answer *Error)
 }
+
+// DefaultThrottleRetries is how many times a request refused with 429 and
+// a Retry-After is sent again unless Options.ThrottleRetries says.
+const DefaultThrottleRetries = 5
+
+// MaxRetryAfter caps one wait for a Retry-After.
+const MaxRetryAfter = time.Minute
 
 // Client talks to the servers' /v1 API. It is safe for concurrent use.
 type Client struct {
@@ -40,6 +60,11 @@ type Client struct {
 	http    *http.Client
 	token   string
 	hint    string
+
+	throttleRetries int
+	onThrottle      func(method, path string, wait time.Duration, answer *Error)
+	// sleep waits d or until ctx ends (tests record the waits instead).
+	sleep func(ctx context.Context, d time.Duration) error
 
 	mu  sync.Mutex
 	cur int // the server that answered last
@@ -55,7 +80,11 @@ func New(o Options) *Client {
 	if o.TLS != nil {
 		scheme = "https://"
 	}
-	c := &Client{http: &http.Client{Transport: o.Transport}, token: o.Token, hint: o.Hint}
+	c := &Client{http: &http.Client{Transport: o.Transport}, token: o.Token, hint: o.Hint,
+		throttleRetries: o.ThrottleRetries, onThrottle: o.OnThrottle, sleep: sleepCtx}
+	if c.throttleRetries == 0 {
+		c.throttleRetries = DefaultThrottleRetries
+	}
 	if o.Transport == nil && o.TLS != nil {
 		c.http.Transport = &http.Transport{TLSClientConfig: o.TLS}
 	}
@@ -97,7 +126,9 @@ func (c *Client) HTTPClient() *http.Client { return c.http }
 // Do sends one request with body (JSON, when not nil) and decodes the
 // answer into out (when not nil). A server that cannot be reached is left
 // for the next one, each tried once, as is one that cannot serve a GET
-// now (502, 503, 504); a server's answer other than 2xx is an *Error.
+// now (502, 503, 504); a 429 with a Retry-After is sent again after it
+// (Options.ThrottleRetries); a server's answer other than 2xx is an
+// *Error.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
 	return c.call(ctx, method, path, body, out, 0)
 }
@@ -148,10 +179,9 @@ func (b *cancelOnClose) Close() error {
 	return err
 }
 
-// send tries each server once, from the one that answered last, until
-// one answers (a read answered 502, 503 or 504 is asked of the next
-// server too); it returns a 2xx response (the caller closes its body and
-// then calls cancel) or an error.
+// send sends the request (sendOnce) and, while a server answers 429 with
+// a Retry-After, waits that long and sends it again, at most
+// c.throttleRetries times and never past ctx.
 func (c *Client) send(ctx context.Context, method, path string, body any, timeout time.Duration) (*http.Response, context.CancelFunc, error) {
 	if len(c.servers) == 0 {
 		return nil, nil, errors.New("no Gantry server address given")
@@ -163,6 +193,43 @@ func (c *Client) send(ctx context.Context, method, path string, body any, timeou
 			return nil, nil, fmt.Errorf("encode the request %s %s: %w", method, path, err)
 		}
 	}
+	for attempt := 0; ; attempt++ {
+		resp, cancel, err := c.sendOnce(ctx, method, path, body != nil, payload, timeout)
+		var e *Error
+		if err == nil || attempt >= c.throttleRetries || !errors.As(err, &e) || e.Status != http.StatusTooManyRequests || e.RetryAfter <= 0 {
+			return resp, cancel, err
+		}
+		wait := min(e.RetryAfter, MaxRetryAfter)
+		wait += time.Duration(rand.Int64N(int64(wait/10) + 1))
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return nil, nil, err // the caller cannot wait that long
+		}
+		if c.onThrottle != nil {
+			c.onThrottle(method, path, wait, e)
+		}
+		if c.sleep(ctx, wait) != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// sleepCtx waits d, or until ctx ends (then it returns ctx's error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// sendOnce tries each server once, from the one that answered last, until
+// one answers (a read answered 502, 503 or 504 is asked of the next
+// server too); it returns a 2xx response (the caller closes its body and
+// then calls cancel) or an error.
+func (c *Client) sendOnce(ctx context.Context, method, path string, hasBody bool, payload []byte, timeout time.Duration) (*http.Response, context.CancelFunc, error) {
 	c.mu.Lock()
 	first := c.cur
 	c.mu.Unlock()
@@ -175,7 +242,7 @@ func (c *Client) send(ctx context.Context, method, path string, body any, timeou
 			rctx, cancel = context.WithTimeout(ctx, timeout)
 		}
 		var rd io.Reader
-		if body != nil {
+		if hasBody {
 			rd = bytes.NewReader(payload)
 		}
 		req, err := http.NewRequestWithContext(rctx, method, base+path, rd)
@@ -183,7 +250,7 @@ func (c *Client) send(ctx context.Context, method, path string, body any, timeou
 			cancel()
 			return nil, nil, fmt.Errorf("bad server address %q: %w", base, err)
 		}
-		if body != nil {
+		if hasBody {
 			req.Header.Set("Content-Type", "application/json")
 		}
 		if c.token != "" {
@@ -206,6 +273,7 @@ func (c *Client) send(ctx context.Context, method, path string, body any, timeou
 			resp.Body.Close()
 			cancel()
 			e := decodeError(resp.StatusCode, resp.Status, data)
+			e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 			if method == http.MethodGet && unavailable(resp.StatusCode) && i < len(c.servers)-1 {
 				// A read is safe to ask another server: this one cannot
 				// serve now (no leader, etcd out of reach, a proxy's

@@ -12,7 +12,12 @@
 //
 // It must never decide anything for its callers: it retries nothing a
 // server answered (it only tries the next server when one cannot be
-// reached; how long to keep trying is the caller's choice), prints and
-// logs nothing, and knows nothing of the server's packages: it speaks
-// only the wire types of internal/api.
+// reached; how long to keep trying is the caller's choice), with one
+// exception the server decides: a 429 Too Many Requests that says when to
+// come back (Retry-After, which an overloaded server sends to slow
+// submissions down) is waited out and sent again, a bounded number of
+// times (Options.ThrottleRetries) and never past the caller's context.
+// It prints and logs nothing (Options.OnThrottle is told of each wait),
+// and knows nothing of the server's packages: it speaks only the wire
+// types of internal/api.
 package apiclient

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
 )
@@ -19,6 +21,10 @@ type Error struct {
 	// Errors lists every problem of a rejected job, located by path,
 	// when the server lists them.
 	Errors []api.FieldError
+	// RetryAfter is how long the server asked the client to wait before
+	// sending the request again (its Retry-After header; 0: it did not
+	// say).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -53,6 +59,32 @@ func StatusOf(err error) int {
 	return 0
 }
 
+// RetryAfter is how long the server that answered err asked the client
+// to wait before sending the same request again, and whether it said.
+func RetryAfter(err error) (time.Duration, bool) {
+	var e *Error
+	if errors.As(err, &e) && e.RetryAfter > 0 {
+		return e.RetryAfter, true
+	}
+	return 0, false
+}
+
+// parseRetryAfter reads a Retry-After header: a number of seconds or an
+// HTTP date (from now). 0: absent or unreadable.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil {
+		return max(time.Duration(secs)*time.Second, 0)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}
+
 // IsNotFound reports whether a server answered 404.
 func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
 
@@ -76,7 +108,8 @@ func Retryable(err error) bool {
 	return false
 }
 
-// decodeError turns a non-2xx answer into an *Error.
+// decodeError turns a non-2xx answer into an *Error (the caller fills in
+// RetryAfter from the headers).
 func decodeError(status int, statusText string, body []byte) *Error {
 	var e api.Error
 	_ = jsonUnmarshal(body, &e)

@@ -27,7 +27,13 @@ const unreachableHint = "start one with 'gantry dev' or point --address (GANTRY_
 // apiOptions are the typed client's options from the global flags:
 // --address may name several servers, comma-separated, tried in turn.
 func (g *globals) apiOptions() (apiclient.Options, error) {
-	o := apiclient.Options{Servers: strings.Split(g.address, ","), Token: g.token, Hint: unreachableHint}
+	o := apiclient.Options{Servers: strings.Split(g.address, ","), Token: g.token, Hint: unreachableHint,
+		// An overloaded server answers submissions 429 with a
+		// Retry-After: the client waits it out (within the command's
+		// time limit) and says so, so that the wait is not silent.
+		OnThrottle: func(_, _ string, wait time.Duration, answer *apiclient.Error) {
+			fmt.Fprintf(g.errw, "%s; sending it again in %s\n", answer.Message, wait.Round(time.Second))
+		}}
 	if !g.tls.Enabled() {
 		return o, nil
 	}

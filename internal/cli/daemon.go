@@ -27,6 +27,7 @@ import (
 	"github.com/gantryhq/gantry/internal/pki"
 	"github.com/gantryhq/gantry/internal/server"
 	"github.com/gantryhq/gantry/internal/server/applier"
+	"github.com/gantryhq/gantry/internal/server/overload"
 	"github.com/gantryhq/gantry/internal/state"
 	"github.com/gantryhq/gantry/internal/ui/web"
 	"github.com/google/uuid"
@@ -96,6 +97,9 @@ type daemonFlags struct {
 
 	defragInterval     time.Duration // background GPU defragmenter (0: off)
 	defragMovesPerHour int
+
+	overload           overload.Thresholds // backpressure: where each input means overload
+	overloadRetryAfter time.Duration
 }
 
 func defaultDataDir(sub string) string {
@@ -138,6 +142,10 @@ func (f *daemonFlags) addServer(cmd *cobra.Command) {
 	f.vs.addServer(cmd)
 	cmd.Flags().DurationVar(&f.defragInterval, "gpu-defrag-interval", 0, "run the background GPU defragmenter on the leader, one round per interval: it moves replicas of groups with migrate: true to make room for pending GPU work (or, with none, to free whole GPUs), each move proposed one round before it is made; 0: off")
 	cmd.Flags().IntVar(&f.defragMovesPerHour, "gpu-defrag-moves-per-hour", server.DefaultDefragMovesPerHour, "the background GPU defragmenter starts at most this many moves in any hour (moves of 'gantry gpu defrag apply' count too)")
+	cmd.Flags().IntVar(&f.overload.EvalBacklog, "overload-eval-backlog", overload.Defaults.EvalBacklog, "the server is overloaded once this many evaluations wait to be scheduled (ready, not blocked or delayed): it answers job submissions 429 with a Retry-After, hands registering nodes longer heartbeat TTLs and keeps silent nodes ready for longer; 0 or negative: not an input")
+	cmd.Flags().DurationVar(&f.overload.ReportLag, "overload-report-lag", overload.Defaults.ReportLag, "the server is overloaded once an allocation report has waited this long for its commit (see --overload-eval-backlog); 0 or negative: not an input")
+	cmd.Flags().DurationVar(&f.overload.HeartbeatLag, "overload-heartbeat-lag", overload.Defaults.HeartbeatLag, "the server is overloaded once renewing a heartbeat's lease takes this long (see --overload-eval-backlog); 0 or negative: not an input")
+	cmd.Flags().DurationVar(&f.overloadRetryAfter, "overload-retry-after", server.DefaultOverloadRetryAfter, "the Retry-After of a job submission refused at overload level 1, doubled per level above (levels 1 to 3: at 1, 2 and 4 times a threshold)")
 }
 
 func (f *daemonFlags) addAgent(cmd *cobra.Command, withServers bool) {
@@ -316,7 +324,8 @@ func (f *daemonFlags) startServer(ctx context.Context, st *state.Store, log *slo
 	}
 	cfg := server.Config{ID: id, HTTPAddr: f.httpAddr, AdvertiseAddr: f.advertiseAddr, HeartbeatTTL: f.heartbeatTTL, MaxHeartbeatsPerSecond: maxHeartbeats(f.maxHeartbeats), LostBatchGrace: f.lostBatchGrace, Version: Version, ACL: f.acl,
 		NodeHistory: f.historyLen, HistoryInterval: f.historyInterval, HistoryFile: f.historyFile, GPUPolicy: f.gpuPolicy,
-		VSphere: f.vs.serverConfig(), DefragInterval: f.defragInterval, DefragMovesPerHour: f.defragMovesPerHour}
+		VSphere: f.vs.serverConfig(), DefragInterval: f.defragInterval, DefragMovesPerHour: f.defragMovesPerHour,
+		Overload: overloadThresholds(f.overload), OverloadRetryAfter: f.overloadRetryAfter}
 	if len(f.etcdEndpoints) > 0 {
 		// etcd's defaults: 128 operations and 1.5 MiB per transaction. A
 		// gang or preemption set larger than that fails its evaluation
@@ -612,6 +621,22 @@ func newExecutorCmd() *cobra.Command {
 
 // maxHeartbeats maps the flag to server.Config: there 0 means the
 // default, so a 0 given on the command line (growth off) becomes -1.
+// overloadThresholds maps the flags to server.Config: there 0 means the
+// default and negative leaves the input out; a flag of 0 means "not an
+// input".
+func overloadThresholds(t overload.Thresholds) overload.Thresholds {
+	if t.EvalBacklog <= 0 {
+		t.EvalBacklog = -1
+	}
+	if t.ReportLag <= 0 {
+		t.ReportLag = -1
+	}
+	if t.HeartbeatLag <= 0 {
+		t.HeartbeatLag = -1
+	}
+	return t
+}
+
 func maxHeartbeats(v float64) float64 {
 	if v <= 0 {
 		return -1

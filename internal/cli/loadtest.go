@@ -45,6 +45,8 @@ against a fresh server and adds the server's CPU, memory and etcd size.`,
 			fmt.Fprintf(g.out, "nodes %d, allocations %d\nnodes ready after     %s\njobs accepted after   %s\nall placed after      %s\nall running after     %s\nsustained             %.0f allocations/s (peak %.0f/s)\nload generator        %.1f s cpu, peak RSS %d MiB\n",
 				res.Nodes, res.Allocations, res.RegisterTime.Round(time.Millisecond), res.SubmitTime.Round(time.Millisecond),
 				res.PlacedTime.Round(time.Millisecond), res.RunningTime.Round(time.Millisecond), res.AllocsPerSec, res.PeakAllocsPerS, res.LoadCPU, res.LoadPeakRSS)
+			fmt.Fprintf(g.out, "submissions slowed    %d jobs (%d answers 429 with Retry-After, %s waited in all)\n",
+				res.SlowedSubmissions, res.Refusals, res.RefusedWait.Round(time.Millisecond))
 			return nil
 		},
 	}

@@ -6,7 +6,9 @@
 //
 // It must never take a shortcut a real cluster would not: no writes to
 // etcd, no calls into the server's packages; only the HTTP API and the
-// agent protocol.
+// agent protocol. Like any client it honours an overloaded server's 429
+// and Retry-After on submission, waiting as long as it is asked (within
+// the run's timeout), and reports how many submissions were slowed so.
 package loadgen
 
 import (
@@ -14,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -63,6 +66,23 @@ type Result struct {
 	LoadCPU float64 `json:"load_cpu_seconds"`
 	// LoadPeakRSS is the most memory this process held, in MiB.
 	LoadPeakRSS int64 `json:"load_peak_rss_mib"`
+	// SlowedSubmissions is how many jobs a server refused at least once
+	// with 429 (it was overloaded) before accepting them; Refusals counts
+	// every such answer, and RefusedWait the time the submitters waited
+	// them out, summed over the concurrent submitters.
+	SlowedSubmissions int           `json:"slowed_submissions"`
+	Refusals          int           `json:"submission_refusals"`
+	RefusedWait       time.Duration `json:"refused_wait"`
+}
+
+// throttled counts the 429s the submitters waited out.
+type throttled struct {
+	slowed, refusals atomic.Int64
+	wait             atomic.Int64 // nanoseconds
+}
+
+func (t *throttled) fill(res *Result) {
+	res.SlowedSubmissions, res.Refusals, res.RefusedWait = int(t.slowed.Load()), int(t.refusals.Load()), time.Duration(t.wait.Load())
 }
 
 // usage is the CPU time this process has used, in seconds, and the most
@@ -104,7 +124,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	c := apiclient.New(apiclient.Options{Servers: []string{o.Address}, Transport: h2c()})
+	// The submitters wait out an overloaded server's 429s themselves
+	// (submit), without a bound but the run's timeout, and count them.
+	c := apiclient.New(apiclient.Options{Servers: []string{o.Address}, Transport: h2c(), ThrottleRetries: -1})
+	var thr throttled
 	res := &Result{Nodes: o.Nodes, Allocations: o.Jobs * o.Tasks}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
@@ -160,7 +183,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		go func() {
 			defer sub.Done()
 			for j := range jobs {
-				if err := submit(ctx, c, o, j); err != nil {
+				if err := submit(ctx, c, o, j, &thr); err != nil {
 					select {
 					case errs <- err:
 					default:
@@ -197,6 +220,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			if res.SubmitTime == 0 {
 				res.SubmitTime = time.Since(t0)
 			}
+			if n := thr.refusals.Load(); n > 0 {
+				fmt.Fprintf(o.Progress, "  every job accepted after %s; the server slowed %d submissions down (%d refusals with 429)\n",
+					res.SubmitTime.Round(time.Millisecond), thr.slowed.Load(), n)
+			}
 			submitted = nil
 			continue
 		case <-tick.C:
@@ -213,7 +240,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		rate := float64(running-lastRun) / now.Sub(lastAt).Seconds()
 		res.PeakAllocsPerS = max(res.PeakAllocsPerS, rate)
 		lastRun, lastAt = running, now
-		fmt.Fprintf(o.Progress, "%7.1fs  placed %7d  running %7d  (%6.0f/s)\n", now.Sub(t0).Seconds(), placed, running, rate)
+		slowed := ""
+		if n := thr.refusals.Load(); n > 0 && submitted != nil {
+			slowed = fmt.Sprintf("  %d submissions slowed by 429", thr.slowed.Load())
+		}
+		fmt.Fprintf(o.Progress, "%7.1fs  placed %7d  running %7d  (%6.0f/s)%s\n", now.Sub(t0).Seconds(), placed, running, rate, slowed)
 		if placed >= res.Allocations && res.PlacedTime == 0 {
 			res.PlacedTime = now.Sub(t0)
 		}
@@ -221,6 +252,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			res.RunningTime = now.Sub(t0)
 			res.AllocsPerSec = float64(res.Allocations) / res.RunningTime.Seconds()
 			res.LoadCPU, res.LoadPeakRSS = usage()
+			thr.fill(res)
 			return res, nil
 		}
 	}
@@ -248,23 +280,45 @@ func waitReady(ctx context.Context, c *apiclient.Client, o Options, start time.T
 	}
 }
 
-func submit(ctx context.Context, c *apiclient.Client, o Options, j int) error {
+// submit registers job j. A 429 with a Retry-After (the server is
+// overloaded) is waited out, plus up to a tenth more so that the
+// submitters do not all come back at once, as often as the server asks;
+// other retryable failures are tried again a few times.
+func submit(ctx context.Context, c *apiclient.Client, o Options, j int, thr *throttled) error {
 	job := &api.Job{
 		Name: fmt.Sprintf("load-%04d", j), Namespace: api.DefaultNamespace, Type: api.JobService, Priority: 50,
 		Groups: []*api.Group{{Name: "g", Count: o.Tasks, Tasks: []*api.Task{{
 			Name: "t", Driver: api.DriverNull, Resources: api.Resources{CPU: o.TaskCPU, Memory: o.TaskMemory},
 		}}}},
 	}
-	for attempt := 0; ; attempt++ {
+	slowed, failures := false, 0
+	for {
 		_, err := c.RegisterJob(ctx, job)
 		if err == nil {
+			if slowed {
+				thr.slowed.Add(1)
+			}
 			return nil
 		}
-		// Invalid input or a refusal is not retried; an unavailable
-		// server is, a few times.
-		if attempt >= 5 || ctx.Err() != nil || !apiclient.Retryable(err) {
+		if wait, ok := apiclient.RetryAfter(err); ok && apiclient.StatusOf(err) == http.StatusTooManyRequests {
+			slowed = true
+			wait += time.Duration(rand.Int64N(int64(wait/10) + 1))
+			thr.refusals.Add(1)
+			thr.wait.Add(int64(wait))
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("submit %s: still refused when the run ended (%w): %w", job.Name, ctx.Err(), err)
+			case <-time.After(wait):
+			}
+			continue
+		}
+		// Invalid input or a refusal (any other 4xx) is not retried; an
+		// unavailable server, or a 429 without a Retry-After, is, a few
+		// times.
+		if failures >= 5 || ctx.Err() != nil || !apiclient.Retryable(err) {
 			return fmt.Errorf("submit %s: %w", job.Name, err)
 		}
+		failures++
 		time.Sleep(time.Second)
 	}
 }

@@ -58,4 +58,11 @@ const (
 	EvalsProcessed    = "gantry_evals_processed_total"
 	EvalPanics        = "gantry_eval_panics_total"
 	Nodes             = "gantry_nodes"
+
+	// Backpressure (the server's overload level and what it changes).
+	OverloadLevel       = "gantry_overload_level"
+	OverloadPressure    = "gantry_overload_pressure"
+	OverloadSparedNodes = "gantry_overload_spared_nodes"
+	SubmissionsRefused  = "gantry_submissions_refused_total"
+	HeartbeatTTL        = "gantry_heartbeat_ttl_seconds"
 )

@@ -201,6 +201,9 @@ func (s *Server) handleJobPromote(w http.ResponseWriter, r *http.Request) error 
 // handleJobRevert registers an older version's spec again as a new
 // version.
 func (s *Server) handleJobRevert(w http.ResponseWriter, r *http.Request) error {
+	if err := s.refuseIfOverloaded("the revert"); err != nil {
+		return err
+	}
 	j, err := s.lookupJob(r)
 	if err != nil {
 		return err

@@ -29,6 +29,11 @@ func invalidJob(errs []api.FieldError) error {
 }
 
 func (s *Server) handleJobRegister(w http.ResponseWriter, r *http.Request) error {
+	// Refused before the body is read: an overloaded server spends
+	// nothing on a submission it cannot take.
+	if err := s.refuseIfOverloaded("the job"); err != nil {
+		return err
+	}
 	sub, errs, err := s.readJob(w, r)
 	if err != nil {
 		return err

@@ -197,7 +197,12 @@ func (s *Server) nodeMonitorLoop(ctx context.Context, fence *state.Fence) error 
 	// The grace after a takeover is the TTL the cluster's nodes were
 	// handed, grown with their number (HeartbeatTTL); each node's lease
 	// carries the TTL it registered with.
-	m := nodemon.New(s.store, fence, s.now, func() time.Duration { return s.heartbeatTTL(false) }, s.newEval, s.log)
+	// While this server is overloaded (overload.go), and for a TTL after,
+	// the monitor keeps silent nodes ready for longer (nodemon.Spare).
+	m := nodemon.New(s.store, fence, s.now, func() time.Duration { return s.heartbeatTTL(false) },
+		func() int { return int(s.overloadLevel()) }, s.newEval, s.log)
+	s.load.monitor.Store(m)
+	defer s.load.monitor.CompareAndSwap(m, nil)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	return m.Run(ctx, t.C)

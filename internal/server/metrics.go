@@ -11,12 +11,14 @@ import (
 )
 
 // serverMetrics are the server's own series: how long scheduling takes,
-// how many evaluations wait, how many plans the applier turned back.
+// how many evaluations wait, how many plans the applier turned back, how
+// many submissions it refused while overloaded (overload.go).
 type serverMetrics struct {
 	latency    prometheus.Histogram
 	rejections *prometheus.CounterVec
 	evals      *prometheus.CounterVec
 	panics     prometheus.Counter
+	refused    prometheus.Counter
 }
 
 func newServerMetrics(s *Server) *serverMetrics {
@@ -38,6 +40,10 @@ func newServerMetrics(s *Server) *serverMetrics {
 			Name: metrics.EvalPanics,
 			Help: "Evaluations that failed because processing them panicked (a bug in gantry: the log holds the stack).",
 		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: metrics.SubmissionsRefused,
+			Help: "Job submissions (register, update, revert) this server answered 429 with a Retry-After because it was overloaded.",
+		}),
 	}
 	for _, r := range []string{"recheck", "commit"} {
 		m.rejections.WithLabelValues(r)
@@ -46,7 +52,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 }
 
 func (m *serverMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.latency, m.rejections, m.evals, m.panics}
+	return []prometheus.Collector{m.latency, m.rejections, m.evals, m.panics, m.refused}
 }
 
 // stateCollector publishes, at each scrape, what the server's view of the

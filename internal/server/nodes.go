@@ -30,7 +30,7 @@ func (s *Server) handleNodeRegister(w http.ResponseWriter, r *http.Request) erro
 		return &httpError{status: http.StatusBadRequest, msg: "node resources must not be negative", field: "resources"}
 	}
 	prev, known := s.store.Node(n.ID)
-	ttl := s.heartbeatTTL(!known || prev.Status == api.NodeStatusDown)
+	ttl := s.registrationTTL(!known || prev.Status == api.NodeStatusDown)
 	if err := s.store.RegisterNode(r.Context(), &n, ttl, s.now()); err != nil {
 		return err
 	}
@@ -61,7 +61,10 @@ func (s *Server) handleNodeHeartbeat(w http.ResponseWriter, r *http.Request) err
 	if !ok || n.Status == api.NodeStatusDown {
 		return notFound("node %s is not registered or was marked down: register again", r.PathValue("id"))
 	}
-	if err := s.store.Heartbeat(r.Context(), n.ID); err != nil {
+	done := s.timeHeartbeat()
+	err := s.store.Heartbeat(r.Context(), n.ID)
+	done()
+	if err != nil {
 		if errors.Is(err, state.ErrLeaseExpired) {
 			return notFound("node %s: %v", n.Name, err)
 		}

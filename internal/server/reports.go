@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/state"
@@ -16,12 +17,30 @@ type reportBatcher struct {
 	s       *Server
 	mu      sync.Mutex
 	pending []pendingReport
-	kick    chan struct{}
+	// committing is when the oldest report of the round being committed
+	// arrived (zero between rounds).
+	committing time.Time
+	kick       chan struct{}
 }
 
 type pendingReport struct {
 	reports []state.NodeReport
 	done    chan error
+	queued  time.Time
+}
+
+// oldest is when the oldest report not yet committed arrived; zero when
+// none waits. Its age is the overload sampler's report lag.
+func (b *reportBatcher) oldest() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.committing.IsZero() {
+		return b.committing
+	}
+	if len(b.pending) > 0 {
+		return b.pending[0].queued
+	}
+	return time.Time{}
 }
 
 func newReportBatcher(s *Server) *reportBatcher {
@@ -30,7 +49,7 @@ func newReportBatcher(s *Server) *reportBatcher {
 
 // submit queues one agent's reports and waits for their commit.
 func (b *reportBatcher) submit(ctx context.Context, nodeID string, updates []api.AllocUpdate) error {
-	p := pendingReport{done: make(chan error, 1)}
+	p := pendingReport{done: make(chan error, 1), queued: time.Now()}
 	for _, u := range updates {
 		p.reports = append(p.reports, state.NodeReport{NodeID: nodeID, Update: u})
 	}
@@ -68,6 +87,9 @@ func (b *reportBatcher) run(ctx context.Context) {
 				take = append(take, b.pending[0])
 				b.pending = b.pending[1:]
 			}
+			if len(take) > 0 {
+				b.committing = take[0].queued
+			}
 			b.mu.Unlock()
 			if len(take) == 0 {
 				break
@@ -81,6 +103,9 @@ func (b *reportBatcher) run(ctx context.Context) {
 				e.Priority = a.Priority
 				return e
 			})
+			b.mu.Lock()
+			b.committing = time.Time{}
+			b.mu.Unlock()
 			for _, p := range take {
 				p.done <- err
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/gantryhq/gantry/internal/scheduler"
 	"github.com/gantryhq/gantry/internal/scheduler/policy"
 	"github.com/gantryhq/gantry/internal/server/applier"
+	"github.com/gantryhq/gantry/internal/server/overload"
 	"github.com/gantryhq/gantry/internal/state"
 )
 
@@ -98,6 +99,15 @@ type Config struct {
 	// in any hour (0: DefaultDefragMovesPerHour). 0: off.
 	DefragInterval     time.Duration
 	DefragMovesPerHour int
+	// Overload says where each input of the overload level starts to
+	// mean overload (overload.go): 0 takes overload.Defaults' value,
+	// negative leaves the input out. While overloaded the server answers
+	// job submissions 429 with a Retry-After of OverloadRetryAfter (0:
+	// DefaultOverloadRetryAfter) doubled per level above 1, hands
+	// registering nodes longer heartbeat TTLs, and the leader's node
+	// monitor keeps silent nodes ready for longer.
+	Overload           overload.Thresholds
+	OverloadRetryAfter time.Duration
 }
 
 // Server is the HTTP API plus, while it leads, the evaluation broker,
@@ -143,6 +153,7 @@ type Server struct {
 	met      *serverMetrics
 	history  *metrics.History
 	vs       vsphereState
+	load     loadState // backpressure (overload.go)
 }
 
 // New builds a server over an open store.
@@ -165,6 +176,10 @@ func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 	if cfg.BodyBudgetBytes == 0 {
 		cfg.BodyBudgetBytes = DefaultBodyBudgetBytes
 	}
+	cfg.Overload = overloadThresholds(cfg.Overload)
+	if cfg.OverloadRetryAfter <= 0 {
+		cfg.OverloadRetryAfter = DefaultOverloadRetryAfter
+	}
 	s := &Server{cfg: cfg, store: store, sched: cfg.Scheduler, log: log, now: cfg.Now, bodies: newBodyBudget(cfg.BodyBudgetBytes)}
 	if s.now == nil {
 		s.now = time.Now
@@ -185,7 +200,7 @@ func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 		s.registry = metrics.NewRegistry()
 	}
 	s.met = newServerMetrics(s)
-	s.registry.MustRegister(append(s.met.collectors(), newStateCollector(s), newClusterCollector(s), newComponentCollector(s))...)
+	s.registry.MustRegister(append(s.met.collectors(), newStateCollector(s), newClusterCollector(s), newComponentCollector(s), newLoadCollector(s))...)
 	s.history = metrics.NewHistory(cfg.NodeHistory)
 	s.vsphereInit()
 	return s
@@ -216,10 +231,16 @@ func (s *Server) Start(ctx context.Context) error {
 	s.httpSrv.Protocols.SetUnencryptedHTTP2(true)
 	s.httpSrv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 4096}
 	s.reports = newReportBatcher(s)
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
 		s.reports.run(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(overloadSample)
+		defer t.Stop()
+		s.runOverload(ctx, t.C)
 	}()
 	go func() {
 		defer s.wg.Done()

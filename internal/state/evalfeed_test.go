@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
 )
@@ -77,5 +78,29 @@ func TestEvalLogBound(t *testing.T) {
 	}
 	if ch, _, _, whole := s.EvalChanges(s.rev - 1); whole || len(ch) != 1 {
 		t.Errorf("a recent reader: %d changes, whole %v; want 1, false", len(ch), whole)
+	}
+}
+
+// TestReadyEvals: the overload sampler's evaluation backlog counts the
+// pending evaluations due now, and neither blocked ones nor those delayed
+// past now.
+func TestReadyEvals(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	now := time.Now()
+	due, running, delayed, blocked, done := eval("due"), eval("running"), eval("delayed"), eval("blocked"), eval("done")
+	running.WaitUntil = now.Add(-time.Minute)
+	delayed.WaitUntil = now.Add(time.Hour)
+	blocked.Status, done.Status = api.EvalBlocked, api.EvalComplete
+	rev, err := s.ApplyPlan(ctx, &PlanCommit{FollowUps: []*api.Evaluation{due, running, delayed, blocked, done}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.WaitIndex(ctx, rev)
+	if got := s.ReadyEvals(now); got != 2 {
+		t.Errorf("%d ready evaluations, want 2 (due, running)", got)
+	}
+	if got := s.ReadyEvals(now.Add(2 * time.Hour)); got != 3 {
+		t.Errorf("%d ready evaluations two hours on, want 3 (the delayed one is due)", got)
 	}
 }

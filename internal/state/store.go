@@ -589,6 +589,21 @@ func (s *Store) Evals(namespace, job string) []*api.Evaluation {
 	return out
 }
 
+// ReadyEvals counts the pending evaluations due at now: the ones ready to
+// run, and the one running, which stays pending until it finishes.
+// Blocked evaluations and delayed ones (WaitUntil after now) do not count.
+func (s *Store) ReadyEvals(now time.Time) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, e := range s.evals {
+		if e.Status == api.EvalPending && !e.WaitUntil.After(now) {
+			n++
+		}
+	}
+	return n
+}
+
 // Node returns a node by ID.
 func (s *Store) Node(id string) (*api.Node, bool) {
 	s.mu.RLock()

@@ -34,6 +34,7 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 	tasks := pick(env.Params.ScaleTasks, 50, 100, env.Quick)
 	rounds := pick(env.Params.Rounds, 1, 4, env.Quick)
 	var rate, running, srvCPU, srvRSS, loadCPU, loadRSS, etcd []float64
+	var slowed []int
 	for r := range rounds {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -47,7 +48,8 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 		if cpu > 0 {
 			srvCPU, srvRSS, etcd = append(srvCPU, cpu), append(srvRSS, rss), append(etcd, res.EtcdMiB)
 		}
-		env.logf("    round %d/%d: %d allocations on %d nodes running after %s (%.0f/s)", r+1, rounds, res.Allocations, res.Nodes, res.RunningTime.Round(time.Millisecond), res.AllocsPerSec)
+		slowed = append(slowed, res.SlowedSubmissions)
+		env.logf("    round %d/%d: %d allocations on %d nodes running after %s (%.0f/s; %d submissions slowed by the server's 429)", r+1, rounds, res.Allocations, res.Nodes, res.RunningTime.Round(time.Millisecond), res.AllocsPerSec, res.SlowedSubmissions)
 	}
 	rec.Add(report.NewFigure("scale/allocations-per-s", "allocations/s", report.HigherIsBetter, rate))
 	rec.Add(report.NewFigure("scale/all-running", "s", report.LowerIsBetter, running))
@@ -58,6 +60,7 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 		rec.Add(report.NewFigure("scale/server-peak-rss", "MiB", report.LowerIsBetter, srvRSS))
 		rec.Add(report.NewFigure("scale/etcd-db", "MiB", report.LowerIsBetter, etcd))
 	}
+	rec.Note("submissions the overloaded server slowed down (429 with Retry-After), per round: %v", slowed)
 	rec.Note("%d simulated nodes, %d jobs × %d allocations, %d round(s); the load tool shares the machine's cores with the server; soft memory limits from SERVER_GOMEMLIMIT and LOAD_GOMEMLIMIT when set", nodes, jobs, tasks, rounds)
 	return nil
 }

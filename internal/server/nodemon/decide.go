@@ -1,15 +1,18 @@
 // Package nodemon is the leader's node monitor: it marks down the ready
 // nodes whose heartbeat lease expired and asks for an evaluation of every
 // job that had live allocations on them, so that the scheduler replaces
-// what ran there.
+// what ran there. While its server is overloaded, and for a TTL after,
+// it gives silent nodes extra grace instead (Spare): a node the server
+// was too busy to hear from has not failed.
 //
-// Down and JobsOnNode are the decision, pure functions of what the monitor
-// reads and the time. Monitor is the thin shell: one Round reads the
-// store through Store (five methods), applies the decision with the
-// leader's fence, and logs. The package never reads the clock (the time
-// comes in as a func and the ticks as a channel), starts no goroutine and
-// does no I/O but through Store; it never writes without the fence and
-// never marks a node down whose lease is alive again at the write.
+// Down, Lapsed, Spare and JobsOnNode are the decision, pure functions of
+// what the monitor reads, the server's overload level and the time.
+// Monitor is the thin shell: one Round reads the store through Store
+// (five methods), applies the decision with the leader's fence, and
+// logs. The package never reads the clock (the time comes in as a func
+// and the ticks as a channel), starts no goroutine and does no I/O but
+// through Store; it never writes without the fence and never marks a
+// node down whose lease is alive again at the write.
 package nodemon
 
 import (
@@ -44,6 +47,71 @@ func Down(nodes []*api.Node, alive func(id string) bool, leaderSince, now time.T
 		}
 	}
 	return out
+}
+
+// Lapsed is when the monitor first saw each ready node without its
+// lease: the time in prev for a node still without one, now for a node
+// newly seen so. Nodes that are alive again or no longer ready are
+// dropped. prev is not changed.
+func Lapsed(prev map[string]time.Time, nodes []*api.Node, alive func(id string) bool, now time.Time) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, n := range nodes {
+		if n.Status != api.NodeStatusReady || alive(n.ID) {
+			continue
+		}
+		if t, ok := prev[n.ID]; ok {
+			out[n.ID] = t
+		} else {
+			out[n.ID] = now
+		}
+	}
+	return out
+}
+
+// Overload is what the monitor knows of its server's overload at a round
+// (internal/server/overload).
+type Overload struct {
+	// Level is the server's overload level now; 0: not overloaded.
+	Level int
+	// Last is the last round at which the server was overloaded (zero:
+	// never while this monitor ran).
+	Last time.Time
+}
+
+// Spare splits the nodes Down names into those to mark down and those an
+// overloaded server keeps ready, because a node it was too busy to hear
+// from is not a node that failed:
+//
+//   - while the server is overloaded at level L, a node whose lease has
+//     been gone for less than L × ttl (from when lapsed says the monitor
+//     first saw it gone) is spared; one gone longer is marked down, so
+//     that a node that did fail is still replaced under lasting overload;
+//   - for a ttl after the overload ended, every node is spared: as after a
+//     takeover, each gets a full TTL from the moment the server could
+//     listen again to heartbeat or register.
+//
+// Without overload now or within a ttl, every node is marked down.
+func Spare(down []DownNode, lapsed map[string]time.Time, o Overload, now time.Time, ttl time.Duration) (mark, spared []DownNode) {
+	switch {
+	case o.Level > 0:
+		extra := time.Duration(o.Level) * ttl
+		for _, d := range down {
+			since, ok := lapsed[d.Node.ID]
+			if !ok {
+				since = now
+			}
+			if now.Before(since.Add(extra)) {
+				spared = append(spared, d)
+				continue
+			}
+			d.Reason = fmt.Sprintf("%s, nor within the %s more that the overloaded server gave it", d.Reason, extra)
+			mark = append(mark, d)
+		}
+		return mark, spared
+	case !o.Last.IsZero() && now.Before(o.Last.Add(ttl)):
+		return nil, down
+	}
+	return down, nil
 }
 
 // JobRef names a job to evaluate and the priority its evaluation takes.

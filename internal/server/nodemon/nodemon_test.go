@@ -175,7 +175,7 @@ func TestMonitorRound(t *testing.T) {
 		ids++
 		return &api.Evaluation{ID: fmt.Sprint("e", ids), Namespace: ns, Job: job, TriggeredBy: trigger, Priority: api.DefaultPriority}
 	}
-	m := New(f, &state.Fence{}, func() time.Time { return clock }, func() time.Duration { return ttl }, newEval,
+	m := New(f, &state.Fence{}, func() time.Time { return clock }, func() time.Duration { return ttl }, nil, newEval,
 		slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx := context.Background()
 
@@ -217,5 +217,122 @@ func TestMonitorRound(t *testing.T) {
 	f.nodes["n2"].Status, f.alive["n2"], f.notLeader = api.NodeStatusReady, false, true
 	if err := m.Round(ctx, clock.Add(2*time.Second)); !errors.Is(err, state.ErrNotLeader) {
 		t.Errorf("round after leadership moved: %v, want state.ErrNotLeader", err)
+	}
+}
+
+// TestLapsed: a ready node without its lease keeps the time it was first
+// seen so; one alive again, or no longer ready, is dropped.
+func TestLapsed(t *testing.T) {
+	nodes := []*api.Node{
+		{ID: "old", Status: api.NodeStatusReady},
+		{ID: "new", Status: api.NodeStatusReady},
+		{ID: "back", Status: api.NodeStatusReady},
+		{ID: "down", Status: api.NodeStatusDown},
+	}
+	alive := func(id string) bool { return id == "back" }
+	prev := map[string]time.Time{"old": t0, "back": t0, "down": t0, "gone": t0}
+	now := t0.Add(time.Minute)
+	got := Lapsed(prev, nodes, alive, now)
+	want := map[string]time.Time{"old": t0, "new": now}
+	if len(got) != len(want) || !got["old"].Equal(want["old"]) || !got["new"].Equal(want["new"]) {
+		t.Errorf("lapsed %v, want %v", got, want)
+	}
+	if len(prev) != 4 {
+		t.Errorf("prev was changed: %v", prev)
+	}
+}
+
+// TestSpare: an overloaded server keeps a silent node ready for level ×
+// TTL after it was first seen silent, then marks it down saying so; for a
+// TTL after the overload ended it keeps every node; otherwise it spares
+// nothing.
+func TestSpare(t *testing.T) {
+	const ttl = 10 * time.Second
+	down := []DownNode{
+		{Node: &api.Node{ID: "fresh"}, Reason: "no heartbeat"},
+		{Node: &api.Node{ID: "stale"}, Reason: "no heartbeat"},
+		{Node: &api.Node{ID: "unseen"}, Reason: "no heartbeat"},
+	}
+	lapsed := map[string]time.Time{"fresh": t0.Add(-5 * time.Second), "stale": t0.Add(-25 * time.Second)}
+	for _, tc := range []struct {
+		name         string
+		o            Overload
+		mark, spared []string
+	}{
+		{"never overloaded", Overload{}, []string{"fresh", "stale", "unseen"}, nil},
+		{"overload long over", Overload{Last: t0.Add(-ttl)}, []string{"fresh", "stale", "unseen"}, nil},
+		{"overload ended within a TTL", Overload{Last: t0.Add(-ttl + time.Millisecond)}, nil, []string{"fresh", "stale", "unseen"}},
+		{"level 1: 10s more", Overload{Level: 1, Last: t0}, []string{"stale"}, []string{"fresh", "unseen"}},
+		{"level 3: 30s more", Overload{Level: 3, Last: t0}, nil, []string{"fresh", "stale", "unseen"}},
+	} {
+		mark, spared := Spare(down, lapsed, tc.o, t0, ttl)
+		ids := func(ds []DownNode) []string {
+			var out []string
+			for _, d := range ds {
+				out = append(out, d.Node.ID)
+			}
+			return out
+		}
+		if !slices.Equal(ids(mark), tc.mark) || !slices.Equal(ids(spared), tc.spared) {
+			t.Errorf("%s: mark %v spare %v, want mark %v spare %v", tc.name, ids(mark), ids(spared), tc.mark, tc.spared)
+		}
+		for _, d := range mark {
+			if tc.o.Level > 0 && !strings.Contains(d.Reason, "more that the overloaded server gave it") {
+				t.Errorf("%s: %s marked down for %q, want the extra grace named", tc.name, d.Node.ID, d.Reason)
+			}
+		}
+	}
+}
+
+// TestMonitorRoundOverloaded: while the server is overloaded the round
+// that finds a node silent keeps it ready and counts it; the node is
+// marked down once level × TTL passed, or a TTL after the overload ended.
+func TestMonitorRoundOverloaded(t *testing.T) {
+	const ttl = 10 * time.Second
+	for _, tc := range []struct {
+		name    string
+		levelAt func(now time.Time) int // the overload level at each round
+		downAt  time.Duration           // after takeover + TTL
+	}{
+		{"lasting overload at level 2", func(time.Time) int { return 2 }, 2 * ttl},
+		{"overload that ends", func(now time.Time) int {
+			if now.Before(t0.Add(ttl + 5*time.Second)) {
+				return 1
+			}
+			return 0
+		}, 4*time.Second /* last overloaded round */ + ttl},
+	} {
+		f := &fakeStore{nodes: map[string]*api.Node{"n1": {ID: "n1", Name: "silent", Status: api.NodeStatusReady}}, alive: map[string]bool{}}
+		clock := t0
+		var logs bytes.Buffer
+		m := New(f, &state.Fence{}, func() time.Time { return clock }, func() time.Duration { return ttl },
+			func() int { return tc.levelAt(clock) },
+			func(ns, job, trigger string) *api.Evaluation {
+				return &api.Evaluation{ID: "e", Namespace: ns, Job: job}
+			},
+			slog.New(slog.NewTextHandler(&logs, nil)))
+		var wentDown time.Duration = -1
+		for step := time.Duration(0); step <= 4*ttl; step += time.Second {
+			clock = t0.Add(ttl + step)
+			if err := m.Round(context.Background(), clock); err != nil {
+				t.Fatal(err)
+			}
+			if f.nodes["n1"].Status == api.NodeStatusDown {
+				wentDown = step
+				break
+			}
+			if m.Spared() != 1 {
+				t.Fatalf("%s: at +%s the node is ready but %d nodes counted as spared", tc.name, step, m.Spared())
+			}
+		}
+		if wentDown != tc.downAt {
+			t.Errorf("%s: marked down at takeover+TTL+%s, want +%s", tc.name, wentDown, tc.downAt)
+		}
+		if m.Spared() != 0 {
+			t.Errorf("%s: %d spared after the node went down", tc.name, m.Spared())
+		}
+		if !strings.Contains(logs.String(), "kept ready") {
+			t.Errorf("%s: log %q does not say nodes were kept ready", tc.name, logs.String())
+		}
 	}
 }
