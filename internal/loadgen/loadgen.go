@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +64,30 @@ type Result struct {
 	LoadCPU float64 `json:"load_cpu_seconds"`
 	// LoadPeakRSS is the most memory this process held, in MiB.
 	LoadPeakRSS int64 `json:"load_peak_rss_mib"`
+	// NodeBytes is what one simulated node holds with no allocation:
+	// the process's live heap and goroutine stacks (after a collection)
+	// once every node is ready and before any job is submitted, divided
+	// by the nodes.
+	NodeBytes float64 `json:"load_bytes_per_node"`
+	// AllocBytes is what one running allocation adds: the live heap and
+	// stacks once every allocation runs, less those when the nodes were
+	// ready, divided by the allocations.
+	AllocBytes float64 `json:"load_bytes_per_alloc"`
+	// PeakRSSPerAlloc is the peak RSS divided by the allocations, nodes
+	// included: the figure to size a machine for a load.
+	PeakRSSPerAlloc float64 `json:"load_peak_rss_bytes_per_alloc"`
+	// Goroutines is how many goroutines the process had once every
+	// allocation ran.
+	Goroutines int `json:"load_goroutines"`
+}
+
+// liveBytes is the process's live heap and goroutine stacks, after a
+// full collection.
+func liveBytes() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc + m.StackInuse
 }
 
 // usage is the CPU time this process has used, in seconds, and the most
@@ -148,7 +173,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res.RegisterTime = time.Since(start)
-	fmt.Fprintf(o.Progress, "%d nodes ready after %s\n", o.Nodes, res.RegisterTime.Round(time.Millisecond))
+	nodesLive := liveBytes()
+	res.NodeBytes = float64(nodesLive) / float64(max(o.Nodes, 1))
+	fmt.Fprintf(o.Progress, "%d nodes ready after %s (%.0f KiB live per node)\n", o.Nodes, res.RegisterTime.Round(time.Millisecond), res.NodeBytes/1024)
 
 	// 2. Jobs.
 	t0 := time.Now()
@@ -221,6 +248,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			res.RunningTime = now.Sub(t0)
 			res.AllocsPerSec = float64(res.Allocations) / res.RunningTime.Seconds()
 			res.LoadCPU, res.LoadPeakRSS = usage()
+			// Measured after the CPU time: the collection is not the load's.
+			res.Goroutines = runtime.NumGoroutine()
+			res.AllocBytes = (float64(liveBytes()) - float64(nodesLive)) / float64(max(res.Allocations, 1))
+			res.PeakRSSPerAlloc = float64(res.LoadPeakRSS<<20) / float64(max(res.Allocations, 1))
 			return res, nil
 		}
 	}
