@@ -6,7 +6,9 @@
 //
 // It must never take a shortcut a real cluster would not: no writes to
 // etcd, no calls into the server's packages; only the HTTP API and the
-// agent protocol.
+// agent protocol. What it may change is how the process holds its nodes:
+// their tasks are stepped by one loop per agent instead of a goroutine
+// each (agent.Config.EventTasks).
 package loadgen
 
 import (
@@ -141,6 +143,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	sem := make(chan struct{}, 64)
 	var failed atomic.Value
 	var rt *http.Transport
+	// The nodes' tasks are stepped by one loop per agent, not a goroutine
+	// each (the null driver calls back on exit): it only changes how the
+	// process holds what every node runs.
 	for i := 0; i < o.Nodes; i++ {
 		if i%nodesPerConn == 0 {
 			rt = h2c()
@@ -153,6 +158,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			CPUOverride: o.NodeCPU, MemoryOverride: o.NodeMemory,
 			Drivers: []driver.Driver{null.New()}, SampleInterval: -1, AuditInterval: -1,
 			Transport: rt, KillTimeout: time.Second, Metrics: metrics.NewBareRegistry(),
+			EventTasks: true,
 		}, quiet)
 		if err != nil {
 			return nil, fmt.Errorf("simulated node %d: %w", i, err)
@@ -179,14 +185,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// 2. Jobs.
 	t0 := time.Now()
-	jobs := make(chan int)
+	queue := make(chan int)
 	errs := make(chan error, o.Concurrency)
 	var sub sync.WaitGroup
 	for w := 0; w < o.Concurrency; w++ {
 		sub.Add(1)
 		go func() {
 			defer sub.Done()
-			for j := range jobs {
+			for j := range queue {
 				if err := submit(ctx, c, o, j); err != nil {
 					select {
 					case errs <- err:
@@ -198,10 +204,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}()
 	}
 	go func() {
-		defer close(jobs)
+		defer close(queue)
 		for j := 0; j < o.Jobs; j++ {
 			select {
-			case jobs <- j:
+			case queue <- j:
 			case <-ctx.Done():
 				return
 			}
