@@ -63,6 +63,11 @@ type Config struct {
 	// drivers keep theirs. For the load tool's simulated nodes, whose
 	// tasks would otherwise hold a million goroutines.
 	EventTasks bool
+	// Jobs, when set, is shared by the agents of one process, which then
+	// keep one copy of each job version their allocations run instead of
+	// one per agent (each agent still fetches it from the servers). For
+	// the load tool's simulated nodes.
+	Jobs *JobShare
 	// KillTimeout is how long a task gets to exit after SIGTERM.
 	KillTimeout time.Duration
 	Version     string
@@ -171,7 +176,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		a.drivers[d.Name()] = d
 	}
 	a.updates = newUpdater(a)
-	a.jobs = &jobCache{srv: a.srv, jobs: map[string]*api.Job{}}
+	a.jobs = &jobCache{srv: a.srv, jobs: map[string]*api.Job{}, shared: cfg.Jobs}
 	if cfg.EventTasks {
 		a.loop = newTaskLoop()
 	}

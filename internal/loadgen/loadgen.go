@@ -8,7 +8,9 @@
 // etcd, no calls into the server's packages; only the HTTP API and the
 // agent protocol. What it may change is how the process holds its nodes:
 // their tasks are stepped by one loop per agent instead of a goroutine
-// each (agent.Config.EventTasks).
+// each (agent.Config.EventTasks), and one copy of each job version is
+// kept for all of them (agent.Config.Jobs), though each node still
+// fetches it.
 package loadgen
 
 import (
@@ -144,8 +146,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var failed atomic.Value
 	var rt *http.Transport
 	// The nodes' tasks are stepped by one loop per agent, not a goroutine
-	// each (the null driver calls back on exit): it only changes how the
-	// process holds what every node runs.
+	// each (the null driver calls back on exit), and the nodes keep one
+	// copy of each job version between them: both only change how the
+	// process holds what every node fetched and runs.
+	jobs := agent.NewJobShare()
 	for i := 0; i < o.Nodes; i++ {
 		if i%nodesPerConn == 0 {
 			rt = h2c()
@@ -158,7 +162,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			CPUOverride: o.NodeCPU, MemoryOverride: o.NodeMemory,
 			Drivers: []driver.Driver{null.New()}, SampleInterval: -1, AuditInterval: -1,
 			Transport: rt, KillTimeout: time.Second, Metrics: metrics.NewBareRegistry(),
-			EventTasks: true,
+			EventTasks: true, Jobs: jobs,
 		}, quiet)
 		if err != nil {
 			return nil, fmt.Errorf("simulated node %d: %w", i, err)
