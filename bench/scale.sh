@@ -7,7 +7,8 @@
 # and agent protocol. The report (report.json, report.md, index.html in
 # --out) gives allocations per second, the time until all ran, the
 # server's CPU seconds, peak RSS and etcd size, and the load tool's CPU
-# seconds and peak RSS.
+# seconds, peak RSS (also per allocation), live memory (heap and stacks)
+# per simulated node and per running allocation, and goroutines.
 #
 #   bench/scale.sh                       # 10,000 nodes, 1,000 jobs x 1,000 tasks
 #   NODES=1000 JOBS=100 TASKS=1000 bench/scale.sh

@@ -26,12 +26,16 @@ func TestLoadtestSmall(t *testing.T) {
 		PerSec      float64 `json:"allocs_per_sec"`
 		LoadCPU     float64 `json:"load_cpu_seconds"`
 		LoadRSS     int64   `json:"load_peak_rss_mib"`
+		NodeBytes   float64 `json:"load_bytes_per_node"`
+		RSSPerAlloc float64 `json:"load_peak_rss_bytes_per_alloc"`
+		Goroutines  int     `json:"load_goroutines"`
 	}
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 		t.Fatalf("loadtest --json printed %q: %v", r.Stdout, err)
 	}
-	if res.Nodes != 40 || res.Allocations != 150 || res.RunningTime <= 0 || res.PerSec <= 0 || res.LoadCPU <= 0 || res.LoadRSS <= 0 {
-		t.Fatalf("loadtest result %+v: want 40 nodes, 150 allocations, a running time, a rate and the load's CPU and memory", res)
+	if res.Nodes != 40 || res.Allocations != 150 || res.RunningTime <= 0 || res.PerSec <= 0 || res.LoadCPU <= 0 || res.LoadRSS <= 0 ||
+		res.NodeBytes <= 0 || res.RSSPerAlloc <= 0 || res.Goroutines <= 0 {
+		t.Fatalf("loadtest result %+v: want 40 nodes, 150 allocations, a running time, a rate and the load's CPU and memory (per node, per allocation)", res)
 	}
 	nodes := map[string]bool{}
 	for j := range 3 {

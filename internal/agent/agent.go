@@ -57,6 +57,17 @@ type Config struct {
 	// NoAPI skips the agent's own API listener (logs, exec, metrics):
 	// for simulated nodes of the load tool only.
 	NoAPI bool
+	// EventTasks steps the tasks of drivers whose calls return at once (a
+	// driver.ExitNotifier: the null driver) from one loop per agent
+	// (taskloop.go) instead of a goroutine per task; tasks of other
+	// drivers keep theirs. For the load tool's simulated nodes, whose
+	// tasks would otherwise hold a million goroutines.
+	EventTasks bool
+	// Jobs, when set, is shared by the agents of one process, which then
+	// keep one copy of each job version their allocations run instead of
+	// one per agent (each agent still fetches it from the servers). For
+	// the load tool's simulated nodes.
+	Jobs *JobShare
 	// KillTimeout is how long a task gets to exit after SIGTERM.
 	KillTimeout time.Duration
 	Version     string
@@ -123,6 +134,7 @@ type Agent struct {
 	lb       *lb.Manager      // nil unless LB.Enabled
 	resolver *driver.Resolver // nil unless the resolver for containers runs
 	clock    clock            // the task runners' and the disconnect check's time: the wall clock, a fake in tests
+	loop     *taskLoop        // steps the tasks of ExitNotifier drivers; nil unless Config.EventTasks
 }
 
 // New prepares an agent: its data directory and node identity.
@@ -164,7 +176,10 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		a.drivers[d.Name()] = d
 	}
 	a.updates = newUpdater(a)
-	a.jobs = &jobCache{srv: a.srv, jobs: map[string]*api.Job{}}
+	a.jobs = &jobCache{srv: a.srv, jobs: map[string]*api.Job{}, shared: cfg.Jobs}
+	if cfg.EventTasks {
+		a.loop = newTaskLoop()
+	}
 	a.fpKick = make(chan struct{}, 1)
 	a.gpus = newGPUManager(cfg.GPU, cfg.DataDir, log, a.kickFingerprint)
 	a.sampler = newSampler(a)
@@ -228,6 +243,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	// containers), and a node silent for its heartbeat TTL is marked down
 	// and all its work replaced. The tasks found are needed only by the
 	// first sync (watchLoop), which waits for the scan.
+	if a.loop != nil {
+		// Tasks keep running when the agent stops: their loop just ends.
+		context.AfterFunc(ctx, a.loop.close)
+	}
 	if err := a.registerUntilDone(ctx); err != nil {
 		return err
 	}

@@ -100,7 +100,7 @@ func (r *allocRunner) run(ctx context.Context) {
 			tr.keepFinished()
 			continue
 		}
-		go tr.run(ctx)
+		tr.launch(ctx)
 	}
 	if stopping {
 		r.stop(ctx)

@@ -16,7 +16,11 @@
 // tracker, the adoption planner); the task runner (taskrunner.go) is the
 // shell that feeds it events and carries out its effects through a small
 // port (taskport.go), with an injected clock. The runner must never decide
-// a task's next step inline.
+// a task's next step inline. A runner has a goroutine of its own, except,
+// with Config.EventTasks, for tasks of drivers whose calls return at once
+// (the null driver, for the load tool's simulated nodes): those are
+// stepped from the agent's task loop (taskloop.go), one queue of events
+// per agent, with no goroutine per task.
 //
 // It must never decide placement or desired state, and never talk to the
 // state store: everything goes through the servers' HTTP API.

@@ -27,14 +27,17 @@ type taskPort interface {
 
 // clock is a task runner's time (its restart delays and its health
 // checks' grace periods and intervals) and the agent's disconnect check's:
-// when now is, and a channel that fires after a delay. The agent's is the
-// wall clock; tests give a fake.
+// when now is, and a channel that fires after a delay (for a runner with
+// its own goroutine) or a function called after a delay, which returns a
+// stop for its timer (for the agent's task loop). The agent's is the wall
+// clock; tests give a fake.
 type clock struct {
-	now   func() time.Time
-	after func(time.Duration) <-chan time.Time
+	now       func() time.Time
+	after     func(time.Duration) <-chan time.Time
+	afterFunc func(time.Duration, func()) func() bool
 }
 
-var wallClock = clock{now: time.Now, after: time.After}
+var wallClock = clock{now: time.Now, after: time.After, afterFunc: afterFunc}
 
 // allocTaskPort is a task's port onto the agent: its allocation (for the
 // task's configuration, GPU and check addresses), its driver and the

@@ -17,6 +17,12 @@ import (
 // Wait, timers, stop requests, the checks' verdicts) and carries out the
 // effects it returns through its port. It decides nothing itself, and
 // reaches the agent only through the port.
+//
+// The loop is the runner's own goroutine (run), or, for a task whose
+// driver completes at once on an agent with Config.EventTasks, the
+// agent's shared task loop (taskloop.go, loop set): then the runner holds
+// no goroutine, its driver tells of the exit by calling back instead of a
+// blocking wait, and its restart delay is a timer that posts an event.
 type taskRunner struct {
 	task        *api.Task
 	drv         driver.Driver // nil when the node lacks the task's driver; read by logs, exec and the sampler
@@ -38,6 +44,15 @@ type taskRunner struct {
 	wake  <-chan time.Time     // the loop's: the restart delay's end
 	end   func()               // the loop's: ends the running checks and waits for them
 	sctx  context.Context      // the loop's: the context stops and destroys run under
+
+	// On the agent's task loop (nil: the runner's own goroutine), read
+	// and written by the loop's goroutine only.
+	loop       *taskLoop
+	ctx        context.Context // the agent's, that starts and waits run under
+	begun      bool            // the first step was taken
+	over       bool            // Step said the task's life is over; done is closed
+	stopCtx    context.Context // a stop that came before the first step
+	cancelWake func() bool     // stops the restart delay's timer
 }
 
 // taskMsg is an event for the loop, with the handle a start returned.
@@ -50,18 +65,29 @@ func newTaskRunner(ar *allocRunner, job *api.Job, t *api.Task, policy api.Restar
 	drv := ar.a.drivers[t.Driver]
 	port := &allocTaskPort{ar: ar, task: t, drv: drv}
 	log := ar.a.log.With("alloc", ar.alloc.ShortID(), "task", t.Name)
-	return newTaskShell(t, drv, port, ar.a.clock, log, ar.a.cfg.KillTimeout,
-		tasklife.NewRestartTracker(policy, job.Type), prev, recovered)
+	var tp taskPort = port
+	var loop *taskLoop
+	if n, ok := drv.(driver.ExitNotifier); ok && ar.a.loop != nil {
+		tp, loop = &notifyTaskPort{allocTaskPort: port, n: n}, ar.a.loop
+	}
+	return newTaskShell(t, drv, tp, ar.a.clock, log, ar.a.cfg.KillTimeout,
+		tasklife.NewRestartTracker(policy, job.Type), prev, recovered, loop)
 }
 
-// newTaskShell is a task runner over any port and clock.
+// newTaskShell is a task runner over any port and clock: on loop when
+// one is given (port must then be a notifyPort), else with a goroutine
+// of its own once run.
 func newTaskShell(t *api.Task, drv driver.Driver, port taskPort, clk clock, log *slog.Logger, killTimeout time.Duration,
-	restarts tasklife.RestartTracker, prev *api.TaskState, recovered []*driver.Handle) *taskRunner {
+	restarts tasklife.RestartTracker, prev *api.TaskState, recovered []*driver.Handle, loop *taskLoop) *taskRunner {
 	tr := &taskRunner{
 		task: t, drv: drv, port: port, clock: clk, log: log, killTimeout: killTimeout,
 		recovered: recovered,
 		life:      tasklife.NewState(prev, len(t.Checks), killTimeout, restarts),
-		msgs:      make(chan taskMsg), stops: make(chan context.Context), done: make(chan struct{}),
+		done:      make(chan struct{}),
+		loop:      loop,
+	}
+	if loop == nil {
+		tr.msgs, tr.stops = make(chan taskMsg), make(chan context.Context)
 	}
 	if prev != nil {
 		tr.state = *prev
@@ -131,19 +157,7 @@ func (tr *taskRunner) run(ctx context.Context) {
 	defer tr.runWG.Wait()
 	defer tr.endChecks()
 	tr.sctx = ctx
-	first := tasklife.Event{Kind: tasklife.Begin}
-	if tr.drv == nil {
-		first = tasklife.Event{Kind: tasklife.DriverMissing, Driver: tr.task.Driver}
-	} else if h := tr.adopt(ctx); h != nil {
-		tr.mu.Lock()
-		tr.handle = h
-		tr.mu.Unlock()
-		first.Kind = tasklife.RecoveredExited
-		if h.Running {
-			first.Kind = tasklife.RecoveredRunning
-		}
-	}
-	if tr.apply(ctx, taskMsg{ev: first}) {
+	if tr.apply(ctx, tr.first(ctx)) {
 		return
 	}
 	for {
@@ -163,6 +177,24 @@ func (tr *taskRunner) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// first is the event the task's life begins with: adopt what was found
+// at start, else start the task (or find its driver missing).
+func (tr *taskRunner) first(ctx context.Context) taskMsg {
+	first := tasklife.Event{Kind: tasklife.Begin}
+	if tr.drv == nil {
+		first = tasklife.Event{Kind: tasklife.DriverMissing, Driver: tr.task.Driver}
+	} else if h := tr.adopt(ctx); h != nil {
+		tr.mu.Lock()
+		tr.handle = h
+		tr.mu.Unlock()
+		first.Kind = tasklife.RecoveredExited
+		if h.Running {
+			first.Kind = tasklife.RecoveredRunning
+		}
+	}
+	return taskMsg{ev: first}
 }
 
 // describeStop is what the driver's stop does, when it says so.
@@ -196,22 +228,39 @@ func (tr *taskRunner) apply(ctx context.Context, m taskMsg) bool {
 	for _, e := range effects {
 		switch e.Op {
 		case tasklife.StartTask:
-			tr.background(func() { tr.start(ctx) })
+			if tr.loop != nil {
+				tr.start(ctx) // returns at once; its result is posted
+			} else {
+				tr.background(func() { tr.start(ctx) })
+			}
 		case tasklife.WaitTask:
-			tr.background(func() { tr.wait(ctx, h) })
+			if np, ok := tr.port.(notifyPort); ok && tr.loop != nil {
+				np.notifyExit(h, func(res *driver.ExitResult, err error) { tr.send(ctx, exitMsg(res, err)) })
+			} else {
+				tr.background(func() { tr.wait(ctx, h) })
+			}
 		case tasklife.StartChecks:
 			tr.startChecks(ctx, h)
 		case tasklife.EndChecks:
 			tr.endChecks()
 		case tasklife.Wake:
-			tr.wake = tr.clock.after(e.Delay)
+			if tr.loop != nil {
+				tr.cancelWake = tr.clock.afterFunc(e.Delay, func() { tr.send(ctx, delayElapsed) })
+			} else {
+				tr.wake = tr.clock.after(e.Delay)
+			}
 		case tasklife.StopTask:
 			sctx := tr.sctx
-			tr.background(func() {
+			stop := func() {
 				if err := tr.port.stop(sctx, h, e.Timeout); err != nil && !errors.Is(err, driver.ErrTaskNotFound) {
 					tr.log.Warn("stop task", "err", err)
 				}
-			})
+			}
+			if tr.loop != nil {
+				stop() // returns at once; the exit is called back
+			} else {
+				tr.background(stop)
+			}
 		case tasklife.DestroyHandle:
 			tr.destroy(tr.sctx)
 		case tasklife.Record:
@@ -234,6 +283,10 @@ func (tr *taskRunner) background(f func()) {
 
 // send hands the loop an event, unless ctx ended or the loop has.
 func (tr *taskRunner) send(ctx context.Context, m taskMsg) {
+	if tr.loop != nil {
+		tr.loop.post(loopItem{tr: tr, m: m})
+		return
+	}
 	select {
 	case tr.msgs <- m:
 	case <-ctx.Done():
@@ -259,10 +312,7 @@ func (tr *taskRunner) wait(ctx context.Context, h *driver.Handle) {
 	if ctx.Err() != nil {
 		return // the agent shuts down: the task keeps running
 	}
-	if err != nil {
-		res = &driver.ExitResult{ExitCode: -1, Err: err}
-	}
-	tr.send(ctx, taskMsg{ev: tasklife.Event{Kind: tasklife.Exited, Result: exitResult(res)}})
+	tr.send(ctx, exitMsg(res, err))
 }
 
 // exitResult is a driver's exit as the lifecycle sees it.
@@ -301,6 +351,14 @@ func (tr *taskRunner) endChecks() {
 // stop kills the task (SIGTERM, then SIGKILL after the kill timeout) and
 // waits for its runner to finish.
 func (tr *taskRunner) stop(ctx context.Context) {
+	if tr.loop != nil {
+		tr.loop.post(loopItem{tr: tr, kind: loopStop, ctx: ctx})
+		select {
+		case <-tr.done:
+		case <-tr.loop.shut: // the agent shuts down: the task keeps running
+		}
+		return
+	}
 	select {
 	case tr.stops <- ctx:
 	case <-tr.done:

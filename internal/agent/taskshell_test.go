@@ -104,7 +104,7 @@ func (c *fakeClock) clock() clock {
 func scriptRunner(p taskPort, c *fakeClock, fakeDrv driver.Driver) *taskRunner {
 	policy := api.RestartPolicy{Attempts: 3, Interval: api.Duration(time.Minute), Delay: api.Duration(15 * time.Second), Mode: api.RestartModeFail}
 	return newTaskShell(&api.Task{Name: "server", Driver: "fake"}, fakeDrv, p, c.clock(), slog.New(slog.NewTextHandler(io.Discard, nil)),
-		2*time.Second, tasklife.NewRestartTracker(policy, api.JobService), nil, nil)
+		2*time.Second, tasklife.NewRestartTracker(policy, api.JobService), nil, nil, nil)
 }
 
 func lastEvent(tr *taskRunner) api.TaskEvent {

@@ -42,9 +42,10 @@ against a fresh server and adds the server's CPU, memory and etcd size.`,
 			if g.json {
 				return printJSON(g.out, res)
 			}
-			fmt.Fprintf(g.out, "nodes %d, allocations %d\nnodes ready after     %s\njobs accepted after   %s\nall placed after      %s\nall running after     %s\nsustained             %.0f allocations/s (peak %.0f/s)\nload generator        %.1f s cpu, peak RSS %d MiB\n",
+			fmt.Fprintf(g.out, "nodes %d, allocations %d\nnodes ready after     %s\njobs accepted after   %s\nall placed after      %s\nall running after     %s\nsustained             %.0f allocations/s (peak %.0f/s)\nload generator        %.1f s cpu, peak RSS %d MiB (%.1f KiB per allocation)\nload memory           %.1f KiB per node, %.1f KiB per allocation (live heap and stacks), %d goroutines\n",
 				res.Nodes, res.Allocations, res.RegisterTime.Round(time.Millisecond), res.SubmitTime.Round(time.Millisecond),
-				res.PlacedTime.Round(time.Millisecond), res.RunningTime.Round(time.Millisecond), res.AllocsPerSec, res.PeakAllocsPerS, res.LoadCPU, res.LoadPeakRSS)
+				res.PlacedTime.Round(time.Millisecond), res.RunningTime.Round(time.Millisecond), res.AllocsPerSec, res.PeakAllocsPerS, res.LoadCPU, res.LoadPeakRSS, res.PeakRSSPerAlloc/1024,
+				res.NodeBytes/1024, res.AllocBytes/1024, res.Goroutines)
 			fmt.Fprintf(g.out, "submissions slowed    %d jobs (%d answers 429 with Retry-After, %s waited in all)\n",
 				res.SlowedSubmissions, res.Refusals, res.RefusedWait.Round(time.Millisecond))
 			return nil

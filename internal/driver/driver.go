@@ -152,6 +152,20 @@ type StopDescriber interface {
 	DescribeStop(h *Handle, grace time.Duration) string
 }
 
+// ExitNotifier is implemented by drivers whose Start, Stop and Destroy
+// return at once, never blocking on the world outside the process, and
+// that can tell of a task's exit by calling back instead of through a
+// blocking Wait (the null driver). An agent configured for it
+// (agent.Config.EventTasks) then steps such tasks from one shared loop
+// instead of a goroutine per task.
+type ExitNotifier interface {
+	// NotifyExit calls f once, with what Wait would return, when the task
+	// of h exits: at once (before NotifyExit returns) when it has exited
+	// or the driver does not know it. f must not block: it is called
+	// from whatever ends the task, possibly under the driver's locks.
+	NotifyExit(h *Handle, f func(*ExitResult, error))
+}
+
 // ErrCannotRun is wrapped by Start when what the task names can never run
 // as given (not a WebAssembly module, a checksum mismatch, imports the
 // runtime does not provide): the agent does not retry it.

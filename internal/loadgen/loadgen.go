@@ -6,9 +6,13 @@
 //
 // It must never take a shortcut a real cluster would not: no writes to
 // etcd, no calls into the server's packages; only the HTTP API and the
-// agent protocol. Like any client it honours an overloaded server's 429
-// and Retry-After on submission, waiting as long as it is asked (within
-// the run's timeout), and reports how many submissions were slowed so.
+// agent protocol. What it may change is how the process holds its nodes:
+// their tasks are stepped by one loop per agent instead of a goroutine
+// each (agent.Config.EventTasks), and one copy of each job version is
+// kept for all of them (agent.Config.Jobs), though each node still
+// fetches it. Like any client it honours an overloaded server's 429 and
+// Retry-After on submission, waiting as long as it is asked (within the
+// run's timeout), and reports how many submissions were slowed so.
 package loadgen
 
 import (
@@ -20,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,6 +71,21 @@ type Result struct {
 	LoadCPU float64 `json:"load_cpu_seconds"`
 	// LoadPeakRSS is the most memory this process held, in MiB.
 	LoadPeakRSS int64 `json:"load_peak_rss_mib"`
+	// NodeBytes is what one simulated node holds with no allocation:
+	// the process's live heap and goroutine stacks (after a collection)
+	// once every node is ready and before any job is submitted, divided
+	// by the nodes.
+	NodeBytes float64 `json:"load_bytes_per_node"`
+	// AllocBytes is what one running allocation adds: the live heap and
+	// stacks once every allocation runs, less those when the nodes were
+	// ready, divided by the allocations.
+	AllocBytes float64 `json:"load_bytes_per_alloc"`
+	// PeakRSSPerAlloc is the peak RSS divided by the allocations, nodes
+	// included: the figure to size a machine for a load.
+	PeakRSSPerAlloc float64 `json:"load_peak_rss_bytes_per_alloc"`
+	// Goroutines is how many goroutines the process had once every
+	// allocation ran.
+	Goroutines int `json:"load_goroutines"`
 	// SlowedSubmissions is how many jobs a server refused at least once
 	// with 429 (it was overloaded) before accepting them; Refusals counts
 	// every such answer, and RefusedWait the time the submitters waited
@@ -83,6 +103,15 @@ type throttled struct {
 
 func (t *throttled) fill(res *Result) {
 	res.SlowedSubmissions, res.Refusals, res.RefusedWait = int(t.slowed.Load()), int(t.refusals.Load()), time.Duration(t.wait.Load())
+}
+
+// liveBytes is the process's live heap and goroutine stacks, after a
+// full collection.
+func liveBytes() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc + m.StackInuse
 }
 
 // usage is the CPU time this process has used, in seconds, and the most
@@ -139,6 +168,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	sem := make(chan struct{}, 64)
 	var failed atomic.Value
 	var rt *http.Transport
+	// The nodes' tasks are stepped by one loop per agent, not a goroutine
+	// each (the null driver calls back on exit), and the nodes keep one
+	// copy of each job version between them: both only change how the
+	// process holds what every node fetched and runs.
+	jobs := agent.NewJobShare()
 	for i := 0; i < o.Nodes; i++ {
 		if i%nodesPerConn == 0 {
 			rt = h2c()
@@ -151,6 +185,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			CPUOverride: o.NodeCPU, MemoryOverride: o.NodeMemory,
 			Drivers: []driver.Driver{null.New()}, SampleInterval: -1, AuditInterval: -1,
 			Transport: rt, KillTimeout: time.Second, Metrics: metrics.NewBareRegistry(),
+			EventTasks: true, Jobs: jobs,
 		}, quiet)
 		if err != nil {
 			return nil, fmt.Errorf("simulated node %d: %w", i, err)
@@ -171,18 +206,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res.RegisterTime = time.Since(start)
-	fmt.Fprintf(o.Progress, "%d nodes ready after %s\n", o.Nodes, res.RegisterTime.Round(time.Millisecond))
+	nodesLive := liveBytes()
+	res.NodeBytes = float64(nodesLive) / float64(max(o.Nodes, 1))
+	fmt.Fprintf(o.Progress, "%d nodes ready after %s (%.0f KiB live per node)\n", o.Nodes, res.RegisterTime.Round(time.Millisecond), res.NodeBytes/1024)
 
 	// 2. Jobs.
 	t0 := time.Now()
-	jobs := make(chan int)
+	queue := make(chan int)
 	errs := make(chan error, o.Concurrency)
 	var sub sync.WaitGroup
 	for w := 0; w < o.Concurrency; w++ {
 		sub.Add(1)
 		go func() {
 			defer sub.Done()
-			for j := range jobs {
+			for j := range queue {
 				if err := submit(ctx, c, o, j, &thr); err != nil {
 					select {
 					case errs <- err:
@@ -194,10 +231,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}()
 	}
 	go func() {
-		defer close(jobs)
+		defer close(queue)
 		for j := 0; j < o.Jobs; j++ {
 			select {
-			case jobs <- j:
+			case queue <- j:
 			case <-ctx.Done():
 				return
 			}
@@ -253,6 +290,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			res.AllocsPerSec = float64(res.Allocations) / res.RunningTime.Seconds()
 			res.LoadCPU, res.LoadPeakRSS = usage()
 			thr.fill(res)
+			// Measured after the CPU time: the collection is not the load's.
+			res.Goroutines = runtime.NumGoroutine()
+			res.AllocBytes = (float64(liveBytes()) - float64(nodesLive)) / float64(max(res.Allocations, 1))
+			res.PeakRSSPerAlloc = float64(res.LoadPeakRSS<<20) / float64(max(res.Allocations, 1))
 			return res, nil
 		}
 	}

@@ -35,6 +35,7 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 	rounds := pick(env.Params.Rounds, 1, 4, env.Quick)
 	var rate, running, srvCPU, srvRSS, loadCPU, loadRSS, etcd []float64
 	var slowed []int
+	var perNode, perAlloc, rssPerAlloc, goroutines []float64
 	for r := range rounds {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -45,6 +46,8 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 		}
 		rate, running, loadCPU = append(rate, res.AllocsPerSec), append(running, res.RunningTime.Seconds()), append(loadCPU, res.LoadCPU)
 		loadRSS = append(loadRSS, float64(res.LoadPeakRSS))
+		perNode, perAlloc = append(perNode, res.NodeBytes/1024), append(perAlloc, res.AllocBytes/1024)
+		rssPerAlloc, goroutines = append(rssPerAlloc, res.PeakRSSPerAlloc/1024), append(goroutines, float64(res.Goroutines))
 		if cpu > 0 {
 			srvCPU, srvRSS, etcd = append(srvCPU, cpu), append(srvRSS, rss), append(etcd, res.EtcdMiB)
 		}
@@ -55,6 +58,10 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 	rec.Add(report.NewFigure("scale/all-running", "s", report.LowerIsBetter, running))
 	rec.Add(report.NewFigure("scale/load-tool-cpu", "s", report.LowerIsBetter, loadCPU))
 	rec.Add(report.NewFigure("scale/load-tool-peak-rss", "MiB", report.LowerIsBetter, loadRSS))
+	rec.Add(report.NewFigure("scale/load-tool-peak-rss-per-alloc", "KiB", report.LowerIsBetter, rssPerAlloc))
+	rec.Add(report.NewFigure("scale/load-tool-live-per-node", "KiB", report.LowerIsBetter, perNode))
+	rec.Add(report.NewFigure("scale/load-tool-live-per-alloc", "KiB", report.LowerIsBetter, perAlloc))
+	rec.Add(report.NewFigure("scale/load-tool-goroutines", "goroutines", report.LowerIsBetter, goroutines))
 	if len(srvCPU) > 0 {
 		rec.Add(report.NewFigure("scale/server-cpu", "s", report.LowerIsBetter, srvCPU))
 		rec.Add(report.NewFigure("scale/server-peak-rss", "MiB", report.LowerIsBetter, srvRSS))

@@ -3,6 +3,10 @@
 // benchmark use it to run many nodes per process through the real agent
 // code without starting containers.
 //
+// Its Start, Stop and Destroy return at once and it tells of an exit by
+// calling back (driver.ExitNotifier), so an agent may step its tasks
+// without a goroutine each (the load tool's simulated nodes do).
+//
 // A task runs until stopped; `config.command: "exit <duration> [code]"`
 // makes it end by itself. It must never start a process or touch the
 // machine; its tasks do not survive the agent (Recover finds none).
@@ -30,23 +34,54 @@ type Driver struct {
 	tasks map[string]*task
 }
 
+// task is one pretend task. Its exit is told to whoever asked first:
+// a Wait (done, made when one waits) or the agent's NotifyExit callback.
 type task struct {
-	done chan struct{}
-	once sync.Once
-	code int
+	mu     sync.Mutex
+	ended  bool
+	code   int
+	done   chan struct{}                   // closed at the end; nil until a Wait asks
+	notify func(*driver.ExitResult, error) // NotifyExit's callback, called once at the end
 }
 
 func (t *task) end(code int) {
-	t.once.Do(func() {
-		t.code = code
+	t.mu.Lock()
+	if t.ended {
+		t.mu.Unlock()
+		return
+	}
+	t.ended, t.code = true, code
+	if t.done != nil {
 		close(t.done)
-	})
+	}
+	f := t.notify
+	t.notify = nil
+	t.mu.Unlock()
+	if f != nil {
+		f(&driver.ExitResult{ExitCode: code}, nil)
+	}
+}
+
+// wait is the channel closed when the task ends, made on first use.
+func (t *task) wait() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done == nil {
+		t.done = make(chan struct{})
+		if t.ended {
+			close(t.done)
+		}
+	}
+	return t.done
 }
 
 // New makes a null driver.
 func New() *Driver { return &Driver{tasks: map[string]*task{}} }
 
-var _ driver.Driver = (*Driver)(nil)
+var (
+	_ driver.Driver       = (*Driver)(nil)
+	_ driver.ExitNotifier = (*Driver)(nil)
+)
 
 // Name implements driver.Driver.
 func (d *Driver) Name() string { return Name }
@@ -84,7 +119,7 @@ func (d *Driver) Start(_ context.Context, cfg *driver.TaskConfig) (*driver.Handl
 	if err != nil {
 		return nil, err
 	}
-	t := &task{done: make(chan struct{})}
+	t := &task{}
 	id := uuid.NewString()
 	d.mu.Lock()
 	d.tasks[id] = t
@@ -112,11 +147,33 @@ func (d *Driver) Wait(ctx context.Context, h *driver.Handle) (*driver.ExitResult
 		return nil, err
 	}
 	select {
-	case <-t.done:
+	case <-t.wait():
+		t.mu.Lock()
+		defer t.mu.Unlock()
 		return &driver.ExitResult{ExitCode: t.code}, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// NotifyExit implements driver.ExitNotifier: f is called as the task
+// ends (stopped, destroyed, or its "exit" command's time is up), with no
+// goroutine waiting for it meanwhile.
+func (d *Driver) NotifyExit(h *driver.Handle, f func(*driver.ExitResult, error)) {
+	t, err := d.get(h)
+	if err != nil {
+		f(nil, err)
+		return
+	}
+	t.mu.Lock()
+	if !t.ended {
+		t.notify = f
+		t.mu.Unlock()
+		return
+	}
+	code := t.code
+	t.mu.Unlock()
+	f(&driver.ExitResult{ExitCode: code}, nil)
 }
 
 // Stop implements driver.Driver.
@@ -149,11 +206,11 @@ func (d *Driver) Running() int {
 	defer d.mu.Unlock()
 	n := 0
 	for _, t := range d.tasks {
-		select {
-		case <-t.done:
-		default:
+		t.mu.Lock()
+		if !t.ended {
 			n++
 		}
+		t.mu.Unlock()
 	}
 	return n
 }
