@@ -69,6 +69,15 @@ var rules = []struct {
 	// The UI's handlers (internal/ui/web) read the server through
 	// interfaces of their own; the daemon mounts them on the server.
 	{name: "the server does not hold the UI", prefixes: []string{module + "internal/ui"}, from: []string{"internal/server/..."}},
+	// The control plane's components own their jobs: the rest of the
+	// server reaches them through their methods, not around them.
+	{name: "in the control plane, only the virtualization monitor talks to vCenter",
+		prefixes: []string{module + "internal/vsphere"}, allow: []string{"internal/server/vspheremon"}, from: []string{"internal/server/..."},
+		known: map[string]string{
+			"internal/server": "forui.go hands the web UI Gantry's own VMs as vsphere.GantryVM (the UI's interface names that type)",
+		}},
+	{name: "in the control plane, only defragrun carries GPU defragmentation out",
+		prefixes: []string{module + "internal/defragplan", module + "internal/defrag"}, allow: []string{"internal/server/defragrun"}, from: []string{"internal/server/..."}},
 }
 
 // pure packages decide without the outside world: no I/O packages, no

@@ -8,7 +8,10 @@
 // and DNS, garbage collection, and the container isolation policy:
 // admission of jobs against it and the nodes' audit reports (audit.go).
 // GPU work is placed by Config.GPUPolicy, by default gantry learning the
-// typical tasks from the jobs submitted (gpuscore.go).
+// typical tasks from the jobs submitted (gpuscore.go). The virtualization
+// monitor (package vspheremon) and GPU defragmentation (package
+// defragrun) are components: the server only constructs them with their
+// ports, mounts their routes and runs their loops while it leads.
 //
 // It is the shell around the pure cores: it reads the clock and the store
 // and hands their values to the reconciler and scheduler. It must never

@@ -13,6 +13,7 @@ import (
 	"github.com/gantryhq/gantry/internal/audit"
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/scheduler"
+	"github.com/gantryhq/gantry/internal/server/vspheremon"
 	"github.com/gantryhq/gantry/internal/vsphere"
 )
 
@@ -135,31 +136,19 @@ func KnownTopic(t string) bool { return knownTopics[t] }
 // VCenter is one running vCenter collector as the Virtualization page
 // draws it: its full status with node matches, and the history of one of
 // its objects by ID.
-type VCenter struct {
-	Status  api.VSphereStatus
-	History func(id string) []api.VSphereSample
-}
+type VCenter = vspheremon.VCenter
 
 // VCenters lists the vCenter collectors this server runs (only the
 // leader runs them), by connection name.
-func (s *Server) VCenters() []VCenter {
-	var out []VCenter
-	for _, c := range s.vsphereCollectors() {
-		out = append(out, VCenter{Status: s.vsphereStatus(c, true), History: func(id string) []api.VSphereSample {
-			h, _ := c.History(id)
-			return h.Samples
-		}})
-	}
-	return out
-}
+func (s *Server) VCenters() []VCenter { return s.vsphere.VCenters() }
 
 // GantryVMs lists Gantry's own VMs (qemu tasks of live allocations) as
 // /v1/vsphere/status shows them under "gantry".
-func (s *Server) GantryVMs() []vsphere.GantryVM { return s.gantryVMs() }
+func (s *Server) GantryVMs() []vsphere.GantryVM { return s.vsphere.GantryVMs() }
 
 // WhatCollectors names what only the leader holds of the virtualization
 // monitor, for OnLeader's sentences.
-const WhatCollectors = whatCollectors
+const WhatCollectors = vspheremon.WhatCollectors
 
 // OnLeader serves r on the leader: on the leader it returns false and the
 // caller serves r itself; on another server it forwards r to the leader

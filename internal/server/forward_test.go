@@ -113,7 +113,7 @@ func TestFollowerForwardsVSphere(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("remove through the follower: %s %s", resp.Status, text)
 	}
-	waitFor(t, "the leader's collector to stop", func() bool { return len(leader.vsphereCollectors()) == 0 })
+	waitFor(t, "the leader's collector to stop", func() bool { return len(leader.vsphere.Collectors()) == 0 })
 }
 
 // TestForwardToLeaderWithoutAddress: a leader listening on a wildcard

@@ -73,8 +73,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET /v1/queues/{name}", s.handleQueueRead)
 	handle("DELETE /v1/queues/{name}", s.handleQueueDelete)
 
-	handle("POST /v1/gpu/defrag/plan", s.handleDefragPlan)
-	handle("POST /v1/gpu/defrag/apply", s.handleDefragApply)
+	s.defrag.Routes(handle)
 
 	handle("GET /v1/events", s.handleEvents)
 	metricsHandler := s.registry.Handler()
@@ -100,7 +99,7 @@ func (s *Server) routes() http.Handler {
 	handle("DELETE /v1/acl/policies/{name}", s.handleACLPolicyDelete)
 
 	s.networkRoutes(handle)
-	s.vsphereRoutes(handle)
+	s.vsphere.Routes(handle)
 	for _, m := range s.mounts {
 		mux.Handle(m.pattern, m.h)
 	}
@@ -125,11 +124,17 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.msg }
 
-// statusError is an error of a mounted handler (Mount) that says its
-// HTTP status.
+// statusError is an error that says its HTTP status: a mounted
+// handler's (Mount), or a component's (vspheremon.Error,
+// defragrun.Error). One that also names the request field it is about
+// says so with fieldError.
 type statusError interface {
 	error
 	HTTPStatus() int
+}
+
+type fieldError interface {
+	APIField() string
 }
 
 func badRequest(format string, args ...any) error {
@@ -154,6 +159,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	case errors.As(err, &se):
 		status = se.HTTPStatus()
+		if fe, ok := se.(fieldError); ok {
+			body.Field = fe.APIField()
+		}
 	case errors.As(err, &mbe):
 		status = http.StatusRequestEntityTooLarge
 		body.Error = fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)
@@ -197,6 +205,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
 }
+
+// front is how the components (vspheremon, defragrun) serve their
+// endpoints as the server serves its own: forwarded to the leader where
+// only it can answer, bodies read under the server's limits, answers
+// written as writeJSON writes them.
+type front struct{ s *Server }
+
+func (f front) OnLeader(w http.ResponseWriter, r *http.Request, what string) (bool, error) {
+	return f.s.onLeader(w, r, what)
+}
+
+func (f front) DecodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	return f.s.decodeBody(w, r, v)
+}
+
+func (front) WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
 
 // decodeBody reads one JSON value into v, rejecting unknown fields,
 // trailing data and bodies over the size limit.

@@ -147,7 +147,7 @@ func (s *Server) handleJobPlan(w http.ResponseWriter, r *http.Request) error {
 		group(a.Group).Keep++
 	}
 	resp.Failed = s.annotate(p.Failed)
-	resp.Defrag = s.defragForPlan(&planned, p.Failed)
+	resp.Defrag = s.defrag.ForPlan(&planned, p.Failed)
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

@@ -65,7 +65,7 @@ func sleep(ctx context.Context, d time.Duration) {
 // leadership moved (it then calls stepDown).
 func (s *Server) lead(ctx context.Context, fence *state.Fence, stepDown func()) {
 	var wg sync.WaitGroup
-	loops := []func(context.Context, *state.Fence) error{s.brokerLoop, s.nodeMonitorLoop, s.gcLoop, s.deploymentLoop, s.vsphereLoop, s.defragLoop}
+	loops := []func(context.Context, *state.Fence) error{s.brokerLoop, s.nodeMonitorLoop, s.gcLoop, s.deploymentLoop, s.vsphere.Run, s.defrag.Run}
 	for _, loop := range loops {
 		wg.Add(1)
 		go func() {

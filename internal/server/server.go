@@ -11,11 +11,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/scheduler"
 	"github.com/gantryhq/gantry/internal/scheduler/policy"
 	"github.com/gantryhq/gantry/internal/server/applier"
+	"github.com/gantryhq/gantry/internal/server/defragrun"
 	"github.com/gantryhq/gantry/internal/server/overload"
+	"github.com/gantryhq/gantry/internal/server/vspheremon"
 	"github.com/gantryhq/gantry/internal/state"
 )
 
@@ -90,10 +93,11 @@ type Config struct {
 	// minute) and at shutdown.
 	HistoryFile string
 	HistorySave time.Duration
-	// VSphere tunes the virtualization monitor's collectors (vsphere.go).
+	// VSphere tunes the virtualization monitor's collectors (package
+	// vspheremon).
 	VSphere VSphereConfig
 	// DefragInterval, when positive, turns the background GPU
-	// defragmenter on (defrag_bg.go): the leader does one round of
+	// defragmenter on (package defragrun): the leader does one round of
 	// `gantry gpu defrag apply` per interval, moving only replicas of
 	// groups with migrate: true, at most DefragMovesPerHour moves started
 	// in any hour (0: DefaultDefragMovesPerHour). 0: off.
@@ -152,9 +156,18 @@ type Server struct {
 	registry *metrics.Registry
 	met      *serverMetrics
 	history  *metrics.History
-	vs       vsphereState
 	load     loadState // backpressure (overload.go)
+
+	vsphere *vspheremon.Monitor // the virtualization monitor
+	defrag  *defragrun.Runner   // GPU defragmentation
 }
+
+// VSphereConfig tunes the collectors of every connection.
+type VSphereConfig = vspheremon.Config
+
+// DefaultDefragMovesPerHour is the background defragmenter's rate limit
+// when Config.DefragMovesPerHour is 0.
+const DefaultDefragMovesPerHour = defragrun.DefaultMovesPerHour
 
 // New builds a server over an open store.
 func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
@@ -202,7 +215,23 @@ func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 	s.met = newServerMetrics(s)
 	s.registry.MustRegister(append(s.met.collectors(), newStateCollector(s), newClusterCollector(s), newComponentCollector(s), newLoadCollector(s))...)
 	s.history = metrics.NewHistory(cfg.NodeHistory)
-	s.vsphereInit()
+	// The components: each gets its ports here, mounts its routes in
+	// routes (http.go) and runs its loop in lead (leader.go).
+	s.vsphere = vspheremon.New(vspheremon.Ports{
+		Connections: store, View: store, Nodes: store, Front: front{s},
+		EvalJobsOnNode: s.evalJobsOnNode,
+		Latest: func(node string) (api.NodeSample, bool) {
+			h := s.history.Get(node)
+			if len(h) == 0 {
+				return api.NodeSample{}, false
+			}
+			return h[len(h)-1], true
+		},
+		Leading: s.IsLeader, Now: s.now, Log: log,
+	}, cfg.VSphere)
+	s.registry.MustRegister(s.vsphere.Metrics())
+	s.defrag = defragrun.New(defragrun.Ports{View: store, Writer: store, Front: front{s}, Fence: s.leaderFence, NewEval: s.newEval, Now: s.now, Log: log},
+		defragrun.Config{Interval: cfg.DefragInterval, MovesPerHour: cfg.DefragMovesPerHour})
 	return s
 }
 

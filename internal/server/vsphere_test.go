@@ -40,7 +40,7 @@ func TestHungVCenterDoesNotBlockScheduling(t *testing.T) {
 	if err := s.store.CreateVSphereConnection(ctx, "hung", raw); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the collector to start", func() bool { return len(s.vsphereCollectors()) == 1 })
+	waitFor(t, "the collector to start", func() bool { return len(s.vsphere.Collectors()) == 1 })
 	node := &api.Node{ID: "n1", Name: "n1", Resources: api.NodeResources{CPU: 4000, Memory: 4096},
 		Drivers: map[string]api.DriverInfo{api.DriverExec: {Detected: true, Healthy: true}}}
 	if err := s.store.RegisterNode(ctx, node, time.Minute, time.Now()); err != nil {
@@ -55,7 +55,7 @@ func TestHungVCenterDoesNotBlockScheduling(t *testing.T) {
 	waitFor(t, "two allocations", func() bool {
 		return len(s.store.Allocs(state.AllocFilter{Namespace: job.Namespace, Job: job.Name})) == 2
 	})
-	st := s.vsphereCollectors()[0].Status(false)
+	st := s.vsphere.Collectors()[0].Status(false)
 	if st.Connected {
 		t.Fatalf("a vCenter that never answered shows as connected")
 	}
