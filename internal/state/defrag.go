@@ -26,16 +26,14 @@ func (k keys) defragMove(alloc string) string { return k.prefix + kindDefrag + "
 
 // PutDefragRecord records a proposal (r.Plan set) or a step of the move
 // of replica r.Move.Alloc, fenced by the leadership that acts.
+// A step that changes allocations is better recorded with them
+// (PlanCommit.Defrag).
 func (s *Store) PutDefragRecord(ctx context.Context, fence *Fence, r *api.DefragRecord) error {
-	key := s.keys.defragProposal()
-	if r.Move != nil {
-		key = s.keys.defragMove(r.Move.Alloc)
-	}
-	b, err := json.Marshal(r)
+	op, err := s.defragOp(r)
 	if err != nil {
-		return fmt.Errorf("encode the GPU defragmentation record: %w", err)
+		return err
 	}
-	tr, err := s.cli.Txn(ctx).If(fence.cmps()...).Then(clientv3.OpPut(key, string(b))).Commit()
+	tr, err := s.cli.Txn(ctx).If(fence.cmps()...).Then(op).Commit()
 	if err != nil {
 		return fmt.Errorf("record GPU defragmentation event %s: %w", r.Type, err)
 	}
@@ -43,6 +41,37 @@ func (s *Store) PutDefragRecord(ctx context.Context, fence *Fence, r *api.Defrag
 		return ErrNotLeader
 	}
 	return nil
+}
+
+// defragOp is the put of record r: under the proposal's key, or under
+// the key of the replica it moves.
+func (s *Store) defragOp(r *api.DefragRecord) (clientv3.Op, error) {
+	key := s.keys.defragProposal()
+	if r.Move != nil {
+		key = s.keys.defragMove(r.Move.Alloc)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return clientv3.Op{}, fmt.Errorf("encode the GPU defragmentation record %s: %w", r.Type, err)
+	}
+	return clientv3.OpPut(key, string(b)), nil
+}
+
+// DefragMove returns the latest recorded step of the move of replica
+// alloc, or nil when it never moved (or its record was collected).
+func (s *Store) DefragMove(ctx context.Context, alloc string) (*api.DefragRecord, error) {
+	resp, err := s.cli.Get(ctx, s.keys.defragMove(alloc))
+	if err != nil {
+		return nil, fmt.Errorf("read the GPU defragmentation record of %s: %w", alloc, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	var r api.DefragRecord
+	if err := json.Unmarshal(resp.Kvs[0].Value, &r); err != nil {
+		return nil, fmt.Errorf("decode the GPU defragmentation record of %s: %w", alloc, err)
+	}
+	return &r, nil
 }
 
 // DefragMoveAllocs lists the replicas (allocation IDs) that have a move

@@ -249,6 +249,12 @@ type PlanCommit struct {
 	// Deployments are written with the plan: new ones (ModifyIndex 0) must
 	// not exist yet, changed ones must not have changed since read.
 	Deployments []*api.Deployment
+	// Defrag, when set, is a GPU defragmentation record (what
+	// PutDefragRecord writes) committed with the plan, so that a move's
+	// step and its record are one write: a leader deposed between the two
+	// can leave neither a step without its event nor an event without its
+	// step.
+	Defrag *api.DefragRecord
 }
 
 // ApplyPlan commits a plan step in one transaction. It fails with
@@ -280,6 +286,13 @@ func (s *Store) ApplyPlan(ctx context.Context, p *PlanCommit) (int64, error) {
 		ops = append(ops, clientv3.OpPut(s.keys.eval(e.ID), encode(e)))
 	}
 	cmps, ops = s.deploymentOps(p.Deployments, cmps, ops)
+	if p.Defrag != nil {
+		op, err := s.defragOp(p.Defrag)
+		if err != nil {
+			return 0, fmt.Errorf("apply plan: %w", err)
+		}
+		ops = append(ops, op)
+	}
 	if len(ops) == 0 {
 		return s.Index(), nil
 	}

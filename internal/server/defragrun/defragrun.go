@@ -25,12 +25,16 @@ type View interface {
 	NodeAllocsUnsorted(nodeID string) []*api.Allocation
 	NodePlanIndex(nodeID string) int64
 	DefragProposal(ctx context.Context) (*api.DefragRecord, error)
+	// DefragMove is the latest recorded step of the move of replica
+	// alloc, or nil.
+	DefragMove(ctx context.Context, alloc string) (*api.DefragRecord, error)
 }
 
 // Writer is how defragmentation changes the cluster. *state.Store is
 // one. Every write carries the leader's fence and returns
 // state.ErrNotLeader once leadership moved; ApplyPlan also checks the
-// commit's node guards.
+// commit's node guards, and commits the move's record (PlanCommit.Defrag)
+// with the step it records.
 type Writer interface {
 	ApplyPlan(ctx context.Context, p *state.PlanCommit) (int64, error)
 	CreateEvals(ctx context.Context, fence *state.Fence, evals ...*api.Evaluation) error

@@ -11,7 +11,11 @@
 // one). Between steps the state lives in the store (Allocation.Move on
 // the replacement, the latest proposal as a defrag record), so any server
 // that leads takes over where another stopped. Every step is recorded as
-// an event of topic defrag.
+// an event of topic defrag, once: the placement and the stop commit with
+// their record (started; completed or abandoned) in one transaction, and
+// the healthy record is not written again when the move's latest record
+// already says so, so a leader deposed between two steps leaves nothing
+// half-recorded for the next one.
 //
 // It reads through View and writes only through Writer, every write with
 // the leader's fence; it sits on the server's API through Front.

@@ -144,6 +144,17 @@ func (s *store) DefragProposal(context.Context) (*api.DefragRecord, error) {
 	return nil, nil
 }
 
+func (s *store) DefragMove(_ context.Context, alloc string) (*api.DefragRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.records) - 1; i >= 0; i-- {
+		if r := s.records[i]; r.Move != nil && r.Move.Alloc == alloc {
+			return r, nil
+		}
+	}
+	return nil, nil
+}
+
 func (s *store) ApplyPlan(_ context.Context, p *state.PlanCommit) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -162,6 +173,9 @@ func (s *store) ApplyPlan(_ context.Context, p *state.PlanCommit) (int64, error)
 	}
 	for _, a := range p.Update {
 		s.allocs[a.ID] = a
+	}
+	if p.Defrag != nil {
+		s.records = append(s.records, p.Defrag)
 	}
 	return s.index, nil
 }

@@ -41,9 +41,17 @@ func (r *Runner) Follow(ctx context.Context, fence *state.Fence, now time.Time, 
 		done := &api.DefragRecord{Source: source, Namespace: old.Namespace, Job: old.Job, Move: mv, Replacement: a.ID, Reason: a.Move, ModifyTime: now}
 		switch {
 		case a.ClientStatus == api.AllocRunning && a.Health == api.HealthHealthy:
-			healthy := *done
-			healthy.Type = api.DefragEventHealthy
-			r.record(ctx, fence, &healthy)
+			// A leader deposed after recording this step, before stopping
+			// the old replica, leaves it recorded: it is not recorded twice.
+			last, err := v.DefragMove(ctx, old.ID)
+			if err != nil {
+				return nil, fmt.Errorf("follow the move of %s: %w", old.ShortID(), err)
+			}
+			if last == nil || last.Type != api.DefragEventHealthy || last.Replacement != a.ID {
+				healthy := *done
+				healthy.Type = api.DefragEventHealthy
+				r.record(ctx, fence, &healthy)
+			}
 			done.Type = api.DefragEventCompleted
 			stop = copyAlloc(old)
 			stop.DesiredReason = "moved by GPU defragmentation to " + a.NodeName + " (" + a.ShortID() + "): " + a.Move
@@ -62,10 +70,10 @@ func (r *Runner) Follow(ctx context.Context, fence *state.Fence, now time.Time, 
 				Message: fmt.Sprintf("waiting for %s on %s to become healthy (%s) before stopping %s on %s", a.ShortID(), a.NodeName, a.ClientStatus, old.Name(), old.NodeName)}, nil
 		}
 		stop.DesiredStatus, stop.ModifyTime = api.AllocDesiredStop, now
-		if _, err := r.p.Writer.ApplyPlan(ctx, &state.PlanCommit{Fence: fence, Update: []*api.Allocation{stop}}); err != nil {
+		// The stop and the record that resolves the move commit together.
+		if _, err := r.p.Writer.ApplyPlan(ctx, &state.PlanCommit{Fence: fence, Update: []*api.Allocation{stop}, Defrag: done}); err != nil {
 			return nil, fmt.Errorf("stop %s: %w", stop.ShortID(), err)
 		}
-		r.record(ctx, fence, done)
 		r.p.Log.Info("GPU defragmentation", "state", step.State, "alloc", old.ShortID(), "replacement", a.ShortID(), "reason", a.Move, "by", source)
 		return &step, nil
 	}
@@ -78,24 +86,21 @@ func (r *Runner) Follow(ctx context.Context, fence *state.Fence, now time.Time, 
 // node's latest allocations and committed with the node's plan guard. A
 // move the cluster no longer allows is recorded as abandoned and returned
 // as an *Error (409 or 404): plan again.
+// The replacement and the move's started record commit together.
 func (r *Runner) Place(ctx context.Context, fence *state.Fence, m api.DefragMove, now time.Time, source string) (*api.Allocation, error) {
-	a, err := r.placeOnce(ctx, fence, m, now)
-	rec := &api.DefragRecord{Source: source, Namespace: m.Namespace, Job: m.Job, Move: &m, Reason: m.Reason, ModifyTime: now}
+	rec := &api.DefragRecord{Type: api.DefragEventStarted, Source: source, Namespace: m.Namespace, Job: m.Job, Move: &m, Reason: m.Reason, ModifyTime: now}
+	a, err := r.placeOnce(ctx, fence, m, now, rec)
 	var he *Error
-	switch {
-	case err == nil:
-		rec.Type, rec.Replacement = api.DefragEventStarted, a.ID
-	case errors.As(err, &he):
+	if errors.As(err, &he) {
 		// The cluster changed since the plan: the move is given up.
 		rec.Type, rec.Reason = api.DefragEventAbandoned, "not started: "+he.Msg
-	default:
-		return nil, err
+		r.record(ctx, fence, rec)
 	}
-	r.record(ctx, fence, rec)
 	return a, err
 }
 
-func (r *Runner) placeOnce(ctx context.Context, fence *state.Fence, m api.DefragMove, now time.Time) (*api.Allocation, error) {
+// placeOnce places the replacement of m and commits rec with it.
+func (r *Runner) placeOnce(ctx context.Context, fence *state.Fence, m api.DefragMove, now time.Time, rec *api.DefragRecord) (*api.Allocation, error) {
 	v := r.p.View
 	old, ok := v.Alloc(m.Alloc)
 	if !ok {
@@ -150,7 +155,8 @@ func (r *Runner) placeOnce(ctx context.Context, fence *state.Fence, m api.Defrag
 	if err := scheduler.Fit(node, append(live, a)); err != nil {
 		return nil, conflict("moving %s to %s GPU %v would break a placement rule (%v): plan again", old.Name(), node.Name, m.ToGPUs, err)
 	}
-	if _, err := r.p.Writer.ApplyPlan(ctx, &state.PlanCommit{Fence: fence, Place: []*api.Allocation{a}, NodeGuards: map[string]int64{node.ID: guard}}); err != nil {
+	rec.Replacement = a.ID
+	if _, err := r.p.Writer.ApplyPlan(ctx, &state.PlanCommit{Fence: fence, Place: []*api.Allocation{a}, NodeGuards: map[string]int64{node.ID: guard}, Defrag: rec}); err != nil {
 		return nil, fmt.Errorf("place the replacement of %s on %s: %w", old.ShortID(), node.Name, err)
 	}
 	r.p.Log.Info("GPU defragmentation: replacement placed", "alloc", old.ShortID(), "replacement", a.ShortID(), "move", a.Move)
