@@ -336,3 +336,102 @@ func runningOn(c *Cluster, job, node string, limit time.Duration) *api.Allocatio
 	})
 	return got
 }
+
+// TestGPUDefragMoveAbandoned sets up TestGPUDefragPlanAndApply's
+// fragmented pair of fake A100 nodes, but the destination, gpu-b, fails
+// the health checks of what it starts from then on. `gpu defrag apply`
+// places small's replacement there; it runs unhealthy, so the move is
+// given up: apply says so and exits 1, the replacement is stopped (and
+// its node reports it complete), small's original replica keeps running
+// on gpu-a untouched, train still waits, and the move's events are
+// proposed, started, then abandoned with the reason.
+func TestGPUDefragMoveAbandoned(t *testing.T) {
+	c := StartDev(t)
+	a := StartFakeNode(t, c, plainGPUNode("gpu-a"))
+	b := StartFakeNode(t, c, plainGPUNode("gpu-b"))
+	eligible := func(n *FakeNode, yes bool) { t.Helper(); setEligible(t, c, n, yes) }
+	run := func(name, spec string) {
+		t.Helper()
+		if r := c.Gantry("job", "run", "-d", WriteSpec(t, name+".yaml", spec)); r.Code != 0 && r.Code != 2 {
+			t.Fatalf("job run %s: %d %s%s", name, r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	eligible(b, false)
+	run("small", shareSpec("small", 300))
+	old := runningOn(c, "small", "gpu-a", 60*time.Second)
+	eligible(b, true)
+	eligible(a, false)
+	run("big", shareSpec("big", 600))
+	runningOn(c, "big", "gpu-b", 60*time.Second)
+	eligible(a, true)
+	run("train", trainSpec)
+	c.Eventually(30*time.Second, "train blocked", func() bool {
+		var evals []*api.Evaluation
+		if c.GetJSON("/v1/jobs/train/evaluations", &evals) != nil {
+			return false
+		}
+		for _, e := range evals {
+			if e.Status == api.EvalBlocked {
+				return true
+			}
+		}
+		return false
+	})
+	b.FailHealthChecks(true)
+
+	r := c.Gantry("gpu", "defrag", "apply", "--for", "train", "--timeout", "2m")
+	t.Logf("gpu defrag apply --for train:\n%s%s", r.Stdout, r.Stderr)
+	if r.Code != 1 || !strings.Contains(r.Stdout, "placed:") || !strings.Contains(r.Stdout, "failed: replacement") ||
+		!strings.Contains(r.Stdout, "did not become healthy") || strings.Contains(r.Stdout, "moved:") {
+		t.Fatalf("gpu defrag apply: exit %d, want 1 after placed: and failed: ... did not become healthy\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+
+	events := readEvents(t, c, "topic=defrag&index=1", func(e api.Event) bool { return e.Type == api.DefragEventAbandoned })
+	var types []string
+	var abandoned api.DefragRecord
+	for _, e := range events {
+		types = append(types, e.Type)
+		if e.Type == api.DefragEventAbandoned {
+			if err := json.Unmarshal(e.Payload, &abandoned); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if want := []string{api.DefragEventProposed, api.DefragEventStarted, api.DefragEventAbandoned}; strings.Join(types, " ") != strings.Join(want, " ") {
+		t.Errorf("defrag events %v, want %v", types, want)
+	}
+	if abandoned.Move == nil || abandoned.Move.Alloc != old.ID || abandoned.Replacement == "" || abandoned.Source != api.DefragByApply ||
+		!strings.Contains(abandoned.Reason, "did not become healthy") || !strings.Contains(abandoned.Reason, `health "unhealthy"`) ||
+		!strings.Contains(abandoned.Reason, "the old replica stays") {
+		t.Errorf("abandoned record: %+v", abandoned)
+	}
+
+	// The replacement is stopped and its node reports it gone; the
+	// original replica never stopped.
+	c.Eventually(30*time.Second, "the replacement stopped and complete", func() bool {
+		var repl api.Allocation
+		return c.GetJSON("/v1/allocations/"+abandoned.Replacement, &repl) == nil &&
+			repl.DesiredStatus == api.AllocDesiredStop && repl.ClientTerminal() && repl.NodeName == "gpu-b" && repl.PreviousAlloc == old.ID
+	})
+	var still api.Allocation
+	if err := c.GetJSON("/v1/allocations/"+old.ID, &still); err != nil {
+		t.Fatal(err)
+	}
+	if still.DesiredStatus != api.AllocDesiredRun || still.ClientStatus != api.AllocRunning || still.NodeName != "gpu-a" {
+		t.Errorf("original replica: %s/%s on %s, want it running on gpu-a", still.DesiredStatus, still.ClientStatus, still.NodeName)
+	}
+	var live []string
+	for _, al := range c.Allocs("small") {
+		if al.DesiredStatus == api.AllocDesiredRun && !al.Terminal() {
+			live = append(live, al.ID)
+		}
+	}
+	if len(live) != 1 || live[0] != old.ID {
+		t.Errorf("small's live replicas %v, want only the original %s", live, old.ID)
+	}
+	for _, al := range c.Allocs("train") {
+		if al.DesiredStatus == api.AllocDesiredRun {
+			t.Errorf("train was placed (%s on %s) though no room was made", al.ShortID(), al.NodeName)
+		}
+	}
+}

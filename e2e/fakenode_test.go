@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,7 +24,15 @@ type FakeNode struct {
 	Node   api.Node
 	cancel context.CancelFunc
 	done   sync.WaitGroup
+	// unhealthy: allocations started from now on run, but their health
+	// checks fail (FailHealthChecks).
+	unhealthy atomic.Bool
 }
+
+// FailHealthChecks makes the allocations the node starts from now on
+// report running but unhealthy, as tasks whose health check fails on
+// this node would; those already running stay healthy.
+func (f *FakeNode) FailHealthChecks(yes bool) { f.unhealthy.Store(yes) }
 
 // A100 is a fake A100-SXM4-40GB with the given index.
 func A100(node string, i int) api.GPUDevice {
@@ -141,7 +150,8 @@ func (f *FakeNode) heartbeats(ctx context.Context) {
 }
 
 // runAllocs follows the node's allocations (the agent's blocking query)
-// and reports each running and healthy, or complete once stopped.
+// and reports each running and healthy (unhealthy after
+// FailHealthChecks), or complete once stopped.
 func (f *FakeNode) runAllocs(ctx context.Context) {
 	defer f.done.Done()
 	var index int64
@@ -159,9 +169,13 @@ func (f *FakeNode) runAllocs(ctx context.Context) {
 		for _, a := range resp.Allocs {
 			switch {
 			case a.DesiredStatus == api.AllocDesiredRun && a.ClientStatus == api.AllocPending:
-				u := api.AllocUpdate{ID: a.ID, ClientStatus: api.AllocRunning, Health: api.HealthHealthy, TaskStates: map[string]*api.TaskState{}}
+				health := api.HealthHealthy
+				if f.unhealthy.Load() {
+					health = api.HealthUnhealthy
+				}
+				u := api.AllocUpdate{ID: a.ID, ClientStatus: api.AllocRunning, Health: health, TaskStates: map[string]*api.TaskState{}}
 				for task, r := range a.Resources {
-					ts := &api.TaskState{State: api.TaskRunning, Health: api.HealthHealthy, StartedAt: time.Now().UTC()}
+					ts := &api.TaskState{State: api.TaskRunning, Health: health, StartedAt: time.Now().UTC()}
 					ts.AddEvent(api.TaskEvent{Time: time.Now().UTC(), Type: api.TaskEventStarted, Message: "pretend task started by the test's fake agent"})
 					u.TaskStates[task] = ts
 					if r.GPU != nil && r.GPU.MIG != nil && r.GPU.MIG.InstanceUUID == "" {
