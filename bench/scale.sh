@@ -8,13 +8,28 @@
 # --out) gives allocations per second, the time until all ran, the
 # server's CPU seconds, peak RSS and etcd size, and the load tool's CPU
 # seconds, peak RSS (also per allocation), live memory (heap and stacks)
-# per simulated node and per running allocation, and goroutines.
+# per simulated node and per running allocation, and goroutines. Every run
+# ends with an exact-count check read back from the store (a consistent
+# read per job): every job present, each slot held by exactly one running
+# allocation; the suite fails when it does not hold.
+#
+# SERVERS=3 starts three `gantry server` processes per round forming one
+# embedded etcd cluster, and points the load tool and every simulated node
+# at all three (--address a,b,c): the cost of replication, with the
+# servers' CPU seconds and peak RSS summed and per server. KILL_LEADER_AT
+# (3 servers or more) kills -9 the leader once that many allocations are
+# placed, a count (100000) or below 1 a fraction (0.5): the run must finish
+# on the others, the check must still hold, and the report gives the
+# failover as a client sees it (time to the next placement and to the next
+# allocation reported running).
 #
 #   bench/scale.sh                       # 10,000 nodes, 1,000 jobs x 1,000 tasks
 #   NODES=1000 JOBS=100 TASKS=1000 bench/scale.sh
 #   ROUNDS=3 NODES=10000 JOBS=100 TASKS=1000 bench/scale.sh --out scale-100k
 #   SERVER_GOMEMLIMIT=10GiB LOAD_GOMEMLIMIT=12GiB bench/scale.sh   # soft memory limits (Go) for the two processes
 #   GANTRY_BIN=bin/gantry bench/scale.sh  # use a binary built beforehand (no Go toolchain needed)
+#   SERVERS=3 NODES=10000 JOBS=100 TASKS=1000 bench/scale.sh                      # 100,000 on a 3-server cluster
+#   SERVERS=3 KILL_LEADER_AT=0.5 NODES=10000 JOBS=200 TASKS=1000 bench/scale.sh   # 200,000, the leader killed halfway
 #
 # Extra arguments go to `gantry bench run`.
 set -euo pipefail
@@ -25,4 +40,5 @@ if [ -z "$bin" ]; then
 	bin="$root/bin/gantry"
 fi
 exec "$bin" bench run --suite scale --scale-nodes "${NODES:-10000}" --scale-jobs "${JOBS:-1000}" \
-	--scale-tasks "${TASKS:-1000}" --rounds "${ROUNDS:-1}" "$@"
+	--scale-tasks "${TASKS:-1000}" --rounds "${ROUNDS:-1}" --scale-servers "${SERVERS:-1}" \
+	--scale-kill-leader-at "${KILL_LEADER_AT:-0}" "$@"

@@ -18,12 +18,17 @@ func newLoadtestCmd(g *globals) *cobra.Command {
 		Long: `Benchmark a server: start --nodes simulated nodes in this process (each a
 real agent with the null driver, talking the real agent protocol), submit
 --jobs jobs of --tasks allocations through the API, and report how long it
-took until every allocation reported running. bench/scale.sh runs it
-against a fresh server and adds the server's CPU, memory and etcd size.`,
+took until every allocation reported running. Then it checks the store
+through the API (a consistent read per job): every job is there and each
+of its slots holds exactly one running allocation; it exits 1 when not
+(after printing the result). Several servers, comma-separated in
+--address, are tried in turn by the submitter and every simulated node, so
+a run survives a server killed under it. bench/scale.sh runs it against a
+fresh server (or three) and adds the servers' CPU, memory and etcd size.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			startPprof(slog.Default())
-			o.Address = g.client().Address()
+			o.Servers = g.client().Servers()
 			o.Progress = g.errw
 			if o.DataDir == "" {
 				dir, err := os.MkdirTemp("", "gantry-loadtest")
@@ -40,7 +45,10 @@ against a fresh server and adds the server's CPU, memory and etcd size.`,
 				return exitf(ExitError, "load test: %v", err)
 			}
 			if g.json {
-				return printJSON(g.out, res)
+				if err := printJSON(g.out, res); err != nil {
+					return err
+				}
+				return checkFailed(res)
 			}
 			fmt.Fprintf(g.out, "nodes %d, allocations %d\nnodes ready after     %s\njobs accepted after   %s\nall placed after      %s\nall running after     %s\nsustained             %.0f allocations/s (peak %.0f/s)\nload generator        %.1f s cpu, peak RSS %d MiB (%.1f KiB per allocation)\nload memory           %.1f KiB per node, %.1f KiB per allocation (live heap and stacks), %d goroutines\n",
 				res.Nodes, res.Allocations, res.RegisterTime.Round(time.Millisecond), res.SubmitTime.Round(time.Millisecond),
@@ -48,7 +56,10 @@ against a fresh server and adds the server's CPU, memory and etcd size.`,
 				res.NodeBytes/1024, res.AllocBytes/1024, res.Goroutines)
 			fmt.Fprintf(g.out, "submissions slowed    %d jobs (%d answers 429 with Retry-After, %s waited in all)\n",
 				res.SlowedSubmissions, res.Refusals, res.RefusedWait.Round(time.Millisecond))
-			return nil
+			if res.Check != nil {
+				fmt.Fprintf(g.out, "exact-count check     %s\n", res.Check)
+			}
+			return checkFailed(res)
 		},
 	}
 	cmd.Flags().IntVar(&o.Nodes, "nodes", 1000, "simulated nodes")
@@ -63,4 +74,13 @@ against a fresh server and adds the server's CPU, memory and etcd size.`,
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", time.Hour, "give up after this long")
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
+}
+
+// checkFailed is the exit for a run whose exact-count check failed: lost,
+// duplicated or missing work.
+func checkFailed(res *loadgen.Result) error {
+	if res.Check != nil && !res.Check.Pass {
+		return exitf(ExitError, "load test: the store does not hold exactly the submitted allocations: %s", res.Check)
+	}
+	return nil
 }

@@ -13,10 +13,17 @@
 // fetches it. Like any client it honours an overloaded server's 429 and
 // Retry-After on submission, waiting as long as it is asked (within the
 // run's timeout), and reports how many submissions were slowed so.
+//
+// Given several servers (a cluster), the submitter, the progress reads
+// and every simulated node fail over among them as the API client does,
+// so that a run survives a server killed under it. A run ends with an
+// exact-count check read back from the store (check.go): every job
+// present, each of its slots held by exactly one running allocation.
 package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,7 +48,7 @@ import (
 
 // Options size the load.
 type Options struct {
-	Address     string // server API, e.g. http://127.0.0.1:7800
+	Servers     []string // the servers' API addresses, e.g. http://127.0.0.1:7800, tried in turn
 	Nodes       int
 	Jobs        int
 	Tasks       int // per job
@@ -93,7 +100,14 @@ type Result struct {
 	SlowedSubmissions int           `json:"slowed_submissions"`
 	Refusals          int           `json:"submission_refusals"`
 	RefusedWait       time.Duration `json:"refused_wait"`
+	// Check is the exact-count check read back from the store once
+	// every allocation ran (or the run timed out).
+	Check *Check `json:"check,omitempty"`
 }
+
+// checkSettle is how long the exact-count check waits for the store to
+// settle when its first read is not exact.
+const checkSettle = 30 * time.Second
 
 // throttled counts the 429s the submitters waited out.
 type throttled struct {
@@ -155,7 +169,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer cancel()
 	// The submitters wait out an overloaded server's 429s themselves
 	// (submit), without a bound but the run's timeout, and count them.
-	c := apiclient.New(apiclient.Options{Servers: []string{o.Address}, Transport: h2c(), ThrottleRetries: -1})
+	if len(o.Servers) == 0 {
+		return nil, errors.New("load test: no server address given")
+	}
+	c := apiclient.New(apiclient.Options{Servers: o.Servers, Transport: h2c(), ThrottleRetries: -1})
 	var thr throttled
 	res := &Result{Nodes: o.Nodes, Allocations: o.Jobs * o.Tasks}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
@@ -179,7 +196,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		dir := filepath.Join(o.DataDir, fmt.Sprintf("node-%05d", i))
 		a, err := agent.New(agent.Config{
-			Servers: []string{o.Address}, DataDir: dir,
+			Servers: o.Servers, DataDir: dir,
 			NodeName: fmt.Sprintf("sim-%05d", i), NodeAddress: "127.0.0.1", NoAPI: true,
 			Labels:      map[string]string{"zone": fmt.Sprintf("z%d", i%4), "rack": fmt.Sprintf("r%d", i%40)},
 			CPUOverride: o.NodeCPU, MemoryOverride: o.NodeMemory,
@@ -252,7 +269,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		case err := <-errs:
 			return nil, err
 		case <-ctx.Done():
-			return nil, fmt.Errorf("not every allocation runs after %s: %w", o.Timeout, ctx.Err())
+			err := fmt.Errorf("not every allocation runs after %s: %w", o.Timeout, ctx.Err())
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				// Say what the store holds: lost or duplicated work is
+				// the likely reason.
+				cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer ccancel()
+				if chk, cerr := exactCheck(cctx, c, submittedJobs(o), 0); cerr == nil {
+					err = fmt.Errorf("%w; the exact-count check: %s", err, chk)
+				}
+			}
+			return nil, err
 		case <-submitted:
 			if res.SubmitTime == 0 {
 				res.SubmitTime = time.Since(t0)
@@ -268,7 +295,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if v := failed.Load(); v != nil {
 			return nil, fmt.Errorf("a simulated node stopped: %v", v)
 		}
-		placed, running, err := count(ctx, c)
+		placed, running, err := Progress(ctx, c)
 		if err != nil {
 			fmt.Fprintf(o.Progress, "  (status read failed: %v)\n", err)
 			continue
@@ -294,6 +321,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			res.Goroutines = runtime.NumGoroutine()
 			res.AllocBytes = (float64(liveBytes()) - float64(nodesLive)) / float64(max(res.Allocations, 1))
 			res.PeakRSSPerAlloc = float64(res.LoadPeakRSS<<20) / float64(max(res.Allocations, 1))
+			chk, err := exactCheck(ctx, c, submittedJobs(o), checkSettle)
+			if err != nil {
+				return nil, err
+			}
+			res.Check = chk
+			fmt.Fprintf(o.Progress, "exact-count check %s\n", chk)
 			return res, nil
 		}
 	}
@@ -327,7 +360,7 @@ func waitReady(ctx context.Context, c *apiclient.Client, o Options, start time.T
 // other retryable failures are tried again a few times.
 func submit(ctx context.Context, c *apiclient.Client, o Options, j int, thr *throttled) error {
 	job := &api.Job{
-		Name: fmt.Sprintf("load-%04d", j), Namespace: api.DefaultNamespace, Type: api.JobService, Priority: 50,
+		Name: jobName(j), Namespace: api.DefaultNamespace, Type: api.JobService, Priority: 50,
 		Groups: []*api.Group{{Name: "g", Count: o.Tasks, Tasks: []*api.Task{{
 			Name: "t", Driver: api.DriverNull, Resources: api.Resources{CPU: o.TaskCPU, Memory: o.TaskMemory},
 		}}}},
@@ -364,8 +397,20 @@ func submit(ctx context.Context, c *apiclient.Client, o Options, j int, thr *thr
 	}
 }
 
-// count reads how many allocations of the load's jobs exist and run.
-func count(ctx context.Context, c *apiclient.Client) (placed, running int, err error) {
+// submittedJobs lists the jobs a run submits, as the check expects them.
+func submittedJobs(o Options) []wantJob {
+	out := make([]wantJob, o.Jobs)
+	for j := range out {
+		out[j] = wantJob{Name: jobName(j), Group: "g", Count: o.Tasks}
+	}
+	return out
+}
+
+func jobName(j int) string { return fmt.Sprintf("load-%04d", j) }
+
+// Progress reads how many allocations of the load's jobs (named load-*)
+// exist and how many run, from the answering server's view.
+func Progress(ctx context.Context, c *apiclient.Client) (placed, running int, err error) {
 	list, err := c.Jobs(ctx, "")
 	if err != nil {
 		return 0, 0, err

@@ -51,6 +51,8 @@ type Params struct {
 	Duration                          time.Duration // proxy: length of one round
 	Rate                              int           // proxy: requests per second offered (0: as fast as the workers go)
 	ScaleNodes, ScaleJobs, ScaleTasks int           // scale
+	ScaleServers                      int           // scale: servers started per round (0 or 1: one; 3: one etcd cluster of three members)
+	ScaleKillLeaderAt                 float64       // scale: kill -9 the leader once this many allocations are placed (below 1: a fraction of them; 0: never)
 	TraceDir                          string        // sim: the trace folder ("": searched above the working directory)
 	VMGuest                           string        // startup: the test guest's folder for the qemu driver ("": qemu skipped)
 	WasmModule                        string        // startup: the demo module for the wasm driver

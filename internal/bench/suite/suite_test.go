@@ -82,3 +82,37 @@ func TestPick(t *testing.T) {
 		t.Fatal("pick: a set value wins, else the mode's default")
 	}
 }
+
+// TestScalePlan: the scale suite's cluster shape and leader kill are
+// checked before anything starts, and a kill point below 1 is a fraction
+// of the allocations.
+func TestScalePlan(t *testing.T) {
+	cases := []struct {
+		servers  int
+		killAt   float64
+		external bool
+		want     int
+		fails    bool
+	}{
+		{servers: 1, want: 0},
+		{servers: 3, want: 0},
+		{servers: 3, killAt: 0.5, want: 50_000},
+		{servers: 3, killAt: 0.000001, want: 1},
+		{servers: 5, killAt: 25_000, want: 25_000},
+		{servers: 3, killAt: 100_000, want: 100_000},
+		{servers: 3, killAt: 100_001, fails: true},
+		{servers: 3, killAt: 2.5, fails: true},
+		{servers: 3, killAt: -1, fails: true},
+		{servers: 1, killAt: 0.5, fails: true},
+		{servers: 2, fails: true},
+		{servers: 9, fails: true},
+		{servers: 3, external: true, fails: true},
+		{servers: 1, external: true, want: 0},
+	}
+	for _, tc := range cases {
+		got, err := scalePlan(tc.servers, tc.killAt, 100_000, tc.external)
+		if (err != nil) != tc.fails || got != tc.want {
+			t.Errorf("scalePlan(%d servers, kill at %g, external %v) = %d, %v; want %d, failure %v", tc.servers, tc.killAt, tc.external, got, err, tc.want, tc.fails)
+		}
+	}
+}
