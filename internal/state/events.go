@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/state/codec"
 	"github.com/gantryhq/gantry/internal/versions"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -76,7 +77,12 @@ func (s *Store) toEvent(ev *clientv3.Event) (api.Event, eventMeta, bool) {
 		verb = "Created"
 	}
 	var meta eventMeta
-	if len(payload) > 0 {
+	if topic == api.TopicAllocation && len(payload) > 0 {
+		var ok bool
+		if payload, meta, ok = s.allocEventPayload(ev, payload); !ok {
+			return api.Event{}, eventMeta{}, false
+		}
+	} else if len(payload) > 0 {
 		_ = json.Unmarshal(payload, &meta)
 	}
 	key := rest
@@ -116,6 +122,28 @@ func (s *Store) toEvent(ev *clientv3.Event) (api.Event, eventMeta, bool) {
 		Key:       key,
 		Payload:   json.RawMessage(payload),
 	}, meta, true
+}
+
+// allocEventPayload is the JSON payload and the meta of an allocation's
+// stored value, in either form (events are JSON whatever the store
+// keeps). A value this release cannot read makes no event (ok false) and
+// is logged, as the view logs it.
+func (s *Store) allocEventPayload(ev *clientv3.Event, value []byte) (payload []byte, meta eventMeta, ok bool) {
+	var a api.Allocation
+	if err := codec.DecodeAllocation(value, &a); err != nil {
+		s.log.Error("undecodable allocation in the event stream; no event", "key", string(ev.Kv.Key), "err", err)
+		return nil, eventMeta{}, false
+	}
+	meta = eventMeta{Namespace: a.Namespace, Job: a.Job, ModifyTime: a.ModifyTime}
+	if codec.IsJSON(value) {
+		return value, meta, true
+	}
+	payload, err := json.Marshal(&a)
+	if err != nil {
+		s.log.Error("allocation event payload", "key", string(ev.Kv.Key), "err", err)
+		return nil, eventMeta{}, false
+	}
+	return payload, meta, true
 }
 
 func (f *EventFilter) match(e *api.Event, m eventMeta) bool {

@@ -11,7 +11,7 @@ import (
 //
 //	jobs/<namespace>/<name>                   current job
 //	jobversions/<namespace>/<name>/<version>  every version ever registered
-//	allocs/<id>                               allocations
+//	allocs/<id>                               allocations (compact or JSON: encoding.go)
 //	evals/<id>                                evaluations
 //	nodes/<id>                                nodes
 //	queues/<name>                             queues
@@ -23,6 +23,7 @@ import (
 //	heartbeats/<node id>                      held by a lease while the node is alive
 //	leader                                    election prefix
 //	servers/<server id>                       a campaigning server's API URL, under its election lease
+//	encodings/<server id>                     the allocation format a campaigning server reads, under that lease (encoding.go)
 //	acltokens/<sha256 of secret>              ACL tokens (never the secret)
 //	aclpolicies/<name>                        ACL policies
 //	aclbootstrap                              present once ACLs were bootstrapped

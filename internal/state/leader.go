@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/state/codec"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
@@ -34,6 +36,12 @@ func (s *Store) Campaign(ctx context.Context, id, apiURL string, ttl time.Durati
 		return nil, fmt.Errorf("open an election session: %w", err)
 	}
 	s.clearStaleCandidacy(ctx, id, sess.Lease())
+	// Before the candidacy: no store may see this server campaign without
+	// knowing which allocation format it reads (encoding.go).
+	if _, err := s.cli.Put(ctx, s.keys.encodings(id), strconv.Itoa(codec.Version), clientv3.WithLease(sess.Lease())); err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("advertise this server's allocation format: %w", err)
+	}
 	if apiURL != "" {
 		if _, err := s.cli.Put(ctx, s.keys.server(id), apiURL, clientv3.WithLease(sess.Lease())); err != nil {
 			sess.Close()

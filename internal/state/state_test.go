@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/state/codec"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -318,7 +319,7 @@ func TestLateReportsDoNotReviveAllocations(t *testing.T) {
 			t.Fatalf("read %s: %v", id, err)
 		}
 		var a api.Allocation
-		if err := json.Unmarshal(resp.Kvs[0].Value, &a); err != nil {
+		if err := codec.DecodeAllocation(resp.Kvs[0].Value, &a); err != nil {
 			t.Fatal(err)
 		}
 		return &a
@@ -367,7 +368,7 @@ func TestReportsFromALaggingView(t *testing.T) {
 	// put back to what it was, as if it had not seen the change yet.
 	newer := *stale
 	newer.DesiredStatus, newer.DesiredReason = api.AllocDesiredStop, "job stopped"
-	if _, err := s.cli.Put(ctx, s.keys.alloc("a1"), encode(&newer)); err != nil {
+	if _, err := s.cli.Put(ctx, s.keys.alloc("a1"), s.encodeAlloc(&newer)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { x, _ := s.Alloc("a1"); return x.DesiredStatus == api.AllocDesiredStop })
@@ -387,7 +388,7 @@ func TestReportsFromALaggingView(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got api.Allocation
-	if err := json.Unmarshal(resp.Kvs[0].Value, &got); err != nil {
+	if err := codec.DecodeAllocation(resp.Kvs[0].Value, &got); err != nil {
 		t.Fatal(err)
 	}
 	if got.ClientStatus != api.AllocRunning || got.DesiredStatus != api.AllocDesiredStop || got.DesiredReason != "job stopped" {

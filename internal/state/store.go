@@ -9,10 +9,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/acl"
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/state/codec"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -57,6 +59,13 @@ type Store struct {
 	aclTokens   map[string]*acl.Token  // by secret hash
 	aclPolicies map[string]*acl.Policy // by name
 	changed     chan struct{}          // closed and replaced on every change
+	// candidates are the election's candidates (leader key → server
+	// id) and encodings the allocation format each server advertises;
+	// compact is whether every candidate reads the compact form
+	// (encoding.go).
+	candidates map[string]string
+	encodings  map[string]int
+	compact    atomic.Bool
 	// evalLog lists the evaluations changed after evalLogFrom, in
 	// revision order (evalfeed.go).
 	evalLog     []evalChange
@@ -119,6 +128,8 @@ func (s *Store) reset() {
 	}
 	s.aclTokens = map[string]*acl.Token{}
 	s.aclPolicies = map[string]*acl.Policy{}
+	s.candidates = map[string]string{}
+	s.encodings = map[string]int{}
 	if s.changed == nil {
 		s.changed = make(chan struct{})
 	}
@@ -135,6 +146,7 @@ func (s *Store) load(ctx context.Context) error {
 	for _, kv := range resp.Kvs {
 		s.applyLocked(kv, false)
 	}
+	s.recomputeGateLocked()
 	s.rev = resp.Header.Revision
 	s.loadRev = s.rev
 	s.evalLog, s.evalLogFrom = nil, s.rev // readers of the feed start over
@@ -165,6 +177,7 @@ func (s *Store) watch(ctx context.Context) {
 			for _, ev := range resp.Events {
 				s.applyLocked(ev.Kv, ev.Type == mvccpb.DELETE)
 			}
+			s.recomputeGateLocked()
 			if resp.Header.Revision > s.rev {
 				s.rev = resp.Header.Revision
 			}
@@ -198,6 +211,15 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 			s.jobs[rest] = &j
 		}
 	case kindAlloc:
+		// Decode first: a value this release cannot read leaves the view
+		// as it was.
+		var a api.Allocation
+		if !deleted {
+			if err := codec.DecodeAllocation(kv.Value, &a); err != nil {
+				s.log.Error("undecodable allocation in store; ignored", "key", string(kv.Key), "err", err)
+				return
+			}
+		}
 		old := s.allocs[rest]
 		if old != nil {
 			delete(s.allocsByNode[old.NodeID], old.ID)
@@ -211,10 +233,6 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 				s.nodeRemoved[old.NodeID] = kv.ModRevision
 				s.nodeChangedLocked(old.NodeID, kv.ModRevision)
 			}
-			return
-		}
-		var a api.Allocation
-		if !s.decode(kv, &a) {
 			return
 		}
 		if old != nil && (old.ClientTerminal() != a.ClientTerminal() || old.DesiredStatus != a.DesiredStatus) {
@@ -298,6 +316,8 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 			p.ModifyIndex = kv.ModRevision
 			s.aclPolicies[rest] = &p
 		}
+	case kindLeader, kindEncodings:
+		s.applyGateLocked(kind, rest, kv, deleted)
 	case kindHeartbeat:
 		s.capIndex = kv.ModRevision
 		if deleted {

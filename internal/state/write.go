@@ -12,6 +12,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/lifecycle"
+	"github.com/gantryhq/gantry/internal/state/codec"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -275,12 +276,12 @@ func (s *Store) ApplyPlan(ctx context.Context, p *PlanCommit) (int64, error) {
 	for _, a := range p.Place {
 		k := s.keys.alloc(a.ID)
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
-		ops = append(ops, clientv3.OpPut(k, encode(a)))
+		ops = append(ops, clientv3.OpPut(k, s.encodeAlloc(a)))
 	}
 	for _, a := range p.Update {
 		k := s.keys.alloc(a.ID)
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", a.ModifyIndex))
-		ops = append(ops, clientv3.OpPut(k, encode(a)))
+		ops = append(ops, clientv3.OpPut(k, s.encodeAlloc(a)))
 	}
 	for _, e := range p.FollowUps {
 		ops = append(ops, clientv3.OpPut(s.keys.eval(e.ID), encode(e)))
@@ -458,7 +459,7 @@ func (s *Store) clientBatchCached(ctx context.Context, reports []NodeReport, now
 		}
 		key := s.keys.alloc(r.Update.ID)
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", rev))
-		ops = append(append(ops, clientv3.OpPut(key, encode(a))), extra...)
+		ops = append(append(ops, clientv3.OpPut(key, s.encodeAlloc(a))), extra...)
 	}
 	return s.commitReports(ctx, cmps, ops)
 }
@@ -532,14 +533,14 @@ func mergeClientUpdate(s *Store, cur []byte, nodeID string, u api.AllocUpdate, n
 		return "", nil, errSkip
 	}
 	var a api.Allocation
-	if err := json.Unmarshal(cur, &a); err != nil {
-		return "", nil, err
+	if err := codec.DecodeAllocation(cur, &a); err != nil {
+		return "", nil, fmt.Errorf("read allocation %s: %w", u.ID, err)
 	}
 	extra, err := mergeReport(s, &a, nodeID, u, now, newEval)
 	if err != nil {
 		return "", nil, err
 	}
-	return encode(&a), extra, nil
+	return s.encodeAlloc(&a), extra, nil
 }
 
 // mergeReport folds an agent's report into a (a copy the caller owns; its
