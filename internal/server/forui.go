@@ -127,7 +127,7 @@ func (s *Server) Queues() *scheduler.Queues { return s.queueView() }
 // AdmissionPolicy returns the container isolation policy in force (the
 // default one when none was applied).
 func (s *Server) AdmissionPolicy(ctx context.Context) (audit.PolicyDocument, error) {
-	return s.admissionPolicy(ctx)
+	return s.isolation.Policy(ctx)
 }
 
 // KnownTopic reports whether GET /v1/events knows the topic t.

@@ -82,12 +82,7 @@ func (s *Server) routes() http.Handler {
 		return nil
 	})
 
-	handle("GET /v1/policy", s.handlePolicyRead)
-	handle("PUT /v1/policy", s.handlePolicyApply)
-	handle("DELETE /v1/policy", s.handlePolicyReset)
-	handle("GET /v1/audit", s.handleAudit)
-	handle("POST /v1/audit/scan", s.handleAuditScan)
-	handle("POST /v1/nodes/{id}/audit", s.handleNodeAuditReport) // agent protocol
+	s.isolation.Routes(handle)
 
 	handle("POST /v1/acl/bootstrap", s.handleACLBootstrap)
 	handle("GET /v1/acl/tokens", s.handleTokenList)
@@ -126,8 +121,9 @@ func (e *httpError) Error() string { return e.msg }
 
 // statusError is an error that says its HTTP status: a mounted
 // handler's (Mount), or a component's (vspheremon.Error,
-// defragrun.Error). One that also names the request field it is about
-// says so with fieldError.
+// defragrun.Error, isolation.Error). One that also names the request
+// field it is about says so with fieldError, one that carries every
+// problem of a request (a refused job's findings) with fieldErrors.
 type statusError interface {
 	error
 	HTTPStatus() int
@@ -135,6 +131,10 @@ type statusError interface {
 
 type fieldError interface {
 	APIField() string
+}
+
+type fieldErrors interface {
+	APIErrors() []api.FieldError
 }
 
 func badRequest(format string, args ...any) error {
@@ -161,6 +161,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status = se.HTTPStatus()
 		if fe, ok := se.(fieldError); ok {
 			body.Field = fe.APIField()
+		}
+		if fe, ok := se.(fieldErrors); ok {
+			body.Errors = fe.APIErrors()
 		}
 	case errors.As(err, &mbe):
 		status = http.StatusRequestEntityTooLarge
@@ -206,7 +209,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
-// front is how the components (vspheremon, defragrun) serve their
+// front is how the components (vspheremon, defragrun, isolation, …) serve their
 // endpoints as the server serves its own: forwarded to the leader where
 // only it can answer, bodies read under the server's limits, answers
 // written as writeJSON writes them.
@@ -221,6 +224,14 @@ func (f front) DecodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 }
 
 func (front) WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+// agents is how a component reaches the nodes' agents: over TLS with the
+// server's certificate when the cluster speaks TLS (agentClient).
+type agents struct{ s *Server }
+
+func (a agents) Base(n *api.Node) string { return a.s.agentScheme("http") + "://" + n.HTTPAddr }
+
+func (a agents) Do(req *http.Request) (*http.Response, error) { return a.s.agentClient().Do(req) }
 
 // decodeBody reads one JSON value into v, rejecting unknown fields,
 // trailing data and bodies over the size limit.

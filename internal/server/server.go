@@ -17,6 +17,7 @@ import (
 	"github.com/gantryhq/gantry/internal/scheduler/policy"
 	"github.com/gantryhq/gantry/internal/server/applier"
 	"github.com/gantryhq/gantry/internal/server/defragrun"
+	"github.com/gantryhq/gantry/internal/server/isolation"
 	"github.com/gantryhq/gantry/internal/server/overload"
 	"github.com/gantryhq/gantry/internal/server/vspheremon"
 	"github.com/gantryhq/gantry/internal/state"
@@ -158,8 +159,9 @@ type Server struct {
 	history  *metrics.History
 	load     loadState // backpressure (overload.go)
 
-	vsphere *vspheremon.Monitor // the virtualization monitor
-	defrag  *defragrun.Runner   // GPU defragmentation
+	vsphere   *vspheremon.Monitor // the virtualization monitor
+	defrag    *defragrun.Runner   // GPU defragmentation
+	isolation *isolation.Service  // the container isolation policy: admission and audit
 }
 
 // VSphereConfig tunes the collectors of every connection.
@@ -232,6 +234,8 @@ func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 	s.registry.MustRegister(s.vsphere.Metrics())
 	s.defrag = defragrun.New(defragrun.Ports{View: store, Writer: store, Front: front{s}, Fence: s.leaderFence, NewEval: s.newEval, Now: s.now, Log: log},
 		defragrun.Config{Interval: cfg.DefragInterval, MovesPerHour: cfg.DefragMovesPerHour})
+	s.isolation = isolation.New(isolation.Ports{Policies: store, Reports: store, Nodes: store, Agents: agents{s}, Front: front{s},
+		FindNode: s.findNode, Now: s.now, Log: log})
 	return s
 }
 

@@ -1,0 +1,63 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/gantryhq/gantry/internal/api"
+)
+
+// privilegedJob is refused by the default isolation policy twice over:
+// privileged, and on the host's network.
+const privilegedJob = `{"name":"root","groups":[{"name":"tools","tasks":[{"name":"agent","driver":"docker",
+"config":{"image":"gantry-demo:latest","network_mode":"host"},"security":{"privileged":true},"resources":{"cpu":10,"memory":10}}]}]}`
+
+// TestSubmissionsAdmittedByIsolation: register, plan and validate ask the
+// isolation component; a refusal is answered as before the component
+// existed: 403, the first finding's key as field, every finding in errors.
+func TestSubmissionsAdmittedByIsolation(t *testing.T) {
+	s := startTestServer(t, Config{})
+	base := "http://" + s.Addr()
+	for _, path := range []string{"/v1/jobs", "/v1/jobs/plan"} {
+		code, body := post(t, base+path, "", privilegedJob, nil)
+		var e api.Error
+		if err := json.Unmarshal([]byte(body), &e); err != nil {
+			t.Fatalf("POST %s: %d %s", path, code, body)
+		}
+		if code != http.StatusForbidden || len(e.Errors) < 2 || e.Field != e.Errors[0].Path || e.Field == "" {
+			t.Errorf("POST %s of a privileged job: %d %s, want 403 with every finding at its key", path, code, body)
+		}
+	}
+	var v api.ValidateResponse
+	if code, body := post(t, base+"/v1/validate/job", "", privilegedJob, &v); code != http.StatusOK || v.Valid || len(v.Errors) < 2 {
+		t.Errorf("validate of a privileged job: %d %s, want invalid with the findings", code, body)
+	}
+	if _, ok := s.store.Job(api.DefaultNamespace, "root"); ok {
+		t.Error("a refused job was stored")
+	}
+}
+
+// componentError is an error of a component's kind: status, field and
+// every problem of the request.
+type componentError struct{}
+
+func (componentError) Error() string    { return "refused" }
+func (componentError) HTTPStatus() int  { return http.StatusForbidden }
+func (componentError) APIField() string { return "groups[0]" }
+func (componentError) APIErrors() []api.FieldError {
+	return []api.FieldError{{Path: "groups[0]", Message: "no"}}
+}
+
+// TestWriteErrorOfAComponent: a component's error is answered with its
+// status, field and field errors.
+func TestWriteErrorOfAComponent(t *testing.T) {
+	s := New(Config{}, nil, nil)
+	w := httptest.NewRecorder()
+	s.writeError(w, httptest.NewRequest(http.MethodGet, "/", nil), componentError{})
+	var e api.Error
+	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || w.Code != http.StatusForbidden || e.Field != "groups[0]" || len(e.Errors) != 1 || e.Error != "refused" {
+		t.Errorf("%d %s", w.Code, w.Body)
+	}
+}
