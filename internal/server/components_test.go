@@ -1,12 +1,16 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/scheduler/schedtest"
 )
 
 // privilegedJob is refused by the default isolation policy twice over:
@@ -59,5 +63,37 @@ func TestWriteErrorOfAComponent(t *testing.T) {
 	var e api.Error
 	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || w.Code != http.StatusForbidden || e.Field != "groups[0]" || len(e.Errors) != 1 || e.Error != "refused" {
 		t.Errorf("%d %s", w.Code, w.Body)
+	}
+}
+
+// TestHeartbeatSamplesInTheHistory: a heartbeat's sample lands in the
+// history component, which answers GET /v1/nodes/{id}/metrics and, by
+// the allocation, GET /v1/allocations/{id}/metrics.
+func TestHeartbeatSamplesInTheHistory(t *testing.T) {
+	s := startTestServer(t, Config{})
+	base := "http://" + s.Addr()
+	n := schedtest.Node("n1")
+	if err := s.store.RegisterNode(context.Background(), n, time.Minute, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the node in the store", func() bool { _, ok := s.store.Node(n.ID); return ok })
+	req, _ := http.NewRequest(http.MethodPut, base+"/v1/nodes/"+n.ID+"/heartbeat",
+		strings.NewReader(`{"sample":{"time":"2026-12-06T05:00:00Z","cpu_used":123}}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("heartbeat: %s", resp.Status)
+	}
+	var m api.NodeMetricsResponse
+	getJSON(t, base+"/v1/nodes/n1/metrics", &m)
+	if m.NodeID != n.ID || len(m.Samples) != 1 || m.Samples[0].CPUUsed != 123 {
+		t.Errorf("the node's history: %+v, want the heartbeat's sample", m)
+	}
+	if code, _, body := get(t, base+"/v1/allocations/nope/metrics", ""); code != http.StatusNotFound {
+		t.Errorf("an unknown allocation's metrics: %d %s", code, body)
 	}
 }

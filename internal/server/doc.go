@@ -8,12 +8,14 @@
 // and DNS, and garbage collection. GPU work is placed by
 // Config.GPUPolicy, by default gantry learning the typical tasks from the
 // jobs submitted (gpuscore.go). The virtualization monitor (package
-// vspheremon), GPU defragmentation (package defragrun) and the container
+// vspheremon), GPU defragmentation (package defragrun), the container
 // isolation policy (package isolation: admission of jobs against it, the
-// nodes' audit reports) are components: the server only constructs them
-// with their ports, mounts their routes, runs their loops while it leads,
-// and calls them where its own work needs theirs (job submissions ask
-// isolation.Admit).
+// nodes' audit reports) and the nodes' usage history (package
+// nodehistory) are components: the server only constructs them with
+// their ports, mounts their routes, runs their loops (while it leads,
+// where only the leader runs them), and calls them where its own work
+// needs theirs (job submissions ask isolation.Admit, heartbeats hand
+// their sample to nodehistory.Record).
 //
 // It is the shell around the pure cores: it reads the clock and the store
 // and hands their values to the reconciler and scheduler. It must never

@@ -49,7 +49,6 @@ func (s *Server) routes() http.Handler {
 	handle("GET /v1/allocations/{id}", s.handleAllocRead)
 	handle("GET /v1/allocations/{id}/logs", s.handleAllocLogs)
 	handle("GET /v1/allocations/{id}/exec", s.handleAllocExec)
-	handle("GET /v1/allocations/{id}/metrics", s.handleAllocMetrics)
 
 	handle("GET /v1/evaluations/{id}", s.handleEvalRead)
 
@@ -60,7 +59,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET /v1/nodes/{id}", s.handleNodeRead)
 	handle("POST /v1/nodes/{id}/drain", s.handleNodeDrain)
 	handle("POST /v1/nodes/{id}/eligibility", s.handleNodeEligibility)
-	handle("GET /v1/nodes/{id}/metrics", s.handleNodeMetrics)
+	s.history.Routes(handle) // GET /v1/nodes/{id}/metrics, /v1/allocations/{id}/metrics
 
 	// Agent protocol.
 	handle("POST /v1/nodes/register", s.handleNodeRegister)
