@@ -97,3 +97,39 @@ func TestHeartbeatSamplesInTheHistory(t *testing.T) {
 		t.Errorf("an unknown allocation's metrics: %d %s", code, body)
 	}
 }
+
+// TestACLAdministrationWired: the bootstrap token the ACL component
+// mints lets its holder through the server's authorization, and the
+// component reads a caller's secret as authorization does (a bearer
+// header too).
+func TestACLAdministrationWired(t *testing.T) {
+	_, base := aclServer(t)
+	var boot struct {
+		AccessorID string `json:"accessor_id"`
+		Secret     string `json:"secret"`
+	}
+	if code, body := post(t, base+"/v1/acl/bootstrap", "", "", &boot); code != http.StatusOK || boot.Secret == "" {
+		t.Fatalf("bootstrap: %d %s", code, body)
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/v1/acl/tokens/self", nil)
+	req.Header.Set("Authorization", "Bearer "+boot.Secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var self struct {
+		AccessorID string `json:"accessor_id"`
+		SecretHash string `json:"secret_hash"`
+	}
+	json.NewDecoder(resp.Body).Decode(&self)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || self.AccessorID != boot.AccessorID || self.SecretHash != "" {
+		t.Errorf("self with a bearer header: %s %+v, want the bootstrap token without its hash", resp.Status, self)
+	}
+	if code, _, body := get(t, base+"/v1/acl/tokens", boot.Secret); code != http.StatusOK || !strings.Contains(body, boot.AccessorID) {
+		t.Errorf("list with the management token: %d %s", code, body)
+	}
+	if code, _, body := get(t, base+"/v1/acl/tokens", ""); code != http.StatusUnauthorized {
+		t.Errorf("list without a token: %d %s, want 401", code, body)
+	}
+}

@@ -83,14 +83,7 @@ func (s *Server) routes() http.Handler {
 
 	s.isolation.Routes(handle)
 
-	handle("POST /v1/acl/bootstrap", s.handleACLBootstrap)
-	handle("GET /v1/acl/tokens", s.handleTokenList)
-	handle("POST /v1/acl/tokens", s.handleTokenCreate)
-	handle("GET /v1/acl/tokens/self", s.handleTokenSelf)
-	handle("DELETE /v1/acl/tokens/{accessor}", s.handleTokenDelete)
-	handle("GET /v1/acl/policies", s.handleACLPolicyList)
-	handle("PUT /v1/acl/policies", s.handleACLPolicyApply)
-	handle("DELETE /v1/acl/policies/{name}", s.handleACLPolicyDelete)
+	s.aclAdmin.Routes(handle) // /v1/acl/bootstrap, /v1/acl/tokens, /v1/acl/policies
 
 	s.networkRoutes(handle)
 	s.vsphere.Routes(handle)
@@ -120,9 +113,10 @@ func (e *httpError) Error() string { return e.msg }
 
 // statusError is an error that says its HTTP status: a mounted
 // handler's (Mount), or a component's (vspheremon.Error,
-// defragrun.Error, isolation.Error). One that also names the request
-// field it is about says so with fieldError, one that carries every
-// problem of a request (a refused job's findings) with fieldErrors.
+// defragrun.Error, isolation.Error, acladmin.Error). One that also
+// names the request field it is about says so with fieldError, one that
+// carries every problem of a request (a refused job's findings) with
+// fieldErrors.
 type statusError interface {
 	error
 	HTTPStatus() int
@@ -208,10 +202,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
-// front is how the components (vspheremon, defragrun, isolation, …) serve their
-// endpoints as the server serves its own: forwarded to the leader where
-// only it can answer, bodies read under the server's limits, answers
-// written as writeJSON writes them.
+// front is how the components (vspheremon, defragrun, isolation,
+// nodehistory, acladmin) serve their endpoints as the server serves its
+// own: forwarded to the leader where only it can answer, bodies read
+// under the server's limits, answers written as writeJSON writes them.
 type front struct{ s *Server }
 
 func (f front) OnLeader(w http.ResponseWriter, r *http.Request, what string) (bool, error) {

@@ -14,6 +14,7 @@ import (
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/scheduler"
 	"github.com/gantryhq/gantry/internal/scheduler/policy"
+	"github.com/gantryhq/gantry/internal/server/acladmin"
 	"github.com/gantryhq/gantry/internal/server/applier"
 	"github.com/gantryhq/gantry/internal/server/defragrun"
 	"github.com/gantryhq/gantry/internal/server/isolation"
@@ -163,6 +164,7 @@ type Server struct {
 	defrag    *defragrun.Runner    // GPU defragmentation
 	isolation *isolation.Service   // the container isolation policy: admission and audit
 	history   *nodehistory.History // the nodes' usage history
+	aclAdmin  *acladmin.Admin      // ACL tokens and policies (authorization stays in auth.go)
 }
 
 // VSphereConfig tunes the collectors of every connection.
@@ -237,6 +239,7 @@ func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 		defragrun.Config{Interval: cfg.DefragInterval, MovesPerHour: cfg.DefragMovesPerHour})
 	s.isolation = isolation.New(isolation.Ports{Policies: store, Reports: store, Nodes: store, Agents: agents{s}, Front: front{s},
 		FindNode: s.findNode, Now: s.now, Log: log})
+	s.aclAdmin = acladmin.New(acladmin.Ports{Tokens: store, Policies: store, Front: front{s}, Secret: tokenOf, Now: s.now})
 	return s
 }
 
