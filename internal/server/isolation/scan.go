@@ -36,7 +36,11 @@ func (s *Service) handleScan(w http.ResponseWriter, r *http.Request) error {
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		if n.Status != api.NodeStatusReady || n.HTTPAddr == "" {
+			// Under mu: the scans of nodes already started append to
+			// Skipped too.
+			mu.Lock()
 			out.Skipped = append(out.Skipped, audit.ScanSkip{Node: n.Name, Reason: "node is " + n.Status})
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)
