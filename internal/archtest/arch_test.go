@@ -78,6 +78,11 @@ var rules = []struct {
 		}},
 	{name: "in the control plane, only defragrun carries GPU defragmentation out",
 		prefixes: []string{module + "internal/defragplan", module + "internal/defrag"}, allow: []string{"internal/server/defragrun"}, from: []string{"internal/server/..."}},
+	{name: "in the control plane, only the isolation component admits jobs and keeps audits",
+		prefixes: []string{module + "internal/admission", module + "internal/audit"}, allow: []string{"internal/server/isolation"}, from: []string{"internal/server/..."},
+		known: map[string]string{
+			"internal/server": "forui.go hands the web UI the policy in force as audit.PolicyDocument (the UI's interface names that type)",
+		}},
 }
 
 // pure packages decide without the outside world: no I/O packages, no

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,8 +9,6 @@ import (
 	"github.com/gantryhq/gantry/internal/acl"
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/pki"
-	"github.com/gantryhq/gantry/internal/state"
-	"github.com/google/uuid"
 )
 
 // scope says how a route is authorized.
@@ -287,133 +284,4 @@ func (s *Server) allow(r *http.Request, ns string, c acl.Capability) error {
 // visible reports whether list results of namespace ns may be shown.
 func (s *Server) visible(r *http.Request, ns string) bool {
 	return s.allow(r, ns, acl.Read) == nil
-}
-
-// ACL endpoints.
-
-// TokenRequest is the body of POST /v1/acl/tokens.
-type TokenRequest struct {
-	Name       string   `json:"name"`
-	Policies   []string `json:"policies"`
-	Management bool     `json:"management,omitempty"`
-}
-
-// TokenResponse carries a new token's secret, shown this once.
-type TokenResponse struct {
-	acl.Token
-	Secret string `json:"secret"`
-}
-
-func (s *Server) newToken(name string, policies []string, mgmt bool) (*acl.Token, string, error) {
-	secret, err := acl.NewSecret()
-	if err != nil {
-		return nil, "", err
-	}
-	return &acl.Token{AccessorID: uuid.NewString(), Name: name, SecretHash: acl.Hash(secret), Policies: policies, Management: mgmt, CreateTime: s.now()}, secret, nil
-}
-
-func (s *Server) handleACLBootstrap(w http.ResponseWriter, r *http.Request) error {
-	t, secret, err := s.newToken("bootstrap", nil, true)
-	if err != nil {
-		return err
-	}
-	if err := s.store.BootstrapACL(r.Context(), t); err != nil {
-		if errors.Is(err, state.ErrBootstrapped) {
-			return &httpError{status: http.StatusConflict, msg: err.Error()}
-		}
-		return err
-	}
-	writeJSON(w, http.StatusOK, TokenResponse{Token: *t, Secret: secret})
-	return nil
-}
-
-func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) error {
-	var req TokenRequest
-	if err := s.decodeBody(w, r, &req); err != nil {
-		return err
-	}
-	if !api.ValidName(req.Name) {
-		return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("token name %q %s", req.Name, api.NameRule), field: "name"}
-	}
-	if !req.Management && len(req.Policies) == 0 {
-		return &httpError{status: http.StatusBadRequest, msg: "a token needs at least one policy (or management: true)", field: "policies"}
-	}
-	for _, p := range req.Policies {
-		if len(s.store.ACLPolicies(p)) == 0 {
-			return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("policy %q does not exist: apply it first with 'gantry acl policy apply'", p), field: "policies"}
-		}
-	}
-	t, secret, err := s.newToken(req.Name, req.Policies, req.Management)
-	if err != nil {
-		return err
-	}
-	if err := s.store.PutToken(r.Context(), t); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, TokenResponse{Token: *t, Secret: secret})
-	return nil
-}
-
-func (s *Server) handleTokenList(w http.ResponseWriter, r *http.Request) error {
-	out := []acl.Token{}
-	for _, t := range s.store.Tokens() {
-		c := *t
-		c.SecretHash = ""
-		out = append(out, c)
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (s *Server) handleTokenSelf(w http.ResponseWriter, r *http.Request) error {
-	secret := tokenOf(r)
-	t, ok := s.store.TokenByHash(acl.Hash(secret))
-	if !ok {
-		return notFound("no token in this request, or ACLs are off")
-	}
-	c := *t
-	c.SecretHash = ""
-	writeJSON(w, http.StatusOK, c)
-	return nil
-}
-
-func (s *Server) handleTokenDelete(w http.ResponseWriter, r *http.Request) error {
-	if err := s.store.DeleteToken(r.Context(), r.PathValue("accessor")); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, struct{}{})
-	return nil
-}
-
-func (s *Server) handleACLPolicyList(w http.ResponseWriter, r *http.Request) error {
-	ps := s.store.ACLPolicies()
-	if ps == nil {
-		ps = []*acl.Policy{}
-	}
-	writeJSON(w, http.StatusOK, ps)
-	return nil
-}
-
-func (s *Server) handleACLPolicyApply(w http.ResponseWriter, r *http.Request) error {
-	var p acl.Policy
-	if err := s.decodeBody(w, r, &p); err != nil {
-		return err
-	}
-	p.ModifyIndex = 0
-	if err := p.Validate(); err != nil {
-		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
-	}
-	if err := s.store.PutPolicy(r.Context(), &p); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, &p)
-	return nil
-}
-
-func (s *Server) handleACLPolicyDelete(w http.ResponseWriter, r *http.Request) error {
-	if err := s.store.DeletePolicy(r.Context(), r.PathValue("name")); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, struct{}{})
-	return nil
 }

@@ -5,13 +5,23 @@
 // guarded etcd transaction, the node monitor that marks silent nodes down,
 // the deployment watcher (evaluations as a rollout's allocations change
 // health, automatic rollback), the service catalog behind /v1/services
-// and DNS, garbage collection, and the container isolation policy:
-// admission of jobs against it and the nodes' audit reports (audit.go).
-// GPU work is placed by Config.GPUPolicy, by default gantry learning the
-// typical tasks from the jobs submitted (gpuscore.go). The virtualization
-// monitor (package vspheremon) and GPU defragmentation (package
-// defragrun) are components: the server only constructs them with their
-// ports, mounts their routes and runs their loops while it leads.
+// and DNS, and garbage collection. GPU work is placed by
+// Config.GPUPolicy, by default gantry learning the typical tasks from the
+// jobs submitted (gpuscore.go). The virtualization monitor (package
+// vspheremon), GPU defragmentation (package defragrun), the container
+// isolation policy (package isolation: admission of jobs against it, the
+// nodes' audit reports), the nodes' usage history (package nodehistory)
+// and ACL administration (package acladmin: bootstrap, tokens, policies)
+// are components: the server only constructs them with their ports,
+// mounts their routes, runs their loops (while it leads, where only the
+// leader runs them), and calls them where its own work needs theirs (job
+// submissions ask isolation.Admit, heartbeats hand their sample to
+// nodehistory.Record).
+//
+// Authorization stays here (auth.go): every route, a component's and the
+// web UI's included, is checked against its rule in routeRules before its
+// handler runs, and handlers that authorize against the object they read
+// call allow (components get it as a port).
 //
 // It is the shell around the pure cores: it reads the clock and the store
 // and hands their values to the reconciler and scheduler. It must never

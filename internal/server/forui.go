@@ -13,6 +13,7 @@ import (
 	"github.com/gantryhq/gantry/internal/audit"
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/scheduler"
+	"github.com/gantryhq/gantry/internal/server/nodehistory"
 	"github.com/gantryhq/gantry/internal/server/vspheremon"
 	"github.com/gantryhq/gantry/internal/vsphere"
 )
@@ -91,11 +92,13 @@ func (s *Server) Annotate(failed map[string]*api.Explanation) map[string]*api.Ex
 func DiffJobs(old, cur *api.Job) []api.FieldDiff { return diffJobs(old, cur) }
 
 // AllocGPUs lists the physical GPUs an allocation holds all or part of.
-func AllocGPUs(a *api.Allocation) []string { return allocGPUs(a) }
+func AllocGPUs(a *api.Allocation) []string { return nodehistory.AllocGPUs(a) }
 
 // AllocMetrics cuts an allocation's share out of its node's history, as
 // GET /v1/allocations/{id}/metrics answers it.
-func (s *Server) AllocMetrics(a *api.Allocation) api.AllocMetricsResponse { return s.allocMetrics(a) }
+func (s *Server) AllocMetrics(a *api.Allocation) api.AllocMetricsResponse {
+	return s.history.AllocMetrics(a)
+}
 
 // NodeHistory is the usage history this server keeps of a node, oldest
 // first.
@@ -127,7 +130,7 @@ func (s *Server) Queues() *scheduler.Queues { return s.queueView() }
 // AdmissionPolicy returns the container isolation policy in force (the
 // default one when none was applied).
 func (s *Server) AdmissionPolicy(ctx context.Context) (audit.PolicyDocument, error) {
-	return s.admissionPolicy(ctx)
+	return s.isolation.Policy(ctx)
 }
 
 // KnownTopic reports whether GET /v1/events knows the topic t.

@@ -62,7 +62,7 @@ func TestGantryVMsInVSphereAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	cpu := 500
-	s.history.Add(n.ID, api.NodeSample{Time: time.Now().UTC(), Allocs: []api.AllocSample{{Alloc: a.ID, Task: "guest", CPUUsed: &cpu, MemoryBytes: 384 << 20}}})
+	s.history.Record(n.ID, &api.NodeSample{Time: time.Now().UTC(), Allocs: []api.AllocSample{{Alloc: a.ID, Task: "guest", CPUUsed: &cpu, MemoryBytes: 384 << 20}}})
 	waitFor(t, "the VM powered on", func() bool {
 		var one api.VSphereStatus
 		getJSON(t, base+"/v1/vsphere/status/gantry", &one)

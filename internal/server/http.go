@@ -49,7 +49,6 @@ func (s *Server) routes() http.Handler {
 	handle("GET /v1/allocations/{id}", s.handleAllocRead)
 	handle("GET /v1/allocations/{id}/logs", s.handleAllocLogs)
 	handle("GET /v1/allocations/{id}/exec", s.handleAllocExec)
-	handle("GET /v1/allocations/{id}/metrics", s.handleAllocMetrics)
 
 	handle("GET /v1/evaluations/{id}", s.handleEvalRead)
 
@@ -60,7 +59,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET /v1/nodes/{id}", s.handleNodeRead)
 	handle("POST /v1/nodes/{id}/drain", s.handleNodeDrain)
 	handle("POST /v1/nodes/{id}/eligibility", s.handleNodeEligibility)
-	handle("GET /v1/nodes/{id}/metrics", s.handleNodeMetrics)
+	s.history.Routes(handle) // GET /v1/nodes/{id}/metrics, /v1/allocations/{id}/metrics
 
 	// Agent protocol.
 	handle("POST /v1/nodes/register", s.handleNodeRegister)
@@ -82,21 +81,9 @@ func (s *Server) routes() http.Handler {
 		return nil
 	})
 
-	handle("GET /v1/policy", s.handlePolicyRead)
-	handle("PUT /v1/policy", s.handlePolicyApply)
-	handle("DELETE /v1/policy", s.handlePolicyReset)
-	handle("GET /v1/audit", s.handleAudit)
-	handle("POST /v1/audit/scan", s.handleAuditScan)
-	handle("POST /v1/nodes/{id}/audit", s.handleNodeAuditReport) // agent protocol
+	s.isolation.Routes(handle)
 
-	handle("POST /v1/acl/bootstrap", s.handleACLBootstrap)
-	handle("GET /v1/acl/tokens", s.handleTokenList)
-	handle("POST /v1/acl/tokens", s.handleTokenCreate)
-	handle("GET /v1/acl/tokens/self", s.handleTokenSelf)
-	handle("DELETE /v1/acl/tokens/{accessor}", s.handleTokenDelete)
-	handle("GET /v1/acl/policies", s.handleACLPolicyList)
-	handle("PUT /v1/acl/policies", s.handleACLPolicyApply)
-	handle("DELETE /v1/acl/policies/{name}", s.handleACLPolicyDelete)
+	s.aclAdmin.Routes(handle) // /v1/acl/bootstrap, /v1/acl/tokens, /v1/acl/policies
 
 	s.networkRoutes(handle)
 	s.vsphere.Routes(handle)
@@ -126,8 +113,10 @@ func (e *httpError) Error() string { return e.msg }
 
 // statusError is an error that says its HTTP status: a mounted
 // handler's (Mount), or a component's (vspheremon.Error,
-// defragrun.Error). One that also names the request field it is about
-// says so with fieldError.
+// defragrun.Error, isolation.Error, acladmin.Error). One that also
+// names the request field it is about says so with fieldError, one that
+// carries every problem of a request (a refused job's findings) with
+// fieldErrors.
 type statusError interface {
 	error
 	HTTPStatus() int
@@ -135,6 +124,10 @@ type statusError interface {
 
 type fieldError interface {
 	APIField() string
+}
+
+type fieldErrors interface {
+	APIErrors() []api.FieldError
 }
 
 func badRequest(format string, args ...any) error {
@@ -161,6 +154,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status = se.HTTPStatus()
 		if fe, ok := se.(fieldError); ok {
 			body.Field = fe.APIField()
+		}
+		if fe, ok := se.(fieldErrors); ok {
+			body.Errors = fe.APIErrors()
 		}
 	case errors.As(err, &mbe):
 		status = http.StatusRequestEntityTooLarge
@@ -206,10 +202,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
-// front is how the components (vspheremon, defragrun) serve their
-// endpoints as the server serves its own: forwarded to the leader where
-// only it can answer, bodies read under the server's limits, answers
-// written as writeJSON writes them.
+// front is how the components (vspheremon, defragrun, isolation,
+// nodehistory, acladmin) serve their endpoints as the server serves its
+// own: forwarded to the leader where only it can answer, bodies read
+// under the server's limits, answers written as writeJSON writes them.
 type front struct{ s *Server }
 
 func (f front) OnLeader(w http.ResponseWriter, r *http.Request, what string) (bool, error) {
@@ -221,6 +217,14 @@ func (f front) DecodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 }
 
 func (front) WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+// agents is how a component reaches the nodes' agents: over TLS with the
+// server's certificate when the cluster speaks TLS (agentClient).
+type agents struct{ s *Server }
+
+func (a agents) Base(n *api.Node) string { return a.s.agentScheme("http") + "://" + n.HTTPAddr }
+
+func (a agents) Do(req *http.Request) (*http.Response, error) { return a.s.agentClient().Do(req) }
 
 // decodeBody reads one JSON value into v, rejecting unknown fields,
 // trailing data and bodies over the size limit.

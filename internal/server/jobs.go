@@ -42,7 +42,7 @@ func (s *Server) handleJobRegister(w http.ResponseWriter, r *http.Request) error
 		return invalidJob(errs)
 	}
 	job := sub.job
-	warnings, err := s.admit(r.Context(), job)
+	warnings, err := s.isolation.Admit(r.Context(), job)
 	if err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ func (s *Server) handleJobPlan(w http.ResponseWriter, r *http.Request) error {
 		return invalidJob(errs)
 	}
 	job := sub.job
-	if _, err := s.admit(r.Context(), job); err != nil {
+	if _, err := s.isolation.Admit(r.Context(), job); err != nil {
 		return err
 	}
 	resp := api.PlanResponse{Groups: map[string]*api.PlanGroup{}, Index: s.store.Index(), Changed: true}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -106,29 +105,3 @@ func (s *Server) evalDone(status string) { s.met.evals.WithLabelValues(status).I
 // Metrics is the registry the server serves at /metrics; others add their
 // collectors to it with Register.
 func (s *Server) Metrics() *metrics.Registry { return s.registry }
-
-// recordSample keeps a node's usage sample, sent with its heartbeat.
-func (s *Server) recordSample(nodeID string, sample *api.NodeSample) {
-	if sample == nil {
-		return
-	}
-	s.history.Add(nodeID, *sample)
-	if s.history.Len() > len(s.store.Nodes()) {
-		s.history.Retain(func(id string) bool { _, ok := s.store.Node(id); return ok })
-	}
-}
-
-// handleNodeMetrics answers GET /v1/nodes/{id}/metrics: the node's recent
-// usage samples that this server holds, oldest first.
-func (s *Server) handleNodeMetrics(w http.ResponseWriter, r *http.Request) error {
-	n, err := s.findNode(r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	samples := s.history.Get(n.ID)
-	if samples == nil {
-		samples = []api.NodeSample{}
-	}
-	writeJSON(w, http.StatusOK, api.NodeMetricsResponse{NodeID: n.ID, Samples: samples})
-	return nil
-}

@@ -70,7 +70,7 @@ func (s *Server) handleNodeHeartbeat(w http.ResponseWriter, r *http.Request) err
 		}
 		return err
 	}
-	s.recordSample(n.ID, req.Sample)
+	s.history.Record(n.ID, req.Sample)
 	s.recordHeartbeat(r.Context(), n)
 	writeCompactJSON(w, http.StatusOK, struct{}{})
 	return nil

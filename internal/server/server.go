@@ -11,12 +11,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/metrics"
 	"github.com/gantryhq/gantry/internal/scheduler"
 	"github.com/gantryhq/gantry/internal/scheduler/policy"
+	"github.com/gantryhq/gantry/internal/server/acladmin"
 	"github.com/gantryhq/gantry/internal/server/applier"
 	"github.com/gantryhq/gantry/internal/server/defragrun"
+	"github.com/gantryhq/gantry/internal/server/isolation"
+	"github.com/gantryhq/gantry/internal/server/nodehistory"
 	"github.com/gantryhq/gantry/internal/server/overload"
 	"github.com/gantryhq/gantry/internal/server/vspheremon"
 	"github.com/gantryhq/gantry/internal/state"
@@ -89,8 +91,8 @@ type Config struct {
 	// every sample a heartbeat brings).
 	HistoryInterval time.Duration
 	// HistoryFile, when set, keeps the metrics history across restarts:
-	// it is loaded at start and saved every HistorySave (default one
-	// minute) and at shutdown.
+	// it is loaded at start and saved every HistorySave (default
+	// DefaultHistorySave) and at shutdown (package nodehistory).
 	HistoryFile string
 	HistorySave time.Duration
 	// VSphere tunes the virtualization monitor's collectors (package
@@ -155,11 +157,14 @@ type Server struct {
 
 	registry *metrics.Registry
 	met      *serverMetrics
-	history  *metrics.History
 	load     loadState // backpressure (overload.go)
 
-	vsphere *vspheremon.Monitor // the virtualization monitor
-	defrag  *defragrun.Runner   // GPU defragmentation
+	// The components (each a package of its own).
+	vsphere   *vspheremon.Monitor  // the virtualization monitor
+	defrag    *defragrun.Runner    // GPU defragmentation
+	isolation *isolation.Service   // the container isolation policy: admission and audit
+	history   *nodehistory.History // the nodes' usage history
+	aclAdmin  *acladmin.Admin      // ACL tokens and policies (authorization stays in auth.go)
 }
 
 // VSphereConfig tunes the collectors of every connection.
@@ -168,6 +173,10 @@ type VSphereConfig = vspheremon.Config
 // DefaultDefragMovesPerHour is the background defragmenter's rate limit
 // when Config.DefragMovesPerHour is 0.
 const DefaultDefragMovesPerHour = defragrun.DefaultMovesPerHour
+
+// DefaultHistorySave is how often a history kept across restarts is
+// written to its file (and once more at shutdown).
+const DefaultHistorySave = nodehistory.DefaultSave
 
 // New builds a server over an open store.
 func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
@@ -214,24 +223,23 @@ func New(cfg Config, store *state.Store, log *slog.Logger) *Server {
 	}
 	s.met = newServerMetrics(s)
 	s.registry.MustRegister(append(s.met.collectors(), newStateCollector(s), newClusterCollector(s), newComponentCollector(s), newLoadCollector(s))...)
-	s.history = metrics.NewHistory(cfg.NodeHistory)
 	// The components: each gets its ports here, mounts its routes in
-	// routes (http.go) and runs its loop in lead (leader.go).
+	// routes (http.go) and runs its loop in Start or, while it leads, in
+	// lead (leader.go).
+	s.history = nodehistory.New(nodehistory.Ports{Nodes: store, Front: front{s}, FindNode: s.findNode, FindAlloc: s.findAlloc,
+		Allow: s.allow, Now: s.now, Log: log},
+		nodehistory.Config{Size: cfg.NodeHistory, Interval: cfg.HistoryInterval, File: cfg.HistoryFile, Save: cfg.HistorySave})
 	s.vsphere = vspheremon.New(vspheremon.Ports{
 		Connections: store, View: store, Nodes: store, Front: front{s},
-		EvalJobsOnNode: s.evalJobsOnNode,
-		Latest: func(node string) (api.NodeSample, bool) {
-			h := s.history.Get(node)
-			if len(h) == 0 {
-				return api.NodeSample{}, false
-			}
-			return h[len(h)-1], true
-		},
+		EvalJobsOnNode: s.evalJobsOnNode, Latest: s.history.Latest,
 		Leading: s.IsLeader, Now: s.now, Log: log,
 	}, cfg.VSphere)
 	s.registry.MustRegister(s.vsphere.Metrics())
 	s.defrag = defragrun.New(defragrun.Ports{View: store, Writer: store, Front: front{s}, Fence: s.leaderFence, NewEval: s.newEval, Now: s.now, Log: log},
 		defragrun.Config{Interval: cfg.DefragInterval, MovesPerHour: cfg.DefragMovesPerHour})
+	s.isolation = isolation.New(isolation.Ports{Policies: store, Reports: store, Nodes: store, Agents: agents{s}, Front: front{s},
+		FindNode: s.findNode, Now: s.now, Log: log})
+	s.aclAdmin = acladmin.New(acladmin.Ports{Tokens: store, Policies: store, Front: front{s}, Secret: tokenOf, Now: s.now})
 	return s
 }
 
@@ -250,7 +258,18 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.listener = ln
 	s.apiURL = advertisedURL(s.cfg.AdvertiseAddr, ln.Addr(), s.cfg.TLS != nil)
-	s.startHistory(ctx)
+	if s.cfg.HistoryFile != "" {
+		if err := s.history.Load(); err != nil {
+			s.log.Warn("metrics history not restored; starting empty", "file", s.cfg.HistoryFile, "err", err)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			t := time.NewTicker(s.history.SaveEvery())
+			defer t.Stop()
+			s.history.Run(ctx, t.C)
+		}()
+	}
 	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	// HTTP/2 too (over TLS by ALPN, and unencrypted with prior
 	// knowledge), so many agents' long-polls share few connections.

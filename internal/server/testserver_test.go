@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"testing"
 
 	"github.com/gantryhq/gantry/internal/state/statetest"
@@ -33,4 +34,27 @@ func startTestServerWith(t *testing.T, cfg Config, before func(*Server)) *Server
 	}
 	t.Cleanup(func() { cancel(); s.Wait() })
 	return s
+}
+
+// aclServer starts a server with ACLs on and no TLS (as behind a
+// TLS-terminating proxy), over an embedded etcd.
+func aclServer(t *testing.T) (*Server, string) {
+	t.Helper()
+	s := startTestServer(t, Config{ACL: true})
+	return s, "http://" + s.Addr()
+}
+
+func get(t *testing.T, url, token string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("X-Gantry-Token", token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
 }

@@ -147,7 +147,7 @@ func (s *Server) handleValidateJob(w http.ResponseWriter, r *http.Request) error
 		// The isolation policy too: what run and plan would refuse is
 		// invalid here, with the same words, at the offending key.
 		if len(errs) == 0 {
-			rv, err := s.review(r.Context(), sub.job)
+			rv, err := s.isolation.Review(r.Context(), sub.job)
 			if err != nil {
 				return err
 			}

@@ -1,14 +1,14 @@
-package server
+package isolation
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/audit"
@@ -20,26 +20,27 @@ import (
 // agent), stores each answer as that node's report whatever it says, and
 // answers the cluster report, so nobody waits for the next round.
 
-// auditScanTimeout bounds one agent's audit.
-const auditScanTimeout = 2 * time.Minute
-
-func (s *Server) handleAuditScan(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) handleScan(w http.ResponseWriter, r *http.Request) error {
 	var nodes []*api.Node
 	if key := r.URL.Query().Get("node"); key != "" {
-		n, err := s.findNode(key)
+		n, err := s.p.FindNode(key)
 		if err != nil {
 			return err
 		}
 		nodes = []*api.Node{n}
 	} else {
-		nodes = s.store.Nodes()
+		nodes = s.p.Nodes.Nodes()
 	}
 	out := audit.ScanResponse{Scanned: []string{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		if n.Status != api.NodeStatusReady || n.HTTPAddr == "" {
+			// Under mu: the scans of nodes already started append to
+			// Skipped too.
+			mu.Lock()
 			out.Skipped = append(out.Skipped, audit.ScanSkip{Node: n.Name, Reason: "node is " + n.Status})
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)
@@ -58,13 +59,13 @@ func (s *Server) handleAuditScan(w http.ResponseWriter, r *http.Request) error {
 	wg.Wait()
 	sort.Strings(out.Scanned)
 	sort.Slice(out.Skipped, func(a, b int) bool { return out.Skipped[a].Node < out.Skipped[b].Node })
-	s.log.Info("container audit on demand", "scanned", len(out.Scanned), "skipped", len(out.Skipped))
-	doc, err := s.admissionPolicy(r.Context())
+	s.p.Log.Info("container audit on demand", "scanned", len(out.Scanned), "skipped", len(out.Skipped))
+	doc, err := s.Policy(r.Context())
 	if err != nil {
 		return err
 	}
 	out.Policy, out.Nodes = doc, []audit.NodeReport{}
-	ids, reports, err := s.store.NodeAudits(r.Context())
+	ids, reports, err := s.p.Reports.NodeAudits(r.Context())
 	if err != nil {
 		return err
 	}
@@ -79,44 +80,45 @@ func (s *Server) handleAuditScan(w http.ResponseWriter, r *http.Request) error {
 		}
 		out.Nodes = append(out.Nodes, nr)
 	}
-	writeJSON(w, http.StatusOK, out)
+	s.p.Front.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
-// scanNode has one agent audit now and stores its report.
-func (s *Server) scanNode(ctx context.Context, n *api.Node) error {
-	ctx, cancel := context.WithTimeout(ctx, auditScanTimeout)
+// scanNode has one agent audit now and stores its report. Its error is
+// the reason the scan names for the node: one sentence about its agent.
+func (s *Service) scanNode(ctx context.Context, n *api.Node) error {
+	ctx, cancel := context.WithTimeout(ctx, ScanTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.agentScheme("http")+"://"+n.HTTPAddr+"/v1/client/audit", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.p.Agents.Base(n)+"/v1/client/audit", nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("its agent's address %q is not usable: %w", n.HTTPAddr, err)
 	}
-	resp, err := s.agentClient().Do(req)
+	resp, err := s.p.Agents.Do(req)
 	if err != nil {
-		return fmt.Errorf("its agent does not answer: %v", err)
+		return fmt.Errorf("its agent does not answer: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("read its audit: %v", err)
+		return fmt.Errorf("read its audit: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e api.Error
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s", e.Error)
+			return errors.New(e.Error)
 		}
 		return fmt.Errorf("its agent answered %s", resp.Status)
 	}
 	var rep audit.Report
 	if err := json.Unmarshal(body, &rep); err != nil {
-		return fmt.Errorf("its agent's audit cannot be read: %v", err)
+		return fmt.Errorf("its agent's audit cannot be read: %w", err)
 	}
-	data, err := json.Marshal(audit.NodeReport{NodeID: n.ID, ModifyTime: s.now(), Report: rep.Compact()})
+	data, err := json.Marshal(audit.NodeReport{NodeID: n.ID, ModifyTime: s.p.Now(), Report: rep.Compact()})
 	if err != nil {
-		return err
+		return fmt.Errorf("encode its audit: %w", err)
 	}
-	if _, err := s.store.PutNodeAudit(ctx, n.ID, data); err != nil {
-		return fmt.Errorf("store its audit: %v", err)
+	if _, err := s.p.Reports.PutNodeAudit(ctx, n.ID, data); err != nil {
+		return fmt.Errorf("store its audit: %w", err)
 	}
 	return nil
 }
