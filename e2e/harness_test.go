@@ -83,6 +83,7 @@ type Cluster struct {
 	Addr    string // http://127.0.0.1:port
 	args    []string
 	cmd     *exec.Cmd
+	exited  chan struct{} // closed once cmd has exited (its Wait returned)
 	log     *bytes.Buffer
 	NodeID  string
 	cliArgs []string          // given to every CLI call (TLS flags)
@@ -130,17 +131,20 @@ func startDev(t testing.TB, extra, cliArgs []string) *Cluster {
 		}
 		tlsCfg = cfg
 	}
-	c.Addr = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
-	c.api = apiclient.New(apiclient.Options{Servers: []string{c.Addr}, TLS: tlsCfg})
-	c.args = append([]string{"dev",
-		"--data-dir", c.DataDir,
-		"--http-addr", fmt.Sprintf("127.0.0.1:%d", port),
-		"--agent-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-		"--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-		"--node-name", "e2e-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")),
-		"--heartbeat-ttl", "5s",
-	}, extra...)
+	setPorts := func(port int) {
+		c.Addr = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
+		c.api = apiclient.New(apiclient.Options{Servers: []string{c.Addr}, TLS: tlsCfg})
+		c.args = append([]string{"dev",
+			"--data-dir", c.DataDir,
+			"--http-addr", fmt.Sprintf("127.0.0.1:%d", port),
+			"--agent-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+			"--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+			"--node-name", "e2e-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")),
+			"--heartbeat-ttl", "5s",
+		}, extra...)
+	}
+	setPorts(port)
 	ready := false
 	t.Cleanup(func() {
 		// A dev process that never became ready is killed, and its log
@@ -149,10 +153,24 @@ func startDev(t testing.TB, extra, cliArgs []string) *Cluster {
 			return
 		}
 		c.cmd.Process.Kill()
-		c.cmd.Wait()
+		<-c.exited
 		t.Logf("gantry dev never became ready; its log:\n%s", c.log.String())
 	})
-	c.Start()
+	// The ports were free when freePort asked, but another test's
+	// process may take one before gantry dev binds it: then it exits at
+	// once naming the address, and it is started again on other ports.
+	for attempt := 1; ; attempt++ {
+		err := c.start()
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(c.log.String(), "address already in use") {
+			t.Fatalf("%v; its log:\n%s", err, c.log.String())
+		}
+		t.Logf("gantry dev could not bind its ports (attempt %d), trying others in a new data dir: %v", attempt, err)
+		c.DataDir = t.TempDir()
+		setPorts(freePort(t))
+	}
 	ready = true
 	t.Cleanup(c.Cleanup)
 	return c
@@ -161,26 +179,54 @@ func startDev(t testing.TB, extra, cliArgs []string) *Cluster {
 // Start (re)starts the dev process and waits for its node.
 func (c *Cluster) Start() {
 	c.t.Helper()
+	if err := c.start(); err != nil {
+		c.t.Fatalf("%v; its log:\n%s", err, c.log.String())
+	}
+}
+
+// start starts the dev process and waits for its node: an error when the
+// process exits first, or when it is not ready within 90 s.
+func (c *Cluster) start() error {
+	c.t.Helper()
 	c.log = &bytes.Buffer{}
 	c.cmd = exec.Command(gantryBin, c.args...)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := c.cmd.Start(); err != nil {
-		c.t.Fatal(err)
+		return fmt.Errorf("start gantry dev: %w", err)
+	}
+	cmd, exited := c.cmd, make(chan struct{})
+	c.exited = exited
+	go func() { cmd.Wait(); close(exited) }()
+	wait := func(what string, cond func() bool) error {
+		deadline := time.Now().Add(90 * time.Second)
+		for !cond() {
+			select {
+			case <-exited:
+				return fmt.Errorf("gantry dev exited (%v) while waiting for %s", cmd.ProcessState, what)
+			default:
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("timed out after 1m30s waiting for %s", what)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return nil
 	}
 	if c.secure {
-		c.Eventually(90*time.Second, "the server to answer", func() bool {
+		if err := wait("the server to answer", func() bool {
 			var st api.StatusResponse
 			return c.GetJSON("/v1/status", &st) == nil && st.Leader
-		})
-		c.Eventually(90*time.Second, "the node to register", func() bool {
+		}); err != nil {
+			return err
+		}
+		return wait("the node to register", func() bool {
 			b, err := os.ReadFile(filepath.Join(c.DataDir, "agent", "node-id"))
 			c.NodeID = strings.TrimSpace(string(b))
 			return err == nil && c.NodeID != "" && strings.Contains(c.log.String(), "node registered")
 		})
-		return
 	}
-	c.Eventually(90*time.Second, "the node to be ready", func() bool {
+	return wait("the node to be ready", func() bool {
 		var nodes []*api.Node
 		if c.GetJSON("/v1/nodes", &nodes) != nil {
 			return false
@@ -195,28 +241,39 @@ func (c *Cluster) Start() {
 	})
 }
 
+// running reports whether the dev process has not exited.
+func (c *Cluster) running() bool {
+	if c.cmd == nil {
+		return false
+	}
+	select {
+	case <-c.exited:
+		return false
+	default:
+		return true
+	}
+}
+
 // Kill9 kills the dev process (not its tasks) the hard way.
 func (c *Cluster) Kill9() {
 	c.t.Helper()
 	c.cmd.Process.Signal(syscall.SIGKILL)
-	c.cmd.Wait()
+	<-c.exited
 }
 
 // Stop stops the dev process gracefully, after checking the allocation
 // transitions it recorded.
 func (c *Cluster) Stop() {
-	if c.cmd == nil || c.cmd.ProcessState != nil {
+	if !c.running() {
 		return
 	}
 	c.checkTransitions()
 	c.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { c.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-c.exited:
 	case <-time.After(15 * time.Second):
 		c.cmd.Process.Kill()
-		<-done
+		<-c.exited
 	}
 }
 

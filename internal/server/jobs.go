@@ -191,10 +191,11 @@ func (s *Server) lookupJob(r *http.Request) (*api.Job, error) {
 		}
 	}
 	j, ok := s.store.Job(ns, name)
-	if !ok && r.Method != http.MethodGet {
-		// A write on a job this server's view has not received yet (it
-		// was registered through another server a moment ago) must not
-		// be refused: ask etcd before saying the job does not exist.
+	if !ok {
+		// A job this server's view has not received yet (registered a
+		// moment ago, through this server or another, before the watch
+		// delivered it) must not be called missing, by a read or a
+		// write: ask etcd before saying the job does not exist.
 		if err := s.syncView(r.Context()); err != nil {
 			return nil, err
 		}
