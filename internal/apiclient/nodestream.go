@@ -113,6 +113,15 @@ func (s *NodeStream) IsUnsupported() bool {
 	}
 }
 
+// endErr is why the stream ended: the servers do not serve it, or it
+// was closed.
+func (s *NodeStream) endErr() error {
+	if s.IsUnsupported() {
+		return ErrStreamUnsupported
+	}
+	return ErrStreamClosed
+}
+
 // NodeSub is one node's subscription: the answers the servers send for
 // it, in order.
 type NodeSub struct {
@@ -164,7 +173,7 @@ func (n *NodeSub) Next(ctx context.Context) (*api.NodeAllocsResponse, error) {
 		closed := n.closed
 		n.mu.Unlock()
 		if closed {
-			return nil, ErrStreamClosed
+			return nil, n.s.endErr()
 		}
 		select {
 		case <-n.notify:
@@ -173,7 +182,7 @@ func (n *NodeSub) Next(ctx context.Context) (*api.NodeAllocsResponse, error) {
 		case <-n.s.unsupported:
 			return nil, ErrStreamUnsupported
 		case <-n.s.ctx.Done():
-			return nil, ErrStreamClosed
+			return nil, n.s.endErr()
 		}
 	}
 }
@@ -292,7 +301,7 @@ func (s *NodeStream) live(ctx context.Context) (*streamConn, error) {
 		case <-s.unsupported:
 			return nil, ErrStreamUnsupported
 		case <-s.ctx.Done():
-			return nil, ErrStreamClosed
+			return nil, s.endErr()
 		}
 	}
 }

@@ -145,6 +145,7 @@ interrupted or failed run keeps what it measured and marks the report partial.`,
 	f.IntVar(&p.ScaleNodes, "scale-nodes", 0, "scale: simulated nodes (default 100 quick, 1000 full)")
 	f.IntVar(&p.ScaleJobs, "scale-jobs", 0, "scale: jobs (default 10 quick, 100 full)")
 	f.IntVar(&p.ScaleTasks, "scale-tasks", 0, "scale: allocations per job (default 50 quick, 100 full)")
+	f.BoolVar(&p.ScaleLongPoll, "scale-long-poll", false, "scale: the simulated nodes long-poll for their allocations and send a request per report and heartbeat (the agent protocol kept for compatibility) instead of the node stream, to compare the two")
 	f.StringVar(&p.TraceDir, "trace-dir", "", "sim: the trace folder (default: found above the working directory)")
 	f.StringVar(&p.VMGuest, "vm-guest", "", "startup: folder of the qemu test guest (scripts/build-vm-guest.sh prints it); without it qemu is skipped")
 	f.StringVar(&p.WasmModule, "wasm-module", "", "startup: the demo app built for wasip1 (default /var/tmp/gantry-demo/demo-app.wasm, made by make demo-image)")

@@ -68,6 +68,11 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 		rec.Add(report.NewFigure("scale/etcd-db", "MiB", report.LowerIsBetter, etcd))
 	}
 	rec.Note("submissions the overloaded server slowed down (429 with Retry-After), per round: %v", slowed)
+	protocol := "the node stream, one per 16 nodes"
+	if env.Params.ScaleLongPoll {
+		protocol = "long-polls, a request per report and per heartbeat (--scale-long-poll)"
+	}
+	rec.Note("agent protocol: %s", protocol)
 	rec.Note("%d simulated nodes, %d jobs × %d allocations, %d round(s); the load tool shares the machine's cores with the server; soft memory limits from SERVER_GOMEMLIMIT and LOAD_GOMEMLIMIT when set", nodes, jobs, tasks, rounds)
 	return nil
 }
@@ -117,7 +122,7 @@ func scaleRound(ctx context.Context, env *Env, nodes, jobs, tasks int) (*scaleRe
 	}
 	defer removeAll(nodeDir)
 	out, err := lc.gantry(ctx, "loadtest", "--json", "--nodes", strconv.Itoa(nodes), "--jobs", strconv.Itoa(jobs), "--tasks", strconv.Itoa(tasks),
-		"--data-dir", nodeDir, "--timeout", "30m")
+		"--data-dir", nodeDir, "--timeout", "30m", "--stream="+strconv.FormatBool(!env.Params.ScaleLongPoll))
 	if err != nil {
 		return nil, 0, 0, err
 	}

@@ -51,6 +51,7 @@ type Params struct {
 	Duration                          time.Duration // proxy: length of one round
 	Rate                              int           // proxy: requests per second offered (0: as fast as the workers go)
 	ScaleNodes, ScaleJobs, ScaleTasks int           // scale
+	ScaleLongPoll                     bool          // scale: the simulated nodes long-poll instead of using the node stream
 	TraceDir                          string        // sim: the trace folder ("": searched above the working directory)
 	VMGuest                           string        // startup: the test guest's folder for the qemu driver ("": qemu skipped)
 	WasmModule                        string        // startup: the demo module for the wasm driver
