@@ -7,6 +7,11 @@
 // health, automatic rollback), the service catalog behind /v1/services
 // and DNS, garbage collection, and the container isolation policy:
 // admission of jobs against it and the nodes' audit reports (audit.go).
+// Agents reach it over the node stream (stream.go: one long-lived request
+// carrying many nodes' allocations, reports and heartbeats, resumed from
+// a store revision) or, kept for compatibility, the long-poll endpoints
+// (nodes.go); both answer from the same store and commit reports through
+// the same batcher (reports.go).
 // GPU work is placed by Config.GPUPolicy, by default gantry learning the
 // typical tasks from the jobs submitted (gpuscore.go). The virtualization
 // monitor (package vspheremon) and GPU defragmentation (package
