@@ -54,6 +54,17 @@ type Config struct {
 	// Transport, when set, carries the agent's requests to the servers
 	// (the load tool shares one HTTP/2 transport among many agents).
 	Transport http.RoundTripper
+	// Stream makes the agent speak the node stream (POST
+	// /v1/nodes/stream): its allocations, reports and heartbeats travel
+	// over one long-lived request instead of a long-poll, a request per
+	// report and one per heartbeat. Against servers that answer the
+	// stream 404 (they predate it) the agent falls back to the long-poll
+	// endpoints.
+	Stream bool
+	// NodeStream, when set with Stream, is the stream the agent uses,
+	// shared with other agents of the process (the load tool's simulated
+	// nodes share one per connection); nil: the agent opens its own.
+	NodeStream *apiclient.NodeStream
 	// NoAPI skips the agent's own API listener (logs, exec, metrics):
 	// for simulated nodes of the load tool only.
 	NoAPI bool
@@ -104,6 +115,7 @@ type Agent struct {
 	cfg      Config
 	log      *slog.Logger
 	srv      *apiclient.Client
+	stream   *apiclient.NodeStream // nil unless Config.Stream
 	drivers  map[string]driver.Driver
 	nodeID   string
 	httpAddr string
@@ -247,6 +259,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		// Tasks keep running when the agent stops: their loop just ends.
 		context.AfterFunc(ctx, a.loop.close)
 	}
+	if a.cfg.Stream {
+		a.stream = a.cfg.NodeStream
+		if a.stream == nil {
+			a.stream = a.srv.OpenNodeStream(ctx, apiclient.NodeStreamOptions{OnError: func(err error) {
+				a.log.Warn("node stream", "err", err)
+			}})
+			defer a.stream.Close()
+		}
+	}
 	if err := a.registerUntilDone(ctx); err != nil {
 		return err
 	}
@@ -360,11 +381,11 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 		a.regMu.Unlock()
 		sleep(ctx, every)
 		sent := a.clock.now()
-		err := a.srv.Heartbeat(ctx, a.nodeID, a.sampler.unsent(), every)
+		err := a.heartbeat(ctx, a.sampler.unsent(), every)
 		if apiclient.StatusOf(err) == http.StatusBadRequest {
 			// A server older than this agent refuses the sample: beat
 			// without it.
-			err = a.srv.Heartbeat(ctx, a.nodeID, nil, every)
+			err = a.heartbeat(ctx, nil, every)
 		}
 		if ctx.Err() == nil {
 			a.noteContact(err == nil, sent)
@@ -382,6 +403,37 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// streaming is the node stream, when the agent speaks it and the
+// servers serve it; nil otherwise.
+func (a *Agent) streaming() *apiclient.NodeStream {
+	if a.stream == nil || a.stream.IsUnsupported() {
+		return nil
+	}
+	return a.stream
+}
+
+// heartbeat renews the node's lease over the stream, or its endpoint.
+func (a *Agent) heartbeat(ctx context.Context, sample *api.NodeSample, timeout time.Duration) error {
+	if st := a.streaming(); st != nil {
+		err := st.Heartbeat(ctx, a.nodeID, sample, timeout)
+		if !errors.Is(err, apiclient.ErrStreamUnsupported) {
+			return err
+		}
+	}
+	return a.srv.Heartbeat(ctx, a.nodeID, sample, timeout)
+}
+
+// reportAllocs sends reports over the stream, or to their endpoint.
+func (a *Agent) reportAllocs(ctx context.Context, updates []api.AllocUpdate) error {
+	if st := a.streaming(); st != nil {
+		err := st.Report(ctx, a.nodeID, updates)
+		if !errors.Is(err, apiclient.ErrStreamUnsupported) {
+			return err
+		}
+	}
+	return a.srv.ReportAllocs(ctx, a.nodeID, updates)
 }
 
 // fingerprintLoop re-registers when the node's drivers change (an engine
@@ -447,21 +499,30 @@ func (a *Agent) migReapLoop(ctx context.Context) {
 	}
 }
 
-// watchLoop follows the node's allocations with blocking queries.
+// allocWatch is what the agent knows of its allocations as the servers
+// decided them: each answer carries only what changed after index, plus
+// every ID when one may have left.
+type allocWatch struct {
+	index  int64
+	known  map[string]*api.Allocation
+	first  bool // no consistent answer yet: orphans wait
+	warned bool
+}
+
+// watchLoop follows the node's allocations: over the node stream when
+// the agent speaks it and the servers serve it, else with blocking
+// queries (long-polls).
 func (a *Agent) watchLoop(ctx context.Context) {
-	var index int64
-	first, warned := true, false
-	backoff := 500 * time.Millisecond
-	// known is the node's allocations as the servers decided them; each
-	// answer carries only what changed after index, plus every ID.
-	known := map[string]*api.Allocation{}
-	for ctx.Err() == nil {
-		resp, err := a.srv.NodeAllocs(ctx, a.nodeID, index, 15*time.Second)
-		for _, al := range resp.Allocs {
-			if al != nil {
-				al.Intern()
-			}
+	w := &allocWatch{known: map[string]*api.Allocation{}, first: true}
+	if a.stream != nil {
+		if a.streamWatch(ctx, w) {
+			return
 		}
+		a.log.Info("the servers do not serve the node stream (they predate it): following allocations with long-polls")
+	}
+	backoff := 500 * time.Millisecond
+	for ctx.Err() == nil {
+		resp, err := a.srv.NodeAllocs(ctx, a.nodeID, w.index, 15*time.Second)
 		if err != nil {
 			if ctx.Err() == nil {
 				a.log.Warn("cannot fetch allocations; retrying", "err", err)
@@ -471,43 +532,74 @@ func (a *Agent) watchLoop(ctx context.Context) {
 			continue
 		}
 		backoff = 500 * time.Millisecond
-		if resp.Index < index {
+		if resp.Index < w.index {
 			// A server whose view lags (or was rebuilt) answered: ask it
 			// for everything rather than trust a delta.
-			index = 0
+			w.index = 0
 			continue
 		}
-		index = resp.Index
-		for _, al := range resp.Allocs {
-			known[al.ID] = al
+		a.apply(ctx, w, resp)
+	}
+}
+
+// streamWatch follows the node's allocations over the stream until ctx
+// ends (true) or the servers answer that they do not serve it (false).
+// The stream resumes from the last index by itself: a server answers a
+// resubscription only after a linearizable read, and answers in full
+// (with every ID) when it knows less than the index, so every answer is
+// applied as it comes.
+func (a *Agent) streamWatch(ctx context.Context, w *allocWatch) bool {
+	sub := a.stream.Subscribe(a.nodeID, w.index)
+	defer sub.Close()
+	for {
+		resp, err := sub.Next(ctx)
+		switch {
+		case errors.Is(err, apiclient.ErrStreamUnsupported):
+			return false
+		case err != nil:
+			return true
 		}
-		if resp.IDs != nil {
-			keep := make(map[string]bool, len(resp.IDs))
-			for _, id := range resp.IDs {
-				keep[id] = true
+		a.apply(ctx, w, resp)
+	}
+}
+
+// apply brings w and the runners in line with one answer.
+func (a *Agent) apply(ctx context.Context, w *allocWatch, resp *api.NodeAllocsResponse) {
+	for _, al := range resp.Allocs {
+		if al != nil {
+			al.Intern()
+		}
+	}
+	w.index = resp.Index
+	for _, al := range resp.Allocs {
+		w.known[al.ID] = al
+	}
+	if resp.IDs != nil {
+		keep := make(map[string]bool, len(resp.IDs))
+		for _, id := range resp.IDs {
+			keep[id] = true
+		}
+		for id := range w.known {
+			if !keep[id] {
+				delete(w.known, id)
 			}
-			for id := range known {
-				if !keep[id] {
-					delete(known, id)
-				}
-			}
 		}
-		all := make([]*api.Allocation, 0, len(known))
-		for _, al := range known {
-			all = append(all, al)
-		}
-		// Orphans are removed on the first consistent answer only (see
-		// api.NodeAllocsResponse.Consistent); until then what was found
-		// at start and the answers omit is kept.
-		orphans := first && resp.Consistent
-		if first && !resp.Consistent && !warned {
-			warned = true
-			a.log.Info("the servers' answer may lag: tasks of the earlier run that it omits are kept until an answer reflects the latest state")
-		}
-		a.sync(ctx, all, orphans)
-		if orphans {
-			first = false
-		}
+	}
+	all := make([]*api.Allocation, 0, len(w.known))
+	for _, al := range w.known {
+		all = append(all, al)
+	}
+	// Orphans are removed on the first consistent answer only (see
+	// api.NodeAllocsResponse.Consistent); until then what was found
+	// at start and the answers omit is kept.
+	orphans := w.first && resp.Consistent
+	if w.first && !resp.Consistent && !w.warned {
+		w.warned = true
+		a.log.Info("the servers' answer may lag: tasks of the earlier run that it omits are kept until an answer reflects the latest state")
+	}
+	a.sync(ctx, all, orphans)
+	if orphans {
+		w.first = false
 	}
 }
 

@@ -68,7 +68,7 @@ func (u *updater) flush(ctx context.Context, timeout time.Duration) bool {
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	if err := u.a.srv.ReportAllocs(ctx, u.a.nodeID, batch); err != nil {
+	if err := u.a.reportAllocs(ctx, batch); err != nil {
 		if ctx.Err() == nil {
 			u.a.log.Warn("cannot report allocation states; will retry", "err", err)
 		}

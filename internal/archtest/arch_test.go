@@ -25,7 +25,7 @@ var layers = []struct {
 	name string
 	pkgs []string
 }{
-	{"model", []string{"internal/api", "internal/pki", "internal/bench/stats", "internal/lifecycle/model",
+	{"model", []string{"internal/api", "internal/nodewire", "internal/pki", "internal/bench/stats", "internal/lifecycle/model",
 		"internal/gpu/nvml/nvmltest", "internal/vfio/vfiotest", "internal/vsphere/vcsim"}},
 	{"API client", []string{"internal/apiclient"}},
 	{"pure cores and leaf libraries", []string{"internal/acl", "internal/jobspec", "internal/lifecycle", "internal/lifecycle/gen",

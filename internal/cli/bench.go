@@ -147,6 +147,7 @@ interrupted or failed run keeps what it measured and marks the report partial.`,
 	f.IntVar(&p.ScaleTasks, "scale-tasks", 0, "scale: allocations per job (default 50 quick, 100 full)")
 	f.IntVar(&p.ScaleServers, "scale-servers", 1, "scale: servers started per round: 1, or 3 (5, 7) forming one embedded etcd cluster; the load goes to all of them")
 	f.Float64Var(&p.ScaleKillLeaderAt, "scale-kill-leader-at", 0, "scale: kill -9 the leader once this many allocations are placed, a count (100000) or below 1 a fraction (0.5); needs --scale-servers 3 or more")
+	f.BoolVar(&p.ScaleLongPoll, "scale-long-poll", false, "scale: the simulated nodes long-poll for their allocations and send a request per report and heartbeat (the agent protocol kept for compatibility) instead of the node stream, to compare the two")
 	f.StringVar(&p.TraceDir, "trace-dir", "", "sim: the trace folder (default: found above the working directory)")
 	f.StringVar(&p.VMGuest, "vm-guest", "", "startup: folder of the qemu test guest (scripts/build-vm-guest.sh prints it); without it qemu is skipped")
 	f.StringVar(&p.WasmModule, "wasm-module", "", "startup: the demo app built for wasip1 (default /var/tmp/gantry-demo/demo-app.wasm, made by make demo-image)")

@@ -91,6 +91,7 @@ type daemonFlags struct {
 	mpsPipeDir         string
 	sysfsRoot          string
 	sampleEvery        time.Duration
+	stream             bool // the agent speaks the node stream
 
 	net netFlags           // load balancer and DNS (netflags.go)
 	vs  vsphereDaemonFlags // virtualization monitor (vsphere.go)
@@ -148,6 +149,10 @@ func (f *daemonFlags) addServer(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.overloadRetryAfter, "overload-retry-after", server.DefaultOverloadRetryAfter, "the Retry-After of a job submission refused at overload level 1, doubled per level above (levels 1 to 3: at 1, 2 and 4 times a threshold)")
 }
 
+// defaultAgentStream is --stream's default for `gantry agent` and
+// `gantry dev`.
+const defaultAgentStream = true
+
 func (f *daemonFlags) addAgent(cmd *cobra.Command, withServers bool) {
 	if withServers {
 		cmd.Flags().StringSliceVar(&f.servers, "servers", []string{"127.0.0.1:7700"}, "server API addresses (comma-separated); the agent moves between them")
@@ -175,6 +180,7 @@ func (f *daemonFlags) addAgent(cmd *cobra.Command, withServers bool) {
 	cmd.Flags().StringVar(&f.mpsPipeDir, "mps-pipe-dir", mps, "pipe directory of the node's MPS control daemon, which enforces GPU shares where it runs")
 	cmd.Flags().StringVar(&f.sysfsRoot, "sysfs-root", "/sys", "where the kernel's sysfs is: the GPUs bound to vfio-pci (for VMs) and the KVM check are read there; tests point it at a fake tree")
 	cmd.Flags().DurationVar(&f.sampleEvery, "sample-interval", agent.DefaultSampleInterval, "how often the agent reads node, GPU and task usage for /metrics and the servers' history")
+	cmd.Flags().BoolVar(&f.stream, "stream", defaultAgentStream, "speak the node stream: allocations, reports and heartbeats over one long-lived request (POST /v1/nodes/stream) instead of long-polls and a request each; against servers that predate it the agent falls back to the long-polls")
 	f.net.addAgent(cmd)
 	f.vs.addAgent(cmd)
 }
@@ -439,6 +445,7 @@ func (f *daemonFlags) newAgent(dataDir string, servers []string, log *slog.Logge
 		GPU:            agent.GPUConfig{Runtime: nvml.Open(), ManageMIG: f.gpuManage, MIGIdle: f.gpuMIGIdle, MPSPipeDir: f.mpsPipeDir, SysfsRoot: f.sysfsRoot},
 		SampleInterval: f.sampleEvery,
 		BIOSUUIDFile:   f.vs.biosUUIDFile,
+		Stream:         f.stream,
 	}, log.With("component", "agent"))
 	if err != nil {
 		return nil, exitf(ExitError, "%v", err)

@@ -72,6 +72,7 @@ fresh server (or three) and adds the servers' CPU, memory and etcd size.`,
 	cmd.Flags().IntVar(&o.TaskMemory, "task-memory", 10, "MiB per allocation")
 	cmd.Flags().StringVar(&o.DataDir, "data-dir", "", "where simulated nodes keep their identity (default: a temp dir)")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", time.Hour, "give up after this long")
+	cmd.Flags().BoolVar(&o.Stream, "stream", true, "the simulated nodes speak the node stream, one per connection of 16 nodes; --stream=false: long-polls, a request per report and per heartbeat (against servers that predate the stream they fall back to that anyway)")
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
 }

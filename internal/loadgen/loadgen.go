@@ -7,6 +7,8 @@
 // It must never take a shortcut a real cluster would not: no writes to
 // etcd, no calls into the server's packages; only the HTTP API and the
 // agent protocol. What it may change is how the process holds its nodes:
+// with Options.Stream the nodes of one connection share one node stream
+// (a real node opens its own);
 // their tasks are stepped by one loop per agent instead of a goroutine
 // each (agent.Config.EventTasks), and one copy of each job version is
 // kept for all of them (agent.Config.Jobs), though each node still
@@ -60,6 +62,11 @@ type Options struct {
 	TaskMemory  int
 	Progress    io.Writer
 	Timeout     time.Duration
+	// Stream makes the simulated nodes speak the node stream, one stream
+	// per connection carrying its nodesPerConn nodes, instead of a
+	// long-poll, a report request and a heartbeat request per node
+	// (agent.Config.Stream).
+	Stream bool
 }
 
 // Result is what the run measured.
@@ -185,6 +192,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	sem := make(chan struct{}, 64)
 	var failed atomic.Value
 	var rt *http.Transport
+	var stream *apiclient.NodeStream
 	// The nodes' tasks are stepped by one loop per agent, not a goroutine
 	// each (the null driver calls back on exit), and the nodes keep one
 	// copy of each job version between them: both only change how the
@@ -193,6 +201,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	for i := 0; i < o.Nodes; i++ {
 		if i%nodesPerConn == 0 {
 			rt = h2c()
+			if o.Stream {
+				stream = apiclient.New(apiclient.Options{Servers: o.Servers, Transport: rt}).OpenNodeStream(actx, apiclient.NodeStreamOptions{})
+			}
 		}
 		dir := filepath.Join(o.DataDir, fmt.Sprintf("node-%05d", i))
 		a, err := agent.New(agent.Config{
@@ -202,7 +213,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			CPUOverride: o.NodeCPU, MemoryOverride: o.NodeMemory,
 			Drivers: []driver.Driver{null.New()}, SampleInterval: -1, AuditInterval: -1,
 			Transport: rt, KillTimeout: time.Second, Metrics: metrics.NewBareRegistry(),
-			EventTasks: true, Jobs: jobs,
+			EventTasks: true, Jobs: jobs, Stream: o.Stream, NodeStream: stream,
 		}, quiet)
 		if err != nil {
 			return nil, fmt.Errorf("simulated node %d: %w", i, err)

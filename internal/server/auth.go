@@ -88,6 +88,9 @@ var routeRules = map[string]rule{
 	"GET /v1/nodes/{id}/allocations":  {scope: agentProto},
 	"POST /v1/nodes/{id}/allocations": {scope: agentProto},
 	"POST /v1/nodes/{id}/audit":       {scope: agentProto},
+	// The node stream carries the three above for many nodes at once:
+	// authorized once, like each of them, when it opens.
+	"POST /v1/nodes/stream": {scope: agentProto},
 
 	"GET /v1/queues":           {scope: authenticated},
 	"GET /v1/queues/{name}":    {scope: authenticated},

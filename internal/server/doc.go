@@ -5,7 +5,12 @@
 // guarded etcd transaction, the node monitor that marks silent nodes down,
 // the deployment watcher (evaluations as a rollout's allocations change
 // health, automatic rollback), the service catalog behind /v1/services
-// and DNS, and garbage collection. GPU work is placed by
+// and DNS, and garbage collection. Agents reach it over the node stream
+// (stream.go: one long-lived request carrying many nodes' allocations,
+// reports and heartbeats, resumed from a store revision) or, kept for
+// compatibility, the long-poll endpoints (nodes.go); both answer from the
+// same store and commit reports through the same batcher (reports.go).
+// GPU work is placed by
 // Config.GPUPolicy, by default gantry learning the typical tasks from the
 // jobs submitted (gpuscore.go). The virtualization monitor (package
 // vspheremon), GPU defragmentation (package defragrun), the container

@@ -66,6 +66,7 @@ func (s *Server) routes() http.Handler {
 	handle("PUT /v1/nodes/{id}/heartbeat", s.handleNodeHeartbeat)
 	handle("GET /v1/nodes/{id}/allocations", s.handleNodeAllocs)
 	handle("POST /v1/nodes/{id}/allocations", s.handleNodeAllocUpdate)
+	handle("POST /v1/nodes/stream", s.handleNodeStream)
 
 	handle("GET /v1/queues", s.handleQueueList)
 	handle("PUT /v1/queues", s.handleQueueApply)
@@ -139,6 +140,20 @@ func notFound(format string, args ...any) error {
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, body := errorAnswer(err)
+	var he *httpError
+	if errors.As(err, &he) && he.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(he.retryAfter))
+	}
+	if status == http.StatusInternalServerError {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, status, body)
+}
+
+// errorAnswer is the HTTP status and body that answer err: the request
+// endpoints' (writeError) and the node stream's acknowledgements.
+func errorAnswer(err error) (int, api.Error) {
 	status := http.StatusInternalServerError
 	body := api.Error{Error: err.Error()}
 	var he *httpError
@@ -147,9 +162,6 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &he):
 		status, body.Field, body.Errors = he.status, he.field, he.errs
-		if he.retryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(he.retryAfter))
-		}
 	case errors.As(err, &se):
 		status = se.HTTPStatus()
 		if fe, ok := se.(fieldError); ok {
@@ -172,10 +184,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, acl.ErrDenied):
 		status = http.StatusForbidden
 	}
-	if status == http.StatusInternalServerError {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	writeJSON(w, status, body)
+	return status, body
 }
 
 // writeCompactJSON writes v without indentation: for the agent protocol's

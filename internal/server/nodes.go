@@ -57,12 +57,22 @@ func (s *Server) handleNodeHeartbeat(w http.ResponseWriter, r *http.Request) err
 	if err := s.decodeBody(w, r, &req); err != nil {
 		return err
 	}
-	n, ok := s.store.Node(r.PathValue("id"))
+	if err := s.nodeHeartbeat(r.Context(), r.PathValue("id"), req.Sample); err != nil {
+		return err
+	}
+	writeCompactJSON(w, http.StatusOK, struct{}{})
+	return nil
+}
+
+// nodeHeartbeat renews a node's lease and keeps its usage sample: the
+// heartbeat endpoint's work, and the node stream's.
+func (s *Server) nodeHeartbeat(ctx context.Context, id string, sample *api.NodeSample) error {
+	n, ok := s.store.Node(id)
 	if !ok || n.Status == api.NodeStatusDown {
-		return notFound("node %s is not registered or was marked down: register again", r.PathValue("id"))
+		return notFound("node %s is not registered or was marked down: register again", id)
 	}
 	done := s.timeHeartbeat()
-	err := s.store.Heartbeat(r.Context(), n.ID)
+	err := s.store.Heartbeat(ctx, n.ID)
 	done()
 	if err != nil {
 		if errors.Is(err, state.ErrLeaseExpired) {
@@ -70,9 +80,8 @@ func (s *Server) handleNodeHeartbeat(w http.ResponseWriter, r *http.Request) err
 		}
 		return err
 	}
-	s.history.Record(n.ID, req.Sample)
-	s.recordHeartbeat(r.Context(), n)
-	writeCompactJSON(w, http.StatusOK, struct{}{})
+	s.history.Record(n.ID, sample)
+	s.recordHeartbeat(ctx, n)
 	return nil
 }
 
@@ -155,19 +164,30 @@ func (s *Server) handleNodeAllocUpdate(w http.ResponseWriter, r *http.Request) e
 	if err := s.decodeBody(w, r, &req); err != nil {
 		return err
 	}
-	for i, u := range req.Updates {
+	if err := s.nodeReport(r.Context(), id, req.Updates); err != nil {
+		return err
+	}
+	writeCompactJSON(w, http.StatusOK, struct{}{})
+	return nil
+}
+
+// nodeReport checks a node's allocation reports and commits them with
+// the others that arrive meanwhile (reportBatcher): the report
+// endpoint's work, and the node stream's. The same report twice changes
+// nothing the second time (the store writes a report equal to what it
+// holds as nothing, and never lets a late one undo a terminal status).
+func (s *Server) nodeReport(ctx context.Context, id string, updates []api.AllocUpdate) error {
+	if _, ok := s.store.Node(id); !ok {
+		return notFound("node %s is not registered", id)
+	}
+	for i, u := range updates {
 		switch u.ClientStatus {
 		case api.AllocPending, api.AllocRunning, api.AllocComplete, api.AllocFailed:
 		default:
 			return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("updates[%d].client_status %q is not one of pending, running, complete, failed", i, u.ClientStatus), field: fmt.Sprintf("updates[%d].client_status", i)}
 		}
 	}
-	err := s.reports.submit(r.Context(), id, req.Updates)
-	if err != nil {
-		return err
-	}
-	writeCompactJSON(w, http.StatusOK, struct{}{})
-	return nil
+	return s.reports.submit(ctx, id, updates)
 }
 
 // findNode resolves a node by ID, ID prefix or name.

@@ -136,7 +136,12 @@ type Server struct {
 	leaderHTTP     *http.Client // forward.go's client of the leader's API
 
 	reports *reportBatcher
-	bodies  *bodyBudget // request bodies in flight (body.go)
+	// streams ends every node stream when the server shuts down
+	// (stream.go).
+	streamsOnce sync.Once
+	streams     context.Context
+	endStreams  context.CancelFunc
+	bodies      *bodyBudget // request bodies in flight (body.go)
 	// versionJSON caches the encoded job versions agents fetch.
 	versionJSON versionCache
 	shapeCache  shapeCache
@@ -278,6 +283,8 @@ func (s *Server) Start(ctx context.Context) error {
 	s.httpSrv.Protocols.SetHTTP2(true)
 	s.httpSrv.Protocols.SetUnencryptedHTTP2(true)
 	s.httpSrv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 4096}
+	s.streamsCtx()
+	s.httpSrv.RegisterOnShutdown(s.endStreams)
 	s.reports = newReportBatcher(s)
 	s.wg.Add(4)
 	go func() {

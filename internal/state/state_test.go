@@ -421,6 +421,18 @@ func TestReportsNeverWriteTheView(t *testing.T) {
 		x, _ := s.Alloc("m1")
 		return x.ClientStatus == api.AllocRunning && x.Resources["t"].GPU.MIG.InstanceUUID == "MIG-1" && !x.Resources["t"].GPU.MIG.Create
 	})
+	// The same report again, MIG instance included, writes nothing.
+	written, _ := s.Alloc("m1")
+	if err := s.UpdateAllocsFromClients(ctx, report, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.cli.Get(ctx, s.keys.alloc("m1"))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("read m1: %v", err)
+	}
+	if resp.Kvs[0].ModRevision != written.ModifyIndex {
+		t.Fatalf("the same report with its MIG instance again wrote the allocation (revision %d, then %d)", written.ModifyIndex, resp.Kvs[0].ModRevision)
+	}
 }
 
 // TestRepeatedReportWritesNothing: a node that resends a report (its

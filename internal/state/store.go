@@ -560,6 +560,21 @@ func (s *Store) NodeAllocsSince(nodeID string, index int64) (changed []*api.Allo
 	return changed, ids, s.nodeIndex[nodeID], ch
 }
 
+// NodeWait is the node's index (the revision at which the servers last
+// changed any of its allocations) and a channel closed at its next
+// change: NodeAllocsSince without the allocations, for a stream that only
+// needs to know when to read them.
+func (s *Store) NodeWait(nodeID string) (idx int64, wait <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := s.nodeWait[nodeID]
+	if ch == nil {
+		ch = make(chan struct{})
+		s.nodeWait[nodeID] = ch
+	}
+	return s.nodeIndex[nodeID], ch
+}
+
 // NodeAllocsUnsorted returns a node's allocations in no order (for
 // checks that do not need one, on hot paths).
 func (s *Store) NodeAllocsUnsorted(nodeID string) []*api.Allocation {

@@ -556,8 +556,9 @@ func mergeReport(s *Store, a *api.Allocation, nodeID string, u api.AllocUpdate, 
 		return nil, errSkip
 	}
 	if a.ClientStatus == u.ClientStatus && a.ClientReason == u.ClientReason && a.Health == u.Health &&
-		len(u.MIGInstances) == 0 && reflect.DeepEqual(a.TaskStates, u.TaskStates) {
-		// The same report again (a node that resent it after a timeout):
+		migRecorded(a, u.MIGInstances) && reflect.DeepEqual(a.TaskStates, u.TaskStates) {
+		// The same report again (a node that resent it after a timeout,
+		// or on a node stream that broke before its acknowledgement):
 		// nothing to write.
 		return nil, errSkip
 	}
@@ -588,6 +589,19 @@ func mergeReport(s *Store, a *api.Allocation, nodeID string, u api.AllocUpdate, 
 		}
 	}
 	return extra, nil
+}
+
+// migRecorded reports whether every MIG instance a report names is the
+// one the allocation records already (or names a task without a MIG
+// assignment, which the merge ignores): such a report changes nothing.
+func migRecorded(a *api.Allocation, instances map[string]string) bool {
+	for task, inst := range instances {
+		if r := a.Resources[task]; r != nil && r.GPU != nil && r.GPU.MIG != nil &&
+			(r.GPU.MIG.InstanceUUID != inst || r.GPU.MIG.Create) {
+			return false
+		}
+	}
+	return true
 }
 
 var errSkip = errors.New("skip")

@@ -117,6 +117,11 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 	}
 	rec.Note("exact-count check against the store (a consistent read per job: every job present, each slot held by one running allocation): %s", strings.Join(checks, "; "))
 	rec.Note("submissions the overloaded server slowed down (429 with Retry-After), per round: %v", slowed)
+	protocol := "the node stream, one per 16 nodes"
+	if env.Params.ScaleLongPoll {
+		protocol = "long-polls, a request per report and per heartbeat (--scale-long-poll)"
+	}
+	rec.Note("agent protocol: %s", protocol)
 	rec.Note("%d simulated nodes, %d jobs × %d allocations, %d round(s); the load tool shares the machine's cores with the server(s); soft memory limits from SERVER_GOMEMLIMIT and LOAD_GOMEMLIMIT when set", nodes, jobs, tasks, rounds)
 	return nil
 }
@@ -206,7 +211,8 @@ func scaleRound(ctx context.Context, env *Env, size scaleSize) (*scaleResult, er
 	go func() {
 		defer close(finished)
 		out, loadErr = lc.gantry(lctx, "loadtest", "--json", "--nodes", strconv.Itoa(size.nodes), "--jobs", strconv.Itoa(size.jobs),
-			"--tasks", strconv.Itoa(size.tasks), "--data-dir", nodeDir, "--timeout", "30m")
+			"--tasks", strconv.Itoa(size.tasks), "--data-dir", nodeDir, "--timeout", "30m",
+			"--stream="+strconv.FormatBool(!env.Params.ScaleLongPoll))
 	}()
 	var kill *leaderKill
 	if size.killAt > 0 {

@@ -53,6 +53,7 @@ type Params struct {
 	ScaleNodes, ScaleJobs, ScaleTasks int           // scale
 	ScaleServers                      int           // scale: servers started per round (0 or 1: one; 3: one etcd cluster of three members)
 	ScaleKillLeaderAt                 float64       // scale: kill -9 the leader once this many allocations are placed (below 1: a fraction of them; 0: never)
+	ScaleLongPoll                     bool          // scale: the simulated nodes long-poll instead of using the node stream
 	TraceDir                          string        // sim: the trace folder ("": searched above the working directory)
 	VMGuest                           string        // startup: the test guest's folder for the qemu driver ("": qemu skipped)
 	WasmModule                        string        // startup: the demo module for the wasm driver
