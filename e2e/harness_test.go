@@ -188,16 +188,10 @@ func (c *Cluster) Start() {
 // process exits first, or when it is not ready within 90 s.
 func (c *Cluster) start() error {
 	c.t.Helper()
-	c.log = &bytes.Buffer{}
-	c.cmd = exec.Command(gantryBin, c.args...)
-	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := c.cmd.Start(); err != nil {
-		return fmt.Errorf("start gantry dev: %w", err)
+	if err := c.launch(); err != nil {
+		return err
 	}
-	cmd, exited := c.cmd, make(chan struct{})
-	c.exited = exited
-	go func() { cmd.Wait(); close(exited) }()
+	cmd, exited := c.cmd, c.exited
 	wait := func(what string, cond func() bool) error {
 		deadline := time.Now().Add(90 * time.Second)
 		for !cond() {
@@ -239,6 +233,23 @@ func (c *Cluster) start() error {
 		}
 		return false
 	})
+}
+
+// launch starts the process (gantry with c.args, its output in c.log)
+// and reaps it when it exits, closing c.exited: every process a Cluster
+// runs is started here, so that Stop and Kill9 can wait on c.exited.
+func (c *Cluster) launch() error {
+	c.log = &bytes.Buffer{}
+	c.cmd = exec.Command(gantryBin, c.args...)
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.cmd.Start(); err != nil {
+		return fmt.Errorf("start gantry %s: %w", c.args[0], err)
+	}
+	cmd, exited := c.cmd, make(chan struct{})
+	c.exited = exited
+	go func() { cmd.Wait(); close(exited) }()
+	return nil
 }
 
 // running reports whether the dev process has not exited.

@@ -1,16 +1,13 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -403,11 +400,7 @@ func StartServer(t *testing.T, extra ...string) *ServerProc {
 		"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
 		"--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
 	}, extra...)
-	c.log = &bytes.Buffer{}
-	c.cmd = exec.Command(gantryBin, c.args...)
-	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := c.cmd.Start(); err != nil {
+	if err := c.launch(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Cleanup)
