@@ -3,7 +3,6 @@ package state
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -11,17 +10,15 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// TestMeasureAllocationStorage writes 10,000 allocations through the
+// BenchmarkAllocationStorage writes 10,000 allocations through the
 // store into a fresh embedded etcd, as the scale runs do (placed by plans
 // of 100, then reported running with their task's events), once as JSON
-// and once compact, and prints what etcd holds. It measures, it checks
-// nothing, and it runs only when asked:
+// and once compact, and prints what etcd holds. It is a measurement (a
+// benchmark, so the test suite does not run it), whatever b.N:
 //
-//	GANTRY_MEASURE_STORAGE=1 go test ./internal/state -run MeasureAllocationStorage -v
-func TestMeasureAllocationStorage(t *testing.T) {
-	if os.Getenv("GANTRY_MEASURE_STORAGE") == "" {
-		t.Skip("a measurement: set GANTRY_MEASURE_STORAGE=1 to run it")
-	}
+//	go test ./internal/state -run '^$' -bench AllocationStorage -benchtime 1x -v
+func BenchmarkAllocationStorage(b *testing.B) {
+	t := b
 	const n = 10000
 	for _, form := range []string{"json", "compact"} {
 		s := openTest(t, 0)

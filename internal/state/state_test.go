@@ -17,7 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -29,7 +29,7 @@ func freePort(t *testing.T) int {
 
 // openTest starts a real embedded etcd in a temp dir and opens a store on
 // it.
-func openTest(t *testing.T, retention int64) *Store {
+func openTest(t testing.TB, retention int64) *Store {
 	t.Helper()
 	e, err := StartEmbedded(EmbedConfig{
 		DataDir:             t.TempDir(),
@@ -168,7 +168,7 @@ func TestApplyPlanGuardsNodes(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

@@ -35,7 +35,7 @@
 // generated messages and the api types: a few more, smaller allocations
 // per decode than JSON (48 against 44, 3.0 KiB against 2.2 KiB), all
 // short-lived. Writing 10,000 allocations through the store (placed,
-// then reported running; internal/state's MeasureAllocationStorage)
+// then reported running; internal/state's BenchmarkAllocationStorage)
 // leaves 749 B per value and a 17.6 MiB etcd database as JSON, 316 B and
 // 8.3 MiB compact. google.golang.org/protobuf was already in the module
 // (through etcd and gRPC); the generated code is committed, so building
