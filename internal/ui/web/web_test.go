@@ -114,7 +114,9 @@ func TestUIFragmentsFollowACLs(t *testing.T) {
 	}
 	reader := mk("reader", &acl.Policy{Name: "reader", Namespaces: map[string][]acl.Capability{"team-a": {acl.Read}}})
 	nodes := mk("nodes", &acl.Policy{Name: "nodes", Global: []acl.Capability{acl.NodeRead}})
-	if err := st.WaitIndex(ctx, st.Index()); err != nil {
+	// The view must hold the tokens before they are used: Sync waits for
+	// etcd's current revision (the view's own index is no wait).
+	if _, err := st.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 
@@ -176,10 +178,13 @@ func TestUIShellReadsWithoutScript(t *testing.T) {
 	ctx := context.Background()
 	j := &api.Job{Name: "visible-job", Namespace: "default", Type: api.JobService, Priority: 50, Groups: []*api.Group{{Name: "g", Count: 1,
 		Tasks: []*api.Task{{Name: "t", Driver: api.DriverExec, Config: api.TaskConfig{Command: "/bin/true"}, Resources: api.Resources{CPU: 100, Memory: 32}}}}}}
-	if _, err := st.RegisterJob(ctx, j, evalstep.NewEval(uuid.NewString(), "default", j.Name, api.TriggerJobRegister, time.Now()), time.Now()); err != nil {
+	res, err := st.RegisterJob(ctx, j, evalstep.NewEval(uuid.NewString(), "default", j.Name, api.TriggerJobRegister, time.Now()), time.Now())
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.WaitIndex(ctx, st.Index()); err != nil {
+	// The view must hold the job before the pages are read: wait for the
+	// register's own revision (the view's current index is no wait).
+	if err := st.WaitIndex(ctx, res.Index); err != nil {
 		t.Fatal(err)
 	}
 	for _, page := range []string{"/ui/jobs", "/ui/evaluations?job=visible-job", "/ui/jobs/visible-job"} {
