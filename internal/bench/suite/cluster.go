@@ -43,19 +43,23 @@ func freePort() (int, error) {
 }
 
 // ports returns n loopback ports: BasePort, BasePort+1, … when set, else
-// free ones.
+// n different free ones (every listener is held until all n are found,
+// so one call never hands out a port twice).
 func (e *Env) ports(n int, offset int) ([]int, error) {
 	out := make([]int, n)
-	for i := range out {
-		if e.Params.BasePort > 0 {
+	if e.Params.BasePort > 0 {
+		for i := range out {
 			out[i] = e.Params.BasePort + offset + i
-			continue
 		}
-		p, err := freePort()
+		return out, nil
+	}
+	for i := range out {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("find a free loopback port: %w", err)
 		}
-		out[i] = p
+		defer l.Close()
+		out[i] = l.Addr().(*net.TCPAddr).Port
 	}
 	return out, nil
 }
