@@ -383,34 +383,50 @@ func removeAt(l []*api.Allocation, i int) []*api.Allocation {
 // state is then partly updated and must be thrown away.
 func (n *NodeState) apply(a *api.Allocation, sign int, strict bool) error {
 	n.gen++
-	tasks := taskNames(a, strict)
-	for _, t := range tasks {
-		r := a.Resources[t]
-		if r == nil {
-			continue
-		}
-		n.cpu += sign * r.CPU
-		n.mem += sign * r.Memory
-		n.disk += sign * r.Disk
-		for _, p := range r.Ports {
-			if sign > 0 {
-				if strict && (p.Host <= 0 || p.Host > 65535) {
-					return fmt.Errorf("allocation %s task %s: host port %d out of range", a.ShortID(), t, p.Host)
-				}
-				if strict && n.portUsed(p.Host) {
-					return fmt.Errorf("host port %d on node %s handed out twice (allocation %s task %s)", p.Host, n.node.Name, a.ShortID(), t)
-				}
-				n.addPort(p.Host)
-			} else {
-				n.removePort(p.Host)
-			}
-		}
-		if r.GPU != nil {
-			if err := n.applyGPU(a, t, r.GPU, sign, strict); err != nil {
+	if len(a.Resources) == 1 || !strict {
+		// One task, or no error to report: any order does, and walking
+		// the map allocates nothing (this runs for every allocation of
+		// every node a plan touches when the plan is checked).
+		for t, r := range a.Resources {
+			if err := n.applyTask(a, t, r, sign, strict); err != nil {
 				return err
 			}
-			n.summarize()
 		}
+		return nil
+	}
+	for _, t := range taskNames(a, true) { // the first conflict, by task name
+		if err := n.applyTask(a, t, a.Resources[t], sign, strict); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *NodeState) applyTask(a *api.Allocation, t string, r *api.AllocatedResources, sign int, strict bool) error {
+	if r == nil {
+		return nil
+	}
+	n.cpu += sign * r.CPU
+	n.mem += sign * r.Memory
+	n.disk += sign * r.Disk
+	for _, p := range r.Ports {
+		if sign > 0 {
+			if strict && (p.Host <= 0 || p.Host > 65535) {
+				return fmt.Errorf("allocation %s task %s: host port %d out of range", a.ShortID(), t, p.Host)
+			}
+			if strict && n.portUsed(p.Host) {
+				return fmt.Errorf("host port %d on node %s handed out twice (allocation %s task %s)", p.Host, n.node.Name, a.ShortID(), t)
+			}
+			n.addPort(p.Host)
+		} else {
+			n.removePort(p.Host)
+		}
+	}
+	if r.GPU != nil {
+		if err := n.applyGPU(a, t, r.GPU, sign, strict); err != nil {
+			return err
+		}
+		n.summarize()
 	}
 	return nil
 }

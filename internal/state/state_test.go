@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -607,5 +608,174 @@ func TestComponentVersionChangedEvents(t *testing.T) {
 	}
 	if types[0] != "NodeRegistered" || types[len(types)-3] != "NodeUpdated" {
 		t.Fatalf("event types %v: want NodeRegistered first, the version changes after the last NodeUpdated", types)
+	}
+}
+
+// TestHeartbeatRecordKeepsCapacityIndex: a node write that moves only its
+// last heartbeat time (what servers write for every node every 30 s)
+// leaves CapacityIndex where it was, so the leader keeps its scheduling
+// view and blocked evaluations stay blocked; any other change to the node
+// moves it.
+func TestHeartbeatRecordKeepsCapacityIndex(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	n := &api.Node{ID: "n1", Name: "node-1", Resources: api.NodeResources{CPU: 1000, Memory: 1024},
+		Attributes: map[string]string{"kernel.version": "6.1.0"}}
+	if err := s.RegisterNode(ctx, n, time.Minute, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	caught := func() int64 {
+		t.Helper()
+		rev, err := s.Sync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitIndex(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+	caught()
+	registered := s.CapacityIndex()
+	if registered == 0 {
+		t.Fatal("registering a node left CapacityIndex at 0")
+	}
+	for i := 1; i <= 3; i++ {
+		if _, err := s.UpdateNode(ctx, nil, "n1", func(n *api.Node) error {
+			n.LastHeartbeat = n.LastHeartbeat.Add(time.Duration(i) * 30 * time.Second)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rev := caught(); s.CapacityIndex() != registered {
+		t.Errorf("heartbeat records moved CapacityIndex from %d to %d (view at %d)", registered, s.CapacityIndex(), rev)
+	}
+	changes := map[string]func(n *api.Node){
+		"ineligible":        func(n *api.Node) { n.Ineligible = true },
+		"more memory":       func(n *api.Node) { n.Resources.Memory *= 2 },
+		"an attribute":      func(n *api.Node) { n.Attributes["kernel.version"] = "6.12.0" },
+		"status and a beat": func(n *api.Node) { n.Status = api.NodeStatusDown; n.LastHeartbeat = time.Now() },
+	}
+	for _, name := range []string{"ineligible", "more memory", "an attribute", "status and a beat"} {
+		before := s.CapacityIndex()
+		if _, err := s.UpdateNode(ctx, nil, "n1", func(n *api.Node) error { changes[name](n); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if rev := caught(); s.CapacityIndex() != rev || rev <= before {
+			t.Errorf("%s: CapacityIndex %d, want the write's revision %d", name, s.CapacityIndex(), rev)
+		}
+	}
+}
+
+// TestJobAllocsIndex: a job's allocation index moves when one of its
+// allocations is placed, reported on or removed, not when another job's
+// do, and is never below the revision of the last full load.
+func TestJobAllocsIndex(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	caught := func() {
+		t.Helper()
+		rev, err := s.Sync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitIndex(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	place := func(id, job string) {
+		t.Helper()
+		a := &api.Allocation{ID: id, Namespace: "default", Job: job, NodeID: "n1", DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocPending}
+		if _, err := s.ApplyPlan(ctx, &PlanCommit{Place: []*api.Allocation{a}}); err != nil {
+			t.Fatal(err)
+		}
+		caught()
+	}
+	step := func(what string, moved bool, do func()) {
+		t.Helper()
+		before := s.JobAllocsIndex("default", "web")
+		do()
+		after := s.JobAllocsIndex("default", "web")
+		if moved && after <= before {
+			t.Errorf("%s: web's index stayed at %d", what, before)
+		}
+		if !moved && after != before {
+			t.Errorf("%s: web's index moved from %d to %d", what, before, after)
+		}
+	}
+	step("a placement of web", true, func() { place("a1", "web") })
+	step("a placement of db", false, func() { place("b1", "db") })
+	step("a report on web's allocation", true, func() {
+		up := []api.AllocUpdate{{ID: "a1", ClientStatus: api.AllocRunning}}
+		if err := s.UpdateAllocsFromClient(ctx, "n1", up, time.Now(), func(*api.Allocation) *api.Evaluation { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		caught()
+	})
+	step("the removal of web's allocation", true, func() {
+		if err := s.DeleteAllocs(ctx, lead(t, s, "s1").Fence, []string{"a1"}); err != nil {
+			t.Fatal(err)
+		}
+		caught()
+	})
+	step("a full load", true, func() {
+		place("b2", "db")
+		if err := s.load(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got := s.JobAllocsIndex("default", "never"); got != s.loadRev {
+		t.Errorf("a job without allocations: index %d, want the load's revision %d", got, s.loadRev)
+	}
+}
+
+// TestEvalsByJob: a job's evaluations are listed from its own index, in
+// revision order, follow updates and deletions, and survive a full load;
+// an empty job lists every evaluation.
+func TestEvalsByJob(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	l := lead(t, s, "s1")
+	mk := func(id, job string) *api.Evaluation {
+		return &api.Evaluation{ID: id, Namespace: "default", Job: job, Status: api.EvalPending}
+	}
+	for _, e := range []*api.Evaluation{mk("w1", "web"), mk("d1", "db"), mk("w2", "web"), mk("w3", "web")} {
+		if err := s.CreateEvals(ctx, l.Fence, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { _, ok := s.Eval("w3"); return ok })
+	cur, _ := s.Eval("w2")
+	w2 := *cur
+	w2.Status = api.EvalComplete
+	if err := s.UpdateEval(ctx, l.Fence, &w2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteEvals(ctx, l.Fence, []string{"w1"}); err != nil {
+		t.Fatal(err)
+	}
+	list := func(job string) string {
+		var ids []string
+		for _, e := range s.Evals("default", job) {
+			ids = append(ids, e.ID+"/"+e.Status)
+		}
+		return strings.Join(ids, " ")
+	}
+	waitFor(t, func() bool { return list("web") == "w3/pending w2/complete" })
+	if got := list("db"); got != "d1/pending" {
+		t.Errorf("db's evaluations: %s, want d1/pending", got)
+	}
+	if got := len(s.Evals("", "")); got != 3 {
+		t.Errorf("every evaluation: %d, want 3", got)
+	}
+	if err := s.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := list("web"); got != "w3/pending w2/complete" {
+		t.Errorf("after a full load, web's evaluations: %s", got)
+	}
+	if got := list("gone"); got != "" {
+		t.Errorf("a job without evaluations lists %s", got)
 	}
 }

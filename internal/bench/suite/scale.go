@@ -193,7 +193,7 @@ func scaleRound(ctx context.Context, env *Env, size scaleSize) (*scaleResult, er
 	for i, s := range servers {
 		cpu0[i] = procCPU(s)
 	}
-	lc := &cluster{env: env, addr: addr, extraEnv: memLimitEnv("LOAD_GOMEMLIMIT")}
+	lc := &cluster{env: env, addr: addr, extraEnv: append(memLimitEnv("LOAD_GOMEMLIMIT"), pprofEnv("LOAD_PPROF_ADDR")...)}
 	// The simulated nodes' identities: in memory (/dev/shm) where there is
 	// one, as many small files on a disk slow the run down.
 	nodeDir := filepath.Join(env.Dir, "scale-nodes")
@@ -275,6 +275,9 @@ func startScaleServers(ctx context.Context, env *Env, n int) ([]*cluster, int, e
 		// A large run's etcd outgrows the 2 GiB default quota; a soft
 		// memory limit for the servers comes from SERVER_GOMEMLIMIT.
 		s := &cluster{env: env, addr: fmt.Sprintf("http://127.0.0.1:%d", p[3*i]), dataDir: dir, extraEnv: memLimitEnv("SERVER_GOMEMLIMIT")}
+		if i == 0 {
+			s.extraEnv = append(s.extraEnv, pprofEnv("SERVER_PPROF_ADDR")...)
+		}
 		args := []string{"server", "--insecure", "--data-dir", dir, "--http-addr", fmt.Sprintf("127.0.0.1:%d", p[3*i]),
 			"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", p[3*i+1]), "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", p[3*i+2]),
 			"--etcd-quota-bytes", strconv.Itoa(8 << 30), "--heartbeat-ttl", "60s", "--log-level", "warn"}
@@ -475,6 +478,16 @@ func procPeakRSS(c *cluster) float64 {
 func memLimitEnv(variable string) []string {
 	if v := os.Getenv(variable); v != "" {
 		return []string{"GOMEMLIMIT=" + v}
+	}
+	return nil
+}
+
+// pprofEnv serves a process's Go profiles on the address in variable
+// (SERVER_PPROF_ADDR, LOAD_PPROF_ADDR) when it is set: the profile of a
+// scale run, from a server or the load tool, each on its own address.
+func pprofEnv(variable string) []string {
+	if v := os.Getenv(variable); v != "" {
+		return []string{"GANTRY_PPROF_ADDR=" + v}
 	}
 	return nil
 }

@@ -18,19 +18,18 @@ package deploywatch
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/jobspec"
 )
 
-// Reads is what one decision reads besides the open deployments: a job's
-// allocations, evaluations and spec.
+// Reads is what one decision reads besides the open deployments: the
+// Signature of a job's allocations, its evaluations and its spec.
 type Reads struct {
-	Allocs func(namespace, job string) []*api.Allocation
-	Evals  func(namespace, job string) []*api.Evaluation
-	Job    func(namespace, name string) (*api.Job, bool)
+	Signature func(namespace, job string) uint64
+	Evals     func(namespace, job string) []*api.Evaluation
+	Job       func(namespace, name string) (*api.Job, bool)
 }
 
 // Evaluate asks for an evaluation of a running deployment's job, at the
@@ -38,7 +37,7 @@ type Reads struct {
 type Evaluate struct {
 	Deployment *api.Deployment
 	Priority   int
-	Signature  string
+	Signature  uint64
 }
 
 // Revert rolls a failed deployment back to its RevertTo version, unless
@@ -63,14 +62,14 @@ type Decision struct {
 // whose allocations' signature changed since seen (deployment → the
 // signature last evaluated) unless its job has an evaluation due now; a
 // revert for every failed deployment with auto_revert not yet handled.
-func Watch(open []*api.Deployment, seen map[string]string, r Reads, now time.Time) Decision {
+func Watch(open []*api.Deployment, seen map[string]uint64, r Reads, now time.Time) Decision {
 	var out Decision
 	live := map[string]bool{}
 	for _, d := range open {
 		switch {
 		case d.Active():
 			live[d.ID] = true
-			sig := Signature(r.Allocs(d.Namespace, d.Job))
+			sig := r.Signature(d.Namespace, d.Job)
 			if seen[d.ID] == sig || hasDueEval(r.Evals(d.Namespace, d.Job), now) {
 				continue
 			}
@@ -109,13 +108,56 @@ func hasDueEval(evals []*api.Evaluation, now time.Time) bool {
 	return false
 }
 
-// Signature summarizes what a deployment's progress depends on.
-func Signature(allocs []*api.Allocation) string {
-	var b strings.Builder
+// Signature summarizes what a deployment's progress depends on: each
+// allocation's ID, job version, desired and client status and health. It
+// is the same for the same allocations in any order, and allocates
+// nothing: at a million allocations a formatted string of them, sorted,
+// was much of the leader's CPU. Two different sets share a signature
+// with a chance of about 2^-64.
+func Signature(allocs []*api.Allocation) uint64 {
+	sum := uint64(len(allocs))
 	for _, a := range allocs {
-		fmt.Fprintf(&b, "%s/%d/%s/%s/%s;", a.ID, a.JobVersion, a.DesiredStatus, a.ClientStatus, a.Health)
+		h := uint64(fnvOffset)
+		h = fnvString(h, a.ID)
+		h = fnvUint(h, a.JobVersion)
+		h = fnvString(h, a.DesiredStatus)
+		h = fnvString(h, a.ClientStatus)
+		h = fnvString(h, a.Health)
+		sum += mix(h)
 	}
-	return b.String()
+	return sum
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnvString folds s and a separator into FNV-1a hash h.
+func fnvString(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
+	}
+	return (h ^ 0xff) * fnvPrime // no string holds 0xff: "ab","c" and "a","bc" differ
+}
+
+// fnvUint folds v's 8 bytes into FNV-1a hash h.
+func fnvUint(h, v uint64) uint64 {
+	for i := 0; i < 8; i++ {
+		h = (h ^ (v & 0xff)) * fnvPrime
+		v >>= 8
+	}
+	return h
+}
+
+// mix spreads h's bits (SplitMix64's finalizer) so that the sum of the
+// allocations' hashes does not cancel out in their low bits.
+func mix(h uint64) uint64 {
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	return h ^ h>>31
 }
 
 // KeepPerJob bounds the finished deployments kept per job (the newest

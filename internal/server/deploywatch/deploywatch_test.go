@@ -45,9 +45,9 @@ func TestWatch(t *testing.T) {
 		"later": {{ID: "e", Status: api.EvalPending, WaitUntil: now.Add(time.Second)}},
 	}
 	r := Reads{
-		Allocs: func(_, job string) []*api.Allocation { return running },
-		Evals:  func(_, job string) []*api.Evaluation { return evals[job] },
-		Job:    func(_, name string) (*api.Job, bool) { j, ok := jobs[name]; return j, ok },
+		Signature: func(_, job string) uint64 { return sig },
+		Evals:     func(_, job string) []*api.Evaluation { return evals[job] },
+		Job:       func(_, name string) (*api.Job, bool) { j, ok := jobs[name]; return j, ok },
 	}
 	type evalWant struct {
 		id   string
@@ -56,52 +56,52 @@ func TestWatch(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		open     []*api.Deployment
-		seen     map[string]string
+		seen     map[string]uint64
 		evaluate []evalWant
 		revert   []Revert
 		forget   []string
 	}{
-		{name: "nothing open", seen: map[string]string{}},
+		{name: "nothing open", seen: map[string]uint64{}},
 		{name: "new running deployment: evaluate at the job's priority",
-			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]string{},
+			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]uint64{},
 			evaluate: []evalWant{{"d1", 70}}},
 		{name: "job gone: the default priority",
-			open: []*api.Deployment{dep("d1", "gone", api.DeploymentRunning, 3)}, seen: map[string]string{},
+			open: []*api.Deployment{dep("d1", "gone", api.DeploymentRunning, 3)}, seen: map[string]uint64{},
 			evaluate: []evalWant{{"d1", api.DefaultPriority}}},
 		{name: "allocations unchanged since the last evaluation",
-			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]string{"d1": sig}},
+			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]uint64{"d1": sig}},
 		{name: "allocations changed",
-			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]string{"d1": sig + "x"},
+			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]uint64{"d1": sig + 1},
 			evaluate: []evalWant{{"d1", 70}}},
 		{name: "an evaluation due now already",
-			open: []*api.Deployment{dep("d1", "due", api.DeploymentRunning, 3)}, seen: map[string]string{}},
+			open: []*api.Deployment{dep("d1", "due", api.DeploymentRunning, 3)}, seen: map[string]uint64{}},
 		{name: "an evaluation due later does not count",
-			open: []*api.Deployment{dep("d1", "later", api.DeploymentRunning, 3)}, seen: map[string]string{},
+			open: []*api.Deployment{dep("d1", "later", api.DeploymentRunning, 3)}, seen: map[string]uint64{},
 			evaluate: []evalWant{{"d1", api.DefaultPriority}}},
 		{name: "finished deployments are forgotten",
-			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]string{"d1": sig, "d0": sig},
+			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]uint64{"d1": sig, "d0": sig},
 			forget: []string{"d0"}},
 		{name: "failed with auto_revert, job unchanged: revert",
-			open: []*api.Deployment{failedRevert("f", "web", 3)}, seen: map[string]string{},
+			open: []*api.Deployment{failedRevert("f", "web", 3)}, seen: map[string]uint64{},
 			revert: []Revert{{Version: 3}}},
 		{name: "failed with auto_revert, job changed since: noted only",
-			open: []*api.Deployment{failedRevert("f", "moved", 3)}, seen: map[string]string{},
+			open: []*api.Deployment{failedRevert("f", "moved", 3)}, seen: map[string]uint64{},
 			revert: []Revert{{Version: 5, Skip: "; not rolled back: the job was stopped or changed meanwhile"}}},
 		{name: "failed with auto_revert, job stopped: noted only",
-			open: []*api.Deployment{failedRevert("f", "stopped", 3)}, seen: map[string]string{},
+			open: []*api.Deployment{failedRevert("f", "stopped", 3)}, seen: map[string]uint64{},
 			revert: []Revert{{Version: 3, Skip: "; not rolled back: the job was stopped or changed meanwhile"}}},
 		{name: "failed with auto_revert, job gone: noted as version 0",
-			open: []*api.Deployment{failedRevert("f", "gone", 3)}, seen: map[string]string{},
+			open: []*api.Deployment{failedRevert("f", "gone", 3)}, seen: map[string]uint64{},
 			revert: []Revert{{Version: 0, Skip: "; not rolled back: the job was stopped or changed meanwhile"}}},
 		{name: "already reverted, or no auto_revert: nothing",
-			open: []*api.Deployment{reverted, noRevert}, seen: map[string]string{}},
+			open: []*api.Deployment{reverted, noRevert}, seen: map[string]uint64{}},
 	} {
 		d := Watch(tc.open, tc.seen, r, now)
 		var ev []evalWant
 		for _, e := range d.Evaluate {
 			ev = append(ev, evalWant{e.Deployment.ID, e.Priority})
 			if e.Signature != sig {
-				t.Errorf("%s: signature %q, want %q", tc.name, e.Signature, sig)
+				t.Errorf("%s: signature %x, want %x", tc.name, e.Signature, sig)
 			}
 		}
 		if !slices.Equal(ev, tc.evaluate) {
@@ -153,13 +153,17 @@ func TestOld(t *testing.T) {
 }
 
 // fakeStore holds one job with its versions, deployments, allocations
-// and evaluations: the watcher's Reader.
+// and evaluations: the watcher's Reader. A test that changes allocs
+// moves allocsIndex, as the store's JobAllocsIndex moves; allocReads
+// counts the reads of allocs.
 type fakeStore struct {
-	job      *api.Job
-	versions map[uint64]*api.Job
-	deps     []*api.Deployment
-	allocs   []*api.Allocation
-	evals    []*api.Evaluation
+	job         *api.Job
+	versions    map[uint64]*api.Job
+	deps        []*api.Deployment
+	allocs      []*api.Allocation
+	allocsIndex int64
+	allocReads  int
+	evals       []*api.Evaluation
 }
 
 func (f *fakeStore) Changed() <-chan struct{} { return make(chan struct{}) }
@@ -172,9 +176,13 @@ func (f *fakeStore) OpenDeployments() []*api.Deployment {
 	}
 	return out
 }
-func (f *fakeStore) Deployments(_, _ string) []*api.Deployment  { return f.deps }
-func (f *fakeStore) Allocs(state.AllocFilter) []*api.Allocation { return f.allocs }
-func (f *fakeStore) Evals(_, _ string) []*api.Evaluation        { return f.evals }
+func (f *fakeStore) Deployments(_, _ string) []*api.Deployment { return f.deps }
+func (f *fakeStore) AllocsUnsorted(state.AllocFilter) []*api.Allocation {
+	f.allocReads++
+	return f.allocs
+}
+func (f *fakeStore) JobAllocsIndex(_, _ string) int64    { return f.allocsIndex }
+func (f *fakeStore) Evals(_, _ string) []*api.Evaluation { return f.evals }
 func (f *fakeStore) Job(_, name string) (*api.Job, bool) {
 	return f.job, f.job != nil && f.job.Name == name
 }
@@ -281,7 +289,15 @@ func TestWatcherRound(t *testing.T) {
 	if len(f.evals) != 1 {
 		t.Fatalf("same allocations: %d evaluations, want still 1", len(f.evals))
 	}
-	f.allocs = []*api.Allocation{{ID: "a1", ClientStatus: api.AllocRunning, Health: api.HealthHealthy}}
+	if f.allocReads != 1 {
+		t.Errorf("two rounds read the unchanged allocations %d times, want once", f.allocReads)
+	}
+	f.allocsIndex++ // a report that changed nothing the deployment depends on
+	round("allocations written, the same")
+	if len(f.evals) != 1 || f.allocReads != 2 {
+		t.Fatalf("allocations written, the same: %d evaluations after %d reads, want still 1 after 2", len(f.evals), f.allocReads)
+	}
+	f.allocs, f.allocsIndex = []*api.Allocation{{ID: "a1", ClientStatus: api.AllocRunning, Health: api.HealthHealthy}}, f.allocsIndex+1
 	round("allocations changed")
 	if len(f.evals) != 2 {
 		t.Fatalf("allocations changed: %d evaluations, want 2", len(f.evals))
@@ -321,5 +337,55 @@ func TestWatcherRound(t *testing.T) {
 	f.deps = append(f.deps, dep("d2", "web", api.DeploymentRunning, 2))
 	if err := w.Round(ctx, clock); !errors.Is(err, state.ErrNotLeader) {
 		t.Errorf("round after leadership moved: %v, want state.ErrNotLeader", err)
+	}
+}
+
+// TestSignature: the same allocations in any order sign the same; a
+// change to any field the deployment's progress depends on, an allocation
+// more or one fewer, signs differently; fields it does not depend on do
+// not count.
+func TestSignature(t *testing.T) {
+	base := func() []*api.Allocation {
+		return []*api.Allocation{
+			{ID: "a1", JobVersion: 2, DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocRunning, Health: api.HealthHealthy},
+			{ID: "a2", JobVersion: 2, DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocPending},
+			{ID: "a3", JobVersion: 1, DesiredStatus: api.AllocDesiredStop, ClientStatus: api.AllocComplete},
+		}
+	}
+	sig := Signature(base())
+	reversed := base()
+	slices.Reverse(reversed)
+	if got := Signature(reversed); got != sig {
+		t.Errorf("reversed order signs %x, want %x", got, sig)
+	}
+	other := base()
+	other[0].NodeID, other[0].ModifyIndex = "elsewhere", 99
+	if got := Signature(other); got != sig {
+		t.Errorf("a field progress does not depend on changed the signature")
+	}
+	if Signature(nil) != 0 {
+		t.Errorf("no allocations sign %x, want 0 (the watcher's value for a deployment never seen)", Signature(nil))
+	}
+	changes := map[string]func(as []*api.Allocation) []*api.Allocation{
+		"id":             func(as []*api.Allocation) []*api.Allocation { as[1].ID = "a4"; return as },
+		"job version":    func(as []*api.Allocation) []*api.Allocation { as[1].JobVersion = 3; return as },
+		"desired status": func(as []*api.Allocation) []*api.Allocation { as[1].DesiredStatus = api.AllocDesiredStop; return as },
+		"client status":  func(as []*api.Allocation) []*api.Allocation { as[1].ClientStatus = api.AllocRunning; return as },
+		"health":         func(as []*api.Allocation) []*api.Allocation { as[1].Health = api.HealthUnhealthy; return as },
+		"one more":       func(as []*api.Allocation) []*api.Allocation { return append(as, &api.Allocation{ID: "a5"}) },
+		"one fewer":      func(as []*api.Allocation) []*api.Allocation { return as[:2] },
+		"fields swapped": func(as []*api.Allocation) []*api.Allocation {
+			as[1].ID, as[1].ClientStatus = as[1].ClientStatus, as[1].ID
+			return as
+		},
+		"two swapped statuses": func(as []*api.Allocation) []*api.Allocation {
+			as[0].ClientStatus, as[1].ClientStatus = as[1].ClientStatus, as[0].ClientStatus
+			return as
+		},
+	}
+	for name, change := range changes {
+		if got := Signature(change(base())); got == sig {
+			t.Errorf("%s: the signature did not change", name)
+		}
 	}
 }
