@@ -51,6 +51,10 @@ type GPUConfig struct {
 	// GPUs bound to vfio-pci that VMs may be given whole (vfio.Discover);
 	// empty means vfio.DefaultRoot. Tests point it at a fake tree.
 	SysfsRoot string
+	// NoPassthrough skips that discovery: the node's PCI devices are not
+	// its own (the load tool's simulated nodes, thousands in one process,
+	// would otherwise each read the host's sysfs every fingerprint).
+	NoPassthrough bool
 }
 
 // DefaultMIGIdle is how long a MIG instance the agent created may stay
@@ -206,7 +210,11 @@ func (g *gpuManager) fingerprint(n *api.Node) {
 
 	// GPUs bound to vfio-pci are invisible to NVML: sysfs finds them, for
 	// VMs only. They follow the NVML GPUs in the node's list.
-	pt, ptErr := vfio.Discover(g.cfg.SysfsRoot)
+	var pt []vfio.GPU
+	var ptErr error
+	if !g.cfg.NoPassthrough {
+		pt, ptErr = vfio.Discover(g.cfg.SysfsRoot)
+	}
 	ptSummary := vfio.Summary(pt)
 	if ptErr != nil {
 		ptSummary = "cannot be discovered: " + ptErr.Error()

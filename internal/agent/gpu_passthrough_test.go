@@ -14,7 +14,8 @@ import (
 // sysfs shows (no machine here has an IOMMU or a GPU) are in the node's
 // fingerprint, by PCI address with their IOMMU group, marked
 // passthrough; one that is not ready is unhealthy with the reason; the
-// attribute gpu.passthrough sums it up; and prepare lets a VM's
+// attribute gpu.passthrough sums it up; a node told NoPassthrough lists
+// none of them; and prepare lets a VM's
 // passthrough GPU through to the qemu driver, which checks its binding.
 func TestPassthroughFingerprint(t *testing.T) {
 	root := t.TempDir()
@@ -50,6 +51,13 @@ func TestPassthroughFingerprint(t *testing.T) {
 		if !strings.Contains(s, part) {
 			t.Errorf("gpu.passthrough = %q, lacks %q", s, part)
 		}
+	}
+	// A simulated node (NoPassthrough) does not look at the same tree.
+	sim := newGPUManager(GPUConfig{SysfsRoot: root, MPSPipeDir: t.TempDir(), NoPassthrough: true}, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)), func() {})
+	sn := &api.Node{Attributes: map[string]string{}}
+	sim.fingerprint(sn)
+	if len(sn.GPUs) != 0 || sn.Attributes["gpu.passthrough"] != "" {
+		t.Errorf("a node with NoPassthrough fingerprinted GPUs %+v, gpu.passthrough %q", sn.GPUs, sn.Attributes["gpu.passthrough"])
 	}
 	vm := &api.AllocatedResources{GPU: &api.AllocatedGPU{Devices: []string{"0000:01:00.0"}}}
 	if out, _, _, err := g.prepare(vm); err != nil || out != vm {

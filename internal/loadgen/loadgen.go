@@ -214,6 +214,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			Drivers: []driver.Driver{null.New()}, SampleInterval: -1, AuditInterval: -1,
 			Transport: rt, KillTimeout: time.Second, Metrics: metrics.NewBareRegistry(),
 			EventTasks: true, Jobs: jobs, Stream: o.Stream, NodeStream: stream,
+			GPU: agent.GPUConfig{NoPassthrough: true},
 		}, quiet)
 		if err != nil {
 			return nil, fmt.Errorf("simulated node %d: %w", i, err)
