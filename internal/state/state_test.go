@@ -15,6 +15,8 @@ import (
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/state/codec"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -777,5 +779,49 @@ func TestEvalsByJob(t *testing.T) {
 	}
 	if got := list("gone"); got != "" {
 		t.Errorf("a job without evaluations lists %s", got)
+	}
+}
+
+// TestViewRevision: a watch response with events moves the view to its
+// last event, never to its header, which is ahead while a lagging watch
+// catches up; a progress notification moves it to its header; the
+// response that says the watch was created does not move it.
+func TestViewRevision(t *testing.T) {
+	ev := func(rev int64) *clientv3.Event { return &clientv3.Event{Kv: &mvccpb.KeyValue{ModRevision: rev}} }
+	hdr := func(rev int64) etcdserverpb.ResponseHeader { return etcdserverpb.ResponseHeader{Revision: rev} }
+	for _, tc := range []struct {
+		name string
+		resp clientv3.WatchResponse
+		want int64
+	}{
+		{"a batch of a lagging watch", clientv3.WatchResponse{Header: hdr(500), Events: []*clientv3.Event{ev(101), ev(102), ev(140)}}, 140},
+		{"a synced event", clientv3.WatchResponse{Header: hdr(141), Events: []*clientv3.Event{ev(141)}}, 141},
+		{"a progress notification", clientv3.WatchResponse{Header: hdr(600)}, 600},
+		{"the watch created", clientv3.WatchResponse{Header: hdr(700), Created: true}, 0},
+		{"canceled", clientv3.WatchResponse{Header: hdr(800), Canceled: true}, 0},
+	} {
+		if got := viewRevision(tc.resp); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestWaitIndexForAWriteOutsideThePrefix: a revision made by a write
+// outside the store's prefix (an etcd shared with something else) carries
+// no event the view sees; WaitIndex still returns, once etcd's progress
+// notification says the watch has everything up to it.
+func TestWaitIndexForAWriteOutsideThePrefix(t *testing.T) {
+	s := openTest(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := s.cli.Put(ctx, "/elsewhere/key", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitIndex(ctx, resp.Header.Revision); err != nil {
+		t.Fatalf("WaitIndex(%d) for a write outside the prefix: %v", resp.Header.Revision, err)
+	}
+	if _, err := s.Sync(ctx); err != nil {
+		t.Fatalf("Sync after a write outside the prefix: %v", err)
 	}
 }

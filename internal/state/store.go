@@ -78,6 +78,9 @@ type Store struct {
 	// revision order (evalfeed.go).
 	evalLog     []evalChange
 	evalLogFrom int64
+	// progressAsked is when a waiter last asked for a progress
+	// notification (WaitIndex), in Unix nanoseconds.
+	progressAsked atomic.Int64
 
 	versionsMu sync.Mutex
 	versions   map[string]*api.Job // job versions read, by key: immutable
@@ -188,8 +191,8 @@ func (s *Store) watch(ctx context.Context) {
 				s.applyLocked(ev.Kv, ev.Type == mvccpb.DELETE)
 			}
 			s.recomputeGateLocked()
-			if resp.Header.Revision > s.rev {
-				s.rev = resp.Header.Revision
+			if rev := viewRevision(resp); rev > s.rev {
+				s.rev = rev
 			}
 			s.broadcastLocked()
 			s.mu.Unlock()
@@ -199,6 +202,26 @@ func (s *Store) watch(ctx context.Context) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// viewRevision is the revision a view holds once it applied resp: the
+// last of its events, or, for a progress notification, its header's.
+// The header of a response with events is not: a watch that fell behind
+// gets its backlog in batches whose header names etcd's current revision,
+// ahead of the events still to come. Taking it made the view claim
+// revisions it had not applied (WaitIndex returned early), and made the
+// evaluation feed skip the changes of the batches that followed, so the
+// leader's broker kept an evaluation pending after it completed and ran
+// it again and again, ahead of every other: the stalls of the large
+// scale runs.
+func viewRevision(resp clientv3.WatchResponse) int64 {
+	if n := len(resp.Events); n > 0 {
+		return resp.Events[n-1].Kv.ModRevision
+	}
+	if resp.IsProgressNotify() {
+		return resp.Header.Revision
+	}
+	return 0
 }
 
 func (s *Store) broadcastLocked() {
@@ -423,8 +446,12 @@ func (s *Store) Sync(ctx context.Context) (int64, error) {
 	return rev, s.WaitIndex(ctx, rev)
 }
 
-// WaitIndex blocks until the view reflects at least revision rev.
+// WaitIndex blocks until the view reflects at least revision rev. A
+// revision no event under the prefix carries (a write elsewhere in a
+// shared etcd) is reached by a progress notification, which it asks
+// etcd for while it waits.
 func (s *Store) WaitIndex(ctx context.Context, rev int64) error {
+	var tick <-chan time.Time
 	for {
 		s.mu.RLock()
 		cur, ch := s.rev, s.changed
@@ -432,11 +459,39 @@ func (s *Store) WaitIndex(ctx context.Context, rev int64) error {
 		if cur >= rev {
 			return nil
 		}
+		if tick == nil {
+			t := time.NewTicker(progressEvery)
+			defer t.Stop()
+			tick = t.C
+		}
 		select {
 		case <-ch:
+		case <-tick:
+			s.requestProgress(ctx)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// progressEvery is how often a waiter asks etcd for a progress
+// notification; requests from all waiters together go out at most as
+// often.
+const progressEvery = 100 * time.Millisecond
+
+// requestProgress asks etcd to tell the view's watch the current
+// revision. etcd answers once the watch has received every event before
+// it; it does not while the watch is behind, and the events then move
+// the view on.
+func (s *Store) requestProgress(ctx context.Context) {
+	now := time.Now().UnixNano()
+	last := s.progressAsked.Load()
+	if now-last < int64(progressEvery) || !s.progressAsked.CompareAndSwap(last, now) {
+		return
+	}
+	// The watch's stream is the one opened with the same metadata.
+	if err := s.cli.RequestProgress(clientv3.WithRequireLeader(ctx)); err != nil && ctx.Err() == nil {
+		s.log.Debug("ask etcd for the watch's progress", "err", err)
 	}
 }
 
