@@ -300,7 +300,25 @@ func (c *Cluster) Cleanup() {
 		}
 	}
 	// Exec tasks run under their own executors; stop what is left.
-	exec.Command("pkill", "-f", c.DataDir).Run()
+	stopProcesses(c.DataDir)
+}
+
+// stopProcesses ends every process whose command line names pattern and
+// waits until they are gone (SIGTERM, then SIGKILL after 10 s; at most
+// 15 s in all): the test's temporary directory is removed next, and a
+// task's executor or wasm runner still writing its state there made
+// that removal fail ("directory not empty").
+func stopProcesses(pattern string) {
+	exec.Command("pkill", "-f", pattern).Run()
+	start := time.Now()
+	killed := false
+	for exec.Command("pgrep", "-f", pattern).Run() == nil && time.Since(start) < 15*time.Second {
+		if !killed && time.Since(start) > 10*time.Second {
+			exec.Command("pkill", "-KILL", "-f", pattern).Run()
+			killed = true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // checkTransitions replays every allocation change the store still holds

@@ -626,17 +626,7 @@ func TestHeartbeatRecordKeepsCapacityIndex(t *testing.T) {
 	if err := s.RegisterNode(ctx, n, time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	caught := func() int64 {
-		t.Helper()
-		rev, err := s.Sync(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.WaitIndex(ctx, rev); err != nil {
-			t.Fatal(err)
-		}
-		return rev
-	}
+	caught := func() int64 { t.Helper(); return syncView(t, s) }
 	caught()
 	registered := s.CapacityIndex()
 	if registered == 0 {
@@ -676,16 +666,7 @@ func TestHeartbeatRecordKeepsCapacityIndex(t *testing.T) {
 func TestJobAllocsIndex(t *testing.T) {
 	s := openTest(t, 0)
 	ctx := context.Background()
-	caught := func() {
-		t.Helper()
-		rev, err := s.Sync(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.WaitIndex(ctx, rev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	caught := func() { t.Helper(); syncView(t, s) }
 	place := func(id, job string) {
 		t.Helper()
 		a := &api.Allocation{ID: id, Namespace: "default", Job: job, NodeID: "n1", DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocPending}
@@ -824,4 +805,14 @@ func TestWaitIndexForAWriteOutsideThePrefix(t *testing.T) {
 	if _, err := s.Sync(ctx); err != nil {
 		t.Fatalf("Sync after a write outside the prefix: %v", err)
 	}
+}
+
+// syncView brings s's view up to etcd's current revision and returns it.
+func syncView(t *testing.T, s *Store) int64 {
+	t.Helper()
+	rev, err := s.Sync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
 }
