@@ -2,6 +2,8 @@ package scheduler
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	"github.com/gantryhq/gantry/internal/api"
@@ -394,7 +396,7 @@ func (n *NodeState) apply(a *api.Allocation, sign int, strict bool) error {
 		}
 		return nil
 	}
-	for _, t := range taskNames(a, true) { // the first conflict, by task name
+	for _, t := range slices.Sorted(maps.Keys(a.Resources)) { // the first conflict, by task name
 		if err := n.applyTask(a, t, a.Resources[t], sign, strict); err != nil {
 			return err
 		}
@@ -429,17 +431,6 @@ func (n *NodeState) applyTask(a *api.Allocation, t string, r *api.AllocatedResou
 		n.summarize()
 	}
 	return nil
-}
-
-func taskNames(a *api.Allocation, sorted bool) []string {
-	names := make([]string, 0, len(a.Resources))
-	for t := range a.Resources {
-		names = append(names, t)
-	}
-	if sorted {
-		sort.Strings(names)
-	}
-	return names
 }
 
 func (n *NodeState) gpuByUUID(uuid string) *gpu.Device {

@@ -285,12 +285,7 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 		if old == nil || desiredChanged(old, &a) {
 			// Only what the servers decide wakes the node's agent; its
 			// own reports do not.
-			desired := s.allocDesired[a.NodeID]
-			if desired == nil {
-				desired = map[string]int64{}
-				s.allocDesired[a.NodeID] = desired
-			}
-			desired[a.ID] = kv.ModRevision
+			index(s.allocDesired, a.NodeID)[a.ID] = kv.ModRevision
 			s.nodeChangedLocked(a.NodeID, kv.ModRevision)
 			if old != nil && old.NodeID != a.NodeID {
 				delete(s.allocDesired[old.NodeID], old.ID)
@@ -318,12 +313,7 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 		}
 		e.ModifyIndex = kv.ModRevision
 		s.evals[rest] = &e
-		byJob := s.evalsByJob[e.JobKey()]
-		if byJob == nil {
-			byJob = map[string]*api.Evaluation{}
-			s.evalsByJob[e.JobKey()] = byJob
-		}
-		byJob[rest] = &e
+		index(s.evalsByJob, e.JobKey())[rest] = &e
 	case kindNode:
 		if deleted {
 			s.capIndex = kv.ModRevision
@@ -407,10 +397,11 @@ func onlyHeartbeatMoved(old, next *api.Node) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-func index(m map[string]map[string]*api.Allocation, k string) map[string]*api.Allocation {
+// index is m's inner map under k, made when there is none.
+func index[V any](m map[string]map[string]V, k string) map[string]V {
 	inner := m[k]
 	if inner == nil {
-		inner = map[string]*api.Allocation{}
+		inner = map[string]V{}
 		m[k] = inner
 	}
 	return inner
