@@ -48,6 +48,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=60s ./internal/jobspec/
 	$(GO) test -run='^$$' -fuzz=FuzzValidate -fuzztime=60s ./internal/scheduler/
 	$(GO) test -run='^$$' -fuzz=FuzzConfig -fuzztime=60s ./internal/driver/qemu/
+	$(GO) test -run='^$$' -fuzz=FuzzCountFrames -fuzztime=60s ./internal/driver/exec/
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=60s ./internal/bench/report/
 
 # Benchmarks are commands, not tests; see the README's table.

@@ -15,6 +15,8 @@
 #   by hand  the same command line as Gantry's driver builds (read from
 #            that VM's /proc/<pid>/cmdline) started in its own directory,
 #            /healthz polled with curl every 100ms: time to the first 200.
+#            The driver's network counting hands QEMU descriptors 3 and 4;
+#            by hand they are /dev/null, so QEMU copies the same frames.
 # Each VM's QEMU resident memory is read when healthy, with the resident
 # part of the guest's RAM (its largest anonymous mapping in smaps) taken
 # out: what QEMU itself adds. It prints every round and the medians, and
@@ -98,7 +100,7 @@ for r in $(seq "$rounds"); do
 	mkdir -p "$work/hand" && rm -f "$work/hand/qmp.sock"
 	mapfile -t argv <"$work/cmdline"
 	start=$(now)
-	(cd "$work/hand" && exec "${argv[@]}" </dev/null >serial.log 2>stderr.log) &
+	(cd "$work/hand" && exec "${argv[@]}" </dev/null >serial.log 2>stderr.log 3>/dev/null 4>/dev/null) &
 	handpid=$!
 	until curl -sf -m 1 "http://127.0.0.1:$handport/healthz" >/dev/null; do sleep 0.1; done
 	h=$(echo "$(now) - $start" | bc)

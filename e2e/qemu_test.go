@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -176,7 +177,9 @@ func TestQEMUServiceLifecycle(t *testing.T) {
 		return err == nil && strings.Contains(body, `"kind":"vm"`)
 	})
 
-	checkVMDiskCounters(t, c, c.Allocs("vm")[0])
+	counted := c.Allocs("vm")[0]
+	checkVMDiskCounters(t, c, counted)
+	netSeen := checkVMNetworkCounters(t, c, counted)
 
 	// The serial console is the task's log.
 	id := c.Allocs("vm")[0].ID
@@ -210,6 +213,11 @@ func TestQEMUServiceLifecycle(t *testing.T) {
 	if after := pids(qemuProcs(t, c.DataDir)); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Fatalf("QEMU processes once the restarted agent serves them: %v, want the same as before: %v", after, before)
 	}
+	// The executor counted the VM's traffic through the restart: the
+	// restarted agent's series go on from the figures before it.
+	c.Eventually(30*time.Second, "the restarted agent's network series to go on from before the kill", func() bool {
+		return vmSeries(t, c, counted.ID, "vm", metrics.AllocNetReceiveBytes, "net0") >= float64(netSeen.RxBytes)
+	})
 
 	// A QEMU killed by pid is restarted in its allocation (restart policy).
 	victim := before[0]
@@ -311,23 +319,121 @@ groups:
 	c.Eventually(60*time.Second, "the VM gone", func() bool { return len(qemuProcs(t, c.DataDir)) == 0 })
 }
 
-// vmDisk is the last history sample of an allocation's virtual disk
-// virtio0 (its image's overlay), nil before the first.
-func vmDisk(t *testing.T, c *Cluster, alloc string) *api.DiskSample {
+// vmSample is the last history sample of an allocation's task guest,
+// nil before the first.
+func vmSample(c *Cluster, alloc string) *api.AllocSample {
 	var m api.AllocMetricsResponse
 	if err := c.GetJSON("/v1/allocations/"+alloc+"/metrics", &m); err != nil {
 		return nil
 	}
 	for i := len(m.Samples) - 1; i >= 0; i-- {
 		for _, ts := range m.Samples[i].Tasks {
-			for _, d := range ts.Disks {
-				if ts.Task == "guest" && d.Device == "virtio0" {
-					return &d
-				}
+			if ts.Task == "guest" {
+				return &ts
 			}
 		}
 	}
 	return nil
+}
+
+// vmDisk is the last history sample of an allocation's virtual disk
+// virtio0 (its image's overlay), nil before the first.
+func vmDisk(t *testing.T, c *Cluster, alloc string) *api.DiskSample {
+	if s := vmSample(c, alloc); s != nil {
+		for _, d := range s.Disks {
+			if d.Device == "virtio0" {
+				return &d
+			}
+		}
+	}
+	return nil
+}
+
+// vmNet is the last history sample of an allocation's network interface
+// net0, nil before the first.
+func vmNet(c *Cluster, alloc string) *api.NetworkSample {
+	if s := vmSample(c, alloc); s != nil {
+		for _, n := range s.Networks {
+			if n.Device == "net0" {
+				return &n
+			}
+		}
+	}
+	return nil
+}
+
+// vmSeries is the value of an agent's series name for the allocation's
+// guest and device, -1 when it has none.
+func vmSeries(t *testing.T, c *Cluster, alloc, job, name, device string) float64 {
+	var n api.Node
+	if err := c.GetJSON("/v1/nodes/"+c.NodeID, &n); err != nil {
+		return -1
+	}
+	fams := scrapeMetrics(t, "http://"+n.HTTPAddr+"/metrics")
+	for _, m := range fams[name].GetMetric() {
+		l := labelsOf(m)
+		if l["alloc"] == alloc && l["task"] == "guest" && l["device"] == device && l["job"] == job {
+			return m.GetCounter().GetValue()
+		}
+	}
+	return -1
+}
+
+// checkVMNetworkCounters sends 2 MiB to a VM's guest and has it answer
+// 3 MiB (the test guest's /net endpoint, through its forwarded port), and
+// waits for net0's counters to grow by at least that much, first in the
+// server's history, then in the agent's gantry_alloc_network_* series.
+// It returns the counters it saw last.
+func checkVMNetworkCounters(t *testing.T, c *Cluster, a *api.Allocation) api.NetworkSample {
+	t.Helper()
+	var before *api.NetworkSample
+	c.Eventually(30*time.Second, "the VM's network counters in the allocation's history", func() bool {
+		before = vmNet(c, a.ID)
+		return before != nil
+	})
+	if before.RxPackets == 0 || before.TxPackets == 0 {
+		t.Errorf("network counters after the health checks: %+v, want their packets counted both ways", before)
+	}
+	p, ok := a.Resources["guest"].Port("http")
+	if !ok {
+		t.Fatalf("allocation %s has no http port: %+v", a.ShortID(), a.Resources["guest"])
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/net", p.Host)
+	resp, err := http.Post(url, "application/octet-stream", bytes.NewReader(make([]byte, 2<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"received":2097152`) {
+		t.Fatalf("POST %s: %s %s", url, resp.Status, body)
+	}
+	resp, err = http.Get(url + "?bytes=3145728")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if n != 3<<20 {
+		t.Fatalf("GET %s?bytes=3145728: %d bytes", url, n)
+	}
+	var after *api.NetworkSample
+	c.Eventually(30*time.Second, "net0's counters to count the 2 MiB the guest received and the 3 MiB it sent", func() bool {
+		after = vmNet(c, a.ID)
+		return after != nil && after.RxBytes >= before.RxBytes+2<<20 && after.TxBytes >= before.TxBytes+3<<20 &&
+			after.RxPackets > before.RxPackets && after.TxPackets > before.TxPackets
+	})
+	t.Logf("VM %s net0: before %+v, after %+v", a.ShortID(), *before, *after)
+	c.Eventually(30*time.Second, "the agent's gantry_alloc_network_* series of the VM", func() bool {
+		for name, least := range map[string]int64{metrics.AllocNetReceiveBytes: after.RxBytes, metrics.AllocNetTransmitBytes: after.TxBytes,
+			metrics.AllocNetReceivePackets: after.RxPackets, metrics.AllocNetTransmitPackets: after.TxPackets} {
+			if vmSeries(t, c, a.ID, "vm", name, "net0") < float64(least) {
+				return false
+			}
+		}
+		return true
+	})
+	return *after
 }
 
 // checkVMDiskCounters makes a VM's guest read 1 MiB of its disk and write
@@ -368,22 +474,10 @@ func checkVMDiskCounters(t *testing.T, c *Cluster, a *api.Allocation) {
 	})
 	t.Logf("VM %s disk virtio0: before %+v, after %+v", a.ShortID(), *before, *after)
 
-	var n api.Node
-	if err := c.GetJSON("/v1/nodes/"+c.NodeID, &n); err != nil {
-		t.Fatal(err)
-	}
 	c.Eventually(30*time.Second, "the agent's gantry_alloc_disk_* series of the VM", func() bool {
-		fams := scrapeMetrics(t, "http://"+n.HTTPAddr+"/metrics")
 		for name, least := range map[string]int64{metrics.AllocDiskReadBytes: after.ReadBytes, metrics.AllocDiskWrittenBytes: after.WriteBytes,
 			metrics.AllocDiskReads: after.ReadOps, metrics.AllocDiskWrites: after.WriteOps} {
-			found := false
-			for _, m := range fams[name].GetMetric() {
-				l := labelsOf(m)
-				if l["alloc"] == a.ID && l["task"] == "guest" && l["device"] == "virtio0" && l["job"] == "vm" && m.GetCounter().GetValue() >= float64(least) {
-					found = true
-				}
-			}
-			if !found {
+			if vmSeries(t, c, a.ID, "vm", name, "virtio0") < float64(least) {
 				return false
 			}
 		}

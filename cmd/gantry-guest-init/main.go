@@ -20,6 +20,10 @@
 //	               {"device":"/dev/vda","read":N}; ?bytes=N reads N
 //	               (at most 16 MiB); POST writes zeros there instead and
 //	               syncs them ({"written":N}); 404 when the VM has no disk
+//	GET /net       answers ?bytes=N zero bytes (default 1 MiB, at most
+//	               64 MiB); POST reads the whole body and answers
+//	               {"received":N}, so that a test can move a known amount
+//	               through the VM's network
 //
 // An ACPI power-button press (QMP system_powerdown, sent by the qemu
 // driver's graceful stop) powers the guest off. If anything fails it says
@@ -30,6 +34,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -117,6 +122,7 @@ func run() error {
 		json.NewEncoder(w).Encode(map[string]any{"hostname": host, "kind": "vm", "count": count.Add(1), "version": version})
 	})
 	mux.HandleFunc("/disk", serveDisk)
+	mux.HandleFunc("/net", serveNet)
 	return (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
 }
 
@@ -280,4 +286,33 @@ func serveDisk(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]any{"device": dev, key: done})
+}
+
+// serveNet sends (GET) or takes in (POST) a known number of bytes, so that
+// a test can watch the VM's network counters.
+func serveNet(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, "reading the body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"received": n})
+		return
+	}
+	n := 1 << 20
+	if v, err := strconv.Atoi(r.URL.Query().Get("bytes")); err == nil && v >= 0 && v <= 64<<20 {
+		n = v
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(n))
+	buf := make([]byte, 32<<10)
+	for n > 0 {
+		k := min(n, len(buf))
+		if _, err := w.Write(buf[:k]); err != nil {
+			return
+		}
+		n -= k
+	}
 }

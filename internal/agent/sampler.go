@@ -154,6 +154,13 @@ func (s *sampler) sampleOnce(ctx context.Context) {
 			disks = append(disks, api.DiskSample{Device: d.Device, ReadBytes: int64(d.ReadBytes), WriteBytes: int64(d.WriteBytes),
 				ReadOps: int64(d.ReadOps), WriteOps: int64(d.WriteOps)})
 		}
+		var nets []api.NetworkSample
+		for _, n := range ts.Networks {
+			r.Networks = append(r.Networks, metrics.NetworkReading{Device: n.Device, RxBytes: float64(n.RxBytes), TxBytes: float64(n.TxBytes),
+				RxPackets: float64(n.RxPackets), TxPackets: float64(n.TxPackets)})
+			nets = append(nets, api.NetworkSample{Device: n.Device, RxBytes: int64(n.RxBytes), TxBytes: int64(n.TxBytes),
+				RxPackets: int64(n.RxPackets), TxPackets: int64(n.TxPackets)})
+		}
 		s.mu.Lock()
 		if p, ok := s.prevTask[t.h.ID]; ok && now.After(p.at) && ts.CPU >= p.cpu {
 			r.CPUMilli = math.Round(float64(ts.CPU-p.cpu) / float64(now.Sub(p.at)) * 1000)
@@ -161,7 +168,7 @@ func (s *sampler) sampleOnce(ctx context.Context) {
 		s.prevTask[t.h.ID] = taskCPU{cpu: ts.CPU, at: now}
 		s.mu.Unlock()
 		snap.Allocs = append(snap.Allocs, r)
-		as := api.AllocSample{Alloc: t.holder.Alloc, Task: t.task, MemoryBytes: int64(ts.MemoryBytes), Disks: disks}
+		as := api.AllocSample{Alloc: t.holder.Alloc, Task: t.task, MemoryBytes: int64(ts.MemoryBytes), Disks: disks, Networks: nets}
 		if !math.IsNaN(r.CPUMilli) {
 			cpu := int(r.CPUMilli)
 			as.CPUUsed = &cpu

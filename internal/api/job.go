@@ -349,6 +349,10 @@ type TaskConfig struct {
 	// GracefulShutdown (default true) stops the VM with an ACPI power-down
 	// and quits QEMU only after the kill timeout.
 	GracefulShutdown *bool `json:"graceful_shutdown,omitempty"`
+	// NetworkCounters (default true) counts the frames and bytes the
+	// guest sends and receives: QEMU copies each frame to the task's
+	// executor, which costs some throughput on bulk transfers.
+	NetworkCounters *bool `json:"network_counters,omitempty"`
 
 	// The wasm driver's keys: the module (a .wasm file on the node, or an
 	// artifact the agent downloads and verifies) and the directories

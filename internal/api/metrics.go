@@ -27,6 +27,21 @@ type AllocSample struct {
 	// Disks are a VM's virtual disks (qemu tasks); absent for tasks
 	// without any.
 	Disks []DiskSample `json:"disks,omitempty"`
+	// Networks are a VM's network interfaces (qemu tasks); absent for
+	// tasks whose traffic is not counted.
+	Networks []NetworkSample `json:"networks,omitempty"`
+}
+
+// NetworkSample is one network interface of a VM: the frames and bytes
+// the guest received and sent since the VM started (counted by the
+// task's executor from QEMU's filter-mirror). The counters only grow
+// while the VM runs; a restarted VM starts at 0.
+type NetworkSample struct {
+	Device    string `json:"device"` // QEMU's name for it, "net0"
+	RxBytes   int64  `json:"rx_bytes"`
+	TxBytes   int64  `json:"tx_bytes"`
+	RxPackets int64  `json:"rx_packets"`
+	TxPackets int64  `json:"tx_packets"`
 }
 
 // DiskSample is one virtual disk of a VM: the guest's reads and writes

@@ -19,6 +19,9 @@ type TaskStats struct {
 	// Disks are a VM's virtual disks (the qemu driver); nil for drivers
 	// whose tasks have none.
 	Disks []DiskStats
+	// Networks are a VM's network interfaces (the qemu driver); nil for
+	// drivers that do not count their tasks' traffic.
+	Networks []NetworkStats
 }
 
 // DiskStats is one virtual disk's counters since the VM started, as its
@@ -30,4 +33,15 @@ type DiskStats struct {
 	WriteBytes uint64
 	ReadOps    uint64
 	WriteOps   uint64
+}
+
+// NetworkStats is one virtual network interface's counters since the VM
+// started, from the guest's side: Rx is what the guest received, Tx what
+// it sent. Bytes are whole Ethernet frames. They only grow.
+type NetworkStats struct {
+	Device    string // the emulator's name for the interface ("net0")
+	RxBytes   uint64
+	TxBytes   uint64
+	RxPackets uint64
+	TxPackets uint64
 }

@@ -8,7 +8,8 @@ import (
 )
 
 // The rules for the qemu driver's config keys (image, kernel, initrd,
-// append, accelerator, machine, cpu_model, graceful_shutdown) and for the
+// append, accelerator, machine, cpu_model, graceful_shutdown,
+// network_counters) and for the
 // keys of other drivers on a qemu task. Whether the files exist and what
 // format an image is can only be known on the node: the driver checks that
 // when it starts the VM.
@@ -27,7 +28,7 @@ func (v *validator) qemuKeys(t *api.Task, cp string) {
 	}{
 		{"kernel", c.Kernel != ""}, {"initrd", c.Initrd != ""}, {"append", c.Append != ""},
 		{"accelerator", c.Accelerator != ""}, {"machine", c.Machine != ""}, {"cpu_model", c.CPUModel != ""},
-		{"graceful_shutdown", c.GracefulShutdown != nil},
+		{"graceful_shutdown", c.GracefulShutdown != nil}, {"network_counters", c.NetworkCounters != nil},
 	} {
 		if k.set {
 			v.add(cp+"."+k.key, "applies only to the qemu driver")

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,7 +53,8 @@ func TestNodeCollectorDCGMNames(t *testing.T) {
 		},
 		Allocs: []AllocReading{{Holder: Holder{"default", "train", "workers", "alloc-1"}, Task: "main", CPUMilli: 250, MemoryBytes: 64 << 20},
 			{Holder: Holder{"default", "legacy", "vm", "alloc-3"}, Task: "vm", CPUMilli: 900, MemoryBytes: 300 << 20,
-				Disks: []DiskReading{{Device: "virtio0", ReadBytes: 4198912, WriteBytes: 65536, ReadOps: 6, WriteOps: 1}}}},
+				Disks:    []DiskReading{{Device: "virtio0", ReadBytes: 4198912, WriteBytes: 65536, ReadOps: 6, WriteOps: 1}},
+				Networks: []NetworkReading{{Device: "net0", RxBytes: 1 << 20, TxBytes: 4096, RxPackets: 700, TxPackets: 40}}}},
 	}
 	r := NewRegistry()
 	if err := r.Register(NewNodeCollector(func() *Snapshot { return snap })); err != nil {
@@ -117,12 +119,17 @@ func TestNodeCollectorDCGMNames(t *testing.T) {
 			t.Errorf("%s labels %v", name, got)
 		}
 	}
-	for name, v := range map[string]float64{AllocDiskReadBytes: 4198912, AllocDiskWrittenBytes: 65536, AllocDiskReads: 6, AllocDiskWrites: 1} {
+	for name, v := range map[string]float64{AllocDiskReadBytes: 4198912, AllocDiskWrittenBytes: 65536, AllocDiskReads: 6, AllocDiskWrites: 1,
+		AllocNetReceiveBytes: 1 << 20, AllocNetTransmitBytes: 4096, AllocNetReceivePackets: 700, AllocNetTransmitPackets: 40} {
 		f := fams[name]
 		if f == nil || len(f.Metric) != 1 || f.GetType() != dto.MetricType_COUNTER {
-			t.Fatalf("%s: %v (one counter, for the VM's one disk)", name, f)
+			t.Fatalf("%s: %v (one counter, for the VM's one disk or interface)", name, f)
 		}
-		want := map[string]string{"namespace": "default", "job": "legacy", "group": "vm", "alloc": "alloc-3", "task": "vm", "device": "virtio0"}
+		device := "virtio0"
+		if strings.HasPrefix(name, "gantry_alloc_network_") {
+			device = "net0"
+		}
+		want := map[string]string{"namespace": "default", "job": "legacy", "group": "vm", "alloc": "alloc-3", "task": "vm", "device": device}
 		if got := labels(f.Metric[0]); !reflect.DeepEqual(got, want) || f.Metric[0].GetCounter().GetValue() != v {
 			t.Errorf("%s: labels %v value %v, want %v %v", name, got, f.Metric[0].GetCounter().GetValue(), want, v)
 		}

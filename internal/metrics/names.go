@@ -41,13 +41,21 @@ const (
 	AllocDiskWrittenBytes = "gantry_alloc_disk_written_bytes_total"
 	AllocDiskReads        = "gantry_alloc_disk_reads_total"
 	AllocDiskWrites       = "gantry_alloc_disk_writes_total"
+
+	// A VM's network interfaces (qemu tasks), counters since the VM
+	// started from the guest's side, labelled AllocDiskLabels (the
+	// device is the interface).
+	AllocNetReceiveBytes    = "gantry_alloc_network_receive_bytes_total"
+	AllocNetTransmitBytes   = "gantry_alloc_network_transmit_bytes_total"
+	AllocNetReceivePackets  = "gantry_alloc_network_receive_packets_total"
+	AllocNetTransmitPackets = "gantry_alloc_network_transmit_packets_total"
 )
 
 // AllocLabels are the labels of the per-allocation series.
 var AllocLabels = []string{"namespace", "job", "group", "alloc", "task"}
 
-// AllocDiskLabels are the labels of a VM's disk series: AllocLabels and
-// the disk's device name.
+// AllocDiskLabels are the labels of a VM's disk and network series:
+// AllocLabels and the disk's or interface's device name.
 var AllocDiskLabels = append(append([]string(nil), AllocLabels...), "device")
 
 // Server series.

@@ -38,7 +38,15 @@ type AllocReading struct {
 	Task        string
 	CPUMilli    float64
 	MemoryBytes float64
-	Disks       []DiskReading // a VM's virtual disks
+	Disks       []DiskReading    // a VM's virtual disks
+	Networks    []NetworkReading // a VM's network interfaces
+}
+
+// NetworkReading is one network interface's counters since its VM
+// started, from the guest's side.
+type NetworkReading struct {
+	Device                                 string
+	RxBytes, TxBytes, RxPackets, TxPackets float64
 }
 
 // DiskReading is one virtual disk's counters since its VM started.
@@ -69,6 +77,8 @@ type nodeCollector struct {
 	allocCPU, allocMem                      *prometheus.Desc
 	diskRead, diskWritten, diskReads        *prometheus.Desc
 	diskWrites                              *prometheus.Desc
+	netRxBytes, netTxBytes                  *prometheus.Desc
+	netRxPackets, netTxPackets              *prometheus.Desc
 }
 
 var gpuHelp = map[string]string{
@@ -103,6 +113,10 @@ func NewNodeCollector(src func() *Snapshot) prometheus.Collector {
 	c.diskWritten = prometheus.NewDesc(AllocDiskWrittenBytes, "Bytes a VM's guest wrote to a virtual disk since the VM started (QEMU query-blockstats).", AllocDiskLabels, nil)
 	c.diskReads = prometheus.NewDesc(AllocDiskReads, "Read requests a VM's guest made to a virtual disk since the VM started.", AllocDiskLabels, nil)
 	c.diskWrites = prometheus.NewDesc(AllocDiskWrites, "Write requests a VM's guest made to a virtual disk since the VM started.", AllocDiskLabels, nil)
+	c.netRxBytes = prometheus.NewDesc(AllocNetReceiveBytes, "Bytes of the Ethernet frames a VM's guest received on a network interface since the VM started.", AllocDiskLabels, nil)
+	c.netTxBytes = prometheus.NewDesc(AllocNetTransmitBytes, "Bytes of the Ethernet frames a VM's guest sent on a network interface since the VM started.", AllocDiskLabels, nil)
+	c.netRxPackets = prometheus.NewDesc(AllocNetReceivePackets, "Ethernet frames a VM's guest received on a network interface since the VM started.", AllocDiskLabels, nil)
+	c.netTxPackets = prometheus.NewDesc(AllocNetTransmitPackets, "Ethernet frames a VM's guest sent on a network interface since the VM started.", AllocDiskLabels, nil)
 	return c
 }
 
@@ -111,7 +125,8 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.cpuUsed, c.cpuTotal, c.memUsed, c.memTotal, c.diskUsed, c.diskTotal, c.gpus, c.gpuUnhealthy, c.allocCPU, c.allocMem,
-		c.diskRead, c.diskWritten, c.diskReads, c.diskWrites} {
+		c.diskRead, c.diskWritten, c.diskReads, c.diskWrites,
+		c.netRxBytes, c.netTxBytes, c.netRxPackets, c.netTxPackets} {
 		ch <- d
 	}
 }
@@ -184,6 +199,13 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(ch, c.diskWritten, d.WriteBytes, l...)
 			counter(ch, c.diskReads, d.ReadOps, l...)
 			counter(ch, c.diskWrites, d.WriteOps, l...)
+		}
+		for _, n := range a.Networks {
+			l := []string{a.Namespace, a.Job, a.Group, a.Alloc, a.Task, n.Device}
+			counter(ch, c.netRxBytes, n.RxBytes, l...)
+			counter(ch, c.netTxBytes, n.TxBytes, l...)
+			counter(ch, c.netRxPackets, n.RxPackets, l...)
+			counter(ch, c.netTxPackets, n.TxPackets, l...)
 		}
 	}
 }

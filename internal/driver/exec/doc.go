@@ -32,8 +32,12 @@
 // Another driver can run its processes under the same executor: the qemu
 // driver makes its own Driver with Config.Kind "qemu", whose state files
 // live in AllocDir/.qemu/ and whose handles only its Recover returns.
+// Such a driver may also ask StartWith for frame streams: pipes handed to
+// the task from descriptor 3 on, on which it writes length-prefixed
+// frames (QEMU's filter-mirror); the executor counts frames and bytes and
+// keeps the totals beside the handle (FrameCounts), reading nothing else.
 //
-// The package owns the executor, the layout of those files and their
-// rotation. It must never talk to the state store, never decide placement
+// The package owns the executor, the layout of those files, their
+// rotation and the frame counts. It must never talk to the state store, never decide placement
 // or ports, and never restart a task: the agent decides that.
 package exec

@@ -173,6 +173,7 @@ func (d *Driver) Fingerprint(ctx context.Context) api.DriverInfo {
 type taskPaths struct {
 	taskDir, logDir, stateDir string
 	spec, handle, exit, log   string
+	frames                    string
 }
 
 func pathsFor(allocDir, stateDir, task string) taskPaths {
@@ -185,6 +186,7 @@ func pathsFor(allocDir, stateDir, task string) taskPaths {
 		handle:   filepath.Join(state, task+handleSuffix),
 		exit:     filepath.Join(state, task+exitSuffix),
 		log:      filepath.Join(state, task+logSuffix),
+		frames:   filepath.Join(state, task+framesSuffix),
 	}
 }
 
@@ -306,6 +308,15 @@ func lookupUser(spec string) (uid, gid uint32, err error) {
 // task of the same allocation still running from an earlier Start is
 // adopted.
 func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Handle, error) {
+	return d.StartWith(ctx, cfg, StartOptions{})
+}
+
+// StartWith is Start with what a driver built on this one asks beyond the
+// task config (frames.go).
+func (d *Driver) StartWith(ctx context.Context, cfg *driver.TaskConfig, opts StartOptions) (*driver.Handle, error) {
+	if err := checkFrameStreams(opts.FrameStreams); err != nil {
+		return nil, fmt.Errorf("exec driver: %w", err)
+	}
 	if cfg == nil || cfg.Task == nil {
 		return nil, errors.New("exec driver: task config has no task")
 	}
@@ -336,7 +347,7 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 	if err := os.MkdirAll(p.stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("exec driver: %w", err)
 	}
-	for _, f := range []string{p.handle, p.exit} {
+	for _, f := range []string{p.handle, p.exit, p.frames} {
 		os.Remove(f)
 	}
 
@@ -351,6 +362,7 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 		Env: envList(env), Dir: p.taskDir,
 		LogDir: p.logDir, LogMaxBytes: d.cfg.LogMaxBytes, LogMaxFiles: d.cfg.LogMaxFiles,
 		HandlePath: p.handle, ExitPath: p.exit,
+		FrameStreams: opts.FrameStreams, FramesPath: p.frames,
 	}
 	if s := t.Security; s != nil && s.User != "" {
 		uid, gid, err := lookupUser(s.User)
@@ -634,7 +646,7 @@ func (d *Driver) Destroy(ctx context.Context, h *driver.Handle) error {
 	if err := removeCgroup(st.Cgroup); err != nil {
 		return fmt.Errorf("exec driver: %w", err)
 	}
-	for _, f := range []string{p.spec, p.handle, p.exit, p.log} {
+	for _, f := range []string{p.spec, p.handle, p.exit, p.log, p.frames} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("exec driver: %w", err)
 		}

@@ -27,6 +27,7 @@ const (
 	handleSuffix = ".handle.json"  // the running task, written by the executor
 	exitSuffix   = ".exit.json"    // how it ended, written by the executor
 	logSuffix    = ".executor.log" // the executor's own diagnostics
+	// framesSuffix (frames.go): the totals of the task's frame streams
 )
 
 // executorSpec is what the driver asks the executor to run.
@@ -53,6 +54,11 @@ type executorSpec struct {
 
 	HandlePath string `json:"handle_path"`
 	ExitPath   string `json:"exit_path"`
+
+	// FrameStreams are counted on descriptors 3, 4, … of the task, their
+	// totals kept in FramesPath (frames.go).
+	FrameStreams []string `json:"frame_streams,omitempty"`
+	FramesPath   string   `json:"frames_path,omitempty"`
 }
 
 // taskState is the handle file: enough to find, signal and wait for the
@@ -84,13 +90,19 @@ type readyMsg struct {
 	Error string `json:"error,omitempty"`
 }
 
-// writeJSON writes v to path atomically: readers see the old file or the
-// whole new one.
+// writeJSON writes v to path atomically and durably: readers see the old
+// file or the whole new one, also after a crash.
 func writeJSON(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
+	return replaceFile(path, b, true)
+}
+
+// replaceFile writes b to path through a temporary file and a rename,
+// synced first when durable.
+func replaceFile(path string, b []byte, durable bool) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -100,9 +112,11 @@ func writeJSON(path string, v any) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
@@ -182,12 +196,21 @@ func RunExecutor(args []string) int {
 	if err != nil {
 		return fail(err)
 	}
+	var frames *frameStreams
+	if len(spec.FrameStreams) > 0 {
+		if frames, err = openFrameStreams(&spec); err != nil {
+			return fail(err)
+		}
+	}
 
 	newCmd := func() *osexec.Cmd {
 		c := &osexec.Cmd{
 			Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir,
 			Stdout: outW, Stderr: errW,
 			SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		}
+		if frames != nil {
+			c.ExtraFiles = frames.writers
 		}
 		if spec.UID != nil {
 			c.SysProcAttr.Credential = &syscall.Credential{Uid: *spec.UID, Gid: *spec.GID}
@@ -234,6 +257,10 @@ func RunExecutor(args []string) int {
 	}
 	outW.Close()
 	errW.Close()
+	stopFrames := make(chan struct{})
+	if frames != nil {
+		frames.started(stopFrames, log.Warn)
+	}
 	var copies sync.WaitGroup
 	copies.Add(2)
 	go func() { defer copies.Done(); io.Copy(outLog, outR) }()
@@ -293,6 +320,11 @@ func RunExecutor(args []string) int {
 	case <-drained:
 	case <-time.After(5 * time.Second):
 		log.Warn("executor: output still open after the task ended; a process escaped its group")
+	}
+	if frames != nil {
+		if err := frames.finish(stopFrames, time.Second); err != nil {
+			log.Warn("executor: cannot record the frame counts", "err", err)
+		}
 	}
 	if err := writeJSON(spec.ExitPath, ex); err != nil {
 		log.Error("executor: cannot record the exit status", "err", err)

@@ -54,7 +54,23 @@ type Plan struct {
 	// VFIO lists PCI addresses (0000:01:00.0) to pass through.
 	VFIO  []string
 	Extra []string
+	// CountNetwork mirrors every frame of net0 onto descriptors 3 (what
+	// the guest sent) and 4 (what it received), which the executor counts:
+	// user-mode networking counts no bytes anywhere QMP reads.
+	CountNetwork bool
 }
+
+// Network counting: the frame streams the executor counts for net0, in
+// the order of the descriptors Args hands QEMU's filter-mirror (3, 4).
+const (
+	NetDevice      = "net0"
+	StreamSent     = NetDevice + ".sent"     // frames from the guest: filter queue rx
+	StreamReceived = NetDevice + ".received" // frames to the guest: filter queue tx
+)
+
+// NetStreams are the frame streams of a plan that counts its network, in
+// descriptor order from 3.
+var NetStreams = []string{StreamSent, StreamReceived}
 
 // VCPUs is the number of vCPUs for cpu millicores: rounded up, at least 1.
 func VCPUs(milli int) int {
@@ -69,7 +85,8 @@ func NewPlan(t *api.Task, res *api.AllocatedResources, bindAddress string, kvm b
 	p := &Plan{
 		Machine: c.Machine, CPUModel: c.CPUModel,
 		Kernel: c.Kernel, Initrd: c.Initrd, Append: c.Append,
-		Extra: c.Args,
+		Extra:        c.Args,
+		CountNetwork: c.NetworkCounters == nil || *c.NetworkCounters,
 	}
 	if p.Machine == "" {
 		p.Machine = DefaultMachine
@@ -167,6 +184,17 @@ func Args(p *Plan) []string {
 		netdev += fmt.Sprintf(",hostfwd=tcp:%s:%d-:%d", f.Addr, f.Host, f.Guest)
 	}
 	a = append(a, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0")
+	if p.CountNetwork {
+		// A netdev's rx queue carries what the guest sends, its tx queue
+		// what the guest receives. The chardevs reopen the pipes the
+		// executor handed over (a /proc/self/fd path works for any pipe).
+		for i, q := range []string{"rx", "tx"} {
+			id := "count" + q
+			a = append(a,
+				"-chardev", fmt.Sprintf("file,id=%s,path=/proc/self/fd/%d", id, 3+i),
+				"-object", fmt.Sprintf("filter-mirror,id=%s-mirror,netdev=net0,queue=%s,outdev=%s", id, q, id))
+		}
+	}
 	if p.Overlay != "" {
 		a = append(a, "-drive", "file="+p.Overlay+",format=qcow2,if=virtio")
 	}

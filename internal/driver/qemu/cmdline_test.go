@@ -38,7 +38,11 @@ func TestArgs(t *testing.T) {
 		res  *api.AllocatedResources
 		bind string
 		kvm  bool
-		want string // the whole command line
+		// count: network_counters left to its default (true): net0's
+		// frames mirrored onto descriptors 3 and 4 for the executor to
+		// count; otherwise the case sets network_counters: false.
+		count bool
+		want  string // the whole command line
 	}{
 		{
 			name: "direct boot under TCG, one forwarded port on the node address",
@@ -74,6 +78,16 @@ func TestArgs(t *testing.T) {
 				" -kernel /guest/vmlinuz -rtc base=utc",
 		},
 		{
+			name: "network counted: what the guest sends (queue rx) on descriptor 3, what it receives (queue tx) on 4",
+			task: vmTask(nil), res: res(1000, 256, http), bind: "127.0.0.1", count: true,
+			want: base + " -machine q35 -accel tcg,tb-size=64 -smp 1 -m 256M" +
+				" -chardev stdio,id=serial0,signal=off -serial chardev:serial0 -qmp unix:qmp.sock,server=on,wait=off" +
+				" -netdev user,id=net0,hostfwd=tcp:127.0.0.1:23456-:8080 -device virtio-net-pci,netdev=net0" +
+				" -chardev file,id=countrx,path=/proc/self/fd/3 -object filter-mirror,id=countrx-mirror,netdev=net0,queue=rx,outdev=countrx" +
+				" -chardev file,id=counttx,path=/proc/self/fd/4 -object filter-mirror,id=counttx-mirror,netdev=net0,queue=tx,outdev=counttx" +
+				" -kernel /guest/vmlinuz -initrd /guest/initrd.img -append console=ttyS0 quiet",
+		},
+		{
 			name: "two ports, the allocation's cpu wins, the guest gets the task's memory (the allocation's holds the overhead), both disk and kernel",
 			task: vmTask(func(t *api.Task) {
 				t.Config.Image = "/images/raw.img"
@@ -88,6 +102,10 @@ func TestArgs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if !tc.count {
+				off := false
+				tc.task.Config.NetworkCounters = &off
+			}
 			p, err := NewPlan(tc.task, tc.res, tc.bind, tc.kvm)
 			if err != nil {
 				t.Fatal(err)
@@ -149,6 +167,8 @@ func TestPassthroughArgs(t *testing.T) {
 	base := "-nodefaults -no-user-config -display none -no-reboot -machine q35 -accel tcg,tb-size=64 -smp 1 -m 256M" +
 		" -chardev stdio,id=serial0,signal=off -serial chardev:serial0 -qmp unix:qmp.sock,server=on,wait=off" +
 		" -netdev user,id=net0,hostfwd=tcp::23456-:8080 -device virtio-net-pci,netdev=net0" +
+		" -chardev file,id=countrx,path=/proc/self/fd/3 -object filter-mirror,id=countrx-mirror,netdev=net0,queue=rx,outdev=countrx" +
+		" -chardev file,id=counttx,path=/proc/self/fd/4 -object filter-mirror,id=counttx-mirror,netdev=net0,queue=tx,outdev=counttx" +
 		" -kernel /guest/vmlinuz -initrd /guest/initrd.img -append console=ttyS0 quiet"
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -30,7 +30,7 @@ func TestConfigRules(t *testing.T) {
 		want                []string // substrings of the one-line problems, in order
 	}{
 		{"valid direct boot", `{kernel: /k, initrd: /i, append: "console=ttyS0", ports: [{name: http, to: 8080}]}`, "", nil},
-		{"valid image with every key", `{image: /img.qcow2, accelerator: tcg, machine: pc, cpu_model: "max,+avx", graceful_shutdown: false, args: [-rtc, base=utc]}`, "", nil},
+		{"valid image with every key", `{image: /img.qcow2, accelerator: tcg, machine: pc, cpu_model: "max,+avx", graceful_shutdown: false, network_counters: false, args: [-rtc, base=utc]}`, "", nil},
 		{"nothing to boot", `{accelerator: auto}`, "", []string{"config.image: or config.kernel is required by the qemu driver"}},
 		{"initrd without kernel", `{image: /a.img, initrd: /i}`, "", []string{"config.initrd: needs config.kernel"}},
 		{"append without kernel", `{image: /a.img, append: x}`, "", []string{"config.append: needs config.kernel"}},
@@ -71,10 +71,12 @@ func TestConfigRules(t *testing.T) {
 }
 
 func TestQEMUKeysOnOtherDrivers(t *testing.T) {
-	spec := strings.Replace(specWith(`{command: /bin/true, kernel: /k, accelerator: kvm}`, ""), "driver: qemu", "driver: exec", 1)
+	spec := strings.Replace(specWith(`{command: /bin/true, kernel: /k, accelerator: kvm, network_counters: true}`, ""), "driver: qemu", "driver: exec", 1)
 	_, err := jobspec.Parse("t.yaml", []byte(spec))
-	if err == nil || !strings.Contains(err.Error(), "config.kernel: applies only to the qemu driver") || !strings.Contains(err.Error(), "config.accelerator: applies only to the qemu driver") {
-		t.Fatalf("got %v, want kernel and accelerator refused on an exec task", err)
+	for _, key := range []string{"kernel", "accelerator", "network_counters"} {
+		if err == nil || !strings.Contains(err.Error(), "config."+key+": applies only to the qemu driver") {
+			t.Errorf("got %v, want %s refused on an exec task", err, key)
+		}
 	}
 }
 
@@ -87,7 +89,7 @@ func TestQEMUKeysOnOtherDrivers(t *testing.T) {
 func FuzzConfig(f *testing.F) {
 	for _, seed := range []string{
 		`{kernel: /k, initrd: /i, append: "console=ttyS0", ports: [{name: http, to: 8080}]}`,
-		`{image: /img.qcow2, accelerator: kvm, machine: pc, cpu_model: host, graceful_shutdown: false, args: [-rtc, base=utc]}`,
+		`{image: /img.qcow2, accelerator: kvm, machine: pc, cpu_model: host, graceful_shutdown: false, network_counters: false, args: [-rtc, base=utc]}`,
 		`{image: /a, ports: [{name: a, to: 80}, {name: b, to: 80, static: 9000}]}`,
 		`{initrd: /i}`, `{kernel: "/a,b"}`, `{}`, `[1, 2]`, `{kernel: /k, accelerator: 7}`,
 	} {

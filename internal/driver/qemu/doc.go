@@ -25,8 +25,12 @@
 // Network: user-mode networking (the guest is 10.0.2.15/24) with one
 // hostfwd per named port, from the scheduler's host port on the node
 // address to the guest port `to`, so health checks and load balancers
-// reach a VM like a container. The guest's serial console is the task's
-// stdout log, QEMU's own messages its stderr log.
+// reach a VM like a container. Unless network_counters is false, two
+// filter-mirror objects copy every frame of net0 to descriptors 3 (what
+// the guest sent) and 4 (what it received), pipes the executor counts
+// (exec.StartOptions.FrameStreams): user-mode networking counts no bytes
+// QMP can read. The guest's serial console is the task's stdout log,
+// QEMU's own messages its stderr log.
 //
 // GPUs: a VM is given whole GPUs bound to vfio-pci (internal/vfio
 // finds them; the scheduler gives them to VMs only). Start reads sysfs

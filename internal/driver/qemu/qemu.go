@@ -245,7 +245,11 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 		r.Memory = vm.Resources.Memory
 		ecfg.Resources = &r
 	}
-	h, err := d.exec.Start(ctx, &ecfg)
+	var opts exec.StartOptions
+	if plan.CountNetwork {
+		opts.FrameStreams = NetStreams
+	}
+	h, err := d.exec.StartWith(ctx, &ecfg, opts)
 	if err != nil {
 		d.removeFiles(dir)
 		return nil, fmt.Errorf("qemu driver: task %q: %w", t.Name, err)
@@ -450,14 +454,11 @@ func (d *Driver) Logs(ctx context.Context, h *driver.Handle, opts driver.LogOpti
 }
 
 // Stats implements driver.Stats: the QEMU process's CPU time and memory,
-// and each virtual disk's counters from QMP query-blockstats. A QMP that
-// does not answer leaves the disks out rather than the whole reading.
-//
-// There are no network counters: with user-mode networking QEMU counts
-// no bytes anywhere QMP can read (query-rx-filter is the NIC's filter
-// table, query-stats serves KVM's counters only, and nothing counts per
-// netdev), and the QEMU process's /proc/<pid>/net/dev is the host
-// namespace's interfaces, not the guest's traffic.
+// each virtual disk's counters from QMP query-blockstats, and net0's
+// frames and bytes as the executor counted them from QEMU's filter-mirror
+// (with user-mode networking QEMU counts no bytes anywhere QMP can read).
+// A QMP that does not answer leaves the disks out rather than the whole
+// reading; a VM started without counting has no network figures.
 func (d *Driver) Stats(ctx context.Context, h *driver.Handle) (*driver.TaskStats, error) {
 	st, err := d.exec.Stats(ctx, h)
 	if err != nil {
@@ -466,7 +467,21 @@ func (d *Driver) Stats(ctx context.Context, h *driver.Handle) (*driver.TaskStats
 	if disks, err := queryBlockStats(ctx, qmpPath(h)); err == nil && len(disks) > 0 {
 		st.Disks = disks
 	}
+	if counts, err := exec.FrameCounts(h); err == nil {
+		st.Networks = networkStats(counts)
+	}
 	return st, nil
+}
+
+// networkStats turns the executor's frame counts into net0's counters;
+// nil when the VM's network was not counted.
+func networkStats(counts map[string]exec.FrameCount) []driver.NetworkStats {
+	sent, okS := counts[StreamSent]
+	recv, okR := counts[StreamReceived]
+	if !okS || !okR {
+		return nil
+	}
+	return []driver.NetworkStats{{Device: NetDevice, RxBytes: recv.Bytes, TxBytes: sent.Bytes, RxPackets: recv.Frames, TxPackets: sent.Frames}}
 }
 
 // ErrNoExec is Exec's answer: a VM has no agent to run commands in.

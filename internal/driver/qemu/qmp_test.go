@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/gantryhq/gantry/internal/driver"
+	"github.com/gantryhq/gantry/internal/driver/exec"
 )
 
 // recordedBlockStats is QEMU 7.2's answer to query-blockstats, recorded
@@ -116,5 +117,28 @@ func TestQueryBlockStatsOverQMP(t *testing.T) {
 	}
 	if !reflect.DeepEqual(cmds, []string{"qmp_capabilities", "query-blockstats"}) {
 		t.Errorf("commands sent %v", cmds)
+	}
+}
+
+// TestNetworkStats: the executor's two frame streams become net0's
+// counters from the guest's side; a VM started without them (by a gantry
+// before network counting) has none.
+func TestNetworkStats(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		counts map[string]exec.FrameCount
+		want   []driver.NetworkStats
+	}{
+		{name: "no totals yet", counts: nil, want: nil},
+		{name: "one stream only", counts: map[string]exec.FrameCount{StreamSent: {Frames: 1, Bytes: 60}}, want: nil},
+		{
+			name:   "sent is the guest's transmit, received its receive",
+			counts: map[string]exec.FrameCount{StreamSent: {Frames: 12, Bytes: 1500}, StreamReceived: {Frames: 800, Bytes: 1 << 20}},
+			want:   []driver.NetworkStats{{Device: "net0", RxBytes: 1 << 20, TxBytes: 1500, RxPackets: 800, TxPackets: 12}},
+		},
+	} {
+		if got := networkStats(tc.counts); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
 	}
 }
