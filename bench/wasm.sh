@@ -44,8 +44,10 @@ GANTRY_DEMO_WASM="$work/demo-app.wasm" "$root/scripts/build-demo-image.sh" >/dev
 	--etcd-client-url "http://127.0.0.1:$((base + 2))" --etcd-peer-url "http://127.0.0.1:$((base + 3))" \
 	--node-name bench >"$work/dev.log" 2>&1 &
 gantry_pid=$!
+# Until the node is ready, not only the API up: a job run before the
+# node registers would wait unplaced.
 for _ in $(seq 60); do
-	"$work/gantry" node status >/dev/null 2>&1 && break
+	"$work/gantry" node status 2>/dev/null | grep -q " ready " && break
 	sleep 0.5
 done
 

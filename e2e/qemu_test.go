@@ -338,7 +338,7 @@ func vmSample(c *Cluster, alloc string) *api.AllocSample {
 
 // vmDisk is the last history sample of an allocation's virtual disk
 // virtio0 (its image's overlay), nil before the first.
-func vmDisk(t *testing.T, c *Cluster, alloc string) *api.DiskSample {
+func vmDisk(c *Cluster, alloc string) *api.DiskSample {
 	if s := vmSample(c, alloc); s != nil {
 		for _, d := range s.Disks {
 			if d.Device == "virtio0" {
@@ -360,6 +360,17 @@ func vmNet(c *Cluster, alloc string) *api.NetworkSample {
 		}
 	}
 	return nil
+}
+
+// vmURL is path on the allocation's guest, through its forwarded http
+// port.
+func vmURL(t *testing.T, a *api.Allocation, path string) string {
+	t.Helper()
+	p, ok := a.Resources["guest"].Port("http")
+	if !ok {
+		t.Fatalf("allocation %s has no http port: %+v", a.ShortID(), a.Resources["guest"])
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d%s", p.Host, path)
 }
 
 // vmSeries is the value of an agent's series name for the allocation's
@@ -394,11 +405,7 @@ func checkVMNetworkCounters(t *testing.T, c *Cluster, a *api.Allocation) api.Net
 	if before.RxPackets == 0 || before.TxPackets == 0 {
 		t.Errorf("network counters after the health checks: %+v, want their packets counted both ways", before)
 	}
-	p, ok := a.Resources["guest"].Port("http")
-	if !ok {
-		t.Fatalf("allocation %s has no http port: %+v", a.ShortID(), a.Resources["guest"])
-	}
-	url := fmt.Sprintf("http://127.0.0.1:%d/net", p.Host)
+	url := vmURL(t, a, "/net")
 	resp, err := http.Post(url, "application/octet-stream", bytes.NewReader(make([]byte, 2<<20)))
 	if err != nil {
 		t.Fatal(err)
@@ -444,17 +451,13 @@ func checkVMDiskCounters(t *testing.T, c *Cluster, a *api.Allocation) {
 	t.Helper()
 	var before *api.DiskSample
 	c.Eventually(30*time.Second, "the VM's disk counters in the allocation's history", func() bool {
-		before = vmDisk(t, c, a.ID)
+		before = vmDisk(c, a.ID)
 		return before != nil
 	})
 	if before.ReadBytes == 0 || before.ReadOps == 0 {
 		t.Errorf("disk counters before any request: %+v, want the boot's reads (the kernel reads the partition table)", before)
 	}
-	p, ok := a.Resources["guest"].Port("http")
-	if !ok {
-		t.Fatalf("allocation %s has no http port: %+v", a.ShortID(), a.Resources["guest"])
-	}
-	disk := fmt.Sprintf("http://127.0.0.1:%d/disk", p.Host)
+	disk := vmURL(t, a, "/disk")
 	if body, err := getBody(disk); err != nil || !strings.Contains(body, `"read":1048576`) {
 		t.Fatalf("GET %s: %q %v", disk, body, err)
 	}
@@ -468,7 +471,7 @@ func checkVMDiskCounters(t *testing.T, c *Cluster, a *api.Allocation) {
 	}
 	var after *api.DiskSample
 	c.Eventually(30*time.Second, "the disk counters to count the guest's 1 MiB read and 64 KiB write", func() bool {
-		after = vmDisk(t, c, a.ID)
+		after = vmDisk(c, a.ID)
 		return after != nil && after.ReadBytes >= before.ReadBytes+1<<20 && after.ReadOps > before.ReadOps &&
 			after.WriteBytes >= before.WriteBytes+64<<10 && after.WriteOps > before.WriteOps
 	})

@@ -57,6 +57,7 @@ func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *drive
 		if ctx.Err() != nil {
 			return // both were ready: the stop wins
 		}
+		began := tr.clock.now()
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		err := tr.port.probe(cctx, c, h)
 		cancel()
@@ -65,6 +66,7 @@ func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *drive
 		}
 		var verdict string
 		verdict, next = tracker.observe(err == nil)
+		next = sinceStart(next, tr.clock.now().Sub(began))
 		switch {
 		case err == nil:
 			lastErr = ""
@@ -78,12 +80,20 @@ func (tr *taskRunner) runCheck(ctx context.Context, i int, c api.Check, h *drive
 	}
 }
 
+// sinceStart is the wait after a probe that took took, so that probes
+// start every interval however long each took (as Kubernetes' probe
+// period does): a probe that waits out its timeout while the task boots
+// does not push the next one a whole interval further.
+func sinceStart(interval, took time.Duration) time.Duration {
+	return max(interval-took, 0)
+}
+
 // checkTracker turns one check's probe results into its verdict and says
 // when to probe next: the check is healthy on a success, unhealthy only
 // after `failures` consecutive failed probes, and probes are spaced by
-// the check's interval whatever they answered. Only the very first probe
-// comes early, so that a healthy task is seen as such without waiting a
-// whole interval.
+// the check's interval (start to start, see sinceStart) whatever they
+// answered. Only the very first probe comes early, so that a healthy task
+// is seen as such without waiting a whole interval.
 type checkTracker struct {
 	failures int
 	interval time.Duration

@@ -164,3 +164,18 @@ func TestCheckWaitsOnItsClock(t *testing.T) {
 	cancel()
 	ended("stopped during the grace period", done)
 }
+
+// TestSinceStart: probes start every interval; a slow probe shortens the
+// wait after it, one slower than the interval is followed at once.
+func TestSinceStart(t *testing.T) {
+	for _, tc := range []struct{ interval, took, want time.Duration }{
+		{time.Second, 0, time.Second},
+		{time.Second, 20 * time.Millisecond, 980 * time.Millisecond},
+		{250 * time.Millisecond, 250 * time.Millisecond, 0},
+		{250 * time.Millisecond, 2 * time.Second, 0},
+	} {
+		if got := sinceStart(tc.interval, tc.took); got != tc.want {
+			t.Errorf("interval %s, probe took %s: wait %s, want %s", tc.interval, tc.took, got, tc.want)
+		}
+	}
+}

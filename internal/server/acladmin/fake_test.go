@@ -16,6 +16,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/acl"
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/server/fronttest"
 	"github.com/gantryhq/gantry/internal/state"
 )
 
@@ -112,19 +113,7 @@ func (s *store) DeletePolicy(_ context.Context, name string) error {
 	return nil
 }
 
-type front struct{}
-
-func (front) DecodeBody(_ http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
-}
-
-func (front) WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
+type front struct{ fronttest.JSON }
 
 var testNow = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 

@@ -2,7 +2,6 @@ package defragrun
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/api"
 	st "github.com/gantryhq/gantry/internal/scheduler/schedtest"
+	"github.com/gantryhq/gantry/internal/server/fronttest"
 	"github.com/gantryhq/gantry/internal/state"
 )
 
@@ -263,31 +263,13 @@ func fragmented() *store {
 }
 
 // front is the server's side of the handlers on the leader.
-type front struct{}
+type front struct{ fronttest.JSON }
 
 func (front) OnLeader(http.ResponseWriter, *http.Request, string) (bool, error) { return false, nil }
 
-func (front) DecodeBody(_ http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
-}
+type clock = fronttest.Clock
 
-func (front) WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
-// clock is a settable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time                  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration)             { c.mu.Lock(); defer c.mu.Unlock(); c.now = c.now.Add(d) }
-func newClock() *clock                           { return &clock{now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)} }
+func newClock() *clock                           { return fronttest.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)) }
 func discard() *slog.Logger                      { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 func leading(f *state.Fence) func() *state.Fence { return func() *state.Fence { return f } }
 

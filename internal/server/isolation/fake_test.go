@@ -10,9 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/server/fronttest"
 )
 
 // store is the service's store in memory: the policy, the reports and
@@ -124,37 +124,9 @@ func (agents) Base(n *api.Node) string                      { return "http://" +
 func (agents) Do(req *http.Request) (*http.Response, error) { return http.DefaultClient.Do(req) }
 
 // front is the server's side of the handlers.
-type front struct{}
+type front struct{ fronttest.JSON }
 
-func (front) DecodeBody(_ http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
-}
-
-func (front) WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
-// clock is a settable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+type clock = fronttest.Clock
 
 func newService(st *store, c *clock) *Service {
 	return New(Ports{Policies: st, Reports: st, Nodes: st, Agents: agents{}, Front: front{}, FindNode: st.findNode,

@@ -12,6 +12,7 @@ import (
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/audit"
 	"github.com/gantryhq/gantry/internal/jobspec"
+	"github.com/gantryhq/gantry/internal/server/fronttest"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -51,7 +52,7 @@ groups:
 // an applied policy judges from then on.
 func TestAdmitUnderThePolicyInForce(t *testing.T) {
 	st := newStore()
-	s := newService(st, &clock{now: t0})
+	s := newService(st, fronttest.NewClock(t0))
 	ctx := context.Background()
 	if warnings, err := s.Admit(ctx, parse(t, plainJob)); err != nil {
 		t.Fatalf("a plain job refused: %v (warnings %v)", err, warnings)
@@ -76,7 +77,7 @@ func TestAdmitUnderThePolicyInForce(t *testing.T) {
 func TestUnreadablePolicyFailsClosed(t *testing.T) {
 	st := newStore()
 	st.policy = []byte("{not json")
-	s := newService(st, &clock{now: t0})
+	s := newService(st, fronttest.NewClock(t0))
 	_, err := s.Admit(context.Background(), parse(t, plainJob))
 	var se *json.SyntaxError
 	if err == nil || !strings.Contains(err.Error(), "gantry policy apply") || !errors.As(err, &se) {
@@ -93,7 +94,7 @@ func TestUnreadablePolicyFailsClosed(t *testing.T) {
 // store's revision.
 func TestPolicyApplyAndReset(t *testing.T) {
 	st := newStore()
-	srv := serve(t, newService(st, &clock{now: t0}))
+	srv := serve(t, newService(st, fronttest.NewClock(t0)))
 	var doc audit.PolicyDocument
 	if code, body := call(t, http.MethodGet, srv.URL+"/v1/policy", "", &doc); code != http.StatusOK || !doc.Default {
 		t.Fatalf("before any apply: %d %s, want the default", code, body)
@@ -128,7 +129,7 @@ func TestPolicyApplyAndReset(t *testing.T) {
 // that is not registered; only failing container findings are kept.
 func TestNodeReportStoredOnlyWhenChanged(t *testing.T) {
 	st := newStore(&api.Node{ID: "n1", Name: "one", Status: api.NodeStatusReady})
-	c := &clock{now: t0}
+	c := fronttest.NewClock(t0)
 	srv := serve(t, newService(st, c))
 	report := func(findings ...audit.Finding) string {
 		b, _ := json.Marshal(audit.Report{Node: "one", Time: c.Now(), Containers: 1, Findings: findings})
@@ -152,7 +153,7 @@ func TestNodeReportStoredOnlyWhenChanged(t *testing.T) {
 		{"changed findings", time.Second, report(), true},
 	}
 	for _, step := range steps {
-		c.advance(step.advance)
+		c.Add(step.advance)
 		var ack AuditAck
 		if code, body := call(t, http.MethodPost, srv.URL+"/v1/nodes/n1/audit", step.body, &ack); code != http.StatusOK || ack.Stored != step.stored {
 			t.Errorf("%s: %d %s, want stored=%v", step.name, code, body, step.stored)
@@ -163,7 +164,7 @@ func TestNodeReportStoredOnlyWhenChanged(t *testing.T) {
 	}
 
 	// The cluster report, and one node's.
-	c.advance(time.Second)
+	c.Add(time.Second)
 	call(t, http.MethodPost, srv.URL+"/v1/nodes/n1/audit", report(fail, pass), nil)
 	var cr audit.ClusterReport
 	if code, body := call(t, http.MethodGet, srv.URL+"/v1/audit?node=one", "", &cr); code != http.StatusOK || len(cr.Nodes) != 1 ||
@@ -179,7 +180,7 @@ func TestNodeReportStoredOnlyWhenChanged(t *testing.T) {
 // node is answered as the server's node lookup answers it.
 func TestAuditOfANodeWithoutReport(t *testing.T) {
 	st := newStore(&api.Node{ID: "n1", Name: "one", Status: api.NodeStatusReady})
-	srv := serve(t, newService(st, &clock{now: t0}))
+	srv := serve(t, newService(st, fronttest.NewClock(t0)))
 	if code, body := call(t, http.MethodGet, srv.URL+"/v1/audit?node=one", "", nil); code != http.StatusNotFound || !strings.Contains(body, "--audit-interval") {
 		t.Errorf("a node that has not reported: %d %s", code, body)
 	}

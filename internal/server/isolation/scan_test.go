@@ -11,6 +11,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/audit"
+	"github.com/gantryhq/gantry/internal/server/fronttest"
 )
 
 // TestAuditScanNow: POST /v1/audit/scan asks each ready node's agent to
@@ -42,7 +43,7 @@ func TestAuditScanNow(t *testing.T) {
 		&api.Node{ID: "id-2", Name: "n2", Status: api.NodeStatusReady, HTTPAddr: strings.TrimPrefix(noDocker.URL, "http://")},
 		&api.Node{ID: "id-3", Name: "n3", Status: api.NodeStatusDown, HTTPAddr: "127.0.0.1:1"},
 	)
-	c := &clock{now: t0}
+	c := fronttest.NewClock(t0)
 	srv := serve(t, newService(st, c))
 	scan := func(query string) audit.ScanResponse {
 		t.Helper()
@@ -63,7 +64,7 @@ func TestAuditScanNow(t *testing.T) {
 	if len(first.Nodes) != 1 || len(first.Nodes[0].Report.Findings) != 1 || first.Nodes[0].Report.Findings[0].CheckID != "5.4" {
 		t.Fatalf("report %+v", first.Nodes)
 	}
-	c.advance(time.Second)
+	c.Add(time.Second)
 	second := scan("?node=n1")
 	if calls.Load() != 2 {
 		t.Errorf("the agent was asked %d times, want 2", calls.Load())

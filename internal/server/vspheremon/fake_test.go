@@ -2,7 +2,6 @@ package vspheremon
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/server/fronttest"
 	"github.com/gantryhq/gantry/internal/state"
 )
 
@@ -149,7 +149,10 @@ func (s *store) evaluated() []string {
 // front is the server's side of the handlers: this server leads unless
 // follower is set, in which case every leader-only request is answered
 // as forwarded.
-type front struct{ follower bool }
+type front struct {
+	fronttest.JSON
+	follower bool
+}
 
 func (f front) OnLeader(w http.ResponseWriter, _ *http.Request, what string) (bool, error) {
 	if !f.follower {
@@ -158,18 +161,6 @@ func (f front) OnLeader(w http.ResponseWriter, _ *http.Request, what string) (bo
 	w.Header().Set("X-Forwarded-For-Test", what)
 	w.WriteHeader(http.StatusTeapot)
 	return true, nil
-}
-
-func (front) DecodeBody(_ http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
-}
-
-func (front) WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
 }
 
 var testNow = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
