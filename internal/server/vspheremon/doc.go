@@ -4,7 +4,8 @@
 // vsphere.* attributes of the nodes matched to VMs by BIOS UUID current,
 // and drains a matched node whose ESXi host enters maintenance mode when
 // the connection asks for it (once per maintenance: an operator who
-// re-enables the node is not overruled). It serves /v1/vsphere/*
+// re-enables the node is not overruled); internal/server/vspheredrain
+// decides both, this package carries the decision out. It serves /v1/vsphere/*
 // (connections, status, history) and lists Gantry's own VMs, the qemu
 // tasks of live allocations, under the name "gantry".
 //

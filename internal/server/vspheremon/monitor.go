@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/server/vspheredrain"
 	"github.com/gantryhq/gantry/internal/state"
 	"github.com/gantryhq/gantry/internal/vsphere"
 )
@@ -231,91 +232,63 @@ func (m *Monitor) stopAll() {
 }
 
 // apply matches nodes to VMs, updates their attributes and drains those
-// on hosts in maintenance.
+// on hosts in maintenance: it reads the collectors and the nodes, decides
+// (vspheredrain.Decide, pure) and carries the decision out.
 func (m *Monitor) apply(ctx context.Context, fence *state.Fence) error {
-	cols := m.Collectors()
-	var vms []vsphere.VMRef
-	known := map[string]bool{} // vCenters with an inventory
-	drainOn := map[string]bool{}
-	maint := map[string]bool{} // vcenter/host in maintenance
-	for _, c := range cols {
+	w := vspheredrain.World{Conns: map[string]bool{}, Known: map[string]bool{}, DrainOn: map[string]bool{}, Maint: map[string]bool{}}
+	for _, c := range m.Collectors() {
+		conn := c.Connection()
+		w.Conns[conn.Name] = true
 		inv := c.Inventory()
 		if inv == nil {
 			continue
 		}
-		conn := c.Connection()
-		known[conn.Name] = true
-		drainOn[conn.Name] = conn.DrainOnMaintenance
+		w.Known[conn.Name] = true
+		w.DrainOn[conn.Name] = conn.DrainOnMaintenance
 		for i := range inv.VMs {
-			vms = append(vms, vsphere.VMRef{VCenter: conn.Name, VM: &inv.VMs[i]})
+			w.VMs = append(w.VMs, vsphere.VMRef{VCenter: conn.Name, VM: &inv.VMs[i]})
 		}
 		for _, h := range inv.Hosts {
 			if h.Maintenance {
-				maint[conn.Name+"/"+h.Name] = true
+				w.Maint[conn.Name+"/"+h.Name] = true
 			}
 		}
 	}
-	nodes := m.p.View.Nodes()
-	var refs []vsphere.NodeUUID
-	for _, n := range nodes {
-		if u := n.Attributes[api.AttrBIOSUUID]; u != "" {
-			refs = append(refs, vsphere.NodeUUID{ID: n.ID, Name: n.Name, UUID: u})
-		}
-	}
-	match := vsphere.Match(refs, vms)
 	m.mu.Lock()
-	newConflicts := diffStrings(match.Conflicts, m.matches.Conflicts)
-	m.matches = match
+	reported := m.matches.Conflicts
 	m.mu.Unlock()
-	for _, c := range newConflicts {
+	d := vspheredrain.Decide(w, m.p.View.Nodes(), reported, m.drained)
+	m.mu.Lock()
+	m.matches = d.Match
+	m.mu.Unlock()
+
+	for _, c := range d.NewConflicts {
 		m.p.Log.Warn("vSphere node match is ambiguous", "problem", c)
 		m.p.Connections.PutVSphereChanges(ctx, []api.VSphereChange{{VCenter: "gantry", Kind: "node", Name: "uuid-conflict", Type: api.VSphereNodeAmbiguous, Message: c, Time: m.p.Now()}})
 	}
-	conns := map[string]bool{}
-	for _, c := range cols {
-		conns[c.Connection().Name] = true
+	for _, a := range d.Attrs {
+		n, want := a.Node, a.Want
+		if _, err := m.p.Nodes.UpdateNode(ctx, fence, n.ID, func(x *api.Node) error {
+			if x.Attributes == nil {
+				x.Attributes = map[string]string{}
+			}
+			maps.DeleteFunc(x.Attributes, func(k, _ string) bool { return strings.HasPrefix(k, "vsphere.") })
+			maps.Copy(x.Attributes, want)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("set the vSphere attributes of node %s: %w", n.Name, err)
+		}
+		if a.Matched {
+			m.p.Log.Info("node matched to a vSphere VM", "node", n.Name, "vcenter", want[api.AttrVSphereVCenter], "vm", want[api.AttrVSphereVM], "host", want[api.AttrVSphereHost])
+			m.Notify([]api.VSphereChange{{VCenter: want[api.AttrVSphereVCenter], Kind: "node", ID: "node-" + n.ID, Name: n.Name, Type: api.VSphereNodeMatched,
+				To: want[api.AttrVSphereHost], Message: fmt.Sprintf("node %s runs in VM %s on host %s", n.Name, want[api.AttrVSphereVM], want[api.AttrVSphereHost]), Time: m.p.Now()}})
+		}
 	}
-	for _, n := range nodes {
-		cur := vsphere.VSphereAttrs(n.Attributes)
-		want, matched := match.Attrs[n.ID]
-		if !matched {
-			// Keep what a vCenter not read yet (or unreachable since the
-			// start) said; drop what a removed connection said.
-			if vc := cur[api.AttrVSphereVCenter]; vc != "" && conns[vc] && !known[vc] {
-				continue
-			}
-			want = map[string]string{}
-		}
-		if !maps.Equal(cur, want) {
-			if _, err := m.p.Nodes.UpdateNode(ctx, fence, n.ID, func(x *api.Node) error {
-				if x.Attributes == nil {
-					x.Attributes = map[string]string{}
-				}
-				maps.DeleteFunc(x.Attributes, func(k, _ string) bool { return strings.HasPrefix(k, "vsphere.") })
-				maps.Copy(x.Attributes, want)
-				return nil
-			}); err != nil {
-				return fmt.Errorf("set the vSphere attributes of node %s: %w", n.Name, err)
-			}
-			if matched {
-				m.p.Log.Info("node matched to a vSphere VM", "node", n.Name, "vcenter", want[api.AttrVSphereVCenter], "vm", want[api.AttrVSphereVM], "host", want[api.AttrVSphereHost])
-				m.Notify([]api.VSphereChange{{VCenter: want[api.AttrVSphereVCenter], Kind: "node", ID: "node-" + n.ID, Name: n.Name, Type: api.VSphereNodeMatched,
-					To: want[api.AttrVSphereHost], Message: fmt.Sprintf("node %s runs in VM %s on host %s", n.Name, want[api.AttrVSphereVM], want[api.AttrVSphereHost]), Time: m.p.Now()}})
-			}
-		}
-		if !matched {
-			continue
-		}
-		vc, host := want[api.AttrVSphereVCenter], want[api.AttrVSphereHost]
-		key := n.ID + "/" + vc + "/" + host
-		if !maint[vc+"/"+host] {
-			delete(m.drained, key)
-			continue
-		}
-		if !drainOn[vc] || m.drained[key] || n.Drain != nil {
-			continue
-		}
-		now := m.p.Now()
+	for _, key := range d.Forget {
+		delete(m.drained, key)
+	}
+	for _, s := range d.Drains {
+		n, now := s.Node, m.p.Now()
 		if _, err := m.p.Nodes.UpdateNode(ctx, fence, n.ID, func(x *api.Node) error {
 			if x.Drain == nil {
 				x.Drain = &api.Drain{StartedAt: now, Deadline: now.Add(time.Hour)}
@@ -327,26 +300,12 @@ func (m *Monitor) apply(ctx context.Context, fence *state.Fence) error {
 		if err := m.p.EvalJobsOnNode(ctx, fence, n.ID, api.TriggerNodeUpdate); err != nil {
 			return fmt.Errorf("evaluate the jobs of drained node %s: %w", n.Name, err)
 		}
-		m.drained[key] = true
-		m.p.Log.Warn("draining node: its ESXi host entered maintenance mode", "node", n.Name, "vcenter", vc, "host", host)
-		m.Notify([]api.VSphereChange{{VCenter: vc, Kind: "node", ID: "node-" + n.ID, Name: n.Name, Type: api.VSphereNodeDrained,
-			From: host, Message: fmt.Sprintf("node %s is draining: host %s entered maintenance mode", n.Name, host), Time: now}})
+		m.drained[s.Key] = true
+		m.p.Log.Warn("draining node: its ESXi host entered maintenance mode", "node", n.Name, "vcenter", s.VCenter, "host", s.Host)
+		m.Notify([]api.VSphereChange{{VCenter: s.VCenter, Kind: "node", ID: "node-" + n.ID, Name: n.Name, Type: api.VSphereNodeDrained,
+			From: s.Host, Message: fmt.Sprintf("node %s is draining: host %s entered maintenance mode", n.Name, s.Host), Time: now}})
 	}
 	return nil
-}
-
-func diffStrings(cur, old []string) []string {
-	seen := map[string]bool{}
-	for _, o := range old {
-		seen[o] = true
-	}
-	var out []string
-	for _, c := range cur {
-		if !seen[c] {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // Status is a collector's status with the node matches filled in.
