@@ -105,3 +105,21 @@ func devLog(dir string) string {
 	}
 	return string(b)
 }
+
+// TestDevFailsWhenItsAgentCannotStart: `gantry dev` whose agent cannot
+// listen (its port taken) exits 1 with the reason, not 0 with "stopped"
+// as if it had been told to stop.
+func TestDevFailsWhenItsAgentCannotStart(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	args := []string{"dev", "--data-dir", t.TempDir(), "--node-name", "n1",
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--agent-addr", taken.Addr().String(),
+		"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
+	r := runGantry(t, args...)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "listen for the agent API on "+taken.Addr().String()) || strings.Contains(r.Stderr, "stopped; running tasks keep running") {
+		t.Fatalf("gantry dev with its agent port taken: exit %d, want 1 with the reason\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+	}
+}

@@ -457,6 +457,45 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
+// serving is a started server of `gantry dev` or `gantry server`.
+type serving struct {
+	ctx    context.Context // ends at SIGINT or SIGTERM
+	cancel context.CancelFunc
+	log    *slog.Logger
+	srv    *server.Server
+	close  func() // the state store, then the signal context
+}
+
+// serve checks the flags, opens the state store and starts the server,
+// the start that `gantry dev` and `gantry server` share. The caller defers
+// close once it has a serving.
+func (f *daemonFlags) serve(cmd *cobra.Command, g *globals) (*serving, error) {
+	if err := f.checkSecurity(cmd); err != nil {
+		return nil, err
+	}
+	if err := f.checkServer(); err != nil {
+		return nil, err
+	}
+	log, err := f.logger(g.errw)
+	if err != nil {
+		return nil, err
+	}
+	startPprof(log)
+	ctx, cancel := signalContext()
+	st, closeState, err := f.openState(ctx, log)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	srv, err := f.startServer(ctx, st, log)
+	if err != nil {
+		closeState()
+		cancel()
+		return nil, err
+	}
+	return &serving{ctx: ctx, cancel: cancel, log: log, srv: srv, close: func() { closeState(); cancel() }}, nil
+}
+
 func newDevCmd(g *globals) *cobra.Command {
 	f := &daemonFlags{}
 	cmd := &cobra.Command{
@@ -468,28 +507,12 @@ restart (even after kill -9) finds every job, and the agent re-attaches to
 the containers and processes it started.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkSecurity(cmd); err != nil {
-				return err
-			}
-			if err := f.checkServer(); err != nil {
-				return err
-			}
-			log, err := f.logger(g.errw)
+			sv, err := f.serve(cmd, g)
 			if err != nil {
 				return err
 			}
-			startPprof(log)
-			ctx, cancel := signalContext()
-			defer cancel()
-			st, closeState, err := f.openState(ctx, log)
-			if err != nil {
-				return err
-			}
-			defer closeState()
-			srv, err := f.startServer(ctx, st, log)
-			if err != nil {
-				return err
-			}
+			defer sv.close()
+			ctx, cancel, log, srv := sv.ctx, sv.cancel, sv.log, sv.srv
 			a, err := f.newAgent(filepath.Join(f.dataDir, "agent"), []string{srv.Addr()}, log)
 			if err != nil {
 				return err
@@ -503,9 +526,12 @@ the containers and processes it started.`,
 			case <-ctx.Done():
 				err = <-errc
 			}
+			// Read before cancel, which ends ctx either way: an agent that
+			// failed on its own is an error, one stopped by a signal is not.
+			signalled := ctx.Err() != nil
 			cancel()
 			srv.Wait()
-			if err != nil && ctx.Err() == nil {
+			if err != nil && !signalled {
 				return exitf(ExitError, "%v", err)
 			}
 			log.Info("stopped; running tasks keep running and are adopted at the next start")
@@ -526,30 +552,14 @@ func newServerCmd(g *globals) *cobra.Command {
 		Short: "Run a server: HTTP API, scheduler and state on etcd (embedded unless --etcd-endpoints)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkSecurity(cmd); err != nil {
-				return err
-			}
-			if err := f.checkServer(); err != nil {
-				return err
-			}
-			log, err := f.logger(g.errw)
+			sv, err := f.serve(cmd, g)
 			if err != nil {
 				return err
 			}
-			startPprof(log)
-			ctx, cancel := signalContext()
-			defer cancel()
-			st, closeState, err := f.openState(ctx, log)
-			if err != nil {
-				return err
-			}
-			defer closeState()
-			srv, err := f.startServer(ctx, st, log)
-			if err != nil {
-				return err
-			}
+			defer sv.close()
+			srv := sv.srv
 			fmt.Fprintf(g.out, "Gantry server: API %s://%s, web UI %s://%s/ui/, data in %s\n", f.scheme(), srv.Addr(), f.scheme(), srv.Addr(), f.dataDir)
-			<-ctx.Done()
+			<-sv.ctx.Done()
 			srv.Wait()
 			return nil
 		},
