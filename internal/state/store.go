@@ -229,20 +229,30 @@ func (s *Store) broadcastLocked() {
 	s.changed = make(chan struct{})
 }
 
+// applyValue folds one key of a kind the view keeps as decoded values: a
+// deleted key leaves m; a value this release can read replaces the old
+// one, stamped with its revision where stamp is given. A value it cannot
+// read leaves the view as it was.
+func applyValue[T any](s *Store, m map[string]*T, kv *mvccpb.KeyValue, key string, deleted bool, stamp func(*T, int64)) {
+	if deleted {
+		delete(m, key)
+		return
+	}
+	var v T
+	if s.decode(kv, &v) {
+		if stamp != nil {
+			stamp(&v, kv.ModRevision)
+		}
+		m[key] = &v
+	}
+}
+
 // applyLocked folds one key's new value (or deletion) into the view.
 func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 	kind, rest := s.keys.split(string(kv.Key))
 	switch kind {
 	case kindJob:
-		if deleted {
-			delete(s.jobs, rest)
-			return
-		}
-		var j api.Job
-		if s.decode(kv, &j) {
-			j.ModifyIndex = kv.ModRevision
-			s.jobs[rest] = &j
-		}
+		applyValue(s, s.jobs, kv, rest, deleted, func(j *api.Job, rev int64) { j.ModifyIndex = rev })
 	case kindAlloc:
 		// Decode first: a value this release cannot read leaves the view
 		// as it was.
@@ -331,15 +341,7 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 			s.capIndex = kv.ModRevision
 		}
 	case kindQueue:
-		if deleted {
-			delete(s.queues, rest)
-			return
-		}
-		var q api.Queue
-		if s.decode(kv, &q) {
-			q.ModifyIndex = kv.ModRevision
-			s.queues[rest] = &q
-		}
+		applyValue(s, s.queues, kv, rest, deleted, func(q *api.Queue, rev int64) { q.ModifyIndex = rev })
 	case kindDeployment:
 		s.applyDeploymentLocked(kv, rest, deleted)
 	case kindNodePlan:
@@ -349,24 +351,9 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 			s.nodePlan[rest] = kv.ModRevision
 		}
 	case kindACLToken:
-		if deleted {
-			delete(s.aclTokens, rest)
-			return
-		}
-		var t acl.Token
-		if s.decode(kv, &t) {
-			s.aclTokens[rest] = &t
-		}
+		applyValue(s, s.aclTokens, kv, rest, deleted, nil)
 	case kindACLPolicy:
-		if deleted {
-			delete(s.aclPolicies, rest)
-			return
-		}
-		var p acl.Policy
-		if s.decode(kv, &p) {
-			p.ModifyIndex = kv.ModRevision
-			s.aclPolicies[rest] = &p
-		}
+		applyValue(s, s.aclPolicies, kv, rest, deleted, func(p *acl.Policy, rev int64) { p.ModifyIndex = rev })
 	case kindLeader, kindEncodings:
 		s.applyGateLocked(kind, rest, kv, deleted)
 	case kindHeartbeat:
