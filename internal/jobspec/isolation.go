@@ -84,41 +84,30 @@ func (v *validator) isolation(t *api.Task, cp string) {
 	if c.UTSMode != "" && c.UTSMode != "host" {
 		v.add(cp+".uts_mode", "%s is not a UTS mode; use host, or leave it out for the container's own", quote(c.UTSMode))
 	}
+	// Bind mounts and named volumes share the container's paths: each
+	// path takes one of either.
 	targets := map[string]string{}
-	for i, vol := range c.Volumes[:v.bounded(cp+".volumes", len(c.Volumes), MaxVolumes, "volumes")] {
-		q := index(cp+".volumes", i)
-		if !v.length(q, vol, MaxString) {
-			continue
+	mounts := func(key string, list []string, parse func(string) (target, problem string)) {
+		for i, vol := range list[:v.bounded(cp+"."+key, len(list), MaxVolumes, "volumes")] {
+			q := index(cp+"."+key, i)
+			if !v.length(q, vol, MaxString) {
+				continue
+			}
+			target, problem := parse(vol)
+			if problem != "" {
+				v.add(q, "%s %s", quote(vol), problem)
+				continue
+			}
+			target = path.Clean(target)
+			if first, ok := targets[target]; ok {
+				v.add(q, "mounts onto %s, as %s already does; each volume needs its own container path", target, first)
+				continue
+			}
+			targets[target] = q
 		}
-		m, problem := ParseVolume(vol)
-		if problem != "" {
-			v.add(q, "%s %s", quote(vol), problem)
-			continue
-		}
-		target := path.Clean(m.Target)
-		if first, ok := targets[target]; ok {
-			v.add(q, "mounts onto %s, as %s already does; each volume needs its own container path", target, first)
-			continue
-		}
-		targets[target] = q
 	}
-	for i, vol := range c.DockerVolumes[:v.bounded(cp+".docker_volumes", len(c.DockerVolumes), MaxVolumes, "volumes")] {
-		q := index(cp+".docker_volumes", i)
-		if !v.length(q, vol, MaxString) {
-			continue
-		}
-		m, problem := ParseDockerVolume(vol)
-		if problem != "" {
-			v.add(q, "%s %s", quote(vol), problem)
-			continue
-		}
-		target := path.Clean(m.Target)
-		if first, ok := targets[target]; ok {
-			v.add(q, "mounts onto %s, as %s already does; each volume needs its own container path", target, first)
-			continue
-		}
-		targets[target] = q
-	}
+	mounts("volumes", c.Volumes, func(s string) (string, string) { m, p := ParseVolume(s); return m.Target, p })
+	mounts("docker_volumes", c.DockerVolumes, func(s string) (string, string) { m, p := ParseDockerVolume(s); return m.Target, p })
 	for i, h := range c.ExtraHosts[:v.bounded(cp+".extra_hosts", len(c.ExtraHosts), MaxVolumes, "extra hosts")] {
 		q := index(cp+".extra_hosts", i)
 		if !v.length(q, h, MaxString) {
