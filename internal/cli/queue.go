@@ -126,18 +126,5 @@ func limits(l api.QueueLimits) string {
 }
 
 func newQueueDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "delete <name>",
-		Short: "Delete a queue; its namespaces fall back to queue default",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := g.client().do(ctx, http.MethodDelete, "/v1/queues/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return exitf(ExitError, "delete queue %s: %v", args[0], err)
-			}
-			fmt.Fprintf(g.out, "Queue %q deleted\n", args[0])
-			return nil
-		},
-	}
+	return deleteCmd(g, "delete <name>", "Delete a queue; its namespaces fall back to queue default", "/v1/queues/", "delete", "queue", "Queue")
 }

@@ -123,6 +123,24 @@ func (g *globals) call(method, path string, body, out any) error {
 	return g.client().do(ctx, method, path, body, out)
 }
 
+// deleteCmd is a command that deletes one named thing: DELETE
+// prefix+<name>, then `<title> "<name>" <verb>d` (verb is delete or
+// remove), or "<verb> <what> <name>: <why>" and exit 1.
+func deleteCmd(g *globals, use, short, prefix, verb, what, title string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.call(http.MethodDelete, prefix+url.PathEscape(args[0]), nil, nil); err != nil {
+				return exitf(ExitError, "%s %s %s: %v", verb, what, args[0], err)
+			}
+			fmt.Fprintf(g.out, "%s %q %sd\n", title, args[0], verb)
+			return nil
+		},
+	}
+}
+
 type tokenOut struct {
 	acl.Token
 	Secret string `json:"secret"`
@@ -208,18 +226,7 @@ func newACLTokenCmd(g *globals) *cobra.Command {
 		},
 	}
 	list.Flags().BoolVar(&g.json, "json", false, "print as JSON")
-	del := &cobra.Command{
-		Use:   "delete <accessor-id>",
-		Short: "Delete a token",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.call(http.MethodDelete, "/v1/acl/tokens/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return exitf(ExitError, "delete token: %v", err)
-			}
-			fmt.Fprintf(g.out, "Token %s deleted\n", args[0])
-			return nil
-		},
-	}
+	del := deleteCmd(g, "delete <accessor-id>", "Delete a token", "/v1/acl/tokens/", "delete", "token", "Token")
 	self := &cobra.Command{
 		Use:   "self",
 		Short: "Show the token in use",
@@ -311,18 +318,7 @@ Cluster-wide: node-read, node-write, operator-read, operator.`,
 		},
 	}
 	list.Flags().BoolVar(&g.json, "json", false, "print as JSON")
-	del := &cobra.Command{
-		Use:   "delete <name>",
-		Short: "Delete a policy (tokens that name it lose what it granted)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.call(http.MethodDelete, "/v1/acl/policies/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return exitf(ExitError, "delete policy: %v", err)
-			}
-			fmt.Fprintf(g.out, "Policy %q deleted\n", args[0])
-			return nil
-		},
-	}
+	del := deleteCmd(g, "delete <name>", "Delete a policy (tokens that name it lose what it granted)", "/v1/acl/policies/", "delete", "policy", "Policy")
 	cmd.AddCommand(apply, list, del)
 	return cmd
 }

@@ -130,20 +130,7 @@ func newVSphereListCmd(g *globals) *cobra.Command {
 }
 
 func newVSphereRemoveCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "remove <name>",
-		Short: "Remove a vCenter connection and its credentials; its nodes lose their vsphere attributes",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := g.client().do(ctx, http.MethodDelete, "/v1/vsphere/connections/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return exitf(ExitError, "remove vCenter %s: %v", args[0], err)
-			}
-			fmt.Fprintf(g.out, "vCenter %q removed\n", args[0])
-			return nil
-		},
-	}
+	return deleteCmd(g, "remove <name>", "Remove a vCenter connection and its credentials; its nodes lose their vsphere attributes", "/v1/vsphere/connections/", "remove", "vCenter", "vCenter")
 }
 
 func newVSphereStatusCmd(g *globals) *cobra.Command {
