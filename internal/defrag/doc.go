@@ -25,6 +25,10 @@
 // still short), ranks the nodes by that count, and for the best ones finds
 // each evicted item a destination elsewhere by best fit (the tightest GPU
 // that takes it), so that moved work fills slivers other work cannot use.
+// A share with no such GPU may still go by a chain of two moves: another
+// share leaves a GPU for a place of its own on a third node, and the
+// evicted share takes the room it left (tightest room first); both moves
+// count against MaxMoves.
 //
 // It must never do I/O, read the clock or draw random numbers (the
 // scheduler's architecture test checks it): time is a counter the caller

@@ -44,6 +44,7 @@ func Find(s *State, ask Ask, o Options) (Plan, bool) {
 	}
 	var cands []candidate
 	sl := s.newSlots()
+	sl.now, sl.window = o.Now, o.Window
 	for n := range s.Nodes {
 		if c, ok := s.evictions(n, ask, o, sl); ok && len(c.evict) <= o.MaxMoves {
 			cands = append(cands, c)
@@ -55,7 +56,7 @@ func Find(s *State, ask Ask, o Options) (Plan, bool) {
 		return cmp.Or(cmp.Compare(an, bn), cmp.Compare(am, bm), cmp.Compare(a.node, b.node))
 	})
 	for i := range cands[:min(len(cands), o.MaxNodes)] {
-		if p, ok := s.rehome(&cands[i], ask); ok {
+		if p, ok := s.rehome(&cands[i], ask, o); ok {
 			return p, true
 		}
 	}
@@ -67,8 +68,13 @@ func Find(s *State, ask Ask, o Options) (Plan, bool) {
 func (s *State) evictions(n int, ask Ask, o Options, sl *slots) (candidate, bool) {
 	nd := &s.Nodes[n]
 	c := candidate{node: n}
-	// Only items that have somewhere else to go are worth choosing.
-	movable := func(id int) bool { return s.Movable(id, o.Now, o.Window) && sl.elsewhere(s, &s.Items[id], n) }
+	// Only items that have somewhere else to go are worth choosing: a
+	// place free now, or for a share, a place another share would leave
+	// for a place of its own (a chain of two moves).
+	movable := func(id int) bool {
+		it := &s.Items[id]
+		return s.Movable(id, o.Now, o.Window) && (sl.elsewhere(s, it, n) || sl.chain(s, it, n))
+	}
 	if ask.share() {
 		best, bestItems, bestMilli, bestLeft := -1, []int(nil), 0, 0
 		for g := range nd.GPUs {
@@ -204,9 +210,10 @@ func (s *State) liftShares(n, g, need int, movable func(int) bool) ([]int, int, 
 }
 
 // rehome finds each evicted item of c a destination on another node (best
-// fit, largest items first) and returns the plan; it undoes every change
-// before returning.
-func (s *State) rehome(c *candidate, ask Ask) (Plan, bool) {
+// fit, largest items first; a share with none may take the place another
+// share leaves for a destination of its own) and returns the plan, at
+// most o.MaxMoves moves; it undoes every change before returning.
+func (s *State) rehome(c *candidate, ask Ask, o Options) (Plan, bool) {
 	type undo struct {
 		id   int
 		node int
@@ -240,12 +247,12 @@ func (s *State) rehome(c *candidate, ask Ask) (Plan, bool) {
 		return cmp.Or(cmp.Compare(ib.Milli*len(ib.GPUs), ia.Milli*len(ia.GPUs)), cmp.Compare(ib.CPU, ia.CPU))
 	})
 	var p Plan
-	for _, id := range order {
+	moved := map[int]bool{}
+	for _, id := range c.evict {
+		moved[id] = true
+	}
+	move := func(id, to int, gs []int) {
 		it := &s.Items[id]
-		to, gs, ok := s.destination(it, c.node)
-		if !ok {
-			return Plan{}, false
-		}
 		var from undo
 		for _, u := range log {
 			if u.id == id {
@@ -256,19 +263,83 @@ func (s *State) rehome(c *candidate, ask Ask) (Plan, bool) {
 		it.Node, it.GPUs = to, gs
 		s.take(it, id)
 	}
+	for _, id := range order {
+		it := &s.Items[id]
+		if to, gs, ok := s.destination(it, c.node, -1); ok {
+			move(id, to, gs)
+			continue
+		}
+		// A share may take the room another share leaves, when that one
+		// has a place of its own (neither on the task's node nor back).
+		y, to, gs, ok := s.chainMove(it, c.node, moved, o)
+		if !ok {
+			return Plan{}, false
+		}
+		yi := &s.Items[y]
+		log = append(log, undo{y, yi.Node, yi.GPUs})
+		room, roomGPUs := yi.Node, yi.GPUs
+		s.give(yi, y)
+		yi.Node = -1
+		moved[y] = true
+		move(y, to, gs)
+		move(id, room, roomGPUs)
+	}
+	if len(p.Moves) > o.MaxMoves {
+		return Plan{}, false
+	}
 	p.Node, p.GPUs = c.node, slices.Clone(c.gpus)
 	return p, true
 }
 
-// destination is where an item goes when it leaves node not: for a share,
+// chainMove finds, for a share it that has no place free on a node but
+// not, a share y on another node's GPU whose leaving makes room for it
+// there, and a destination for y on a third node: the tightest such room
+// first. Items in moved (already part of the plan) are not taken.
+func (s *State) chainMove(it *Item, not int, moved map[int]bool, o Options) (y, to int, gs []int, ok bool) {
+	if len(it.GPUs) != 1 || it.Milli >= Whole {
+		return 0, 0, nil, false
+	}
+	type option struct{ y, left int }
+	var opts []option
+	for m := range s.Nodes {
+		nd := &s.Nodes[m]
+		if m == not {
+			continue
+		}
+		for g := range nd.GPUs {
+			d := &nd.GPUs[g]
+			if d.MIG || d.Whole || d.Users == 0 || !s.matches(it.Model, d.Model) {
+				continue
+			}
+			for _, id := range s.On(m, g) {
+				yi := &s.Items[id]
+				if moved[id] || d.Free+yi.Milli < it.Milli || nd.CPU+yi.CPU < it.CPU || nd.Memory+yi.Memory < it.Memory || !s.Movable(id, o.Now, o.Window) {
+					continue
+				}
+				opts = append(opts, option{id, d.Free + yi.Milli - it.Milli})
+			}
+		}
+	}
+	slices.SortFunc(opts, func(a, b option) int { return cmp.Or(cmp.Compare(a.left, b.left), cmp.Compare(a.y, b.y)) })
+	for _, op := range opts {
+		yi := &s.Items[op.y]
+		if to, gs, ok := s.destination(yi, yi.Node, not); ok {
+			return op.y, to, gs, true
+		}
+	}
+	return 0, 0, nil, false
+}
+
+// destination is where an item goes when it leaves node not (and never to
+// node also, -1 for none): for a share,
 // the GPU with the least free milli that takes it; for whole GPUs, the
 // node left with the fewest idle GPUs; ties to the lowest index.
-func (s *State) destination(it *Item, not int) (int, []int, bool) {
+func (s *State) destination(it *Item, not, also int) (int, []int, bool) {
 	bestN, bestLeft := -1, 0
 	var bestG []int
 	for n := range s.Nodes {
 		nd := &s.Nodes[n]
-		if n == not || nd.CPU < it.CPU || nd.Memory < it.Memory {
+		if n == not || n == also || nd.CPU < it.CPU || nd.Memory < it.Memory {
 			continue
 		}
 		if len(it.GPUs) == 0 {
@@ -327,7 +398,16 @@ type slots struct {
 	idle  []int  // per node: idle GPUs (any model)
 	memo  map[shapeKey][2]int
 	ready bool
+
+	// For chains: shared GPUs with the room they would have if their
+	// largest share with a place elsewhere left, most room first.
+	now, window int64
+	rooms       []room
+	chainMemo   map[shapeKey][2]int
+	chainReady  bool
 }
+
+type room struct{ node, gpu, room, lift int }
 
 type slot struct{ node, gpu, free int }
 
@@ -336,7 +416,60 @@ type shapeKey struct {
 	model                 string
 }
 
-func (s *State) newSlots() *slots { return &slots{memo: map[shapeKey][2]int{}} }
+func (s *State) newSlots() *slots {
+	return &slots{memo: map[shapeKey][2]int{}, chainMemo: map[shapeKey][2]int{}}
+}
+
+// chain reports whether a share could go to some node but not by way of
+// a chain: another share leaves a GPU there for a place of its own.
+func (sl *slots) chain(s *State, it *Item, not int) bool {
+	if len(it.GPUs) != 1 || it.Milli >= Whole {
+		return false
+	}
+	if !sl.chainReady {
+		sl.chainReady = true
+		for m := range s.Nodes {
+			for g, d := range s.Nodes[m].GPUs {
+				if d.MIG || d.Whole || d.Users == 0 {
+					continue
+				}
+				best := -1
+				for _, id := range s.On(m, g) {
+					y := &s.Items[id]
+					if (best < 0 || y.Milli > s.Items[best].Milli) && s.Movable(id, sl.now, sl.window) && sl.elsewhere(s, y, m) {
+						best = id
+					}
+				}
+				if best >= 0 {
+					sl.rooms = append(sl.rooms, room{m, g, d.Free + s.Items[best].Milli, best})
+				}
+			}
+		}
+		slices.SortStableFunc(sl.rooms, func(a, b room) int { return cmp.Compare(b.room, a.room) })
+	}
+	k := shapeKey{it.Milli, len(it.GPUs), it.CPU, it.Memory, it.Model}
+	found, ok := sl.chainMemo[k]
+	if !ok {
+		found = [2]int{-1, -1}
+		for _, r := range sl.rooms {
+			if r.room < it.Milli {
+				break
+			}
+			nd, y := &s.Nodes[r.node], &s.Items[r.lift]
+			if nd.CPU+y.CPU < it.CPU || nd.Memory+y.Memory < it.Memory || !s.matches(it.Model, nd.GPUs[r.gpu].Model) {
+				continue
+			}
+			if found[0] < 0 {
+				found[0] = r.node
+			} else if r.node != found[0] {
+				found[1] = r.node
+				break
+			}
+		}
+		sl.chainMemo[k] = found
+	}
+	return found[0] >= 0 && found[0] != not || found[1] >= 0
+}
 
 func (sl *slots) build(s *State) {
 	sl.ready = true
