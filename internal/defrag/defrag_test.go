@@ -40,6 +40,15 @@ func TestFindTable(t *testing.T) {
 		model string
 		pin   bool
 	}
+	// A chain: the task takes only a's T4; the 600 there fits nowhere free
+	// (b has 400, c 300), but once b's movable 300 moves to c, b has 700.
+	chainNodes := []Node{
+		{Name: "a", CPU: 16000, Memory: 1000, GPUs: gpus("T4", 1)},
+		{Name: "b", CPU: 16000, Memory: 1000, GPUs: gpus("V100", 1)},
+		{Name: "c", CPU: 16000, Memory: 1000, GPUs: gpus("V100", 1)},
+	}
+	chainItems := []placed{{node: 0, gpus: []int{0}, milli: 600}, {node: 1, gpus: []int{0}, milli: 300}, {node: 1, gpus: []int{0}, milli: 300, pin: true},
+		{node: 2, gpus: []int{0}, milli: 700, pin: true}}
 	tests := []struct {
 		name     string
 		nodes    []Node
@@ -101,28 +110,16 @@ func TestFindTable(t *testing.T) {
 			ask:   Ask{CPU: 6000, Count: 1, Milli: Whole}, max: 3, wantOK: true, wantMove: 1, wantNode: 0,
 		},
 		{
-			name: "a chain: one share leaves a GPU for a place of its own, another takes the room it left",
-			nodes: []Node{
-				{Name: "a", CPU: 16000, Memory: 1000, GPUs: gpus("T4", 1)},
-				{Name: "b", CPU: 16000, Memory: 1000, GPUs: gpus("V100", 1)},
-				{Name: "c", CPU: 16000, Memory: 1000, GPUs: gpus("V100", 1)},
-			},
-			// The task takes only a's T4; x fits nowhere free (b has 400,
-			// c 300), but once y moves from b to c, b has 700.
-			items: []placed{{node: 0, gpus: []int{0}, milli: 600}, {node: 1, gpus: []int{0}, milli: 300}, {node: 1, gpus: []int{0}, milli: 300, pin: true},
-				{node: 2, gpus: []int{0}, milli: 700, pin: true}},
-			ask: Ask{Count: 1, Milli: 700, Model: "T4"}, max: 3, wantOK: true, wantMove: 2, wantNode: 0,
+			name:  "a chain: one share leaves a GPU for a place of its own, another takes the room it left",
+			nodes: chainNodes,
+			items: chainItems,
+			ask:   Ask{Count: 1, Milli: 700, Model: "T4"}, max: 3, wantOK: true, wantMove: 2, wantNode: 0,
 		},
 		{
-			name: "a chain counts both its moves against the budget",
-			nodes: []Node{
-				{Name: "a", CPU: 16000, Memory: 1000, GPUs: gpus("T4", 1)},
-				{Name: "b", CPU: 16000, Memory: 1000, GPUs: gpus("V100", 1)},
-				{Name: "c", CPU: 16000, Memory: 1000, GPUs: gpus("V100", 1)},
-			},
-			items: []placed{{node: 0, gpus: []int{0}, milli: 600}, {node: 1, gpus: []int{0}, milli: 300}, {node: 1, gpus: []int{0}, milli: 300, pin: true},
-				{node: 2, gpus: []int{0}, milli: 700, pin: true}},
-			ask: Ask{Count: 1, Milli: 700, Model: "T4"}, max: 1, wantOK: false,
+			name:  "a chain counts both its moves against the budget",
+			nodes: chainNodes,
+			items: chainItems,
+			ask:   Ask{Count: 1, Milli: 700, Model: "T4"}, max: 1, wantOK: false,
 		},
 		{
 			name: "a two-GPU task moves whole to one node",
