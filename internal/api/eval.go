@@ -51,9 +51,24 @@ type Evaluation struct {
 	// learns nothing. `job plan` reports the version it planned with.
 	GPUWorkload string    `json:"gpu_workload,omitempty"`
 	WaitUntil   time.Time `json:"wait_until,omitzero"` // not before this time (restart delays)
-	CreateTime  time.Time `json:"create_time"`
-	ModifyTime  time.Time `json:"modify_time"`
-	ModifyIndex int64     `json:"modify_index"`
+	// SnapshotIndex is, for a blocked evaluation, the capacity index of
+	// the view it was planned with: it is retried once capacity changed
+	// after that index. A change that lands while the plan is being
+	// made and written is after it, so it is never missed. Zero (written
+	// before the field existed): ModifyIndex stands in.
+	SnapshotIndex int64     `json:"snapshot_index,omitempty"`
+	CreateTime    time.Time `json:"create_time"`
+	ModifyTime    time.Time `json:"modify_time"`
+	ModifyIndex   int64     `json:"modify_index"`
+}
+
+// BlockedAt is the capacity index a blocked evaluation waits to see
+// passed: SnapshotIndex, or ModifyIndex where that is unset.
+func (e *Evaluation) BlockedAt() int64 {
+	if e.SnapshotIndex > 0 {
+		return e.SnapshotIndex
+	}
+	return e.ModifyIndex
 }
 
 // JobKey is the identity of the evaluation's job.

@@ -44,9 +44,10 @@ func (s *Server) processEval(ctx context.Context, fence *state.Fence, e *api.Eva
 // the older versions live allocations run (from etcd when the view has
 // not read them yet). job may be nil (purged).
 func (s *Server) snapshotFor(ctx context.Context, namespace, name string, job *api.Job) (*evalstep.Snapshot, error) {
+	capIdx := s.store.CapacityIndex() // before the reads: a change after it is not missed
 	allocs := s.store.Allocs(state.AllocFilter{Namespace: namespace, Job: name})
 	snap := &evalstep.Snapshot{Job: job, Allocs: allocs, Nodes: map[string]*api.Node{}, Versions: map[uint64]*api.Job{},
-		Evals: s.store.Evals(namespace, name), Cluster: s.store}
+		Evals: s.store.Evals(namespace, name), Cluster: s.store, CapacityIndex: capIdx}
 	if d, ok := s.store.LatestDeployment(namespace, name); ok {
 		snap.Deployment = d
 	}

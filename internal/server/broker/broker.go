@@ -108,8 +108,8 @@ func New() *Queue {
 		return before(a, b)
 	}}
 	q.blocked = &itemHeap{less: func(a, b *api.Evaluation) bool {
-		if a.ModifyIndex != b.ModifyIndex {
-			return a.ModifyIndex < b.ModifyIndex
+		if a.BlockedAt() != b.BlockedAt() {
+			return a.BlockedAt() < b.BlockedAt()
 		}
 		return before(a, b)
 	}}
@@ -121,8 +121,9 @@ func New() *Queue {
 func (q *Queue) Len() int { return len(q.byID) }
 
 // Upsert adds or replaces an evaluation by its ID: a pending one waits
-// until its WaitUntil, a blocked one until capacity changes after its
-// ModifyIndex; any other status removes it.
+// until its WaitUntil, a blocked one until capacity changes after the
+// view it was planned with (api.Evaluation.BlockedAt); any other status
+// removes it.
 func (q *Queue) Upsert(e *api.Evaluation) {
 	q.Remove(e.ID)
 	var w where
@@ -162,7 +163,7 @@ func (q *Queue) promote(now time.Time, capIndex int64) {
 		it.where = inReady
 		heap.Push(q.ready, it)
 	}
-	for it := q.blocked.peek(); it != nil && it.e.ModifyIndex < capIndex; it = q.blocked.peek() {
+	for it := q.blocked.peek(); it != nil && it.e.BlockedAt() < capIndex; it = q.blocked.peek() {
 		heap.Pop(q.blocked)
 		it.where = inReady
 		heap.Push(q.ready, it)

@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,6 +126,28 @@ func TestWake(t *testing.T) {
 	}
 }
 
+// TestBlockedWaitsForChangeAfterItsView: a blocked evaluation is
+// retried once capacity changed after the view it was planned with, even
+// when that change landed before its blocked status was written (the
+// lost wake-up of a change made while the plan was being made).
+func TestBlockedWaitsForChangeAfterItsView(t *testing.T) {
+	q := New()
+	old := ev("old", 50, 10, api.EvalBlocked, 0) // written before SnapshotIndex existed
+	late := ev("late", 50, 10, api.EvalBlocked, 0)
+	late.SnapshotIndex = 7 // planned at 7; capacity changed at 8; written at 10
+	q.Upsert(old)
+	q.Upsert(late)
+	if got := drain(q, t0, 7); len(got) != 0 {
+		t.Errorf("capacity index 7: %v ready, want none", got)
+	}
+	if got := strings.Join(drain(q, t0, 8), " "); got != "late" {
+		t.Errorf("capacity index 8: %q ready, want late", got)
+	}
+	if got := strings.Join(drain(q, t0, 11), " "); got != "old" {
+		t.Errorf("capacity index 11: %q ready, want old", got)
+	}
+}
+
 // TestPickOrderIsSortedPendingSet: whatever is upserted, removed and
 // re-upserted, the order of picks equals a sort of what is ready, by
 // priority, then modify index, then ID (the order the broker sorted in
@@ -145,6 +168,9 @@ func TestPickOrderIsSortedPendingSet(t *testing.T) {
 			}
 			e := ev(id, rapid.IntRange(0, 3).Draw(t, "prio")*10, rapid.Int64Range(1, 6).Draw(t, "idx"),
 				rapid.SampledFrom(statuses).Draw(t, "status"), time.Duration(rapid.IntRange(0, 3).Draw(t, "wait"))*time.Second)
+			if e.Status == api.EvalBlocked {
+				e.SnapshotIndex = rapid.Int64Range(0, e.ModifyIndex).Draw(t, "snapshot")
+			}
 			q.Upsert(e)
 			if e.Status == api.EvalPending || e.Status == api.EvalBlocked {
 				model[id] = e
@@ -156,7 +182,7 @@ func TestPickOrderIsSortedPendingSet(t *testing.T) {
 		capIndex := rapid.Int64Range(0, 7).Draw(t, "cap")
 		var want []*api.Evaluation
 		for _, e := range model {
-			if e.Status == api.EvalPending && now.Before(e.WaitUntil) || e.Status == api.EvalBlocked && capIndex <= e.ModifyIndex {
+			if e.Status == api.EvalPending && now.Before(e.WaitUntil) || e.Status == api.EvalBlocked && capIndex <= e.BlockedAt() {
 				continue
 			}
 			want = append(want, e)

@@ -32,6 +32,7 @@ import (
 //	eval job=J trigger=T               another component asks for an evaluation
 //	stop job=J                         stop the job and evaluate
 //	running job=J                      the node reports J's live allocations running
+//	finish job=J                       the node reports J's stopped allocations complete (capacity freed)
 //	take node=N cpu=M mem=MiB [priority=P]
 //	                                   another plan places work on N (its guard moves)
 //	node-down name=N                   the node monitor marks N down and evaluates its jobs
@@ -166,6 +167,20 @@ func (w *world) do(t *testing.T, d *datadriven.TestData) string {
 			}
 		}
 		return "running " + strings.Join(out, " ")
+	case "finish":
+		job := arg(d, "job", "")
+		var out []string
+		for _, a := range w.sortedAllocs() {
+			if a.Job == job && a.DesiredStatus == api.AllocDesiredStop && !a.ClientTerminal() {
+				c := *a
+				w.rev++
+				c.ClientStatus, c.ModifyIndex = api.AllocComplete, w.rev
+				w.allocs[a.ID] = &c
+				w.capIndex = w.rev
+				out = append(out, allocName(&c))
+			}
+		}
+		return fmt.Sprintf("complete %s (capacity index %d)", strings.Join(out, " "), w.capIndex)
 	case "take":
 		node := arg(d, "node", "")
 		w.rev++
@@ -313,7 +328,7 @@ func classify(err error) evalstep.Class {
 
 func (w *world) input(e *api.Evaluation) *evalstep.Input {
 	job := w.jobs[e.Job]
-	snap := &evalstep.Snapshot{Job: job, Nodes: map[string]*api.Node{}, Versions: map[uint64]*api.Job{}, Cluster: w}
+	snap := &evalstep.Snapshot{Job: job, Nodes: map[string]*api.Node{}, Versions: map[uint64]*api.Job{}, Cluster: w, CapacityIndex: w.capIndex}
 	for _, a := range w.sortedAllocs() {
 		if a.Job == e.Job {
 			snap.Allocs = append(snap.Allocs, a)
@@ -469,6 +484,9 @@ func evalLine(e *api.Evaluation) string {
 	s := fmt.Sprintf("%s %s %s %s", e.ID, e.Job, e.TriggeredBy, e.Status)
 	if !e.WaitUntil.IsZero() {
 		s += " wait-until=" + e.WaitUntil.Format("15:04:05")
+	}
+	if e.Status == api.EvalBlocked {
+		s += fmt.Sprintf(" planned-at=%d written-at=%d", e.SnapshotIndex, e.ModifyIndex)
 	}
 	if e.StatusDescription != "" {
 		s += ": " + e.StatusDescription

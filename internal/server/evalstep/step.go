@@ -66,6 +66,10 @@ type Snapshot struct {
 	GPUWorkload string
 	// Cluster is the rest of the cluster, read through a narrow view.
 	Cluster View
+	// CapacityIndex is the store's capacity index read before anything
+	// else of the snapshot: a blocked evaluation waits for a change after
+	// it (api.Evaluation.SnapshotIndex).
+	CapacityIndex int64
 }
 
 // Input is one step's whole input.
@@ -241,9 +245,9 @@ func Step(in *Input) (*Decision, error) {
 	final.Placed, final.Stopped = len(p.Placed), len(p.Result.Stop)
 	final.FailedGroups = p.Failed
 	final.GPUWorkload = in.Snap.GPUWorkload
-	final.Status, final.StatusDescription = api.EvalComplete, ""
+	final.Status, final.StatusDescription, final.SnapshotIndex = api.EvalComplete, "", 0
 	if len(p.Failed) > 0 {
-		final.Status = api.EvalBlocked
+		final.Status, final.SnapshotIndex = api.EvalBlocked, in.Snap.CapacityIndex
 		final.StatusDescription = "some replicas could not be placed; retried when the cluster changes"
 	}
 	if len(p.Result.GaveUp) > 0 && final.StatusDescription == "" {
