@@ -98,6 +98,11 @@ type Config struct {
 	// SampleInterval is how often the node's usage is read; 0 means
 	// DefaultSampleInterval.
 	SampleInterval time.Duration
+	// FingerprintInterval is how often the agent looks at its drivers and
+	// GPUs again, to update the node when they changed; 0 means
+	// DefaultFingerprintInterval, negative only when a GPU event asks
+	// (the load tool's simulated nodes, whose null driver never changes).
+	FingerprintInterval time.Duration
 	// LB runs a load balancer on this node (proxy.go).
 	LB LBConfig
 	// Resolver runs a DNS resolver for containers beside the load
@@ -132,11 +137,12 @@ type Agent struct {
 	heartbeatEvery time.Duration
 	heartbeatTTL   time.Duration // as the servers handed it at registration
 
-	contactMu sync.Mutex
-	contact   contact // the link to the servers (disconnect.go)
-	jobs      *jobCache
-	audit     auditor
-	wg        sync.WaitGroup
+	contactMu   sync.Mutex
+	contact     contact       // the link to the servers (disconnect.go)
+	contactLost chan struct{} // signalled when contact.Failed turns true
+	jobs        *jobCache
+	audit       auditor
+	wg          sync.WaitGroup
 
 	gpus     *gpuManager
 	sampler  *sampler
@@ -193,6 +199,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		a.loop = newTaskLoop()
 	}
 	a.fpKick = make(chan struct{}, 1)
+	a.contactLost = make(chan struct{}, 1)
 	a.gpus = newGPUManager(cfg.GPU, cfg.DataDir, log, a.kickFingerprint)
 	a.sampler = newSampler(a)
 	a.metrics = cfg.Metrics
@@ -436,14 +443,24 @@ func (a *Agent) reportAllocs(ctx context.Context, updates []api.AllocUpdate) err
 	return a.srv.ReportAllocs(ctx, a.nodeID, updates)
 }
 
+// DefaultFingerprintInterval is how often the agent looks at its drivers
+// and GPUs again.
+const DefaultFingerprintInterval = 15 * time.Second
+
 // fingerprintLoop re-registers when the node's drivers change (an engine
 // stopped or came back) or its GPUs do (health, MIG instances), at once
 // when kicked.
 func (a *Agent) fingerprintLoop(ctx context.Context) {
+	var every <-chan time.Time // nil: never by the clock
+	if d := cmp.Or(a.cfg.FingerprintInterval, DefaultFingerprintInterval); d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		every = t.C
+	}
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-		case <-time.After(15 * time.Second):
+		case <-every:
 		case <-a.fpKick:
 		}
 		n := a.fingerprint(ctx)

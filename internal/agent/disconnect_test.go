@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -139,4 +140,48 @@ func TestDisconnectLoopOnItsClock(t *testing.T) {
 		defer r.mu.Unlock()
 		return r.disconnected && r.stopping
 	})
+}
+
+// TestDisconnectLoopSleepsWhileConnected: while the servers answer, the
+// disconnect check asks its clock for nothing (it waits for a failed
+// attempt, not for a timer: 10,000 simulated nodes waking twice a second
+// each were a tenth of the load tool's CPU); a failed attempt starts the
+// checks, and once a server answers again they stop.
+func TestDisconnectLoopSleepsWhileConnected(t *testing.T) {
+	c := newFakeClock()
+	a, err := New(Config{Servers: []string{"127.0.0.1:1"}, DataDir: t.TempDir()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.clock = c.clock()
+	a.noteContact(true, c.now)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.disconnectLoop(ctx) }()
+	defer func() { cancel(); <-done }()
+	quiet := func(when string) {
+		t.Helper()
+		select {
+		case d := <-c.delays:
+			t.Fatalf("%s: the disconnect check asked its clock to wait %s", when, d)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	quiet("connected")
+	a.noteContact(false, c.now.Add(time.Second))
+	for i := 0; i < 2; i++ { // a check, and the next one asked for
+		select {
+		case d := <-c.delays:
+			if d != disconnectCheck {
+				t.Fatalf("the disconnect check waits %s, want %s", d, disconnectCheck)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a failed attempt did not start the disconnect checks")
+		}
+		c.fire <- c.now
+	}
+	<-c.delays
+	a.noteContact(true, c.now.Add(2*time.Second))
+	c.fire <- c.now
+	quiet("connected again")
 }

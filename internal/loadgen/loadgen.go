@@ -211,7 +211,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			NodeName: fmt.Sprintf("sim-%05d", i), NodeAddress: "127.0.0.1", NoAPI: true,
 			Labels:      map[string]string{"zone": fmt.Sprintf("z%d", i%4), "rack": fmt.Sprintf("r%d", i%40)},
 			CPUOverride: o.NodeCPU, MemoryOverride: o.NodeMemory,
-			Drivers: []driver.Driver{null.New()}, SampleInterval: -1, AuditInterval: -1,
+			Drivers: []driver.Driver{null.New()}, SampleInterval: -1, AuditInterval: -1, FingerprintInterval: -1,
 			Transport: rt, KillTimeout: time.Second, Metrics: metrics.NewBareRegistry(),
 			EventTasks: true, Jobs: jobs, Stream: o.Stream, NodeStream: stream,
 			GPU: agent.GPUConfig{NoPassthrough: true},
