@@ -21,7 +21,7 @@ var (
 	volumeAccess      = []string{"ro", "rw"}
 	volumePropagation = []string{"private", "rprivate", "shared", "rshared", "slave", "rslave"}
 	devicePerms       = regexp.MustCompile(`^[rwm]{1,3}$`)
-	apparmorProfile   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	apparmorProfile   = lazyRegexp(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 )
 
 // isolation checks the docker-only keys of a task's config.
@@ -113,7 +113,7 @@ func (v *validator) isolation(t *api.Task, cp string) {
 		if !v.length(q, h, MaxString) {
 			continue
 		}
-		if !extraHost.MatchString(h) {
+		if !extraHost().MatchString(h) {
 			v.add(q, `%s is not a host entry; write it as "name:IP" or "name:host-gateway"`, quote(h))
 		}
 	}
@@ -158,7 +158,7 @@ func (v *validator) securityModes(p, drv string, s *api.Security) {
 	default:
 		v.add(p+".seccomp", "%s is not a seccomp setting; use default or unconfined (custom profiles are not supported)", quote(s.Seccomp))
 	}
-	if s.AppArmor != "" && !apparmorProfile.MatchString(s.AppArmor) {
+	if s.AppArmor != "" && !apparmorProfile().MatchString(s.AppArmor) {
 		v.add(p+".apparmor", "%s is not an AppArmor profile name; use a profile loaded on the nodes, or unconfined", quote(s.AppArmor))
 	}
 }
@@ -213,7 +213,7 @@ func ParseVolume(s string) (Volume, string) {
 
 // extraHost is one /etc/hosts entry: a host name, then an IPv4 or IPv6
 // address or the engine's host-gateway.
-var extraHost = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,253}:([0-9.]+|[0-9A-Fa-f:]+|host-gateway)$`)
+var extraHost = lazyRegexp(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,253}:([0-9.]+|[0-9A-Fa-f:]+|host-gateway)$`)
 
 // dockerVolumeName is the engine's rule for volume names.
 var dockerVolumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)

@@ -1,7 +1,6 @@
 package jobspec
 
 import (
-	"regexp"
 	"strings"
 
 	"github.com/gantryhq/gantry/internal/api"
@@ -15,8 +14,8 @@ import (
 // when it starts the VM.
 
 var (
-	qemuMachine  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-	qemuCPUModel = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.,+=-]{0,254}$`)
+	qemuMachine  = lazyRegexp(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	qemuCPUModel = lazyRegexp(`^[A-Za-z0-9][A-Za-z0-9_.,+=-]{0,254}$`)
 )
 
 // qemuKeys reports the qemu-only keys set on a task of another driver.
@@ -67,10 +66,10 @@ func (v *validator) qemu(t *api.Task, p, cp string) {
 	default:
 		v.add(cp+".accelerator", "%s is not an accelerator; use auto, kvm or tcg", quote(c.Accelerator))
 	}
-	if c.Machine != "" && !qemuMachine.MatchString(c.Machine) {
+	if c.Machine != "" && !qemuMachine().MatchString(c.Machine) {
 		v.add(cp+".machine", "%s is not a QEMU machine type; use a name like q35 or pc", quote(c.Machine))
 	}
-	if c.CPUModel != "" && !qemuCPUModel.MatchString(c.CPUModel) {
+	if c.CPUModel != "" && !qemuCPUModel().MatchString(c.CPUModel) {
 		v.add(cp+".cpu_model", "%s is not a QEMU CPU model; use a name like host, max or Skylake-Server, optionally with ,+flag", quote(c.CPUModel))
 	}
 	if c.Command != "" {

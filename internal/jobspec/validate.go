@@ -34,7 +34,7 @@ var (
 		"set_contains", "set_contains_any", "is_set", "is_not_set", "distinct_hosts"}
 	attributePattern  = regexp.MustCompile(`^\$\{node\.[^{}$\s]+\}$`)
 	migPattern        = regexp.MustCompile(`^[1-7]g\.[1-9][0-9]{0,3}gb(\+me)?$`)
-	capabilityPattern = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}$`)
+	capabilityPattern = lazyRegexp(`^[A-Z][A-Z0-9_]{0,63}$`)
 	computeCapability = regexp.MustCompile(`^[0-9]{1,2}\.[0-9]{1,2}$`)
 	envName           = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
@@ -565,7 +565,7 @@ func (v *validator) security(p, drv string, s *api.Security) {
 	}{{"cap_add", s.CapAdd}, {"cap_drop", s.CapDrop}} {
 		q := p + "." + caps.key
 		for i, c := range caps.list[:v.bounded(q, len(caps.list), MaxCapabilities, "capabilities")] {
-			if !capabilityPattern.MatchString(c) {
+			if !capabilityPattern().MatchString(c) {
 				v.add(index(q, i), "%s is not a capability; use names like NET_ADMIN or ALL", quote(c))
 			}
 		}

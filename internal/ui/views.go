@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
@@ -388,12 +389,17 @@ var funcs = template.FuncMap{
 	},
 }
 
-var templates = template.Must(template.New("ui").Funcs(funcs).ParseFS(templateFS, "templates/*.html"))
+// templates are parsed at the first page rendered, not when the package
+// initializes: every start of the gantry binary (each CLI command, each
+// executor and wasm runner) initializes it, and parsing them took 7 ms.
+var templates = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("ui").Funcs(funcs).ParseFS(templateFS, "templates/*.html"))
+})
 
 // Render writes the named page's fragment.
 func Render(w io.Writer, page string, data any) error {
 	var buf bytes.Buffer
-	if err := templates.ExecuteTemplate(&buf, page, data); err != nil {
+	if err := templates().ExecuteTemplate(&buf, page, data); err != nil {
 		return fmt.Errorf("render page %s: %w", page, err)
 	}
 	_, err := buf.WriteTo(w)
