@@ -104,27 +104,13 @@ func TestDisconnectLoopOnItsClock(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("the disconnect check does not wait on the agent's clock")
 		}
-		select {
-		case d := <-c.delays:
-			if d != disconnectCheck {
-				t.Fatalf("the disconnect check waits %s, want %s", d, disconnectCheck)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("the disconnect check never asked the agent's clock to wait again")
-		}
+		wantCheckWait(t, c, "the disconnect check never asked the agent's clock to wait again")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); a.disconnectLoop(ctx) }()
 	defer func() { cancel(); <-done }()
-	select {
-	case d := <-c.delays:
-		if d != disconnectCheck {
-			t.Fatalf("the disconnect check waits %s, want %s", d, disconnectCheck)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the disconnect check never asked the agent's clock to wait")
-	}
+	wantCheckWait(t, c, "the disconnect check never asked the agent's clock to wait")
 
 	const stopLine = "stopping an allocation: the node cannot reach any server"
 	round(last.Add(2999 * time.Millisecond))
@@ -170,18 +156,25 @@ func TestDisconnectLoopSleepsWhileConnected(t *testing.T) {
 	quiet("connected")
 	a.noteContact(false, c.now.Add(time.Second))
 	for i := 0; i < 2; i++ { // a check, and the next one asked for
-		select {
-		case d := <-c.delays:
-			if d != disconnectCheck {
-				t.Fatalf("the disconnect check waits %s, want %s", d, disconnectCheck)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("a failed attempt did not start the disconnect checks")
-		}
+		wantCheckWait(t, c, "a failed attempt did not start the disconnect checks")
 		c.fire <- c.now
 	}
 	<-c.delays
 	a.noteContact(true, c.now.Add(2*time.Second))
 	c.fire <- c.now
 	quiet("connected again")
+}
+
+// wantCheckWait waits until the disconnect check asks its clock for the
+// next check, and fails with missing when it does not within 10 s.
+func wantCheckWait(t *testing.T, c *fakeClock, missing string) {
+	t.Helper()
+	select {
+	case d := <-c.delays:
+		if d != disconnectCheck {
+			t.Fatalf("the disconnect check waits %s, want %s", d, disconnectCheck)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal(missing)
+	}
 }
