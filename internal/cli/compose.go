@@ -210,6 +210,9 @@ or the project is invalid, 2 a service cannot be placed (the reason is printed).
 				} else {
 					fmt.Fprintf(g.out, "==> Service %s: unchanged at version %d\n", s.Name, resp.JobVersion)
 				}
+				for _, w := range resp.Warnings { // the isolation policy's, as job run prints them
+					fmt.Fprintf(g.errw, "Warning: service %s: %s\n", s.Name, w)
+				}
 				if detach {
 					continue
 				}

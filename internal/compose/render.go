@@ -14,10 +14,13 @@ import (
 // serverFields are set by the server and never part of a spec.
 var serverFields = []string{"version", "stop", "status", "submit_time", "modify_index"}
 
+// chosenZero are the keys whose zero value is a choice, not an absence:
+// a group's count, and the security settings whose default is true.
+var chosenZero = map[string]bool{"count": true, "read_only_rootfs": true, "no_new_privileges": true}
+
 // JobYAML writes a job as the YAML spec `gantry job run` reads: the keys
 // the server sets left out, and every key at its zero value left out
-// (except a group's count, where 0 is a choice), so the file reads like
-// one written by hand.
+// (except chosenZero's), so the file reads like one written by hand.
 func JobYAML(j *api.Job) ([]byte, error) {
 	b, err := json.Marshal(j)
 	if err != nil {
@@ -41,9 +44,9 @@ func prune(v any, key string) bool {
 	case nil:
 		return true
 	case bool:
-		return !x
+		return !x && !chosenZero[key]
 	case float64:
-		return x == 0 && key != "count"
+		return x == 0 && !chosenZero[key]
 	case string:
 		return x == "" || x == "0s"
 	case []any:

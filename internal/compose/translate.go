@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -266,9 +267,7 @@ func (t *translator) job() *api.Job {
 		}
 	}
 	c.WorkingDir = s.WorkingDir
-	if s.User != "" {
-		task.Security = &api.Security{User: s.User}
-	}
+	task.Security = security(&s)
 	if len(s.Labels) > 0 || (s.Deploy != nil && len(s.Deploy.Labels) > 0) {
 		c.Labels = map[string]string{}
 		for k, v := range s.Labels {
@@ -307,6 +306,7 @@ func (t *translator) job() *api.Job {
 var supported = map[string]map[string]bool{
 	"image": nil, "command": nil, "entrypoint": nil, "environment": nil, "working_dir": nil,
 	"user": nil, "labels": nil, "scale": nil, "restart": nil, "ports": nil, "expose": nil,
+	"read_only": nil, "privileged": nil, "cap_add": nil, "cap_drop": nil,
 	"healthcheck": nil, "depends_on": nil, "volumes": nil, "secrets": nil, "configs": nil,
 	"profiles": nil, "networks": nil,
 	// env_file is read by compose-go into environment; extends is merged by compose-go.
@@ -631,6 +631,24 @@ func nodeAttribute(s string) (string, bool) {
 		return "${node.id}", true
 	}
 	return "", false
+}
+
+// security carries the service's user and its container settings over
+// as Compose means them. A Compose container's root filesystem is
+// writable unless read_only says otherwise, where a Gantry task's is
+// read-only by default: most public images (databases, web servers)
+// write outside their volumes, so the translation keeps Compose's
+// default and the isolation policy warns about it (CIS 5.13), as it
+// judges privileged and added capabilities.
+func security(s *types.ServiceConfig) *api.Security {
+	readOnly := s.ReadOnly
+	return &api.Security{
+		User:           s.User,
+		ReadOnlyRootfs: &readOnly,
+		Privileged:     s.Privileged,
+		CapAdd:         slices.Clone(s.CapAdd),
+		CapDrop:        slices.Clone(s.CapDrop),
+	}
 }
 
 var onFailure = regexp.MustCompile(`^on-failure(?::(\d+))?$`)
