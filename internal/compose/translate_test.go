@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -102,6 +103,15 @@ func translateCase(t *testing.T, dir string, files, profiles []string, strict bo
 		}
 		if invalid, _, _ := validate.Split(validate.Rules(job, nil)); len(invalid) > 0 {
 			t.Errorf("service %s: the translated spec breaks the job rules: %v\n%s", s.Name, invalid, y)
+		}
+		// What `compose config` prints runs as the same job: a setting
+		// whose zero value is a choice (read_only_rootfs: false) survives.
+		for gi, g := range s.Job.Groups {
+			for ti, task := range g.Tasks {
+				if got := job.Groups[gi].Tasks[ti].Security; !reflect.DeepEqual(got, task.Security) {
+					t.Errorf("service %s: task %s's security reads back as %+v from the YAML, translated %+v", s.Name, task.Name, got, task.Security)
+				}
+			}
 		}
 	}
 	return string(out)
