@@ -19,6 +19,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	dockerclient "github.com/moby/moby/client"
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/gantryhq/gantry/internal/api"
@@ -65,11 +66,28 @@ named in one warning line per service; --strict makes them errors.`,
 
 // load reads and translates the project; compose-go's errors keep their
 // file and line, translation problems come one sentence each.
+// composeLog formats what compose-go logs itself (through logrus: "the
+// attribute `version` is obsolete", found in many older public Compose
+// files) as the command's other lines read, "Warning: …" on standard
+// error, instead of a logrus record with a timestamp and a level.
+type composeLog struct{}
+
+func (composeLog) Format(e *logrus.Entry) ([]byte, error) {
+	word := "Warning"
+	if e.Level <= logrus.ErrorLevel {
+		word = "Error"
+	}
+	return []byte(word + ": " + e.Message + "\n"), nil
+}
+
 func (f *composeFlags) load(g *globals) (*compose.Result, error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return nil, exitf(ExitError, "compose: %v", err)
 	}
+	logrus.SetOutput(g.errw)
+	logrus.SetFormatter(composeLog{})
+	logrus.SetLevel(logrus.WarnLevel)
 	p, err := compose.Load(context.Background(), compose.LoadOptions{
 		Files: f.files, Project: f.project, Profiles: f.profiles, EnvFiles: f.envFiles,
 		WorkingDir: wd, ProjectDir: f.projectDir, Env: os.Environ(),
