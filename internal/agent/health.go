@@ -90,31 +90,72 @@ func sinceStart(interval, took time.Duration) time.Duration {
 
 // checkTracker turns one check's probe results into its verdict and says
 // when to probe next: the check is healthy on a success, unhealthy only
-// after `failures` consecutive failed probes, and probes are spaced by
-// the check's interval (start to start, see sinceStart) whatever they
-// answered. Only the very first probe comes early, so that a healthy task
-// is seen as such without waiting a whole interval.
+// after `failures` consecutive counted failures, and counted probes are
+// spaced by the check's interval (start to start, see sinceStart) whatever
+// they answered.
+//
+// Until the first success the task is starting, and the tracker probes
+// more often than that: after startupStep, then twice as long each time,
+// up to the interval. These extra probes can only find the task healthy
+// sooner; a failure among them counts only when an interval has passed
+// since the last counted one (the first counts firstCounted after the
+// start), so a task that boots slowly is found unhealthy exactly when it
+// would be with probes only at those times. Once the check has seen a success it probes once per
+// interval, as a task that was healthy and fails is judged.
 type checkTracker struct {
 	failures int
 	interval time.Duration
 	failed   int
+	up       bool          // a probe has succeeded
+	step     time.Duration // the next wait while starting
+	owed     time.Duration // while starting: how long until a failure counts again
 }
 
+// startupStep is the first wait of a check, and of its probes while the
+// task is starting; it doubles up to the interval. firstCounted is when
+// (after the grace period) the first failure counts.
+const (
+	startupStep  = 10 * time.Millisecond
+	firstCounted = 200 * time.Millisecond
+)
+
 // first is the delay before the first probe (after the grace period).
-func (c *checkTracker) first() time.Duration { return min(c.interval, 200*time.Millisecond) }
+func (c *checkTracker) first() time.Duration {
+	c.step = min(c.interval, startupStep)
+	c.owed = min(c.interval, firstCounted) - c.step
+	return c.step
+}
 
 // observe records one probe and returns the check's verdict ("" while
 // failures are still below the threshold) and the delay before the next.
 func (c *checkTracker) observe(ok bool) (verdict string, next time.Duration) {
 	if ok {
-		c.failed = 0
+		c.failed, c.up = 0, true
 		return api.HealthHealthy, c.interval
 	}
+	if !c.up {
+		return c.observeStarting()
+	}
+	return c.countFailure(), c.interval
+}
+
+func (c *checkTracker) observeStarting() (verdict string, next time.Duration) {
+	if c.owed <= 0 {
+		verdict = c.countFailure()
+		c.owed = c.interval
+	}
+	c.step = min(max(2*c.step, startupStep), c.interval)
+	next = min(c.step, c.owed)
+	c.owed -= next
+	return verdict, next
+}
+
+func (c *checkTracker) countFailure() string {
 	c.failed++
 	if c.failed >= c.failures {
-		return api.HealthUnhealthy, c.interval
+		return api.HealthUnhealthy
 	}
-	return "", c.interval
+	return ""
 }
 
 func (p *allocTaskPort) probe(ctx context.Context, c api.Check, h *driver.Handle) error {

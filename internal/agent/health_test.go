@@ -11,10 +11,11 @@ import (
 	"github.com/gantryhq/gantry/internal/driver"
 )
 
-// TestCheckTrackerSpacing (issue 15): a check with failures: 2 and a 5 s
-// interval is unhealthy only after two consecutive failed probes spaced by
-// the interval; a failed probe does not bring the next one closer (it came
-// after 0.5 s x failures, so a replica failed 0.7 s after it started).
+// TestCheckTrackerSpacing (issue 15): once a check has seen its task
+// healthy, a check with failures: N is unhealthy only after N consecutive
+// failed probes spaced by the interval; a failed probe does not bring the
+// next one closer (it came after 0.5 s x failures, so a replica failed
+// 0.7 s after it started).
 func TestCheckTrackerSpacing(t *testing.T) {
 	type step struct {
 		ok      bool
@@ -25,9 +26,9 @@ func TestCheckTrackerSpacing(t *testing.T) {
 		failures int
 		steps    []step
 	}{
-		{"two failures needed", 2, []step{{false, ""}, {false, api.HealthUnhealthy}}},
-		{"a success resets the count", 2, []step{{false, ""}, {true, api.HealthHealthy}, {false, ""}, {false, api.HealthUnhealthy}}},
-		{"one failure is enough when asked", 1, []step{{false, api.HealthUnhealthy}, {true, api.HealthHealthy}}},
+		{"two failures needed", 2, []step{{true, api.HealthHealthy}, {false, ""}, {false, api.HealthUnhealthy}}},
+		{"a success resets the count", 2, []step{{true, api.HealthHealthy}, {false, ""}, {true, api.HealthHealthy}, {false, ""}, {false, api.HealthUnhealthy}}},
+		{"one failure is enough when asked", 1, []step{{true, api.HealthHealthy}, {false, api.HealthUnhealthy}, {true, api.HealthHealthy}}},
 		{"three failures", 3, []step{{true, api.HealthHealthy}, {false, ""}, {false, ""}, {false, api.HealthUnhealthy}, {false, api.HealthUnhealthy}}},
 	}
 	const interval = 5 * time.Second
@@ -37,7 +38,6 @@ func TestCheckTrackerSpacing(t *testing.T) {
 			if f := tr.first(); f > interval || f <= 0 {
 				t.Fatalf("first probe after %s", f)
 			}
-			elapsed := time.Duration(0)
 			for i, s := range c.steps {
 				v, next := tr.observe(s.ok)
 				if v != s.verdict {
@@ -46,12 +46,63 @@ func TestCheckTrackerSpacing(t *testing.T) {
 				if next != interval {
 					t.Errorf("probe %d (ok=%v): next probe after %s, want the interval %s", i, s.ok, next, interval)
 				}
-				if v == api.HealthUnhealthy && i+1 == c.failures && elapsed < time.Duration(c.failures-1)*interval {
-					t.Errorf("unhealthy %s after the first probe, before %d intervals", elapsed, c.failures-1)
-				}
-				elapsed += next
 			}
 		})
+	}
+}
+
+// trackerRun plays a check against a task that answers from ready on
+// (never when ready < 0), probes taking no time, and returns when the
+// first verdict came, which it was, and how many probes it took.
+func trackerRun(interval time.Duration, failures int, ready time.Duration) (at time.Duration, verdict string, probes int) {
+	tr := checkTracker{failures: failures, interval: interval}
+	now := tr.first()
+	for probes = 1; probes < 10000; probes++ {
+		v, next := tr.observe(ready >= 0 && now >= ready)
+		if v != "" {
+			return now, v, probes
+		}
+		now += next
+	}
+	return now, "", probes
+}
+
+// TestCheckTrackerStartup: until its task is first healthy a check probes
+// early and ever less often (startupStep, doubling up to the interval), so
+// a task that is ready is found healthy within about as long again as it
+// took to boot, never later than one interval after; while those early
+// probes fail, only those an interval apart count, so a task that never
+// answers is unhealthy exactly when probes once per interval would find
+// it so: at firstCounted, plus an interval per further failure.
+func TestCheckTrackerStartup(t *testing.T) {
+	for _, interval := range []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, time.Second, 10 * time.Second, time.Minute} {
+		for _, failures := range []int{1, 2, 3, 5} {
+			at, v, probes := trackerRun(interval, failures, -1)
+			want := min(interval, firstCounted) + time.Duration(failures-1)*interval
+			if v != api.HealthUnhealthy || at != want {
+				t.Errorf("interval %s, failures %d, never ready: %q after %s, want unhealthy after %s", interval, failures, v, at, want)
+			}
+			if limit := 12 + 2*failures; probes > limit {
+				t.Errorf("interval %s, failures %d, never ready: %d probes, want at most %d", interval, failures, probes, limit)
+			}
+			for _, ready := range []time.Duration{0, time.Millisecond, 15 * time.Millisecond, 120 * time.Millisecond, 900 * time.Millisecond, 4 * time.Second} {
+				at, v, _ := trackerRun(interval, failures, ready)
+				unhealthyAt := min(interval, firstCounted) + time.Duration(failures-1)*interval
+				if ready >= unhealthyAt {
+					if v != api.HealthUnhealthy || at != unhealthyAt {
+						t.Errorf("interval %s, failures %d, ready at %s: %q after %s, want unhealthy after %s", interval, failures, ready, v, at, unhealthyAt)
+					}
+					continue
+				}
+				if v != api.HealthHealthy {
+					t.Errorf("interval %s, failures %d, ready at %s: %q, want healthy", interval, failures, ready, v)
+					continue
+				}
+				if late := at - ready; late < 0 || late > max(ready, startupStep) || late > interval {
+					t.Errorf("interval %s, failures %d, ready at %s: healthy after %s, %s late", interval, failures, ready, at, late)
+				}
+			}
+		}
 	}
 }
 
@@ -74,9 +125,9 @@ func (p *probePort) probe(ctx context.Context, _ api.Check, _ *driver.Handle) er
 // TestCheckWaitsOnItsClock: a health check waits out its grace period and
 // its interval on the runner's clock, driven here by a fake one (the grace
 // period is a minute; nothing sleeps). It probes nothing before the grace
-// period ends, first probes after the short first delay, then once per
-// interval; two failed probes (failures: 2) make it unhealthy and a
-// success healthy, each verdict sent to the runner's loop; a stop during
+// period ends, first probes after the short first delay and again soon
+// while the task is starting; once healthy it probes once per interval;
+// two failed probes (failures: 2) make it unhealthy and a success healthy, each verdict sent to the runner's loop; a stop during
 // the grace period ends it without a probe.
 func TestCheckWaitsOnItsClock(t *testing.T) {
 	c := newFakeClock()
@@ -145,13 +196,18 @@ func TestCheckWaitsOnItsClock(t *testing.T) {
 	default:
 	}
 	fire("the grace period")
-	waits("after the grace period", 200*time.Millisecond)
-	answer("first probe", errors.New("connection refused"))
+	waits("after the grace period", startupStep)
+	answer("first probe, the task still starting", errors.New("connection refused"))
+	waits("after a failed probe while starting", 2*startupStep)
+	answer("second probe", nil)
+	verdict("a successful probe", api.HealthHealthy)
+	waits("after the healthy verdict", 5*time.Second)
+	answer("third probe", errors.New("connection refused"))
 	waits("after one failed probe", 5*time.Second)
-	answer("second probe", errors.New("connection refused"))
+	answer("fourth probe", errors.New("connection refused"))
 	verdict("two failed probes", api.HealthUnhealthy)
 	waits("after the unhealthy verdict", 5*time.Second)
-	answer("third probe", nil)
+	answer("fifth probe", nil)
 	verdict("a successful probe", api.HealthHealthy)
 	waits("after the healthy verdict", 5*time.Second)
 	cancel()
