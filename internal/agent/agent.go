@@ -193,7 +193,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	for _, d := range cfg.Drivers {
 		a.drivers[d.Name()] = d
 	}
-	a.updates = newUpdater(a)
+	a.updates = newUpdater(a.reportAllocs, a.log, a.clock)
 	a.jobs = &jobCache{srv: a.srv, jobs: map[string]*api.Job{}, shared: cfg.Jobs}
 	if cfg.EventTasks {
 		a.loop = newTaskLoop()

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -9,16 +10,25 @@ import (
 )
 
 // updater batches allocation reports to the servers. A newer report for an
-// allocation replaces an unsent older one; failed sends are retried.
+// allocation replaces an unsent older one; failed sends are retried. A
+// report after a quiet spell goes at once (a deployment waits on the
+// first healthy one); within reportWindow of the last send, what arrives
+// goes together at the end of the window, so a burst of changes (every
+// allocation a plan gave the node) costs two requests, not one each.
 type updater struct {
-	a       *Agent
+	send    func(context.Context, []api.AllocUpdate) error
+	log     *slog.Logger
+	clock   clock
 	mu      sync.Mutex
 	pending map[string]api.AllocUpdate
 	kick    chan struct{}
 }
 
-func newUpdater(a *Agent) *updater {
-	return &updater{a: a, pending: map[string]api.AllocUpdate{}, kick: make(chan struct{}, 1)}
+// reportWindow is the least time between two sends of the updater.
+const reportWindow = 50 * time.Millisecond
+
+func newUpdater(send func(context.Context, []api.AllocUpdate) error, log *slog.Logger, c clock) *updater {
+	return &updater{send: send, log: log, clock: c, pending: map[string]api.AllocUpdate{}, kick: make(chan struct{}, 1)}
 }
 
 func (u *updater) push(up api.AllocUpdate) {
@@ -33,6 +43,7 @@ func (u *updater) push(up api.AllocUpdate) {
 
 func (u *updater) run(ctx context.Context) {
 	backoff := 200 * time.Millisecond
+	var last time.Time // when the last send began; zero: none yet
 	for {
 		select {
 		case <-ctx.Done():
@@ -40,8 +51,18 @@ func (u *updater) run(ctx context.Context) {
 			return
 		case <-u.kick:
 		}
-		// Gather what arrives in a short window into one request.
-		sleep(ctx, 50*time.Millisecond)
+		if wait := reportWindow - u.clock.now().Sub(last); !last.IsZero() && wait > 0 {
+			select {
+			case <-ctx.Done():
+				continue // flushed above
+			case <-u.clock.after(wait):
+			}
+		}
+		last = u.clock.now()
+		select {
+		case <-u.kick: // what it asks for is about to go
+		default:
+		}
 		for !u.flush(ctx, 0) && ctx.Err() == nil {
 			sleep(ctx, backoff)
 			backoff = min(backoff*2, 5*time.Second)
@@ -68,9 +89,9 @@ func (u *updater) flush(ctx context.Context, timeout time.Duration) bool {
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	if err := u.a.reportAllocs(ctx, batch); err != nil {
+	if err := u.send(ctx, batch); err != nil {
 		if ctx.Err() == nil {
-			u.a.log.Warn("cannot report allocation states; will retry", "err", err)
+			u.log.Warn("cannot report allocation states; will retry", "err", err)
 		}
 		u.mu.Lock()
 		for _, up := range batch {
