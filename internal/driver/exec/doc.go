@@ -36,6 +36,10 @@
 // the task from descriptor 3 on, on which it writes length-prefixed
 // frames (QEMU's filter-mirror); the executor counts frames and bytes and
 // keeps the totals beside the handle (FrameCounts), reading nothing else.
+// A driver whose program is slow to get ready can start a spare
+// executor ahead of its task (StartSpare, spare.go): the program runs
+// and waits, and a start that passes the spare in StartOptions hands it
+// the task instead of starting a new executor.
 //
 // The package owns the executor, the layout of those files, their
 // rotation and the frame counts. It must never talk to the state store, never decide placement

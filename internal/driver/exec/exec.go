@@ -387,7 +387,11 @@ func (d *Driver) StartWith(ctx context.Context, cfg *driver.TaskConfig, opts Sta
 	if err := writeJSON(p.spec, spec); err != nil {
 		return nil, fmt.Errorf("exec driver: write task spec: %w", err)
 	}
-	if err := d.launch(ctx, p, cfg.AllocID+"/"+t.Name); err != nil {
+	launch := d.launch
+	if opts.Spare != nil {
+		launch = opts.Spare.take
+	}
+	if err := launch(ctx, d, p, cfg.AllocID+"/"+t.Name); err != nil {
 		return nil, err
 	}
 	var st taskState
@@ -421,7 +425,7 @@ func (d *Driver) adopt(p taskPaths, cfg *driver.TaskConfig) *driver.Handle {
 }
 
 // launch starts the executor and waits for its word.
-func (d *Driver) launch(ctx context.Context, p taskPaths, id string) error {
+func (d *Driver) launch(ctx context.Context, _ *Driver, p taskPaths, id string) error {
 	logf, err := os.OpenFile(p.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("exec driver: %w", err)
@@ -443,13 +447,19 @@ func (d *Driver) launch(ctx context.Context, p taskPaths, id string) error {
 	}
 	w.Close()
 	reaped := make(chan struct{})
-	d.mu.Lock()
-	d.children[id] = reaped
-	d.mu.Unlock()
 	go func() {
 		cmd.Wait()
 		close(reaped)
 	}()
+	return d.await(ctx, p, id, cmd, reaped, r)
+}
+
+// await registers a started executor and waits for its word on r; when
+// it could not start the task, whatever got started goes.
+func (d *Driver) await(ctx context.Context, p taskPaths, id string, cmd *osexec.Cmd, reaped chan struct{}, r io.Reader) error {
+	d.mu.Lock()
+	d.children[id] = reaped
+	d.mu.Unlock()
 
 	msgc := make(chan readyMsg, 1)
 	go func() {

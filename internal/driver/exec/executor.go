@@ -140,7 +140,7 @@ func readJSON(path string, v any) error {
 // file, and when the task ends kills what is left of its process group
 // and writes the exit file. It returns the executor's own exit status.
 func RunExecutor(args []string) int {
-	if len(args) != 1 {
+	if len(args) != 1 && (len(args) == 0 || args[0] != spareFlag) {
 		fmt.Fprintln(os.Stderr, "usage: gantry executor <spec file> (started by the exec driver, not by hand)")
 		return 2
 	}
@@ -172,6 +172,9 @@ func RunExecutor(args []string) int {
 		}
 	}()
 
+	if args[0] == spareFlag {
+		return runSpare(log, args[1:], tell, fail)
+	}
 	var spec executorSpec
 	if err := readJSON(args[0], &spec); err != nil {
 		return fail(fmt.Errorf("read spec: %w", err))
@@ -257,6 +260,14 @@ func RunExecutor(args []string) int {
 	}
 	outW.Close()
 	errW.Close()
+	return supervise(log, &spec, cmd, cmd.Wait, outR, errR, outLog, errLog, frames, tell, fail)
+}
+
+// supervise is the executor's life once its task runs: it copies the
+// task's output into its logs, writes the handle file, tells the driver,
+// waits for the task and records how it ended.
+func supervise(log *slog.Logger, spec *executorSpec, cmd *osexec.Cmd, wait func() error, outR, errR *os.File, outLog, errLog io.Writer,
+	frames *frameStreams, tell func(readyMsg), fail func(error) int) int {
 	stopFrames := make(chan struct{})
 	if frames != nil {
 		frames.started(stopFrames, log.Warn)
@@ -288,7 +299,7 @@ func RunExecutor(args []string) int {
 	tell(readyMsg{})
 	log.Info("executor: task started", "pid", pid, "path", spec.Path)
 
-	werr := cmd.Wait()
+	werr := wait()
 	// What the task left running in its group would hold the log pipes
 	// open and outlive it: it goes with the task.
 	killGroup(pid, syscall.SIGKILL)

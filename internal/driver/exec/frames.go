@@ -31,6 +31,9 @@ type StartOptions struct {
 	// FrameStreams names the frame streams to count: the task gets the
 	// write end of the i-th on file descriptor 3+i.
 	FrameStreams []string
+	// Spare, when set, is a spare executor (spare.go) already running the
+	// task's program: the task takes it instead of starting a new one.
+	Spare *Spare
 }
 
 // FrameCount is one stream's totals since the task started.
