@@ -24,9 +24,11 @@
 // and exits with the module's proc_exit code. A trap exits 134 with the
 // trap's message and the function where it happened, which Wait returns
 // as ExitResult.Message. Compiled modules are cached in Config.CacheDir
-// (see cache.go).
+// (see cache.go); with Config.Spares the driver also keeps spare runners
+// with recently started modules compiled, which a start of the module
+// takes instead of starting a runner (see spares.go).
 //
-// The package owns the runner and its files. It must never talk to the
-// state store, never decide placement or ports, and never restart a task:
-// the agent decides that.
+// The package owns the runner, its files and the spare runners. It must
+// never talk to the state store, never decide placement or ports, and
+// never restart a task: the agent decides that.
 package wasm

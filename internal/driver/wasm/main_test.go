@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 	}
 	// The runner gets only the task's environment, not ours: it is told
 	// by its arguments alone.
-	if len(os.Args) == 3 && os.Args[1] == RunnerCommand {
+	if len(os.Args) >= 3 && os.Args[1] == RunnerCommand {
 		os.Exit(RunModule(os.Args[2:]))
 	}
 	os.Setenv(envChild, "1")

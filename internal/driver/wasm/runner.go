@@ -1,8 +1,11 @@
 package wasm
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,15 +34,20 @@ const RunnerCommand = "wasm-run"
 
 // runSpec is what the driver asks the runner to run.
 type runSpec struct {
-	Module     string      `json:"module"` // path of the verified .wasm file
-	Name       string      `json:"name"`   // the task's name
-	Args       []string    `json:"args"`   // argv, argv[0] included
-	Env        []string    `json:"env"`
-	Mounts     []mountSpec `json:"mounts"` // pre-opened in this order, from fd 3
-	Listeners  []listener  `json:"listeners,omitempty"`
-	MemoryMax  uint64      `json:"memory_max"` // bytes of linear memory
-	CacheDir   string      `json:"cache_dir,omitempty"`
-	ResultPath string      `json:"result_path"`
+	Module    string      `json:"module"` // path of the verified .wasm file
+	Name      string      `json:"name"`   // the task's name
+	Args      []string    `json:"args"`   // argv, argv[0] included
+	Env       []string    `json:"env"`
+	Mounts    []mountSpec `json:"mounts"` // pre-opened in this order, from fd 3
+	Listeners []listener  `json:"listeners,omitempty"`
+	MemoryMax uint64      `json:"memory_max"` // bytes of linear memory
+	// ModuleSHA256 is the module's SHA-256 (hex): a spare runner that
+	// compiled this module ahead uses what it compiled.
+	ModuleSHA256 string `json:"module_sha256,omitempty"`
+	// CompiledPath, when set, is created once the module is compiled.
+	CompiledPath string `json:"compiled_path,omitempty"`
+	CacheDir     string `json:"cache_dir,omitempty"`
+	ResultPath   string `json:"result_path"`
 }
 
 type mountSpec struct {
@@ -68,13 +76,96 @@ type result struct {
 // listeners and a capped linear memory, runs _start and exits with the
 // module's proc_exit code. A trap exits ExitTrap, a stop (SIGTERM)
 // ExitTerminated; both leave a result file saying why.
+//
+// As a spare (`gantry wasm-run --spare <module> <cache dir> <ready file>`,
+// started by a spare executor, see the exec driver's spare.go) it compiles
+// the module first, creates the ready file, and then waits for its task:
+// its argv, `["<gantry>", "wasm-run", "<spec file>"]`, as one JSON line on
+// descriptor 3. A task whose module is another (by its SHA-256) is
+// compiled anew.
 func RunModule(args []string) int {
+	if len(args) == 4 && args[0] == spareFlag {
+		return runSpare(args[1], args[2], args[3])
+	}
 	if len(args) != 1 {
 		fmt.Fprintln(os.Stderr, "usage: gantry wasm-run <spec file> (started by the wasm driver, not by hand)")
 		return 2
 	}
+	r := newRun()
+	defer r.cancel()
+	return r.finish(args[0], nil)
+}
+
+// spareFlag makes the runner a spare.
+const spareFlag = "--spare"
+
+func runSpare(module, cacheDir, readyFile string) int {
+	r := newRun()
+	defer r.cancel()
+	bin, err := os.ReadFile(module)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gantry wasm-run: spare: read module: %v\n", err)
+		return ExitRunner
+	}
+	p, msg := r.prepare(bin, module, cacheDir)
+	if msg != "" {
+		fmt.Fprintln(os.Stderr, "gantry wasm-run: spare: "+msg)
+		return ExitRunner
+	}
+	// What compiling left is garbage: hand it back while nothing waits.
+	bin = nil
+	debug.FreeOSMemory()
+	p.freed = true
+	os.WriteFile(readyFile, nil, 0o600)
+
+	// Wait for the task; a stop (SIGTERM) before it comes ends the spare.
+	lines := make(chan []byte, 1)
+	go func() {
+		line, err := bufio.NewReader(os.NewFile(3, "task")).ReadBytes('\n')
+		if err != nil {
+			line = nil
+		}
+		lines <- line
+	}()
+	var argv []string
+	select {
+	case <-r.ctx.Done():
+		return ExitTerminated
+	case line := <-lines:
+		if json.Unmarshal(line, &argv) != nil || len(argv) != 3 || argv[1] != RunnerCommand {
+			return ExitTerminated // let go before a task came
+		}
+	}
+	return r.finish(argv[2], p)
+}
+
+// moduleRun is one run of the runner: its context, ended by SIGTERM or
+// SIGINT, and what ended it.
+type moduleRun struct {
+	ctx       context.Context
+	cancel    context.CancelFunc
+	stopped   sync.Once
+	stoppedBy os.Signal
+}
+
+func newRun() *moduleRun {
+	r := &moduleRun{}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s := <-sigs
+		r.stopped.Do(func() { r.stoppedBy = s })
+		r.cancel()
+	}()
+	return r
+}
+
+// finish reads the spec, runs the module (p, when it was compiled ahead
+// and is the spec's module) and leaves the result file.
+func (r *moduleRun) finish(specPath string, p *prepared) int {
 	var spec runSpec
-	b, err := os.ReadFile(args[0])
+	b, err := os.ReadFile(specPath)
 	if err == nil {
 		err = json.Unmarshal(b, &spec)
 	}
@@ -82,7 +173,7 @@ func RunModule(args []string) int {
 		fmt.Fprintf(os.Stderr, "gantry wasm-run: read spec: %v\n", err)
 		return ExitRunner
 	}
-	code, msg := run(&spec)
+	code, msg := r.run(&spec, p)
 	if msg != "" {
 		fmt.Fprintln(os.Stderr, "gantry: "+msg)
 		if b, err := json.Marshal(result{Message: msg}); err == nil {
@@ -92,47 +183,64 @@ func RunModule(args []string) int {
 	return code
 }
 
-func run(spec *runSpec) (int, string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	var stopped sync.Once
-	var stoppedBy os.Signal
-	go func() {
-		s := <-sigs
-		stopped.Do(func() { stoppedBy = s })
-		cancel()
-	}()
+// prepared is a module compiled in a runtime with WASI, ready to be
+// instantiated.
+type prepared struct {
+	sum      string // SHA-256 of the module's bytes, hex
+	info     *Module
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	freed    bool // the garbage of compiling was handed back
+}
 
-	bin, err := os.ReadFile(spec.Module)
-	if err != nil {
-		return ExitRunner, fmt.Sprintf("read module: %v", err)
-	}
+func (r *moduleRun) prepare(bin []byte, module, cacheDir string) (*prepared, string) {
 	info, err := Inspect(bin)
 	if err != nil {
-		return ExitRunner, fmt.Sprintf("module %s: %v", spec.Module, err)
+		return nil, fmt.Sprintf("module %s: %v", module, err)
 	}
-	if min := info.MemoryMinPages * PageSize; min > spec.MemoryMax {
-		return ExitRunner, memoryTooSmall(min, spec.MemoryMax)
-	}
-
 	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(true)
-	if spec.CacheDir != "" {
-		cache, err := wazero.NewCompilationCacheWithDir(spec.CacheDir)
+	if cacheDir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {
-			return ExitRunner, fmt.Sprintf("open the compilation cache %s: %v", spec.CacheDir, err)
+			return nil, fmt.Sprintf("open the compilation cache %s: %v", cacheDir, err)
 		}
 		rc = rc.WithCompilationCache(cache)
 	}
-	rt := wazero.NewRuntimeWithConfig(ctx, rc)
-	defer rt.Close(context.Background())
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-		return ExitRunner, fmt.Sprintf("instantiate WASI: %v", err)
+	rt := wazero.NewRuntimeWithConfig(r.ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(r.ctx, rt); err != nil {
+		rt.Close(context.Background())
+		return nil, fmt.Sprintf("instantiate WASI: %v", err)
 	}
-	compiled, err := rt.CompileModule(ctx, bin)
+	compiled, err := rt.CompileModule(r.ctx, bin)
 	if err != nil {
-		return ExitRunner, fmt.Sprintf("compile module %s: %v", spec.Module, err)
+		rt.Close(context.Background())
+		return nil, fmt.Sprintf("compile module %s: %v", module, err)
+	}
+	sum := sha256.Sum256(bin)
+	return &prepared{sum: hex.EncodeToString(sum[:]), info: info, rt: rt, compiled: compiled}, ""
+}
+
+func (r *moduleRun) run(spec *runSpec, p *prepared) (int, string) {
+	ctx := r.ctx
+	if p == nil || spec.ModuleSHA256 == "" || p.sum != spec.ModuleSHA256 {
+		if p != nil {
+			p.rt.Close(context.Background())
+		}
+		bin, err := os.ReadFile(spec.Module)
+		if err != nil {
+			return ExitRunner, fmt.Sprintf("read module: %v", err)
+		}
+		var msg string
+		if p, msg = r.prepare(bin, spec.Module, spec.CacheDir); msg != "" {
+			return ExitRunner, msg
+		}
+	}
+	defer p.rt.Close(context.Background())
+	if spec.CompiledPath != "" {
+		os.WriteFile(spec.CompiledPath, nil, 0o600)
+	}
+	if min := p.info.MemoryMinPages * PageSize; min > spec.MemoryMax {
+		return ExitRunner, memoryTooSmall(min, spec.MemoryMax)
 	}
 
 	fs := wazero.NewFSConfig()
@@ -160,14 +268,14 @@ func run(spec *runSpec) (int, string) {
 		}
 	}
 	if len(spec.Listeners) > 0 {
-		r, w, err := os.Pipe()
+		pr, pw, err := os.Pipe()
 		if err != nil {
 			return ExitRunner, err.Error()
 		}
-		defer r.Close()
-		defer w.Close()
-		mc = mc.WithStdin(r)
-		go wakeStdin(ctx, r, w)
+		defer pr.Close()
+		defer pw.Close()
+		mc = mc.WithStdin(pr)
+		go wakeStdin(ctx, pr, pw)
 		sc := sock.NewConfig()
 		for _, l := range spec.Listeners {
 			sc = sc.WithTCPListener(l.Host, l.Port)
@@ -177,15 +285,17 @@ func run(spec *runSpec) (int, string) {
 	mem := &cappedAllocator{max: spec.MemoryMax}
 	ctx = experimental.WithMemoryAllocator(ctx, mem)
 
-	mod, err := rt.InstantiateModule(ctx, compiled, mc)
+	mod, err := p.rt.InstantiateModule(ctx, p.compiled, mc)
 	if err != nil {
 		return ExitRunner, fmt.Sprintf("instantiate module %s: %v", spec.Module, err)
 	}
-	// Decoding, validating and loading the compiled code left garbage
-	// several times the module's size; hand it back before the module
-	// runs, for the rest of its life.
-	bin, info = nil, nil
-	debug.FreeOSMemory()
+	if !p.freed {
+		// Decoding, validating and loading the compiled code left garbage
+		// several times the module's size; hand it back before the module
+		// runs, for the rest of its life.
+		p.freed = true
+		debug.FreeOSMemory()
+	}
 	start := mod.ExportedFunction("_start")
 	if start == nil {
 		return ExitRunner, "the module exports no _start function: it is not a WASI command (reactor modules are not supported)"
@@ -195,20 +305,20 @@ func run(spec *runSpec) (int, string) {
 	switch {
 	case err == nil:
 		return 0, ""
-	case stoppedBy != nil:
-		return ExitTerminated, fmt.Sprintf("stopped by %s", stoppedBy)
+	case r.stoppedBy != nil:
+		return ExitTerminated, fmt.Sprintf("stopped by %s", r.stoppedBy)
 	case errors.As(err, &exit):
 		code := int(exit.ExitCode() & 0xff)
 		if code != 0 {
-			if r := mem.refused(); r > 0 {
-				return code, fmt.Sprintf("out of memory: the module tried to grow its memory to %s, past its limit of %d MiB (resources.memory)", mib(r), spec.MemoryMax>>20)
+			if n := mem.refused(); n > 0 {
+				return code, fmt.Sprintf("out of memory: the module tried to grow its memory to %s, past its limit of %d MiB (resources.memory)", mib(n), spec.MemoryMax>>20)
 			}
 		}
 		return code, ""
 	}
 	msg := DescribeTrap(err.Error(), spec.Name)
-	if r := mem.refused(); r > 0 {
-		msg += fmt.Sprintf(" (after the module tried to grow its memory to %s, past its limit of %d MiB, resources.memory)", mib(r), spec.MemoryMax>>20)
+	if n := mem.refused(); n > 0 {
+		msg += fmt.Sprintf(" (after the module tried to grow its memory to %s, past its limit of %d MiB, resources.memory)", mib(n), spec.MemoryMax>>20)
 	}
 	return ExitTrap, msg
 }
@@ -280,14 +390,27 @@ func memoryTooSmall(min, max uint64) string {
 
 // cappedAllocator backs a module's linear memory and refuses to grow it
 // past max, remembering the size asked for so the runner can say why the
-// module failed.
+// module failed. The memory is one anonymous mapping of the most it may
+// grow to, reserved but not committed: a page costs only once the module
+// touches it, and growing never copies (growing a Go slice would copy the
+// whole memory each time it doubles, which made a Go module's start ten
+// times slower). Where the mapping cannot be made, it grows a Go slice.
 type cappedAllocator struct {
 	max     uint64
 	mu      sync.Mutex
 	refusal uint64
 }
 
-func (a *cappedAllocator) Allocate(capacity, _ uint64) experimental.LinearMemory {
+func (a *cappedAllocator) Allocate(capacity, maxBytes uint64) experimental.LinearMemory {
+	reserve := a.max
+	if maxBytes > 0 {
+		reserve = min(reserve, maxBytes)
+	}
+	if reserve > 0 {
+		if b, err := unix.Mmap(-1, 0, int(reserve), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE); err == nil {
+			return &cappedMemory{a: a, buf: b[:0], mapped: b}
+		}
+	}
 	return &cappedMemory{a: a, buf: make([]byte, 0, min(capacity, a.max))}
 }
 
@@ -298,12 +421,13 @@ func (a *cappedAllocator) refused() uint64 {
 }
 
 type cappedMemory struct {
-	a   *cappedAllocator
-	buf []byte
+	a      *cappedAllocator
+	buf    []byte
+	mapped []byte // the whole mapping; nil: buf is a Go slice
 }
 
 func (m *cappedMemory) Reallocate(size uint64) []byte {
-	if size > m.a.max {
+	if size > m.a.max || (m.mapped != nil && size > uint64(len(m.mapped))) {
 		m.a.mu.Lock()
 		m.a.refusal = max(m.a.refusal, size)
 		m.a.mu.Unlock()
@@ -319,4 +443,10 @@ func (m *cappedMemory) Reallocate(size uint64) []byte {
 	return m.buf
 }
 
-func (m *cappedMemory) Free() { m.buf = nil }
+func (m *cappedMemory) Free() {
+	if m.mapped != nil {
+		unix.Munmap(m.mapped)
+		m.mapped = nil
+	}
+	m.buf = nil
+}

@@ -59,6 +59,14 @@ type Config struct {
 	HostMountRoots []string
 	// HTTPClient downloads artifacts. Nil: a client with a 5 minute timeout.
 	HTTPClient *http.Client
+	// Spares is how many spare runners (spares.go) the driver keeps, one
+	// for each of the modules started most recently; 0: none.
+	Spares int
+	// SpareIdle is how long an unused spare is kept; 0: DefaultSpareIdle.
+	SpareIdle time.Duration
+	// SpareDir holds the spares' ready files and their executors' log.
+	// Empty: <AllocRoot>/../wasm-spares.
+	SpareDir string
 }
 
 // Driver runs WASI modules, each in its own runner process supervised by
@@ -69,6 +77,9 @@ type Driver struct {
 	version  string
 	provided map[string]bool // host functions the runtime gives, "module.name"
 	pruneMu  sync.Mutex
+	pool     sparePool
+	idMu     sync.Mutex
+	ids      map[fileKey]moduleID // identify's memory
 }
 
 var (
@@ -103,7 +114,12 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wasm driver: %w", err)
 	}
-	return &Driver{cfg: cfg, exec: ed, version: RuntimeVersion(), provided: provided}, nil
+	if cfg.SpareDir == "" {
+		cfg.SpareDir = filepath.Join(filepath.Dir(cfg.AllocRoot), "wasm-spares")
+	}
+	d := &Driver{cfg: cfg, exec: ed, version: RuntimeVersion(), provided: provided, ids: map[fileKey]moduleID{}}
+	d.pool.spares, d.pool.filling = map[string]*spare{}, map[string]bool{}
+	return d, nil
 }
 
 // RuntimeVersion is the wazero version built into this binary.
@@ -209,14 +225,11 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 	default:
 		return nil, fmt.Errorf("wasm driver: task %q: %w: config.module or config.artifact is required", t.Name, driver.ErrCannotRun)
 	}
-	bin, err := readModule(modPath)
+	id, err := d.identify(modPath)
 	if err != nil {
 		return nil, fmt.Errorf("wasm driver: task %q: %w", t.Name, err)
 	}
-	info, err := Inspect(bin)
-	if err != nil {
-		return nil, fmt.Errorf("wasm driver: task %q: %w: module %s: %v", t.Name, driver.ErrCannotRun, modPath, err)
-	}
+	info := id.info
 	if missing := info.Missing(d.provided); len(missing) > 0 {
 		return nil, fmt.Errorf("wasm driver: task %q: %w: module %s imports what this node's runtime (%s, WASI preview 1) does not provide: %s",
 			t.Name, driver.ErrCannotRun, modPath, d.version, strings.Join(missing, ", "))
@@ -237,8 +250,10 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 		return nil, fmt.Errorf("wasm driver: task %q: %w: %v", t.Name, driver.ErrCannotRun, err)
 	}
 
+	compiledPath := strings.TrimSuffix(specPath, ".run.json") + ".compiled"
+	os.Remove(compiledPath)
 	spec := runSpec{
-		Module: modPath, Name: t.Name,
+		Module: modPath, ModuleSHA256: id.sum, CompiledPath: compiledPath, Name: t.Name,
 		Args:      append([]string{t.Name}, c.Args...),
 		Mounts:    mounts,
 		MemoryMax: memMax, CacheDir: d.cfg.CacheDir, ResultPath: resultPath,
@@ -287,10 +302,21 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 	}
 	res.Memory = memMiB + RuntimeMemoryMiB
 	runner.Resources = &res
-	h, err := d.exec.Start(ctx, &runner)
-	if err != nil {
-		return nil, fmt.Errorf("wasm driver: %w", err)
+	var h *driver.Handle
+	if t.Security == nil || t.Security.User == "" {
+		if sp := d.takeSpare(spec.ModuleSHA256); sp != nil {
+			// A spare that fails when taken is passed over.
+			if h, err = d.exec.StartWith(ctx, &runner, execdriver.StartOptions{Spare: sp}); err != nil {
+				h = nil
+			}
+		}
 	}
+	if h == nil {
+		if h, err = d.exec.Start(ctx, &runner); err != nil {
+			return nil, fmt.Errorf("wasm driver: %w", err)
+		}
+	}
+	d.refill(spec.ModuleSHA256, modPath, compiledPath)
 	return own(h), nil
 }
 
@@ -377,7 +403,7 @@ func (d *Driver) Stop(ctx context.Context, h *driver.Handle, grace time.Duration
 // Destroy implements driver.Driver.
 func (d *Driver) Destroy(ctx context.Context, h *driver.Handle) error {
 	if dir, err := execdriver.StateDirOf(h); err == nil {
-		for _, suffix := range []string{".run.json", ".result.json"} {
+		for _, suffix := range []string{".run.json", ".result.json", ".compiled"} {
 			os.Remove(filepath.Join(dir, h.Task+suffix))
 		}
 	}

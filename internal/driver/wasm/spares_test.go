@@ -1,0 +1,126 @@
+package wasm
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
+	"github.com/gantryhq/gantry/internal/driver"
+)
+
+// runnerPidFor is the pid of the spare runner waiting with ready as its
+// ready file, or 0.
+func runnerPidFor(ready string) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) > 2 && args[1] == RunnerCommand && args[2] == spareFlag && args[len(args)-1] == ready {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			return pid
+		}
+	}
+	return 0
+}
+
+// TestSpareRunner: with Config.Spares, a start of a module leaves a spare
+// runner with that module compiled once the task's runner compiled it; the
+// next start of the module takes it (the task's process is the spare's)
+// and runs exactly as a fresh runner would: arguments, environment,
+// mount, result file, exit code. A spare stopped (SIGTERM) while it waits
+// ends, and the next start runs anew. Close lets the last spare go.
+func TestSpareRunner(t *testing.T) {
+	r := newRig(t)
+	r.d.cfg.Spares = 1
+	t.Cleanup(r.d.Close)
+	gone := func(pid int, failure string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
+				return
+			}
+			if b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); strings.Contains(string(b), ") Z ") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal(failure)
+			}
+		}
+	}
+	runIO := func(i int, wantPid int) {
+		t.Helper()
+		cfg := r.config(api.Task{Config: api.TaskConfig{
+			Module: modules["io"], Args: []string{"hello"}, Env: map[string]string{"GREETING": "hi"},
+			Mounts: []api.WasmMount{{Source: "local", Target: "/data"}},
+		}})
+		data := filepath.Join(cfg.AllocDir, cfg.Task.Name, "local")
+		if err := os.MkdirAll(data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(data, "in.txt"), []byte("from the node\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Env = driver.TaskEnv(cfg, true)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		h, err := r.d.Start(ctx, cfg)
+		if err != nil {
+			t.Fatalf("start %d: %v", i, err)
+		}
+		if wantPid != 0 && h.Pid != wantPid {
+			t.Errorf("start %d: the task's process is %d, want the spare runner %d", i, h.Pid, wantPid)
+		}
+		res, err := r.d.Wait(ctx, h)
+		if err != nil || !res.Successful() {
+			t.Fatalf("run %d: %+v %v\nstderr: %s", i, res, err, logOf(t, cfg, "stderr"))
+		}
+		got, err := os.ReadFile(filepath.Join(data, "out.txt"))
+		if want := "arg=hello greeting=hi file=from the node\n"; err != nil || string(got) != want {
+			t.Fatalf("run %d: out.txt = %q (%v), want %q", i, got, err, want)
+		}
+	}
+	waitSpare := func(what string) int {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			readies, _ := filepath.Glob(filepath.Join(r.d.cfg.SpareDir, "*.ready"))
+			if len(readies) == 1 {
+				if pid := runnerPidFor(readies[0]); pid != 0 {
+					return pid
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no spare runner ready (ready files %v)", what, readies)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	runIO(0, 0)
+	pid := waitSpare("after the first start")
+	runIO(1, pid)
+	pid = waitSpare("after a start that took the spare")
+
+	// A spare stopped while it waits ends; the next start runs anew.
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	gone(pid, "the spare runner still runs after SIGTERM")
+	runIO(2, 0)
+	pid = waitSpare("after a start with no spare")
+
+	r.d.Close()
+	gone(pid, "the spare runner still runs after Close")
+	if readies, _ := filepath.Glob(filepath.Join(r.d.cfg.SpareDir, "*.ready")); len(readies) != 0 {
+		t.Errorf("ready files left after Close: %v", readies)
+	}
+}
