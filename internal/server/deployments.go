@@ -38,31 +38,41 @@ func (s *Server) stableVersion(namespace, name string, below uint64) *uint64 {
 // while leading: it asks for an evaluation of a job whose running
 // deployment's allocations changed (health, status), rolls back failed
 // deployments that ask for it, and deletes old finished deployments.
-// Rounds run on every change of the store (a burst of changes landing
-// together) and at least every 5 seconds.
+// Rounds run on every change of the store and at least every 5 seconds;
+// a change after a quiet spell is looked at once (a deployment's last
+// healthy replica is what `job run` waits for), and rounds come at most
+// every watcherPause.
 func (s *Server) deploymentLoop(ctx context.Context, fence *state.Fence) error {
 	w := deploywatch.New(s.store, s.store, fence, s.now, s.newEval, s.log)
 	roundStart := time.Now()
 	return w.Run(ctx, func(ctx context.Context, changed <-chan struct{}) {
-		took := time.Since(roundStart) // the round that just ran
+		roundEnd := time.Now()
+		took := roundEnd.Sub(roundStart) // the round that just ran
 		select {
 		case <-ctx.Done():
 		case <-changed:
 		case <-time.After(5 * time.Second):
 		}
-		sleep(ctx, watcherPause(took))
+		sleep(ctx, watcherWait(took, time.Since(roundEnd)))
 		roundStart = time.Now()
 	})
 }
 
-// watcherPause is how long the deployment watcher lets changes gather
-// after a round that took took: 20 ms, so that a burst lands together,
-// or twice the round's time when that is longer (at most a second), so
-// that under load, with hundreds of deployments open and every report
-// waking it, the watcher takes at most a third of a core from placing
-// and reporting.
+// watcherPause is the least time between the end of one round of the
+// deployment watcher and the start of the next, after a round that took
+// took: 20 ms, so that a burst of changes lands in one or two rounds, or
+// twice the round's time when that is longer (at most a second), so that
+// under load, with hundreds of deployments open and every report waking
+// it, the watcher takes at most a third of a core from placing and
+// reporting.
 func watcherPause(took time.Duration) time.Duration {
 	return min(max(20*time.Millisecond, 2*took), time.Second)
+}
+
+// watcherWait is how long the watcher still waits once a change came,
+// quiet since the last round ended: nothing when the pause has passed.
+func watcherWait(took, quiet time.Duration) time.Duration {
+	return max(watcherPause(took)-quiet, 0)
 }
 
 // HTTP API.
