@@ -49,3 +49,30 @@ func TestCappedMemoryGrowsInPlace(t *testing.T) {
 		t.Fatalf("mapped %d bytes for a module of at most 2 MiB", len(small.mapped))
 	}
 }
+
+// TestPremappedMemory: a spare runner's memory mapped ahead, its initial
+// pages touched, is what the module's first allocation gets, capped at
+// the task's resources.memory all the same.
+func TestPremappedMemory(t *testing.T) {
+	pre := premap(8 * PageSize)
+	if pre == nil {
+		t.Fatal("premap mapped nothing")
+	}
+	a := &cappedAllocator{max: 16 << 20, premapped: pre}
+	m := a.Allocate(8*PageSize, maxLinearMemory).(*cappedMemory)
+	defer m.Free()
+	if unsafe.Pointer(&m.whole[0]) != unsafe.Pointer(&pre[0]) || a.premapped != nil {
+		t.Fatal("the first allocation did not take the premapped memory")
+	}
+	if b := m.Reallocate(16 << 20); len(b) != 16<<20 || unsafe.Pointer(&b[0]) != unsafe.Pointer(&pre[0]) {
+		t.Fatal("growing to the cap moved or failed")
+	}
+	if m.Reallocate(17<<20) != nil || a.refused() != 17<<20 {
+		t.Fatal("grew past resources.memory")
+	}
+	if other := a.Allocate(PageSize, maxLinearMemory).(*cappedMemory); other.whole == nil || unsafe.Pointer(&other.whole[0]) == unsafe.Pointer(&pre[0]) {
+		t.Fatal("a second allocation got the premapped memory again")
+	} else {
+		other.Free()
+	}
+}

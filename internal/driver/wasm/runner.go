@@ -116,6 +116,7 @@ func runSpare(module, cacheDir, readyFile string) int {
 	bin = nil
 	debug.FreeOSMemory()
 	p.freed = true
+	p.memory = premap(p.info.MemoryMinPages * PageSize)
 	os.WriteFile(readyFile, nil, 0o600)
 
 	// Wait for the task; a stop (SIGTERM) before it comes ends the spare.
@@ -190,7 +191,8 @@ type prepared struct {
 	info     *Module
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
-	freed    bool // the garbage of compiling was handed back
+	freed    bool   // the garbage of compiling was handed back
+	memory   []byte // a spare's linear memory, mapped ahead (premap); nil: none
 }
 
 func (r *moduleRun) prepare(bin []byte, module, cacheDir string) (*prepared, string) {
@@ -225,6 +227,9 @@ func (r *moduleRun) run(spec *runSpec, p *prepared) (int, string) {
 	if p == nil || spec.ModuleSHA256 == "" || p.sum != spec.ModuleSHA256 {
 		if p != nil {
 			p.rt.Close(context.Background())
+			if p.memory != nil {
+				unix.Munmap(p.memory)
+			}
 		}
 		bin, err := os.ReadFile(spec.Module)
 		if err != nil {
@@ -282,7 +287,8 @@ func (r *moduleRun) run(spec *runSpec, p *prepared) (int, string) {
 		}
 		ctx = sock.WithConfig(ctx, sc)
 	}
-	mem := &cappedAllocator{max: spec.MemoryMax}
+	mem := &cappedAllocator{max: spec.MemoryMax, premapped: p.memory}
+	p.memory = nil
 	ctx = experimental.WithMemoryAllocator(ctx, mem)
 
 	mod, err := p.rt.InstantiateModule(ctx, p.compiled, mc)
@@ -396,9 +402,28 @@ func memoryTooSmall(min, max uint64) string {
 // whole memory each time it doubles, which made a Go module's start ten
 // times slower). Where the mapping cannot be made, it grows a Go slice.
 type cappedAllocator struct {
-	max     uint64
-	mu      sync.Mutex
-	refusal uint64
+	max       uint64
+	premapped []byte // a mapping made ahead (premap), used by the first Allocate
+	mu        sync.Mutex
+	refusal   uint64
+}
+
+// maxLinearMemory is the most a 32-bit WebAssembly memory holds.
+const maxLinearMemory = 1 << 32
+
+// premap maps the most a module's memory may grow to ahead of its task,
+// its first initial bytes touched, so a spare runner's module starts on
+// memory that is already there (copying its data segments into fresh
+// pages took most of the instantiation). Nil when it cannot be mapped.
+func premap(initial uint64) []byte {
+	b, err := unix.Mmap(-1, 0, maxLinearMemory, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil
+	}
+	for i := uint64(0); i < min(initial, uint64(len(b))); i += 4096 {
+		b[i] = 0
+	}
+	return b
 }
 
 func (a *cappedAllocator) Allocate(capacity, maxBytes uint64) experimental.LinearMemory {
@@ -406,9 +431,13 @@ func (a *cappedAllocator) Allocate(capacity, maxBytes uint64) experimental.Linea
 	if maxBytes > 0 {
 		reserve = min(reserve, maxBytes)
 	}
+	if pre := a.premapped; pre != nil && reserve <= uint64(len(pre)) {
+		a.premapped = nil
+		return &cappedMemory{a: a, buf: pre[:0], mapped: pre[:reserve], whole: pre}
+	}
 	if reserve > 0 {
 		if b, err := unix.Mmap(-1, 0, int(reserve), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE); err == nil {
-			return &cappedMemory{a: a, buf: b[:0], mapped: b}
+			return &cappedMemory{a: a, buf: b[:0], mapped: b, whole: b}
 		}
 	}
 	return &cappedMemory{a: a, buf: make([]byte, 0, min(capacity, a.max))}
@@ -423,7 +452,8 @@ func (a *cappedAllocator) refused() uint64 {
 type cappedMemory struct {
 	a      *cappedAllocator
 	buf    []byte
-	mapped []byte // the whole mapping; nil: buf is a Go slice
+	mapped []byte // what of the mapping the module may use; nil: buf is a Go slice
+	whole  []byte // the whole mapping, unmapped by Free
 }
 
 func (m *cappedMemory) Reallocate(size uint64) []byte {
@@ -444,9 +474,9 @@ func (m *cappedMemory) Reallocate(size uint64) []byte {
 }
 
 func (m *cappedMemory) Free() {
-	if m.mapped != nil {
-		unix.Munmap(m.mapped)
-		m.mapped = nil
+	if m.whole != nil {
+		unix.Munmap(m.whole)
+		m.mapped, m.whole = nil, nil
 	}
 	m.buf = nil
 }

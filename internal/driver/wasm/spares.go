@@ -17,9 +17,10 @@ import (
 // process start and its compile, even from the cache, which for a large
 // module is most of a warm start.
 //
-// After a task of a module starts, and once its runner has compiled the
-// module (so the spare reads it from the cache and competes with no
-// compile), the driver starts one spare for that module. It keeps at most
+// After a task of a module starts, and a second after its runner has
+// compiled the module (so the spare reads it from the cache and competes
+// with neither the compile nor the task's start), the driver starts one
+// spare for that module. It keeps at most
 // Config.Spares, for the modules started most recently, and lets each go
 // after Config.SpareIdle unused. A spare is idle but not free: it holds
 // the compiled code and the runtime (about what a running instance of the
@@ -33,8 +34,13 @@ import (
 const DefaultSpareIdle = 10 * time.Minute
 
 // spareCompileWait bounds how long a refill waits for the task's runner
-// to compile the module before it gives up.
-const spareCompileWait = 10 * time.Minute
+// to compile the module before it gives up; spareDelay is how long after
+// that it starts the spare, which loads the module from the cache, so as
+// not to compete with the task's own start.
+const (
+	spareCompileWait = 10 * time.Minute
+	spareDelay       = time.Second
+)
 
 type spare struct {
 	ex    *execdriver.Spare
@@ -97,6 +103,7 @@ func (d *Driver) refill(sum, modPath, compiled string) {
 				return
 			}
 		}
+		time.Sleep(spareDelay)
 		d.startSpare(sum, modPath)
 	}()
 }
