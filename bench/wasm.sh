@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
 # Submit-to-healthy of one replica of the demo app as a WASI module (wasm
-# driver), cold (first compile: the compilation cache emptied before each
-# run) and warm (cached), beside the same app as a container (docker
-# driver), on one `gantry dev`; then resident memory per running instance
-# of each kind.
+# driver) beside the same app as a container (docker driver), on one
+# `gantry dev --wasm-spares 1`; then resident memory per running instance
+# of each kind. The wasm starts come in three kinds:
+#
+#   cold   the compilation cache emptied and no spare runner: the runner
+#          compiles the module
+#   warm   compiled module in the cache, no spare runner: the runner
+#          starts and loads the module from the cache
+#   spare  a spare runner with the module compiled waits (--wasm-spares):
+#          the task takes it
 #
 #   bench/wasm.sh                  # 5 runs of each kind, medians
 #   RUNS=3 BASE_PORT=17140 bench/wasm.sh
 #
 # Each run is `gantry job run` of a fresh one-replica job with an HTTP
 # check every 200ms, timed from submission until the CLI reports the
-# deployment healthy; the job is stopped before the next run. Memory: with
-# three replicas of each kind running, the resident set (VmRSS) of each
-# wasm runner process (the module, wazero and its compiled code) and of
-# each container's demo-app process, plus the supervising executor of a
-# wasm task. Builds gantry, the demo image and the module first. Ports:
-# BASE_PORT..BASE_PORT+3 (default 27800). Everything it starts is stopped.
+# deployment healthy; the job is stopped before the next run. Spare
+# runners are ended (pkill) before the cold and warm runs; the spare run,
+# and the container run after it, wait until one is ready (a spare loads
+# the module a second after a start, which would run beside them). Memory: with three replicas of each kind
+# running, the resident set (VmRSS) of each wasm runner process (the
+# module, wazero and its compiled code) and of each container's demo-app
+# process, plus the supervising executor of a wasm task, and of the spare
+# runner waiting beside them. Builds gantry, the demo image and the module
+# first. Ports: BASE_PORT..BASE_PORT+3 (default 27800). Everything it
+# starts is stopped.
 set -euo pipefail
 
 runs="${RUNS:-5}"
@@ -42,7 +52,7 @@ trap cleanup EXIT
 GANTRY_DEMO_WASM="$work/demo-app.wasm" "$root/scripts/build-demo-image.sh" >/dev/null
 "$work/gantry" dev --data-dir "$work/data" --http-addr "127.0.0.1:$base" --agent-addr "127.0.0.1:$((base + 1))" \
 	--etcd-client-url "http://127.0.0.1:$((base + 2))" --etcd-peer-url "http://127.0.0.1:$((base + 3))" \
-	--node-name bench >"$work/dev.log" 2>&1 &
+	--node-name bench --wasm-spares 1 >"$work/dev.log" 2>&1 &
 gantry_pid=$!
 # Until the node is ready, not only the API up: a job run before the
 # node registers would wait unplaced.
@@ -80,6 +90,7 @@ median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1
 run_once() { # name kind
 	local f t0 t1
 	f="$(spec "$1" "$2" 1)"
+	sleep 1 # what the last run left behind (its stop, a spare's load) settles
 	t0=$(date +%s.%N)
 	if ! "$work/gantry" job run --timeout 10m "$f" >"$work/$1.out" 2>&1; then
 		cat "$work/$1.out" >&2
@@ -90,32 +101,63 @@ run_once() { # name kind
 	echo "$t1 - $t0" | bc
 }
 
+spares="$work/data/agent/wasm-spares"
+end_spares() { # and wait until the driver has seen them end
+	pkill -f "wasm-run --spare $work/" 2>/dev/null || true
+	for _ in $(seq 100); do
+		pgrep -f "wasm-run --spare $work/" >/dev/null || break
+		sleep 0.1
+	done
+	sleep 0.3
+}
+wait_spare() {
+	for _ in $(seq 600); do
+		compgen -G "$spares/*.ready" >/dev/null && return 0
+		sleep 0.1
+	done
+	echo "no spare runner became ready within 60s; see $work/dev.log" >&2
+	return 1
+}
+
 declare -A times
 for i in $(seq "$runs"); do
+	end_spares
 	rm -rf "$work/data/agent/wasm-cache"
 	times[cold]+="$(run_once "bench-cold-$i" wasm) " || exit 1
+	end_spares
 	times[warm]+="$(run_once "bench-warm-$i" wasm) " || exit 1
+	wait_spare || exit 1
+	times[spare]+="$(run_once "bench-spare-$i" wasm) " || exit 1
+	wait_spare || exit 1 # the next spare loads before the container starts, not beside it
 	times[docker]+="$(run_once "bench-docker-$i" docker) " || exit 1
 	sleep 2
 done
 echo "submit-to-healthy, one replica, $runs runs each (seconds):"
-for k in cold warm docker; do
+for k in cold warm spare docker; do
 	printf "  %-7s %s  median %s\n" "$k" "${times[$k]}" "$(tr ' ' '\n' <<<"${times[$k]}" | grep . | median)"
 done
 cm=$(tr ' ' '\n' <<<"${times[docker]}" | grep . | median)
-wm=$(tr ' ' '\n' <<<"${times[warm]}" | grep . | median)
-echo "  warm wasm is $(echo "scale=2; $cm / $wm" | bc)x faster than the container (target >= 5x)"
+for k in warm spare; do
+	m=$(tr ' ' '\n' <<<"${times[$k]}" | grep . | median)
+	echo "  $k wasm is $(echo "scale=2; $cm / $m" | bc)x faster than the container (target >= 5x)"
+done
 
 "$work/gantry" job run --timeout 10m "$(spec bench-mem-wasm wasm 3)" >/dev/null
 "$work/gantry" job run --timeout 10m "$(spec bench-mem-docker docker 3)" >/dev/null
 sleep 3
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 echo "resident memory per running instance (MiB):"
-for pid in $(pgrep -f "wasm-run $work/data"); do
+for pid in $(pgrep -f "wasm-run "); do
+	args=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+	[[ $args == "$work/gantry wasm-run "* ]] || continue # not the executors
+	ready="${args% }"
+	ready="${ready##* }"
 	ex=$(awk '{print $4}' "/proc/$pid/stat")
-	printf "  wasm runner %-7s %6.1f   (its executor %5.1f)\n" "$pid" "$(echo "scale=1; $(rss "$pid") / 1024" | bc)" "$(echo "scale=1; $(rss "$ex") / 1024" | bc)"
+	kind="wasm runner"
+	[[ $args == *"--spare"* && -e $ready ]] && kind="spare (idle)"
+	printf "  %-12s %-7s %6.1f   (its executor %5.1f)\n" "$kind" "$pid" "$(echo "scale=1; $(rss "$pid") / 1024" | bc)" "$(echo "scale=1; $(rss "$ex") / 1024" | bc)"
 done
 for c in $(docker ps -q --filter "label=gantry.job=bench-mem-docker"); do
 	pid=$(docker inspect --format '{{.State.Pid}}' "$c")
-	printf "  container   %-7s %6.1f   (docker stats: %s)\n" "$pid" "$(echo "scale=1; $(rss "$pid") / 1024" | bc)" "$(docker stats --no-stream --format '{{.MemUsage}}' "$c")"
+	printf "  %-12s %-7s %6.1f   (docker stats: %s)\n" container "$pid" "$(echo "scale=1; $(rss "$pid") / 1024" | bc)" "$(docker stats --no-stream --format '{{.MemUsage}}' "$c")"
 done

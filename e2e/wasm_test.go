@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -30,23 +31,52 @@ func wasmExample(t *testing.T, name string, lbPort int) string {
 	return WriteSpec(t, name, s)
 }
 
-// runnerPids lists the wasm runner processes of a cluster (their command
-// line names a spec under its data directory).
+// runnerPids lists the wasm runner processes of a cluster's tasks: those
+// whose command line names a spec under its data directory, and spare
+// runners a task took (their ready file, last on the command line, is
+// gone).
 func runnerPids(t *testing.T, c *Cluster) []string {
 	t.Helper()
-	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	var out []string
-	for _, f := range dirs {
+	for pid, args := range wasmRunners(c) {
+		if args[2] != "--spare" {
+			out = append(out, pid)
+		} else if _, err := os.Stat(args[len(args)-1]); err != nil {
+			out = append(out, pid)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// sparePids lists the spare runners of a cluster no task took yet (their
+// ready file exists, or they are still compiling).
+func sparePids(c *Cluster) []string {
+	var out []string
+	for pid, args := range wasmRunners(c) {
+		if _, err := os.Stat(args[len(args)-1]); args[2] == "--spare" && err == nil {
+			out = append(out, pid)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// wasmRunners are the wasm runner processes of a cluster, by pid, with
+// their command lines.
+func wasmRunners(c *Cluster) map[string][]string {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	out := map[string][]string{}
+	for _, f := range procs {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
-		args := strings.Split(string(b), "\x00")
-		if len(args) > 2 && args[1] == "wasm-run" && strings.HasPrefix(args[2], c.DataDir) {
-			out = append(out, filepath.Base(filepath.Dir(f)))
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) > 2 && args[1] == "wasm-run" && strings.HasPrefix(args[len(args)-1], c.DataDir) {
+			out[filepath.Base(filepath.Dir(f))] = args
 		}
 	}
-	sort.Strings(out)
 	return out
 }
 
@@ -141,5 +171,67 @@ func TestWasmService(t *testing.T) {
 	logs := c.Gantry("alloc", "logs", c.Allocs("wasm-batch")[0].ID)
 	if !strings.Contains(logs.Stdout, "done, exiting 3") {
 		t.Fatalf("alloc logs of the batch module: exit %d\n%s%s", logs.Code, logs.Stdout, logs.Stderr)
+	}
+}
+
+// TestWasmSpare: with --wasm-spares 1, a start of the demo module leaves
+// a spare runner with it compiled; the next job's replica takes it (its
+// runner is that process) and is healthy; a kill -9 of gantry dev ends
+// the spare made after it but not the tasks, and the restarted agent
+// adopts both replicas, starting no second instance.
+func TestWasmSpare(t *testing.T) {
+	c := StartDev(t, "--wasm-spares", "1")
+	spec := func(name string) string {
+		return WriteSpec(t, name+".yaml", fmt.Sprintf(`name: %s
+groups:
+  - name: web
+    count: 1
+    tasks:
+      - name: server
+        driver: wasm
+        config: {module: %s, ports: [{name: http}]}
+        resources: {cpu: 100, memory: 64}
+        checks: [{type: http, port: http, path: /healthz, interval: 1s, timeout: 1s}]
+`, name, demoWasm))
+	}
+	waitSpare := func(what string) string {
+		var pids []string
+		c.Eventually(2*time.Minute, what, func() bool {
+			pids = sparePids(c)
+			return len(pids) == 1
+		})
+		return pids[0]
+	}
+	if r := c.Gantry("job", "run", "--timeout", "5m", spec("first")); r.Code != 0 {
+		t.Fatalf("job run first: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	spare := waitSpare("a spare runner after the first start")
+	if r := c.Gantry("job", "run", "--timeout", "5m", spec("second")); r.Code != 0 {
+		t.Fatalf("job run second: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	second := c.Allocs("second")
+	if len(second) != 1 || healthyRunning(second) != 1 {
+		t.Fatalf("want one healthy replica of second, got %+v", second)
+	}
+	runners := runnerPids(t, c)
+	if !slices.Contains(runners, spare) {
+		t.Fatalf("the second replica did not take the spare runner %s: runners %v", spare, runners)
+	}
+	waitSpare("a new spare after the second start")
+
+	c.Kill9()
+	c.Eventually(30*time.Second, "the spare to end with gantry dev", func() bool {
+		return len(wasmRunners(c)) == len(runners)
+	})
+	if got := runnerPids(t, c); strings.Join(got, ",") != strings.Join(runners, ",") {
+		t.Fatalf("the tasks' runners changed when gantry dev was killed: before %v, after %v", runners, got)
+	}
+	c.Start()
+	c.Eventually(60*time.Second, "both replicas healthy after the restart", func() bool {
+		return healthyRunning(c.Allocs("first")) == 1 && healthyRunning(c.Allocs("second")) == 1
+	})
+	time.Sleep(3 * time.Second) // a wrongly started second instance would show by now
+	if got := runnerPids(t, c); strings.Join(got, ",") != strings.Join(runners, ",") {
+		t.Fatalf("runners changed across kill -9 and restart (want the same processes adopted): before %v, after %v", runners, got)
 	}
 }
