@@ -14,9 +14,11 @@
 #            /healthz) until it returns healthy: wall time of the command.
 #   by hand  the same command line as Gantry's driver builds (read from
 #            that VM's /proc/<pid>/cmdline) started in its own directory,
-#            /healthz polled with curl as the job's check polls it (a try
-#            started every 250ms, each given 250ms: a try made while the
-#            guest boots waits out its timeout): time to the first 200.
+#            /healthz polled with curl as the job's check polls a
+#            starting task (a try 10ms in, then tries started ever less
+#            often, the gap doubling up to 250ms, each given up to 250ms:
+#            a try made while the guest boots waits out its timeout):
+#            time to the first 200.
 #            The driver's network counting hands QEMU descriptors 3 and 4;
 #            by hand they are /dev/null, so QEMU copies the same frames.
 # Each VM's QEMU resident memory is read when healthy, with the resident
@@ -81,14 +83,17 @@ groups:
 SPEC
 
 now() { date +%s.%N; }
-# poll URL: until it answers 200, a try started every 250ms and given
-# 250ms, the cadence of the job's check.
+# poll URL: until it answers 200, at the cadence of the job's check while
+# its task starts: the first try 10ms in, then tries started 20, 40, ...
+# ms apart up to 250ms, each given 250ms (internal/agent/health.go).
 poll() {
-	local t
+	local t gap=0.01
+	sleep "$gap"
 	while :; do
 		t=$(now)
 		curl -sf -m 0.25 "$1" >/dev/null && return 0
-		sleep "$(echo "0.25 - ($(now) - $t)" | bc | awk '{print ($1 > 0) ? $1 : 0}')"
+		gap=$(echo "g = $gap * 2; if (g > 0.25) g = 0.25; g" | bc -l)
+		sleep "$(echo "$gap - ($(now) - $t)" | bc | awk '{print ($1 > 0) ? $1 : 0}')"
 	done
 }
 # overhead PID: QEMU's RSS minus the resident part of its largest
