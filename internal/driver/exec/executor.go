@@ -181,15 +181,11 @@ func RunExecutor(args []string) int {
 	}
 	log = log.With("alloc", spec.AllocID, "task", spec.Task)
 
-	outLog, err := openRotator(spec.LogDir, spec.Task+".stdout", spec.LogMaxBytes, spec.LogMaxFiles)
+	outLog, errLog, err := openTaskLogs(&spec)
 	if err != nil {
-		return fail(fmt.Errorf("open stdout log: %w", err))
+		return fail(err)
 	}
 	defer outLog.Close()
-	errLog, err := openRotator(spec.LogDir, spec.Task+".stderr", spec.LogMaxBytes, spec.LogMaxFiles)
-	if err != nil {
-		return fail(fmt.Errorf("open stderr log: %w", err))
-	}
 	defer errLog.Close()
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -261,6 +257,18 @@ func RunExecutor(args []string) int {
 	outW.Close()
 	errW.Close()
 	return supervise(log, &spec, cmd, cmd.Wait, outR, errR, outLog, errLog, frames, tell, fail)
+}
+
+// openTaskLogs opens the task's rotated stdout and stderr files.
+func openTaskLogs(spec *executorSpec) (out, errs io.WriteCloser, err error) {
+	if out, err = openRotator(spec.LogDir, spec.Task+".stdout", spec.LogMaxBytes, spec.LogMaxFiles); err != nil {
+		return nil, nil, fmt.Errorf("open stdout log: %w", err)
+	}
+	if errs, err = openRotator(spec.LogDir, spec.Task+".stderr", spec.LogMaxBytes, spec.LogMaxFiles); err != nil {
+		out.Close()
+		return nil, nil, fmt.Errorf("open stderr log: %w", err)
+	}
+	return out, errs, nil
 }
 
 // supervise is the executor's life once its task runs: it copies the

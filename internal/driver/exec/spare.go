@@ -211,15 +211,11 @@ func runSpare(log *slog.Logger, args []string, tell func(readyMsg), fail func(er
 	case spec.UID != nil || len(spec.FrameStreams) > 0:
 		return abandon(errors.New("a spare runs as the agent's user and counts no frames"))
 	}
-	outLog, err := openRotator(spec.LogDir, spec.Task+".stdout", spec.LogMaxBytes, spec.LogMaxFiles)
+	outLog, errLog, err := openTaskLogs(&spec)
 	if err != nil {
-		return abandon(fmt.Errorf("open stdout log: %w", err))
+		return abandon(err)
 	}
 	defer outLog.Close()
-	errLog, err := openRotator(spec.LogDir, spec.Task+".stderr", spec.LogMaxBytes, spec.LogMaxFiles)
-	if err != nil {
-		return abandon(fmt.Errorf("open stderr log: %w", err))
-	}
 	defer errLog.Close()
 	if spec.Cgroup != "" {
 		if err := joinCgroup(&spec, pid); err != nil {

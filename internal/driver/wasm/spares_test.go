@@ -9,9 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gantryhq/gantry/internal/api"
-	"github.com/gantryhq/gantry/internal/driver"
 )
 
 // runnerPidFor is the pid of the spare runner waiting with ready as its
@@ -58,18 +55,7 @@ func TestSpareRunner(t *testing.T) {
 	}
 	runIO := func(i int, wantPid int) {
 		t.Helper()
-		cfg := r.config(api.Task{Config: api.TaskConfig{
-			Module: modules["io"], Args: []string{"hello"}, Env: map[string]string{"GREETING": "hi"},
-			Mounts: []api.WasmMount{{Source: "local", Target: "/data"}},
-		}})
-		data := filepath.Join(cfg.AllocDir, cfg.Task.Name, "local")
-		if err := os.MkdirAll(data, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(data, "in.txt"), []byte("from the node\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg.Env = driver.TaskEnv(cfg, true)
+		cfg := r.ioTask(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		h, err := r.d.Start(ctx, cfg)
@@ -83,10 +69,7 @@ func TestSpareRunner(t *testing.T) {
 		if err != nil || !res.Successful() {
 			t.Fatalf("run %d: %+v %v\nstderr: %s", i, res, err, logOf(t, cfg, "stderr"))
 		}
-		got, err := os.ReadFile(filepath.Join(data, "out.txt"))
-		if want := "arg=hello greeting=hi file=from the node\n"; err != nil || string(got) != want {
-			t.Fatalf("run %d: out.txt = %q (%v), want %q", i, got, err, want)
-		}
+		checkIO(t, cfg)
 	}
 	waitSpare := func(what string) int {
 		t.Helper()

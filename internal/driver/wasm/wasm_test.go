@@ -76,6 +76,41 @@ func logOf(t *testing.T, cfg *driver.TaskConfig, stream string) string {
 	return string(b)
 }
 
+// ioTask is a task of the C module io: its argument hello, GREETING=hi
+// in its environment, and a file in.txt in the directory mounted at /data.
+func (r *rig) ioTask(t *testing.T) *driver.TaskConfig {
+	t.Helper()
+	cfg := r.config(api.Task{Config: api.TaskConfig{
+		Module: modules["io"], Args: []string{"hello"}, Env: map[string]string{"GREETING": "hi"},
+		Mounts: []api.WasmMount{{Source: "local", Target: "/data"}},
+	}})
+	data := filepath.Join(cfg.AllocDir, cfg.Task.Name, "local")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "in.txt"), []byte("from the node\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Env = driver.TaskEnv(cfg, true)
+	return cfg
+}
+
+// checkIO fails unless the ioTask read its argument, environment and file
+// and wrote its result into the mount.
+func checkIO(t *testing.T, cfg *driver.TaskConfig) {
+	t.Helper()
+	got, err := os.ReadFile(filepath.Join(cfg.AllocDir, cfg.Task.Name, "local", "out.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "arg=hello greeting=hi file=from the node\n"; string(got) != want {
+		t.Fatalf("out.txt = %q, want %q", got, want)
+	}
+	if out := logOf(t, cfg, "stdout"); !strings.Contains(out, "wrote /data/out.txt") {
+		t.Fatalf("stdout log: %q", out)
+	}
+}
+
 // TestCModuleArgsEnvMount: a C program compiled with clang to wasm32-wasi
 // reads its argument, its environment and a file from its mount, and
 // writes a result file into the mount; a second start of the same module
@@ -83,32 +118,12 @@ func logOf(t *testing.T, cfg *driver.TaskConfig, stream string) string {
 func TestCModuleArgsEnvMount(t *testing.T) {
 	r := newRig(t)
 	for i := 0; i < 2; i++ {
-		cfg := r.config(api.Task{Config: api.TaskConfig{
-			Module: modules["io"], Args: []string{"hello"}, Env: map[string]string{"GREETING": "hi"},
-			Mounts: []api.WasmMount{{Source: "local", Target: "/data"}},
-		}})
-		data := filepath.Join(cfg.AllocDir, cfg.Task.Name, "local")
-		if err := os.MkdirAll(data, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(data, "in.txt"), []byte("from the node\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg.Env = driver.TaskEnv(cfg, true)
+		cfg := r.ioTask(t)
 		res := r.run(t, cfg)
 		if !res.Successful() {
 			t.Fatalf("run %d: %+v\nstderr: %s", i, res, logOf(t, cfg, "stderr"))
 		}
-		got, err := os.ReadFile(filepath.Join(data, "out.txt"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := "arg=hello greeting=hi file=from the node\n"; string(got) != want {
-			t.Fatalf("out.txt = %q, want %q", got, want)
-		}
-		if out := logOf(t, cfg, "stdout"); !strings.Contains(out, "wrote /data/out.txt") {
-			t.Fatalf("stdout log: %q", out)
-		}
+		checkIO(t, cfg)
 	}
 	entries, _ := filepath.Glob(filepath.Join(r.root, "cache", "*", "*"))
 	if len(entries) != 1 {
