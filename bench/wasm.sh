@@ -87,10 +87,11 @@ SPEC
 
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
 
-run_once() { # name kind
+run_once() { # name kind [no-spare]
 	local f t0 t1
 	f="$(spec "$1" "$2" 1)"
 	sleep 1 # what the last run left behind (its stop, a spare's load) settles
+	[[ ${3:-} == no-spare ]] && end_spares
 	t0=$(date +%s.%N)
 	if ! "$work/gantry" job run --timeout 10m "$f" >"$work/$1.out" 2>&1; then
 		cat "$work/$1.out" >&2
@@ -123,9 +124,8 @@ declare -A times
 for i in $(seq "$runs"); do
 	end_spares
 	rm -rf "$work/data/agent/wasm-cache"
-	times[cold]+="$(run_once "bench-cold-$i" wasm) " || exit 1
-	end_spares
-	times[warm]+="$(run_once "bench-warm-$i" wasm) " || exit 1
+	times[cold]+="$(run_once "bench-cold-$i" wasm no-spare) " || exit 1
+	times[warm]+="$(run_once "bench-warm-$i" wasm no-spare) " || exit 1
 	wait_spare || exit 1
 	times[spare]+="$(run_once "bench-spare-$i" wasm) " || exit 1
 	wait_spare || exit 1 # the next spare loads before the container starts, not beside it
