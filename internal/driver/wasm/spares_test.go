@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gantryhq/gantry/internal/api"
 )
 
 // runnerPidFor is the pid of the spare runner waiting with ready as its
@@ -73,19 +75,8 @@ func TestSpareRunner(t *testing.T) {
 	}
 	waitSpare := func(what string) int {
 		t.Helper()
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			readies, _ := filepath.Glob(filepath.Join(r.d.cfg.SpareDir, "*.ready"))
-			if len(readies) == 1 {
-				if pid := runnerPidFor(readies[0]); pid != 0 {
-					return pid
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no spare runner ready (ready files %v)", what, readies)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		_, pid := readySpare(t, r, what)
+		return pid
 	}
 
 	runIO(0, 0)
@@ -105,5 +96,55 @@ func TestSpareRunner(t *testing.T) {
 	gone(pid, "the spare runner still runs after Close")
 	if readies, _ := filepath.Glob(filepath.Join(r.d.cfg.SpareDir, "*.ready")); len(readies) != 0 {
 		t.Errorf("ready files left after Close: %v", readies)
+	}
+}
+
+// readySpare waits until exactly one spare runner of r's driver is ready
+// and returns its ready file and pid.
+func readySpare(t *testing.T, r *rig, what string) (string, int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		readies, _ := filepath.Glob(filepath.Join(r.d.cfg.SpareDir, "*.ready"))
+		if len(readies) == 1 {
+			if pid := runnerPidFor(readies[0]); pid != 0 {
+				return readies[0], pid
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no spare runner ready (ready files %v)", what, readies)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAdoptingStartLeavesTheSpare: a Start of a task an earlier Start
+// left running adopts it, and neither takes nor loses the spare waiting
+// for its module.
+func TestAdoptingStartLeavesTheSpare(t *testing.T) {
+	r := newRig(t)
+	r.d.cfg.Spares = 1
+	t.Cleanup(r.d.Close)
+	cfg := r.config(api.Task{Config: api.TaskConfig{Module: modules["loop"]}})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	h, err := r.d.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r.d.Stop(context.Background(), h, time.Second)
+		r.d.Destroy(context.Background(), h)
+	})
+	ready, pid := readySpare(t, r, "after the loop's start")
+	again, err := r.d.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("start again: %v", err)
+	}
+	if again.Pid != h.Pid {
+		t.Fatalf("the second start runs pid %d, want the running task's %d adopted", again.Pid, h.Pid)
+	}
+	if _, err := os.Stat(ready); err != nil || runnerPidFor(ready) != pid {
+		t.Fatalf("the adopting start took or lost the spare (ready file: %v)", err)
 	}
 }

@@ -206,6 +206,11 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 	if err != nil || cfg.AllocDir == "" {
 		return nil, fmt.Errorf("wasm driver: task %q has no allocation directory", t.Name)
 	}
+	// A task an earlier Start left running is adopted before anything is
+	// prepared again (or a spare taken for it).
+	if h := d.exec.Running(cfg); h != nil {
+		return own(h), nil
+	}
 	specPath, modPath, resultPath := d.paths(allocDir, t.Name)
 	taskDir := filepath.Join(allocDir, t.Name)
 	for _, dir := range []string{taskDir, filepath.Dir(specPath)} {
@@ -305,6 +310,7 @@ func (d *Driver) Start(ctx context.Context, cfg *driver.TaskConfig) (*driver.Han
 	var h *driver.Handle
 	if t.Security == nil || t.Security.User == "" {
 		if sp := d.takeSpare(spec.ModuleSHA256); sp != nil {
+			defer sp.Close() // let go if StartWith did not take it
 			// A spare that fails when taken is passed over.
 			if h, err = d.exec.StartWith(ctx, &runner, execdriver.StartOptions{Spare: sp}); err != nil {
 				h = nil
