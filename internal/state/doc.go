@@ -7,7 +7,9 @@
 // read in either form; events carry them as JSON whatever the store
 // keeps. The view is fed by one watch over that prefix, and the event
 // stream is that same watch history, so an event's index is the etcd
-// revision of the change. Every write that depends on a read is a
+// revision of the change: a stream from a recent index is served from
+// the changes the view applied last (recent.go), any other by an etcd
+// watch of its own. Every write that depends on a read is a
 // transaction that compares revisions.
 //
 // It must never decide anything: placement belongs to the scheduler,

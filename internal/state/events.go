@@ -165,11 +165,24 @@ func (f *EventFilter) match(e *api.Event, m eventMeta) bool {
 // client that resumes from the last index it saw then misses nothing.
 // It returns a *CompactedError before calling fn when index is older than
 // the kept history. now stamps events whose payload carries no time.
+//
+// A stream from an index the view's recent changes reach back to is
+// served from them (recent.go); any other, or one that falls behind
+// them, by an etcd watch of its own.
 func (s *Store) Events(ctx context.Context, index int64, f EventFilter, now func() time.Time, fn func([]api.Event) error) error {
-	from := index + 1
 	if index <= 0 {
-		from = s.Index() + 1
+		index = s.Index()
 	}
+	c := eventConverter{s: s, f: f, now: now, fn: fn}
+	last, err := s.streamRecent(ctx, index, f, c)
+	if err != nil {
+		return err
+	}
+	return s.watchEvents(ctx, last+1, c)
+}
+
+// watchEvents streams the events from revision from with an etcd watch.
+func (s *Store) watchEvents(ctx context.Context, from int64, c eventConverter) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wch := s.cli.Watch(wctx, s.keys.prefix, clientv3.WithPrefix(), clientv3.WithRev(from),
@@ -181,36 +194,47 @@ func (s *Store) Events(ctx context.Context, index int64, f EventFilter, now func
 		if err := resp.Err(); err != nil {
 			return fmt.Errorf("event stream: %w", err)
 		}
-		var batch []api.Event
-		flush := func() error {
-			if len(batch) == 0 {
-				return nil
+		evs := resp.Events
+		for len(evs) > 0 {
+			n := 1
+			for n < len(evs) && evs[n].Kv.ModRevision == evs[0].Kv.ModRevision {
+				n++
 			}
-			err := fn(batch)
-			batch = nil
-			return err
-		}
-		for _, ev := range resp.Events {
-			e, meta, ok := s.toEvent(ev)
-			if !ok || !f.match(&e, meta) {
-				continue
+			if err := c.send(evs[:n]); err != nil {
+				return err
 			}
-			if len(batch) > 0 && batch[0].Index != e.Index {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-			if e.Time = meta.time(); e.Time.IsZero() || e.Type == "JobStopped" || strings.HasSuffix(e.Type, "Deleted") {
-				e.Time = now()
-			}
-			batch = append(batch, e)
-			batch = append(batch, componentEvents(ev, e)...)
-		}
-		if err := flush(); err != nil {
-			return err
+			evs = evs[n:]
 		}
 	}
 	return ctx.Err()
+}
+
+// eventConverter turns the changes of one revision into the events f
+// selects and hands them to fn, if any.
+type eventConverter struct {
+	s   *Store
+	f   EventFilter
+	now func() time.Time
+	fn  func([]api.Event) error
+}
+
+func (c eventConverter) send(evs []*clientv3.Event) error {
+	var batch []api.Event
+	for _, ev := range evs {
+		e, meta, ok := c.s.toEvent(ev)
+		if !ok || !c.f.match(&e, meta) {
+			continue
+		}
+		if e.Time = meta.time(); e.Time.IsZero() || e.Type == "JobStopped" || strings.HasSuffix(e.Type, "Deleted") {
+			e.Time = c.now()
+		}
+		batch = append(batch, e)
+		batch = append(batch, componentEvents(ev, e)...)
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	return c.fn(batch)
 }
 
 // componentEvents are the ComponentVersionChanged events a node update

@@ -252,6 +252,10 @@ func TestEventsResumeExactlyOnce(t *testing.T) {
 	}
 }
 
+// TestEventsCompactedIndexIsGone: a stream from an index etcd compacted
+// away, and older than the view's recent changes, is refused with the
+// oldest index to resume from; one the recent changes still reach back to
+// is served from them, whole.
 func TestEventsCompactedIndexIsGone(t *testing.T) {
 	s := openTest(t, 0)
 	ctx := context.Background()
@@ -260,10 +264,29 @@ func TestEventsCompactedIndexIsGone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.cli.Compact(ctx, s.Index()); err != nil {
+	last, err := s.Sync(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	err := s.Events(ctx, 1, EventFilter{}, time.Now, func([]api.Event) error { return nil })
+	if _, err := s.cli.Compact(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	got := collectEvents(t, last, func(ctx context.Context, fn func([]api.Event) error) error {
+		return s.Events(ctx, 1, EventFilter{Topics: map[string]bool{api.TopicJob: true}}, time.Now, fn)
+	})
+	if len(got) != 5 {
+		t.Fatalf("from the recent changes: %d batches of job events, want 5", len(got))
+	}
+
+	defer func(n int) { maxRecent = n }(maxRecent)
+	maxRecent = 4
+	for i := range 3 { // the recent changes drop what came before
+		if _, err := s.RegisterJob(ctx, testJob(fmt.Sprintf("w%d", i)), eval(fmt.Sprintf("f%d", i)), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { _, _, _, ok := s.recentAfter(1); return !ok })
+	err = s.Events(ctx, 1, EventFilter{}, time.Now, func([]api.Event) error { return nil })
 	var ce *CompactedError
 	if !errors.As(err, &ce) || !errors.Is(err, ErrIndexCompacted) || ce.Oldest <= 1 {
 		t.Fatalf("want a CompactedError, got %v", err)

@@ -78,6 +78,10 @@ type Store struct {
 	// revision order (evalfeed.go).
 	evalLog     []evalChange
 	evalLogFrom int64
+	// recent lists the last changes the view applied, every one after
+	// recentFrom, in revision order (recent.go).
+	recent     []*clientv3.Event
+	recentFrom int64
 	// progressAsked is when a waiter last asked for a progress
 	// notification (WaitIndex), in Unix nanoseconds.
 	progressAsked atomic.Int64
@@ -163,6 +167,7 @@ func (s *Store) load(ctx context.Context) error {
 	s.rev = resp.Header.Revision
 	s.loadRev = s.rev
 	s.evalLog, s.evalLogFrom = nil, s.rev // readers of the feed start over
+	s.recent, s.recentFrom = nil, s.rev
 	s.broadcastLocked()
 	return nil
 }
@@ -190,6 +195,7 @@ func (s *Store) watch(ctx context.Context) {
 			for _, ev := range resp.Events {
 				s.applyLocked(ev.Kv, ev.Type == mvccpb.DELETE)
 			}
+			s.logRecentLocked(resp.Events)
 			s.recomputeGateLocked()
 			if rev := viewRevision(resp); rev > s.rev {
 				s.rev = rev
