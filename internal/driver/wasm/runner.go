@@ -16,12 +16,10 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/experimental/sock"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 	"golang.org/x/sys/unix"
 )
@@ -193,6 +191,7 @@ type prepared struct {
 	compiled wazero.CompiledModule
 	freed    bool   // the garbage of compiling was handed back
 	memory   []byte // a spare's linear memory, mapped ahead (premap); nil: none
+	sockets  *socketTable
 }
 
 func (r *moduleRun) prepare(bin []byte, module, cacheDir string) (*prepared, string) {
@@ -209,7 +208,11 @@ func (r *moduleRun) prepare(bin []byte, module, cacheDir string) (*prepared, str
 		rc = rc.WithCompilationCache(cache)
 	}
 	rt := wazero.NewRuntimeWithConfig(r.ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(r.ctx, rt); err != nil {
+	sockets, err := newSocketTable()
+	if err == nil {
+		err = sockets.instantiateWASI(r.ctx, rt)
+	}
+	if err != nil {
 		rt.Close(context.Background())
 		return nil, fmt.Sprintf("instantiate WASI: %v", err)
 	}
@@ -219,7 +222,7 @@ func (r *moduleRun) prepare(bin []byte, module, cacheDir string) (*prepared, str
 		return nil, fmt.Sprintf("compile module %s: %v", module, err)
 	}
 	sum := sha256.Sum256(bin)
-	return &prepared{sum: hex.EncodeToString(sum[:]), info: info, rt: rt, compiled: compiled}, ""
+	return &prepared{sum: hex.EncodeToString(sum[:]), info: info, rt: rt, compiled: compiled, sockets: sockets}, ""
 }
 
 func (r *moduleRun) run(spec *runSpec, p *prepared) (int, string) {
@@ -273,14 +276,6 @@ func (r *moduleRun) run(spec *runSpec, p *prepared) (int, string) {
 		}
 	}
 	if len(spec.Listeners) > 0 {
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			return ExitRunner, err.Error()
-		}
-		defer pr.Close()
-		defer pw.Close()
-		mc = mc.WithStdin(pr)
-		go wakeStdin(ctx, pr, pw)
 		sc := sock.NewConfig()
 		for _, l := range spec.Listeners {
 			sc = sc.WithTCPListener(l.Host, l.Port)
@@ -295,6 +290,8 @@ func (r *moduleRun) run(spec *runSpec, p *prepared) (int, string) {
 	if err != nil {
 		return ExitRunner, fmt.Sprintf("instantiate module %s: %v", spec.Module, err)
 	}
+	p.sockets.addListeners(spec.Listeners)
+	p.sockets.wakeOnDone(ctx)
 	if !p.freed {
 		// Decoding, validating and loading the compiled code left garbage
 		// several times the module's size; hand it back before the module
@@ -327,46 +324,6 @@ func (r *moduleRun) run(spec *runSpec, p *prepared) (int, string) {
 		msg += fmt.Sprintf(" (after the module tried to grow its memory to %s, past its limit of %d MiB, resources.memory)", mib(n), spec.MemoryMax>>20)
 	}
 	return ExitTrap, msg
-}
-
-// wakeStdin works around how wazero's poll_oneoff waits: it treats a
-// socket subscription as blocking and waits only on the module's stdin
-// (with the poll's timeout, or forever), so a Go module waiting in netpoll
-// for a connection would never see it, or spin when stdin is always
-// readable. A module with listeners therefore gets a pipe as stdin, and
-// this watcher makes it readable (one byte) while any socket of the
-// process (the module's listeners and connections; the runner has no
-// others) has something to read, and empties it once none has. The module
-// then looks at its sockets exactly when there is something to see.
-func wakeStdin(ctx context.Context, r, w *os.File) {
-	rfd := int(r.Fd())
-	unix.SetNonblock(rfd, true)
-	signaled := false
-	var buf [64]byte
-	for ctx.Err() == nil {
-		fds := socketFDs()
-		pfds := make([]unix.PollFd, len(fds))
-		for i, fd := range fds {
-			pfds[i] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
-		}
-		n, err := unix.Poll(pfds, 20)
-		switch {
-		case err != nil && err != unix.EINTR:
-			time.Sleep(20 * time.Millisecond)
-		case n > 0 && !signaled:
-			w.Write([]byte{0})
-			signaled = true
-		case n > 0:
-			time.Sleep(time.Millisecond) // the module has yet to take it
-		case signaled:
-			for {
-				if k, err := unix.Read(rfd, buf[:]); k <= 0 || err != nil {
-					break
-				}
-			}
-			signaled = false
-		}
-	}
 }
 
 // socketFDs lists the descriptors of this process that are sockets.
