@@ -12,8 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -324,25 +322,6 @@ func (r *moduleRun) run(spec *runSpec, p *prepared) (int, string) {
 		msg += fmt.Sprintf(" (after the module tried to grow its memory to %s, past its limit of %d MiB, resources.memory)", mib(n), spec.MemoryMax>>20)
 	}
 	return ExitTrap, msg
-}
-
-// socketFDs lists the descriptors of this process that are sockets.
-func socketFDs() []int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd <= 2 {
-			continue
-		}
-		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "socket:") {
-			out = append(out, fd)
-		}
-	}
-	return out
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

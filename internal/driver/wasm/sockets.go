@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -141,7 +144,7 @@ func (t *socketTable) addListeners(ls []listener) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, h := range socketFDs() {
+	for _, h := range socketFDs(nil) {
 		sa, err := unix.Getsockname(h)
 		if err != nil {
 			continue
@@ -182,9 +185,9 @@ func (t *socketTable) sockAccept(orig api.GoModuleFunction) api.GoModuleFunc {
 			known[h.fd] = true
 		}
 		found := -1
-		for _, h := range socketFDs() {
-			if known[h] {
-				continue
+		for _, h := range socketFDs(known) {
+			if acc, err := unix.GetsockoptInt(h, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err == nil && acc == 1 {
+				continue // a listener, not the connection
 			}
 			if found >= 0 { // more than one: leave it to wazero's poll
 				return
@@ -381,4 +384,25 @@ func wait(pfds []unix.PollFd, timeout time.Duration) int {
 		}
 		return n
 	}
+}
+
+// socketFDs lists the descriptors of this process that are sockets,
+// leaving out those in skip (which are not looked at: an accept among
+// many open connections reads the links of the others only).
+func socketFDs(skip map[int]bool) []int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 || skip[fd] {
+			continue
+		}
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "socket:") {
+			out = append(out, fd)
+		}
+	}
+	return out
 }
