@@ -33,20 +33,13 @@ func goServerModule(t *testing.T) string {
 // runnerOf is the pid of the runner of the task in allocDir.
 func runnerOf(t *testing.T, allocDir string) int {
 	t.Helper()
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) == 3 && args[1] == RunnerCommand && strings.HasPrefix(args[2], allocDir) {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-			return pid
-		}
+	pid := procWith(func(args []string) bool {
+		return len(args) == 3 && args[1] == RunnerCommand && strings.HasPrefix(args[2], allocDir)
+	})
+	if pid == 0 {
+		t.Fatalf("no runner for %s", allocDir)
 	}
-	t.Fatalf("no runner for %s", allocDir)
-	return 0
+	return pid
 }
 
 // sockets counts the socket descriptors of process pid.

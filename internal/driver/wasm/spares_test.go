@@ -16,14 +16,20 @@ import (
 // runnerPidFor is the pid of the spare runner waiting with ready as its
 // ready file, or 0.
 func runnerPidFor(ready string) int {
+	return procWith(func(args []string) bool {
+		return len(args) > 2 && args[1] == RunnerCommand && args[2] == spareFlag && args[len(args)-1] == ready
+	})
+}
+
+// procWith is the pid of a process whose arguments match, or 0.
+func procWith(match func(args []string) bool) int {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue
 		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) > 2 && args[1] == RunnerCommand && args[2] == spareFlag && args[len(args)-1] == ready {
+		if match(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")) {
 			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
 			return pid
 		}
