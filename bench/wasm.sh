@@ -2,7 +2,7 @@
 # Submit-to-healthy of one replica of the demo app as a WASI module (wasm
 # driver) beside the same app as a container (docker driver), on one
 # `gantry dev --wasm-spares 1`; then resident memory per running instance
-# of each kind. The wasm starts come in three kinds:
+# of each kind, and its CPU while idle. The wasm starts come in three kinds:
 #
 #   cold   the compilation cache emptied and no spare runner: the runner
 #          compiles the module
@@ -27,7 +27,8 @@
 # running, the resident set (VmRSS) of each wasm runner process (the
 # module, wazero and its compiled code) and of each container's demo-app
 # process, plus the supervising executor of a wasm task, and of the spare
-# runner waiting beside them. Builds gantry, the demo image and the module
+# runner waiting beside them, and the CPU each used over 10 idle seconds
+# (an idle wasm service once used a whole CPU). Builds gantry, the demo image and the module
 # first. Ports: BASE_PORT..BASE_PORT+3 (default 27800). Everything it
 # starts is stopped.
 set -euo pipefail
@@ -184,18 +185,34 @@ report "job run's wall clock (the CLI's process start, submission, following the
 "$work/gantry" job run --timeout 10m "$(spec bench-mem-docker docker 3)" >/dev/null
 sleep 3
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
-echo "resident memory per running instance (MiB):"
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system, 1/100 s
+# The instances: "kind pid extra-pid" (the executor of a wasm runner).
+instances=()
 for pid in $(pgrep -f "wasm-run "); do
 	args=$(tr '\0' ' ' <"/proc/$pid/cmdline")
 	[[ $args == "$work/gantry wasm-run "* ]] || continue # not the executors
 	ready="${args% }"
 	ready="${ready##* }"
-	ex=$(awk '{print $4}' "/proc/$pid/stat")
-	kind="wasm runner"
-	[[ $args == *"--spare"* && -e $ready ]] && kind="spare (idle)"
-	printf "  %-12s %-7s %6.1f   (its executor %5.1f)\n" "$kind" "$pid" "$(echo "scale=1; $(rss "$pid") / 1024" | bc)" "$(echo "scale=1; $(rss "$ex") / 1024" | bc)"
+	kind="wasm-runner"
+	[[ $args == *"--spare"* && -e $ready ]] && kind="spare(idle)"
+	instances+=("$kind $pid $(awk '{print $4}' "/proc/$pid/stat")")
 done
 for c in $(docker ps -q --filter "label=gantry.job=bench-mem-docker"); do
-	pid=$(docker inspect --format '{{.State.Pid}}' "$c")
-	printf "  %-12s %-7s %6.1f   (docker stats: %s)\n" container "$pid" "$(echo "scale=1; $(rss "$pid") / 1024" | bc)" "$(docker stats --no-stream --format '{{.MemUsage}}' "$c")"
+	instances+=("container $(docker inspect --format '{{.State.Pid}}' "$c") $c")
+done
+declare -A before
+for inst in "${instances[@]}"; do
+	read -r _ pid _ <<<"$inst"
+	before[$pid]=$(ticks "$pid")
+done
+sleep 10
+echo "per running instance, idle but for its check every 200 ms: resident memory (MiB) and CPU over 10 s:"
+for inst in "${instances[@]}"; do
+	read -r kind pid extra <<<"$inst"
+	cpu="$(echo "scale=1; ($(ticks "$pid") - ${before[$pid]}) / 10" | bc)%"
+	if [[ $kind == container ]]; then
+		printf "  %-12s %-7s %6.1f MiB  cpu %5s   (docker stats: %s)\n" "$kind" "$pid" "$(echo "scale=1; $(rss "$pid") / 1024" | bc)" "$cpu" "$(docker stats --no-stream --format '{{.MemUsage}}' "$extra")"
+	else
+		printf "  %-12s %-7s %6.1f MiB  cpu %5s   (its executor %5.1f MiB)\n" "$kind" "$pid" "$(echo "scale=1; $(rss "$pid") / 1024" | bc)" "$cpu" "$(echo "scale=1; $(rss "$extra") / 1024" | bc)"
+	fi
 done
