@@ -16,7 +16,8 @@
 #            that VM's /proc/<pid>/cmdline) started in its own directory,
 #            /healthz polled with curl as the job's check polls a
 #            starting task (a try 10ms in, then tries started ever less
-#            often, the gap doubling up to 250ms, each given up to 250ms:
+#            often, the gap growing by half until 200ms have passed, then
+#            doubling up to 250ms, each given up to 250ms:
 #            a try made while the guest boots waits out its timeout):
 #            time to the first 200.
 #            The driver's network counting hands QEMU descriptors 3 and 4;
@@ -84,15 +85,17 @@ SPEC
 
 now() { date +%s.%N; }
 # poll URL: until it answers 200, at the cadence of the job's check while
-# its task starts: the first try 10ms in, then tries started 20, 40, ...
-# ms apart up to 250ms, each given 250ms (internal/agent/health.go).
+# its task starts: the first try 10ms in, then tries started 15, 22.5,
+# ... ms apart until 200ms have passed, then the gap doubling, up to
+# 250ms, each given 250ms (internal/agent/health.go).
 poll() {
-	local t gap=0.01
+	local t gap=0.01 since=0.01
 	sleep "$gap"
 	while :; do
 		t=$(now)
 		curl -sf -m 0.25 "$1" >/dev/null && return 0
-		gap=$(echo "g = $gap * 2; if (g > 0.25) g = 0.25; g" | bc -l)
+		gap=$(echo "f = 2; if ($since < 0.2) f = 1.5; g = $gap * f; if (g > 0.25) g = 0.25; g" | bc -l)
+		since=$(echo "$since + $gap" | bc -l)
 		sleep "$(echo "$gap - ($(now) - $t)" | bc | awk '{print ($1 > 0) ? $1 : 0}')"
 	done
 }

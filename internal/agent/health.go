@@ -95,8 +95,10 @@ func sinceStart(interval, took time.Duration) time.Duration {
 // they answered.
 //
 // Until the first success the task is starting, and the tracker probes
-// more often than that: after startupStep, then twice as long each time,
-// up to the interval. These extra probes can only find the task healthy
+// more often than that: after startupStep, then half as long again each
+// time until firstCounted has passed (a task that boots in tens of
+// milliseconds is seen healthy at most half its boot time late), then
+// twice as long each time, up to the interval. These extra probes can only find the task healthy
 // sooner; a failure among them counts only when an interval has passed
 // since the last counted one (the first counts firstCounted after the
 // start), so a task that boots slowly is found unhealthy exactly when it
@@ -109,6 +111,7 @@ type checkTracker struct {
 	up       bool          // a probe has succeeded
 	step     time.Duration // the next wait while starting
 	owed     time.Duration // while starting: how long until a failure counts again
+	since    time.Duration // while starting: how long since the first wait began
 }
 
 // startupStep is the first wait of a check, and of its probes while the
@@ -123,6 +126,7 @@ const (
 func (c *checkTracker) first() time.Duration {
 	c.step = min(c.interval, startupStep)
 	c.owed = min(c.interval, firstCounted) - c.step
+	c.since = c.step
 	return c.step
 }
 
@@ -144,9 +148,14 @@ func (c *checkTracker) observeStarting() (verdict string, next time.Duration) {
 		verdict = c.countFailure()
 		c.owed = c.interval
 	}
-	c.step = min(max(2*c.step, startupStep), c.interval)
+	grow := 2 * c.step
+	if c.since < firstCounted {
+		grow = c.step * 3 / 2
+	}
+	c.step = min(max(grow, startupStep), c.interval)
 	next = min(c.step, c.owed)
 	c.owed -= next
+	c.since += next
 	return verdict, next
 }
 

@@ -85,7 +85,7 @@ func TestCheckTrackerStartup(t *testing.T) {
 			if limit := 12 + 2*failures; probes > limit {
 				t.Errorf("interval %s, failures %d, never ready: %d probes, want at most %d", interval, failures, probes, limit)
 			}
-			for _, ready := range []time.Duration{0, time.Millisecond, 15 * time.Millisecond, 120 * time.Millisecond, 900 * time.Millisecond, 4 * time.Second} {
+			for _, ready := range []time.Duration{0, time.Millisecond, 15 * time.Millisecond, 22 * time.Millisecond, 40 * time.Millisecond, 120 * time.Millisecond, 900 * time.Millisecond, 4 * time.Second} {
 				at, v, _ := trackerRun(interval, failures, ready)
 				unhealthyAt := min(interval, firstCounted) + time.Duration(failures-1)*interval
 				if ready >= unhealthyAt {
@@ -100,6 +100,8 @@ func TestCheckTrackerStartup(t *testing.T) {
 				}
 				if late := at - ready; late < 0 || late > max(ready, startupStep) || late > interval {
 					t.Errorf("interval %s, failures %d, ready at %s: healthy after %s, %s late", interval, failures, ready, at, late)
+				} else if ready < firstCounted && late > max(ready/2, startupStep) {
+					t.Errorf("interval %s, failures %d, ready at %s: healthy after %s, %s late: more than half its boot time", interval, failures, ready, at, late)
 				}
 			}
 		}
@@ -198,7 +200,7 @@ func TestCheckWaitsOnItsClock(t *testing.T) {
 	fire("the grace period")
 	waits("after the grace period", startupStep)
 	answer("first probe, the task still starting", errors.New("connection refused"))
-	waits("after a failed probe while starting", 2*startupStep)
+	waits("after a failed probe while starting", startupStep*3/2)
 	answer("second probe", nil)
 	verdict("a successful probe", api.HealthHealthy)
 	waits("after the healthy verdict", 5*time.Second)
