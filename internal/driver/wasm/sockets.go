@@ -197,7 +197,6 @@ func (t *socketTable) sockAccept(orig api.GoModuleFunction) api.GoModuleFunc {
 		if found >= 0 {
 			t.host[int32(fd)] = hostSocket{fd: found, conn: true}
 		}
-
 	}
 }
 
