@@ -117,10 +117,12 @@ func healthyRunning(allocs []*api.Allocation) int {
 // served through the load balancer; kill -9 of gantry dev and a restart
 // adopt the running modules (the same runner processes, no second
 // instance); and the batch example's exit code 3 fails its allocation
-// with exit code 3.
+// with exit code 3. Without spare runners (--wasm-spares 0): the runners
+// counted are the three tasks' alone; TestWasmSpare covers the spare
+// that the default keeps.
 func TestWasmService(t *testing.T) {
 	lb := freePort(t)
-	c := StartDev(t, "--lb", "--lb-access-log=false")
+	c := StartDev(t, "--lb", "--lb-access-log=false", "--wasm-spares", "0")
 	r := c.Gantry("job", "run", "--timeout", "5m", wasmExample(t, "wasm-web.yaml", lb))
 	if r.Code != 0 {
 		t.Fatalf("job run wasm-web: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
@@ -174,13 +176,13 @@ func TestWasmService(t *testing.T) {
 	}
 }
 
-// TestWasmSpare: with --wasm-spares 1, a start of the demo module leaves
-// a spare runner with it compiled; the next job's replica takes it (its
-// runner is that process) and is healthy; a kill -9 of gantry dev ends
-// the spare made after it but not the tasks, and the restarted agent
-// adopts both replicas, starting no second instance.
+// TestWasmSpare: by default (no --wasm-spares), a start of the demo
+// module leaves a spare runner with it compiled; the next job's replica
+// takes it (its runner is that process) and is healthy; a kill -9 of
+// gantry dev ends the spare made after it but not the tasks, and the
+// restarted agent adopts both replicas, starting no second instance.
 func TestWasmSpare(t *testing.T) {
-	c := StartDev(t, "--wasm-spares", "1")
+	c := StartDev(t)
 	spec := func(name string) string {
 		return WriteSpec(t, name+".yaml", fmt.Sprintf(`name: %s
 groups:

@@ -348,6 +348,13 @@ func readCPUTimes() (cpuTimes, bool) {
 	return t, true
 }
 
+// MemAvailable is the node's available memory (MemAvailable of
+// /proc/meminfo) in bytes; false when it cannot be read.
+func MemAvailable() (uint64, bool) {
+	_, avail, ok := readMemory()
+	return avail, ok
+}
+
 // readMemory reads MemTotal and MemAvailable in bytes.
 func readMemory() (total, avail uint64, ok bool) {
 	f, err := os.Open("/proc/meminfo")

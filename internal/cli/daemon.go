@@ -168,7 +168,7 @@ func (f *daemonFlags) addAgent(cmd *cobra.Command, withServers bool) {
 	cmd.Flags().StringVar(&f.dockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the local socket)")
 	cmd.Flags().StringSliceVar(&f.drivers, "drivers", []string{"docker", "exec", "qemu", "wasm"}, "task drivers to enable: docker, exec, qemu, wasm, null (null pretends to run tasks, for tests)")
 	cmd.Flags().StringSliceVar(&f.wasmMounts, "wasm-host-mount", nil, "host directories (and what is under them) that wasm tasks may mount by absolute path; default none")
-	cmd.Flags().IntVar(&f.wasmSpares, "wasm-spares", 0, "spare wasm runners to keep, each with a recently started module compiled and waiting for its next task (a start that takes one skips the runner's start and compile; each holds about the memory of a running instance); 0: none")
+	cmd.Flags().IntVar(&f.wasmSpares, "wasm-spares", 1, "spare wasm runners to keep, each with a recently started module compiled and waiting for its next task (a start that takes one skips the runner's start and compile; each holds about the memory of a running instance less its heap, and none starts while the node has under 1 GiB available); 0: none")
 	cmd.Flags().IntVar(&f.cpu, "cpu", 0, "override the node's cpu capacity (millicores)")
 	cmd.Flags().IntVar(&f.memory, "memory", 0, "override the node's memory capacity (MiB)")
 	cmd.Flags().DurationVar(&f.auditInterval, "audit-interval", agent.DefaultAuditInterval, "how often to audit every container on the Docker engine (CIS Docker Benchmark); negative turns it off")
@@ -422,7 +422,8 @@ func (f *daemonFlags) newAgent(dataDir string, servers []string, log *slog.Logge
 			drivers = append(drivers, qd)
 		case api.DriverWasm:
 			wd, err := wasmdriver.New(wasmdriver.Config{AllocRoot: filepath.Join(dataDir, "allocs"),
-				CacheDir: filepath.Join(dataDir, "wasm-cache"), HostMountRoots: f.wasmMounts, Spares: f.wasmSpares})
+				CacheDir: filepath.Join(dataDir, "wasm-cache"), HostMountRoots: f.wasmMounts,
+				Spares: f.wasmSpares, MemAvailable: agent.MemAvailable})
 			if err != nil {
 				return nil, exitf(ExitError, "%v", err)
 			}

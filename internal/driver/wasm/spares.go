@@ -27,7 +27,9 @@ import (
 // module holds, less its linear memory), counted against no task. Tasks
 // that run as another user (security.user) never take one. A spare whose
 // runner ended is not offered; one that fails when taken is passed over
-// and the task starts anew.
+// and the task starts anew. A spare is not started while the node's
+// available memory is short of what spareRoom asks: it would take memory
+// from the tasks.
 
 // DefaultSpareIdle is how long an unused spare is kept when
 // Config.SpareIdle is 0.
@@ -41,6 +43,21 @@ const (
 	spareCompileWait = 10 * time.Minute
 	spareDelay       = time.Second
 )
+
+// spareFloor is the available memory a node keeps beside a new spare, and
+// sparePerByte what a spare is reckoned to hold per byte of its module
+// (the demo's 11 MB Go module: about 87 MiB of its own, runner and
+// executor together, so 8 bytes per byte with room to spare).
+const (
+	spareFloor   = 1 << 30
+	sparePerByte = 8
+)
+
+// spareRoom says whether a node with available bytes of memory free has
+// room for a spare of a module of moduleSize bytes.
+func spareRoom(available uint64, moduleSize int64) bool {
+	return moduleSize >= 0 && available >= spareFloor+sparePerByte*uint64(moduleSize)
+}
 
 type spare struct {
 	ex    *execdriver.Spare
@@ -109,6 +126,15 @@ func (d *Driver) refill(sum, modPath, compiled string) {
 }
 
 func (d *Driver) startSpare(sum, modPath string) {
+	if d.cfg.MemAvailable != nil {
+		fi, err := os.Stat(modPath)
+		if err != nil {
+			return
+		}
+		if avail, ok := d.cfg.MemAvailable(); !ok || !spareRoom(avail, fi.Size()) {
+			return
+		}
+	}
 	if err := os.MkdirAll(d.cfg.SpareDir, 0o700); err != nil {
 		return
 	}

@@ -154,3 +154,56 @@ func TestAdoptingStartLeavesTheSpare(t *testing.T) {
 		t.Fatalf("the adopting start took or lost the spare (ready file: %v)", err)
 	}
 }
+
+// TestSpareRoom: a spare needs the floor plus eight bytes per byte of its
+// module available.
+func TestSpareRoom(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		avail uint64
+		size  int64
+		want  bool
+	}{
+		{avail: 0, size: 0, want: false},
+		{avail: spareFloor - 1, size: 0, want: false},
+		{avail: spareFloor, size: 0, want: true},
+		{avail: spareFloor + 88*mib, size: 11 * mib, want: true},
+		{avail: spareFloor + 88*mib - 1, size: 11 * mib, want: false},
+		{avail: 64 << 30, size: 1 << 30, want: true},
+		{avail: 64 << 30, size: -1, want: false},
+	} {
+		if got := spareRoom(tc.avail, tc.size); got != tc.want {
+			t.Errorf("spareRoom(%d, %d) = %v, want %v", tc.avail, tc.size, got, tc.want)
+		}
+	}
+}
+
+// TestNoSpareWithoutRoom: where the node's available memory is short of
+// what spareRoom asks, or cannot be read, a start leaves no spare; with
+// room it does.
+func TestNoSpareWithoutRoom(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		avail uint64
+		ok    bool
+		spare bool
+	}{
+		{name: "short", avail: 256 << 20, ok: true},
+		{name: "unknown", avail: 64 << 30, ok: false},
+		{name: "room", avail: 64 << 30, ok: true, spare: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			r.d.cfg.Spares = 1
+			r.d.cfg.MemAvailable = func() (uint64, bool) { return tc.avail, tc.ok }
+			t.Cleanup(r.d.Close)
+			r.d.startSpare(strings.Repeat("a", 64), modules["io"])
+			r.d.pool.mu.Lock()
+			n := len(r.d.pool.spares)
+			r.d.pool.mu.Unlock()
+			if got := n == 1; got != tc.spare {
+				t.Fatalf("%d spares after startSpare with %d bytes available (readable: %v), want a spare: %v", n, tc.avail, tc.ok, tc.spare)
+			}
+		})
+	}
+}

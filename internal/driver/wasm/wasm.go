@@ -67,6 +67,10 @@ type Config struct {
 	// SpareDir holds the spares' ready files and their executors' log.
 	// Empty: <AllocRoot>/../wasm-spares.
 	SpareDir string
+	// MemAvailable reads the node's available memory (MemAvailable of
+	// /proc/meminfo), for spareRoom; false: unknown, and no spare starts.
+	// Nil: spares start without the check.
+	MemAvailable func() (uint64, bool)
 }
 
 // Driver runs WASI modules, each in its own runner process supervised by
