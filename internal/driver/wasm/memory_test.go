@@ -1,6 +1,11 @@
 package wasm
 
 import (
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"unsafe"
 )
@@ -50,29 +55,85 @@ func TestCappedMemoryGrowsInPlace(t *testing.T) {
 	}
 }
 
-// TestPremappedMemory: a spare runner's memory mapped ahead, its initial
-// pages touched, is what the module's first allocation gets, capped at
-// the task's resources.memory all the same.
+// TestPremappedMemory: a spare runner's memory reserved ahead, its
+// initial pages writable and touched, is what the module's first
+// allocation gets, capped at the task's resources.memory all the same.
 func TestPremappedMemory(t *testing.T) {
 	pre := premap(8 * PageSize)
 	if pre == nil {
-		t.Fatal("premap mapped nothing")
+		t.Fatal("premap reserved nothing")
 	}
 	a := &cappedAllocator{max: 16 << 20, premapped: pre}
 	m := a.Allocate(8*PageSize, maxLinearMemory).(*cappedMemory)
 	defer m.Free()
-	if unsafe.Pointer(&m.whole[0]) != unsafe.Pointer(&pre[0]) || a.premapped != nil {
+	if m.res != pre || a.premapped != nil {
 		t.Fatal("the first allocation did not take the premapped memory")
 	}
-	if b := m.Reallocate(16 << 20); len(b) != 16<<20 || unsafe.Pointer(&b[0]) != unsafe.Pointer(&pre[0]) {
+	base := unsafe.Pointer(&pre.whole[0])
+	if b := m.Reallocate(16 << 20); len(b) != 16<<20 || unsafe.Pointer(&b[0]) != base {
 		t.Fatal("growing to the cap moved or failed")
 	}
 	if m.Reallocate(17<<20) != nil || a.refused() != 17<<20 {
 		t.Fatal("grew past resources.memory")
 	}
-	if other := a.Allocate(PageSize, maxLinearMemory).(*cappedMemory); other.whole == nil || unsafe.Pointer(&other.whole[0]) == unsafe.Pointer(&pre[0]) {
+	if other := a.Allocate(PageSize, maxLinearMemory).(*cappedMemory); other.res == nil || other.res == pre {
 		t.Fatal("a second allocation got the premapped memory again")
 	} else {
 		other.Free()
 	}
+}
+
+// TestReservationWritableAsItGrows: of a linear memory's reservation only
+// what the module grew into is writable (and so charged to a strict
+// overcommit limit); the rest stays inaccessible address space, as
+// /proc/self/maps shows.
+func TestReservationWritableAsItGrows(t *testing.T) {
+	pre := premap(2 * PageSize)
+	if pre == nil {
+		t.Fatal("premap reserved nothing")
+	}
+	a := &cappedAllocator{max: 64 << 20, premapped: pre}
+	m := a.Allocate(2*PageSize, maxLinearMemory).(*cappedMemory)
+	defer m.Free()
+	check := func(rw uint64) {
+		t.Helper()
+		start := uintptr(unsafe.Pointer(&pre.whole[0]))
+		if got := protections(t, start, start+uintptr(len(pre.whole))); !reflect.DeepEqual(got, []string{
+			fmt.Sprintf("%x-%x rw", start, start+uintptr(rw)),
+			fmt.Sprintf("%x-%x --", start+uintptr(rw), start+uintptr(len(pre.whole))),
+		}) {
+			t.Fatalf("after growing to %d bytes the reservation's protections are %v", rw, got)
+		}
+	}
+	check(2 * PageSize)
+	b := m.Reallocate(5 * PageSize)
+	b[5*PageSize-1] = 7
+	check(5 * PageSize)
+	m.Reallocate(3 * PageSize) // no shrinking: what was writable stays
+	check(5 * PageSize)
+}
+
+// protections lists the mappings of /proc/self/maps within [from, to) as
+// "start-end rw" or "start-end --" (read and write bits).
+func protections(t *testing.T, from, to uintptr) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		lo, hi, _ := strings.Cut(f[0], "-")
+		l, _ := strconv.ParseUint(lo, 16, 64)
+		h, _ := strconv.ParseUint(hi, 16, 64)
+		if uintptr(l) >= to || uintptr(h) <= from {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%x-%x %s", max(uintptr(l), from), min(uintptr(h), to), f[1][:2]))
+	}
+	return out
 }

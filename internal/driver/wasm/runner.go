@@ -187,8 +187,8 @@ type prepared struct {
 	info     *Module
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
-	freed    bool   // the garbage of compiling was handed back
-	memory   []byte // a spare's linear memory, mapped ahead (premap); nil: none
+	freed    bool         // the garbage of compiling was handed back
+	memory   *reservation // a spare's linear memory, reserved ahead (premap); nil: none
 	sockets  *socketTable
 }
 
@@ -228,9 +228,7 @@ func (r *moduleRun) run(spec *runSpec, p *prepared) (int, string) {
 	if p == nil || spec.ModuleSHA256 == "" || p.sum != spec.ModuleSHA256 {
 		if p != nil {
 			p.rt.Close(context.Background())
-			if p.memory != nil {
-				unix.Munmap(p.memory)
-			}
+			p.memory.free()
 		}
 		bin, err := os.ReadFile(spec.Module)
 		if err != nil {
@@ -314,12 +312,17 @@ func (r *moduleRun) run(spec *runSpec, p *prepared) (int, string) {
 			if n := mem.refused(); n > 0 {
 				return code, fmt.Sprintf("out of memory: the module tried to grow its memory to %s, past its limit of %d MiB (resources.memory)", mib(n), spec.MemoryMax>>20)
 			}
+			if err := mem.refusedBy(); err != nil {
+				return code, fmt.Sprintf("out of memory: the node refused the module's memory (%v): free memory on the node or lower its commitments", err)
+			}
 		}
 		return code, ""
 	}
 	msg := DescribeTrap(err.Error(), spec.Name)
 	if n := mem.refused(); n > 0 {
 		msg += fmt.Sprintf(" (after the module tried to grow its memory to %s, past its limit of %d MiB, resources.memory)", mib(n), spec.MemoryMax>>20)
+	} else if err := mem.refusedBy(); err != nil {
+		msg += fmt.Sprintf(" (after the node refused the module's memory: %v)", err)
 	}
 	return ExitTrap, msg
 }
@@ -332,48 +335,94 @@ func memoryTooSmall(min, max uint64) string {
 
 // cappedAllocator backs a module's linear memory and refuses to grow it
 // past max, remembering the size asked for so the runner can say why the
-// module failed. The memory is one anonymous mapping of the most it may
-// grow to, reserved but not committed: a page costs only once the module
-// touches it, and growing never copies (growing a Go slice would copy the
+// module failed. The memory is one reservation of address space of the
+// most it may grow to, made writable as the module grows it: a page costs
+// only once the module touches it, the node's commit limit (strict
+// overcommit, vm.overcommit_memory=2) is charged only for what was made
+// writable, and growing never copies (growing a Go slice would copy the
 // whole memory each time it doubles, which made a Go module's start ten
-// times slower). Where the mapping cannot be made, it grows a Go slice.
+// times slower). Where the reservation cannot be made, it grows a Go
+// slice.
 type cappedAllocator struct {
 	max       uint64
-	premapped []byte // a mapping made ahead (premap), used by the first Allocate
+	premapped *reservation // made ahead (premap), used by the first Allocate
 	mu        sync.Mutex
 	refusal   uint64
+	hostErr   error // the node refused to make memory writable
 }
 
 // maxLinearMemory is the most a 32-bit WebAssembly memory holds.
 const maxLinearMemory = 1 << 32
 
-// premap maps the most a module's memory may grow to ahead of its task,
-// its first initial bytes touched, so a spare runner's module starts on
-// memory that is already there (copying its data segments into fresh
-// pages took most of the instantiation). Nil when it cannot be mapped.
-func premap(initial uint64) []byte {
-	b, err := unix.Mmap(-1, 0, maxLinearMemory, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+// reservation is address space mapped for a linear memory: inaccessible
+// (PROT_NONE), so it costs nothing and is charged to no commit limit, but
+// for its first rw bytes, made writable as the memory grows.
+type reservation struct {
+	whole []byte
+	rw    uint64
+}
+
+func reserve(n uint64) (*reservation, error) {
+	b, err := unix.Mmap(-1, 0, int(n), unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, err
+	}
+	return &reservation{whole: b}, nil
+}
+
+// writable makes the reservation's first n bytes (rounded up to a page)
+// readable and writable.
+func (r *reservation) writable(n uint64) error {
+	n = min((n+4095)&^4095, uint64(len(r.whole)))
+	if n <= r.rw {
+		return nil
+	}
+	if err := unix.Mprotect(r.whole[r.rw:n], unix.PROT_READ|unix.PROT_WRITE); err != nil {
+		return fmt.Errorf("make %s of linear memory writable: %w", mib(n), err)
+	}
+	r.rw = n
+	return nil
+}
+
+func (r *reservation) free() {
+	if r != nil && r.whole != nil {
+		unix.Munmap(r.whole)
+		r.whole, r.rw = nil, 0
+	}
+}
+
+// premap reserves the most a module's memory may grow to ahead of its
+// task, its first initial bytes made writable and touched, so a spare
+// runner's module starts on memory that is already there (copying its
+// data segments into fresh pages took most of the instantiation). Nil
+// when it cannot be made.
+func premap(initial uint64) *reservation {
+	r, err := reserve(maxLinearMemory)
 	if err != nil {
 		return nil
 	}
-	for i := uint64(0); i < min(initial, uint64(len(b))); i += 4096 {
-		b[i] = 0
+	if err := r.writable(initial); err != nil {
+		r.free()
+		return nil
 	}
-	return b
+	for i := uint64(0); i < r.rw; i += 4096 {
+		r.whole[i] = 0
+	}
+	return r
 }
 
 func (a *cappedAllocator) Allocate(capacity, maxBytes uint64) experimental.LinearMemory {
-	reserve := a.max
+	limit := a.max
 	if maxBytes > 0 {
-		reserve = min(reserve, maxBytes)
+		limit = min(limit, maxBytes)
 	}
-	if pre := a.premapped; pre != nil && reserve <= uint64(len(pre)) {
+	if pre := a.premapped; pre != nil && limit <= uint64(len(pre.whole)) {
 		a.premapped = nil
-		return &cappedMemory{a: a, buf: pre[:0], mapped: pre[:reserve], whole: pre}
+		return &cappedMemory{a: a, buf: pre.whole[:0], mapped: pre.whole[:limit], res: pre}
 	}
-	if reserve > 0 {
-		if b, err := unix.Mmap(-1, 0, int(reserve), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE); err == nil {
-			return &cappedMemory{a: a, buf: b[:0], mapped: b, whole: b}
+	if limit > 0 {
+		if r, err := reserve(limit); err == nil {
+			return &cappedMemory{a: a, buf: r.whole[:0], mapped: r.whole, res: r}
 		}
 	}
 	return &cappedMemory{a: a, buf: make([]byte, 0, min(capacity, a.max))}
@@ -385,11 +434,18 @@ func (a *cappedAllocator) refused() uint64 {
 	return a.refusal
 }
 
+// refusedBy is the node's refusal to make memory writable, if any.
+func (a *cappedAllocator) refusedBy() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.hostErr
+}
+
 type cappedMemory struct {
 	a      *cappedAllocator
 	buf    []byte
-	mapped []byte // what of the mapping the module may use; nil: buf is a Go slice
-	whole  []byte // the whole mapping, unmapped by Free
+	mapped []byte       // what of the reservation the module may use; nil: buf is a Go slice
+	res    *reservation // the whole reservation, freed by Free
 }
 
 func (m *cappedMemory) Reallocate(size uint64) []byte {
@@ -398,6 +454,16 @@ func (m *cappedMemory) Reallocate(size uint64) []byte {
 		m.a.refusal = max(m.a.refusal, size)
 		m.a.mu.Unlock()
 		return nil
+	}
+	if m.mapped != nil {
+		if err := m.res.writable(size); err != nil {
+			m.a.mu.Lock()
+			m.a.hostErr = err
+			m.a.mu.Unlock()
+			return nil
+		}
+		m.buf = m.mapped[:size]
+		return m.buf
 	}
 	if size <= uint64(cap(m.buf)) {
 		m.buf = m.buf[:size]
@@ -410,9 +476,6 @@ func (m *cappedMemory) Reallocate(size uint64) []byte {
 }
 
 func (m *cappedMemory) Free() {
-	if m.whole != nil {
-		unix.Munmap(m.whole)
-		m.mapped, m.whole = nil, nil
-	}
-	m.buf = nil
+	m.res.free()
+	m.res, m.mapped, m.buf = nil, nil, nil
 }
