@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestCappedMemoryGrowsInPlace: the linear memory is one mapping of the
@@ -136,4 +139,34 @@ func protections(t *testing.T, from, to uintptr) []string {
 		out = append(out, fmt.Sprintf("%x-%x %s", max(uintptr(l), from), min(uintptr(h), to), f[1][:2]))
 	}
 	return out
+}
+
+// TestNodeRefusalIsRemembered: where the node refuses to make more of the
+// memory writable (mprotect fails with ENOMEM, as it does past a strict
+// overcommit limit; here a stand-in for mprotect refuses, since the limit
+// is the whole machine's), growing answers nil and the refusal is kept for
+// the runner's message, apart from a refusal by the cap.
+func TestNodeRefusalIsRemembered(t *testing.T) {
+	a := &cappedAllocator{max: 64 << 20}
+	m := a.Allocate(PageSize, 64<<20).(*cappedMemory)
+	defer m.Free()
+	if m.Reallocate(PageSize) == nil {
+		t.Fatal("the first page was refused")
+	}
+	real := mprotect
+	mprotect = func([]byte, int) error { return unix.ENOMEM }
+	defer func() { mprotect = real }()
+	if b := m.Reallocate(40 << 20); b != nil {
+		t.Fatal("grew though the node refused")
+	}
+	if err := a.refusedBy(); !errors.Is(err, unix.ENOMEM) {
+		t.Fatalf("the node's refusal was not kept: %v", err)
+	}
+	if a.refused() != 0 {
+		t.Fatalf("a node's refusal counted as the cap's: %d", a.refused())
+	}
+	mprotect = real
+	if b := m.Reallocate(40 << 20); len(b) != 40<<20 {
+		t.Fatal("growing failed once the node had the memory")
+	}
 }

@@ -370,6 +370,10 @@ func reserve(n uint64) (*reservation, error) {
 	return &reservation{whole: b}, nil
 }
 
+// mprotect is unix.Mprotect; a test makes it fail as a node out of
+// commit would.
+var mprotect = unix.Mprotect
+
 // writable makes the reservation's first n bytes (rounded up to a page)
 // readable and writable.
 func (r *reservation) writable(n uint64) error {
@@ -377,7 +381,7 @@ func (r *reservation) writable(n uint64) error {
 	if n <= r.rw {
 		return nil
 	}
-	if err := unix.Mprotect(r.whole[r.rw:n], unix.PROT_READ|unix.PROT_WRITE); err != nil {
+	if err := mprotect(r.whole[r.rw:n], unix.PROT_READ|unix.PROT_WRITE); err != nil {
 		return fmt.Errorf("make %s of linear memory writable: %w", mib(n), err)
 	}
 	r.rw = n
