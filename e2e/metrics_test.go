@@ -113,6 +113,15 @@ groups:
 	if f := srv[metrics.SchedulingLatency]; f == nil || f.GetType() != dto.MetricType_HISTOGRAM || f.Metric[0].GetHistogram().GetSampleCount() == 0 {
 		t.Errorf("%s: %v", metrics.SchedulingLatency, f)
 	}
+	phases := map[string]uint64{}
+	for _, m := range srv[metrics.EvalPhase].GetMetric() {
+		phases[labelsOf(m)["phase"]] = m.GetHistogram().GetSampleCount()
+	}
+	for _, p := range []string{"decide", "commit", "view"} {
+		if phases[p] == 0 {
+			t.Errorf("%s{phase=%q} has no samples after a job was placed: %v", metrics.EvalPhase, p, phases)
+		}
+	}
 	for _, name := range []string{metrics.EvalQueueDepth, metrics.PlanRejections, metrics.EvalsProcessed, metrics.Nodes} {
 		if srv[name] == nil {
 			t.Errorf("server lacks %s", name)

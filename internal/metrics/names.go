@@ -61,6 +61,7 @@ var AllocDiskLabels = append(append([]string(nil), AllocLabels...), "device")
 // Server series.
 const (
 	SchedulingLatency = "gantry_scheduling_latency_seconds"
+	EvalPhase         = "gantry_eval_phase_seconds"
 	EvalQueueDepth    = "gantry_eval_queue_depth"
 	PlanRejections    = "gantry_plan_rejections_total"
 	EvalsProcessed    = "gantry_evals_processed_total"

@@ -14,6 +14,7 @@ import (
 // many submissions it refused while overloaded (overload.go).
 type serverMetrics struct {
 	latency    prometheus.Histogram
+	phases     *prometheus.HistogramVec
 	rejections *prometheus.CounterVec
 	evals      *prometheus.CounterVec
 	panics     prometheus.Counter
@@ -27,6 +28,11 @@ func newServerMetrics(s *Server) *serverMetrics {
 			Help:    "Time the scheduler took to plan the placements of one job, in seconds.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
+		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    metrics.EvalPhase,
+			Help:    "Time the leader spent in each phase of one evaluation, in seconds: decide (read the job's snapshot, reconcile, schedule), commit (write the plan and the evaluation to etcd), view (wait until this server's view of the store holds the commit, before the next evaluation).",
+			Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"phase"}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: metrics.PlanRejections,
 			Help: "Plans the plan applier turned back because the cluster changed under them (reason: recheck, when the latest state no longer fits them; commit, when a node changed before the commit). The evaluation is planned again.",
@@ -47,11 +53,14 @@ func newServerMetrics(s *Server) *serverMetrics {
 	for _, r := range []string{"recheck", "commit"} {
 		m.rejections.WithLabelValues(r)
 	}
+	for _, p := range []string{phaseDecide, phaseCommit, phaseView} {
+		m.phases.WithLabelValues(p)
+	}
 	return m
 }
 
 func (m *serverMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.latency, m.rejections, m.evals, m.panics, m.refused}
+	return []prometheus.Collector{m.latency, m.phases, m.rejections, m.evals, m.panics, m.refused}
 }
 
 // stateCollector publishes, at each scrape, what the server's view of the
@@ -92,6 +101,21 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 
 // observeSchedule records one scheduler call.
 func (s *Server) observeSchedule(d time.Duration) { s.met.latency.Observe(d.Seconds()) }
+
+// The phases of an evaluation (metrics.EvalPhase).
+const (
+	phaseDecide = "decide"
+	phaseCommit = "commit"
+	phaseView   = "view"
+)
+
+// observePhase records how long one phase of an evaluation took, from
+// start, and returns now as the next phase's start.
+func (s *Server) observePhase(phase string, start time.Time) time.Time {
+	now := time.Now()
+	s.met.phases.WithLabelValues(phase).Observe(now.Sub(start).Seconds())
+	return now
+}
 
 // planRejected counts a plan the applier turned back.
 func (s *Server) planRejected(reason string) { s.met.rejections.WithLabelValues(reason).Inc() }

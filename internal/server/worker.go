@@ -158,6 +158,7 @@ func (s *Server) schedule(snap *state.Snapshot, req *scheduler.Request, now time
 // pure step decide, and applies the decision through the port.
 func (s *Server) tryEval(ctx context.Context, fence *state.Fence, e *api.Evaluation) error {
 	now := s.now()
+	phase := time.Now()
 	job, _ := s.store.Job(e.Namespace, e.Job)
 	in, _, err := s.stepInput(ctx, e, job, false, now, evalstep.SchedulerFunc(func(req *scheduler.Request) (*scheduler.Plan, error) {
 		return s.scheduleIncremental(req, now)
@@ -176,7 +177,9 @@ func (s *Server) tryEval(ctx context.Context, fence *state.Fence, e *api.Evaluat
 		s.planRejected("recheck")
 		return fmt.Errorf("%s: %w", d.Reason, state.ErrConflict)
 	}
+	phase = s.observePhase(phaseDecide, phase)
 	out, err := evalstep.Apply(ctx, &port{s: s, fence: fence}, d)
+	phase = s.observePhase(phaseCommit, phase)
 	if errors.Is(out.Cause, state.ErrConflict) {
 		s.planRejected("commit")
 	}
@@ -194,7 +197,9 @@ func (s *Server) tryEval(ctx context.Context, fence *state.Fence, e *api.Evaluat
 		s.log.Info("evaluation applied", "eval", api.ShortID(e.ID), "job", e.JobKey(), "trigger", e.TriggeredBy,
 			"placed", len(d.Placed), "updated", len(d.Updates)+len(d.Preempt), "steps", out.Result.Steps, "status", d.Eval.Status)
 	}
-	return s.store.WaitIndex(ctx, out.Rev)
+	err = s.store.WaitIndex(ctx, out.Rev)
+	s.observePhase(phaseView, phase)
+	return err
 }
 
 // port is the worker's side of evalstep.Planner: the plan applier and
