@@ -200,3 +200,29 @@ func (s *TaskState) AddEvent(e TaskEvent) {
 		s.Events = append([]TaskEvent(nil), s.Events[n-MaxTaskEvents:]...)
 	}
 }
+
+// Usage is what allocations take on a node, summed: CPU, memory and disk,
+// and how many of them hold something a sum cannot check (host ports, a
+// GPU), for which the node's allocations must be checked one by one
+// (scheduler.Fit).
+type Usage struct {
+	CPU, Memory, Disk int
+	Itemized          int
+}
+
+// Add counts a's resources in (sign 1) or out (sign -1).
+func (u *Usage) Add(a *Allocation, sign int) {
+	itemized := false
+	for _, r := range a.Resources {
+		if r == nil {
+			continue
+		}
+		u.CPU += sign * r.CPU
+		u.Memory += sign * r.Memory
+		u.Disk += sign * r.Disk
+		itemized = itemized || len(r.Ports) > 0 || r.GPU != nil
+	}
+	if itemized {
+		u.Itemized += sign
+	}
+}

@@ -92,7 +92,7 @@ var rules = []struct {
 // value (STYLE.md, lesson 1).
 var pure = []string{"internal/scheduler", "internal/reconcile", "internal/lifecycle", "internal/validate",
 	"internal/admission", "internal/acl", "internal/jobspec", "internal/defragplan",
-	"internal/server/evalstep", "internal/server/broker", "internal/server/nodemon", "internal/server/overload", "internal/server/gc", "internal/server/deploywatch", "internal/server/vspheredrain", "internal/agent/tasklife"}
+	"internal/server/evalstep", "internal/server/broker", "internal/server/nodemon", "internal/server/overload", "internal/server/gc", "internal/server/deploywatch", "internal/server/vspheredrain", "internal/server/ownwrites", "internal/agent/tasklife"}
 
 var (
 	pureForbiddenImports = []string{"os", "os/exec", "os/signal", "net", "net/http", "syscall"}

@@ -62,6 +62,7 @@ var AllocDiskLabels = append(append([]string(nil), AllocLabels...), "device")
 const (
 	SchedulingLatency = "gantry_scheduling_latency_seconds"
 	EvalPhase         = "gantry_eval_phase_seconds"
+	EvalsOverlapped   = "gantry_evals_overlapped_total"
 	EvalQueueDepth    = "gantry_eval_queue_depth"
 	PlanRejections    = "gantry_plan_rejections_total"
 	EvalsProcessed    = "gantry_evals_processed_total"

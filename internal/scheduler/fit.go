@@ -34,13 +34,31 @@ func Fit(n *api.Node, allocs []*api.Allocation) error {
 			return err
 		}
 	}
+	return overCapacity(n, s.cpu, s.mem, s.disk)
+}
+
+// FitUsage checks a node's summed usage (what its allocations take once
+// a plan committed) against its allocatable capacity, as Fit does for
+// allocations that hold no host port and no GPU (u.Itemized 0), with
+// Fit's errors.
+func FitUsage(n *api.Node, u api.Usage) error {
+	if u.Itemized != 0 {
+		return fmt.Errorf("node %s: usage of %d allocations with ports or GPUs cannot be checked as a sum", n.Name, u.Itemized)
+	}
+	return overCapacity(n, u.CPU, u.Memory, u.Disk)
+}
+
+// overCapacity names the first resource used beyond the node's
+// allocatable capacity.
+func overCapacity(n *api.Node, cpu, mem, disk int) error {
+	c := n.Allocatable()
 	switch {
-	case s.cpu > s.capCPU:
-		return fmt.Errorf("node %s cpu over capacity: %d of %d millicores", n.Name, s.cpu, s.capCPU)
-	case s.mem > s.capMem:
-		return fmt.Errorf("node %s memory over capacity: %d of %d MiB", n.Name, s.mem, s.capMem)
-	case s.capDisk > 0 && s.disk > s.capDisk:
-		return fmt.Errorf("node %s disk over capacity: %d of %d MiB", n.Name, s.disk, s.capDisk)
+	case cpu > c.CPU:
+		return fmt.Errorf("node %s cpu over capacity: %d of %d millicores", n.Name, cpu, c.CPU)
+	case mem > c.Memory:
+		return fmt.Errorf("node %s memory over capacity: %d of %d MiB", n.Name, mem, c.Memory)
+	case c.Disk > 0 && disk > c.Disk:
+		return fmt.Errorf("node %s disk over capacity: %d of %d MiB", n.Name, disk, c.Disk)
 	}
 	return nil
 }

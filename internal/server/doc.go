@@ -1,6 +1,7 @@
 // Package server owns the control plane of a Gantry server: the /v1 HTTP
 // API, leader election, the evaluation broker and worker that turn
-// evaluations into plans (reconciler, then scheduler), the plan applier
+// evaluations into plans (reconciler, then scheduler), deciding the next
+// evaluation while the last one's plan commits (pipeline.go), the plan applier
 // that re-checks each plan against the latest state and commits it in one
 // guarded etcd transaction, the node monitor that marks silent nodes down,
 // the deployment watcher (evaluations as a rollout's allocations change

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"runtime/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +21,7 @@ type serverMetrics struct {
 	evals      *prometheus.CounterVec
 	panics     prometheus.Counter
 	refused    prometheus.Counter
+	overlapped prometheus.Counter
 }
 
 func newServerMetrics(s *Server) *serverMetrics {
@@ -30,7 +33,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 		}),
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    metrics.EvalPhase,
-			Help:    "Time the leader spent in each phase of one evaluation, in seconds: decide (read the job's snapshot, reconcile, schedule), commit (write the plan and the evaluation to etcd), view (wait until this server's view of the store holds the commit, before the next evaluation).",
+			Help:    "Time the leader spent in each phase of one evaluation, in seconds: decide (read the job's snapshot, reconcile, schedule), commit (write the plan and the evaluation to etcd), view (wait until this server's view of the store holds the leader's commits where the next evaluation needs them: one of the same job, a rebuild of the scheduler's working cluster, a retry).",
 			Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"phase"}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -44,6 +47,10 @@ func newServerMetrics(s *Server) *serverMetrics {
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: metrics.EvalPanics,
 			Help: "Evaluations that failed because processing them panicked (a bug in gantry: the log holds the stack).",
+		}),
+		overlapped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: metrics.EvalsOverlapped,
+			Help: "Evaluations the leader decided while the plan of the one before was still being committed, and then committed (the evaluation pipeline).",
 		}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: metrics.SubmissionsRefused,
@@ -60,7 +67,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 }
 
 func (m *serverMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.latency, m.phases, m.rejections, m.evals, m.panics, m.refused}
+	return []prometheus.Collector{m.latency, m.phases, m.rejections, m.evals, m.panics, m.refused, m.overlapped}
 }
 
 // stateCollector publishes, at each scrape, what the server's view of the
@@ -115,6 +122,13 @@ func (s *Server) observePhase(phase string, start time.Time) time.Time {
 	now := time.Now()
 	s.met.phases.WithLabelValues(phase).Observe(now.Sub(start).Seconds())
 	return now
+}
+
+// labelPhase tags the calling goroutine's CPU samples with the
+// evaluation phase it enters ("eval_phase" in a CPU profile: go tool
+// pprof -tagfocus eval_phase=commit), on top of ctx's labels.
+func labelPhase(ctx context.Context, phase string) {
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("eval_phase", phase)))
 }
 
 // planRejected counts a plan the applier turned back.

@@ -20,6 +20,7 @@ import (
 	"github.com/gantryhq/gantry/internal/server/isolation"
 	"github.com/gantryhq/gantry/internal/server/nodehistory"
 	"github.com/gantryhq/gantry/internal/server/overload"
+	"github.com/gantryhq/gantry/internal/server/ownwrites"
 	"github.com/gantryhq/gantry/internal/server/vspheremon"
 	"github.com/gantryhq/gantry/internal/state"
 )
@@ -146,11 +147,14 @@ type Server struct {
 	versionJSON versionCache
 	shapeCache  shapeCache
 
-	// work is the leader's working scheduler cluster; only the broker
-	// goroutine touches it.
+	// work is the leader's working scheduler cluster and the plans it
+	// committed that the view may not hold yet (pipeline.go); only the
+	// broker goroutine touches it.
 	work struct {
 		cluster  *scheduler.Cluster
 		capIndex int64
+		own      ownwrites.Log
+		inflight *inflight
 	}
 
 	leaderMu sync.RWMutex

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"runtime/pprof"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
@@ -111,11 +112,16 @@ func (s *Server) planJob(ctx context.Context, job *api.Job, now time.Time) (*eva
 // follows the store without being rebuilt for every evaluation: it is
 // built from a snapshot when capacity changed in the store (a node
 // changed, an allocation stopped or went away) or after a plan failed to
-// commit, and otherwise only absorbs this worker's own plans. With a
-// scheduler that cannot plan incrementally it falls back to a snapshot.
-func (s *Server) scheduleIncremental(req *scheduler.Request, now time.Time) (plan *scheduler.Plan, err error) {
+// commit, and otherwise only absorbs this worker's own plans. Before a
+// rebuild the view must hold every plan the leader committed (settle),
+// or the new cluster would miss them. With a scheduler that cannot plan
+// incrementally it falls back to a snapshot.
+func (s *Server) scheduleIncremental(ctx context.Context, req *scheduler.Request, now time.Time) (plan *scheduler.Plan, err error) {
 	eng, ok := s.sched.(*scheduler.Engine)
 	if !ok {
+		if err := s.settle(ctx); err != nil {
+			return nil, err
+		}
 		return s.schedule(s.store.Snapshot(), req, now)
 	}
 	defer func() {
@@ -127,13 +133,20 @@ func (s *Server) scheduleIncremental(req *scheduler.Request, now time.Time) (pla
 			s.work.cluster = nil
 		}
 	}()
-	start := time.Now()
-	defer func() { s.observeSchedule(time.Since(start)) }()
 	if capIdx := s.store.CapacityIndex(); s.work.cluster == nil || capIdx != s.work.capIndex {
+		if err := s.settle(ctx); err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		defer func() { s.observeSchedule(time.Since(start)) }()
+		capIdx = s.store.CapacityIndex()
 		snap := s.store.Snapshot()
 		s.work.cluster = eng.NewCluster(&scheduler.Snapshot{Nodes: snap.Nodes, Allocs: snap.Allocs, Queues: snap.Queues})
 		s.work.capIndex = capIdx
+		return eng.Plan(s.work.cluster, req)
 	}
+	start := time.Now()
+	defer func() { s.observeSchedule(time.Since(start)) }()
 	return eng.Plan(s.work.cluster, req)
 }
 
@@ -154,52 +167,88 @@ func (s *Server) schedule(snap *state.Snapshot, req *scheduler.Request, now time
 	return s.sched.Schedule(&scheduler.Snapshot{Nodes: snap.Nodes, Allocs: snap.Allocs, Queues: snap.Queues}, req, now)
 }
 
-// tryEval is the worker: it reads the evaluation's snapshot, lets the
-// pure step decide, and applies the decision through the port.
+// tryEval is the worker's synchronous path: it decides the evaluation,
+// commits the decision and waits until the view holds it. The pipeline
+// (pipeline.go) runs the same two halves overlapped; it falls back to
+// this path, after settling, for everything but a plain commit.
 func (s *Server) tryEval(ctx context.Context, fence *state.Fence, e *api.Evaluation) error {
-	now := s.now()
-	phase := time.Now()
-	job, _ := s.store.Job(e.Namespace, e.Job)
-	in, _, err := s.stepInput(ctx, e, job, false, now, evalstep.SchedulerFunc(func(req *scheduler.Request) (*scheduler.Plan, error) {
-		return s.scheduleIncremental(req, now)
-	}))
+	d, err := s.decideEval(ctx, e)
 	if err != nil {
 		return err
-	}
-	d, err := evalstep.Step(in)
-	if err != nil {
-		return err
-	}
-	for _, n := range d.Notes {
-		s.log.Warn(n, "eval", api.ShortID(e.ID), "job", e.JobKey())
 	}
 	if d.Kind == evalstep.Replan {
 		s.planRejected("recheck")
 		return fmt.Errorf("%s: %w", d.Reason, state.ErrConflict)
 	}
-	phase = s.observePhase(phaseDecide, phase)
+	out, err := s.commitEval(ctx, fence, e, d)
+	if err != nil {
+		return err
+	}
+	if out.Partial {
+		s.invalidateWork() // the working cluster absorbed all of the plan
+	}
+	phase := time.Now()
+	labelPhase(ctx, phaseView)
+	defer pprof.SetGoroutineLabels(ctx)
+	err = s.store.WaitIndex(ctx, out.Rev)
+	s.observePhase(phaseView, phase)
+	return err
+}
+
+// decideEval reads the evaluation's snapshot and lets the pure step
+// decide, re-checking the plan against the view and the leader's own
+// plans the view may not hold yet. It touches the working cluster, so
+// only the broker goroutine calls it.
+func (s *Server) decideEval(ctx context.Context, e *api.Evaluation) (*evalstep.Decision, error) {
+	now := s.now()
+	phase := time.Now()
+	labelPhase(ctx, phaseDecide)
+	defer pprof.SetGoroutineLabels(ctx)
+	job, _ := s.store.Job(e.Namespace, e.Job)
+	in, _, err := s.stepInput(ctx, e, job, false, now, evalstep.SchedulerFunc(func(req *scheduler.Request) (*scheduler.Plan, error) {
+		return s.scheduleIncremental(ctx, req, now)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	in.Snap.Cluster = ownView{View: in.Snap.Cluster, own: &s.work.own, checks: s.store.NodeChecks}
+	d, err := evalstep.Step(in)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range d.Notes {
+		s.log.Warn(n, "eval", api.ShortID(e.ID), "job", e.JobKey())
+	}
+	s.observePhase(phaseDecide, phase)
+	return d, nil
+}
+
+// commitEval applies a Commit decision through the port and says what it
+// did. It touches nothing of the broker goroutine's, so the pipeline runs
+// it beside the next decision.
+func (s *Server) commitEval(ctx context.Context, fence *state.Fence, e *api.Evaluation, d *evalstep.Decision) (evalstep.Outcome, error) {
+	phase := time.Now()
+	labelPhase(ctx, phaseCommit)
+	defer pprof.SetGoroutineLabels(ctx)
 	out, err := evalstep.Apply(ctx, &port{s: s, fence: fence}, d)
-	phase = s.observePhase(phaseCommit, phase)
+	s.observePhase(phaseCommit, phase)
 	if errors.Is(out.Cause, state.ErrConflict) {
 		s.planRejected("commit")
 	}
 	if err != nil {
-		return err
+		return out, err
 	}
 	if out.DropErr != nil {
 		s.log.Warn("remove retry evaluations that have nothing left to do", "job", e.JobKey(), "err", out.DropErr)
 	}
 	if out.Partial {
-		s.invalidateWork() // the working cluster absorbed all of the plan
 		s.log.Warn("plan applied in part; a follow-up evaluation places the rest", "eval", api.ShortID(e.ID), "job", e.JobKey(),
 			"placed", out.Result.Placed, "of", len(d.Placed), "next", api.ShortID(d.Continue.ID), "cause", out.Cause)
 	} else if len(d.Placed)+len(d.Updates)+len(d.Preempt)+len(d.Result.Deployments) > 0 || len(d.Failed) > 0 {
 		s.log.Info("evaluation applied", "eval", api.ShortID(e.ID), "job", e.JobKey(), "trigger", e.TriggeredBy,
 			"placed", len(d.Placed), "updated", len(d.Updates)+len(d.Preempt), "steps", out.Result.Steps, "status", d.Eval.Status)
 	}
-	err = s.store.WaitIndex(ctx, out.Rev)
-	s.observePhase(phaseView, phase)
-	return err
+	return out, nil
 }
 
 // port is the worker's side of evalstep.Planner: the plan applier and

@@ -48,7 +48,8 @@ type Store struct {
 	leases       map[string]int64 // node id → lease holding its heartbeat key
 	allocsByNode map[string]map[string]*api.Allocation
 	allocsByJob  map[string]map[string]*api.Allocation
-	nodeIndex    map[string]int64 // node id → last revision the servers changed one of its allocations
+	nodeUse      map[string]*api.Usage // node id → what its live allocations take, summed (NodeUsage)
+	nodeIndex    map[string]int64      // node id → last revision the servers changed one of its allocations
 	// allocDesired is, per node, the last revision the servers changed
 	// each of its allocations: one small map per node, read for every
 	// allocation of a node on each of its agent's answers.
@@ -131,6 +132,7 @@ func (s *Store) reset() {
 	s.leases = map[string]int64{}
 	s.allocsByNode = map[string]map[string]*api.Allocation{}
 	s.allocsByJob = map[string]map[string]*api.Allocation{}
+	s.nodeUse = map[string]*api.Usage{}
 	s.nodeIndex = map[string]int64{}
 	s.allocDesired = map[string]map[string]int64{}
 	s.jobAllocs = map[string]int64{}
@@ -161,7 +163,7 @@ func (s *Store) load(ctx context.Context) error {
 	defer s.mu.Unlock()
 	s.reset()
 	for _, kv := range resp.Kvs {
-		s.applyLocked(kv, false)
+		s.applyLocked(kv, false, nil)
 	}
 	s.recomputeGateLocked()
 	s.rev = resp.Header.Revision
@@ -191,9 +193,14 @@ func (s *Store) watch(ctx context.Context) {
 				}
 				break
 			}
+			pre := s.decodeAllocs(resp.Events)
 			s.mu.Lock()
-			for _, ev := range resp.Events {
-				s.applyLocked(ev.Kv, ev.Type == mvccpb.DELETE)
+			for i, ev := range resp.Events {
+				var a *api.Allocation
+				if pre != nil {
+					a = pre[i]
+				}
+				s.applyLocked(ev.Kv, ev.Type == mvccpb.DELETE, a)
 			}
 			s.logRecentLocked(resp.Events)
 			s.recomputeGateLocked()
@@ -208,6 +215,32 @@ func (s *Store) watch(ctx context.Context) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// decodeAllocs decodes the allocations among events (nil where an event
+// is not one, or does not decode: applyLocked decodes it again and says
+// so) before the view's lock is taken. A plan's hundreds of allocations
+// decoded under the lock kept every reader waiting: the leader's plan
+// re-check and the agents' answers.
+func (s *Store) decodeAllocs(events []*clientv3.Event) []*api.Allocation {
+	var out []*api.Allocation
+	for i, ev := range events {
+		if ev.Type == mvccpb.DELETE {
+			continue
+		}
+		if kind, _ := s.keys.split(string(ev.Kv.Key)); kind != kindAlloc {
+			continue
+		}
+		a := new(api.Allocation)
+		if codec.DecodeAllocation(ev.Kv.Value, a) != nil {
+			continue
+		}
+		if out == nil {
+			out = make([]*api.Allocation, len(events))
+		}
+		out[i] = a
+	}
+	return out
 }
 
 // viewRevision is the revision a view holds once it applied resp: the
@@ -253,8 +286,10 @@ func applyValue[T any](s *Store, m map[string]*T, kv *mvccpb.KeyValue, key strin
 	}
 }
 
-// applyLocked folds one key's new value (or deletion) into the view.
-func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
+// applyLocked folds one key's new value (or deletion) into the view. pre
+// is the allocation kv holds, decoded before the lock was taken
+// (decodeAllocs), or nil: applyLocked decodes it.
+func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool, pre *api.Allocation) {
 	kind, rest := s.keys.split(string(kv.Key))
 	switch kind {
 	case kindJob:
@@ -262,15 +297,19 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 	case kindAlloc:
 		// Decode first: a value this release cannot read leaves the view
 		// as it was.
-		var a api.Allocation
-		if !deleted {
-			if err := codec.DecodeAllocation(kv.Value, &a); err != nil {
+		a := pre
+		if !deleted && a == nil {
+			a = new(api.Allocation)
+			if err := codec.DecodeAllocation(kv.Value, a); err != nil {
 				s.log.Error("undecodable allocation in store; ignored", "key", string(kv.Key), "err", err)
 				return
 			}
 		}
 		old := s.allocs[rest]
 		if old != nil {
+			if !old.Terminal() {
+				s.useLocked(old.NodeID).Add(old, -1)
+			}
 			delete(s.allocsByNode[old.NodeID], old.ID)
 			delete(s.allocsByJob[old.JobKey()], old.ID)
 			s.jobAllocs[old.JobKey()] = kv.ModRevision
@@ -294,11 +333,14 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 		if a.ID == rest {
 			rest = a.ID // the map key shares the ID's bytes, not the whole etcd key's
 		}
-		s.allocs[rest] = &a
-		index(s.allocsByNode, a.NodeID)[a.ID] = &a
-		index(s.allocsByJob, a.JobKey())[a.ID] = &a
+		s.allocs[rest] = a
+		if !a.Terminal() {
+			s.useLocked(a.NodeID).Add(a, 1)
+		}
+		index(s.allocsByNode, a.NodeID)[a.ID] = a
+		index(s.allocsByJob, a.JobKey())[a.ID] = a
 		s.jobAllocs[a.JobKey()] = kv.ModRevision
-		if old == nil || desiredChanged(old, &a) {
+		if old == nil || desiredChanged(old, a) {
 			// Only what the servers decide wakes the node's agent; its
 			// own reports do not.
 			index(s.allocDesired, a.NodeID)[a.ID] = kv.ModRevision
@@ -694,6 +736,56 @@ func (s *Store) NodeAllocsUnsorted(nodeID string) []*api.Allocation {
 	out := make([]*api.Allocation, 0, len(src))
 	for _, a := range src {
 		out = append(out, a)
+	}
+	return out
+}
+
+// useLocked is the node's summed usage, created empty.
+func (s *Store) useLocked(node string) *api.Usage {
+	u := s.nodeUse[node]
+	if u == nil {
+		u = &api.Usage{}
+		s.nodeUse[node] = u
+	}
+	return u
+}
+
+// NodeCheck is what the leader's plan re-check reads of one node.
+type NodeCheck struct {
+	// Node is the node's record; nil when the node is gone.
+	Node *api.Node
+	// PlanIndex is the revision of the node's last plan (NodePlanIndex).
+	PlanIndex int64
+	// Usage is what the node's live (not client-terminal) allocations
+	// take, summed as they change, plus each of the node's extra
+	// allocations the view does not hold yet (by ID).
+	Usage api.Usage
+}
+
+// NodeChecks reads each node's record, plan revision and usage under one
+// lock: the re-check of one plan reads a thousand nodes, and taking the
+// lock for each kept it waiting behind the view's writer again and
+// again. extra (may be nil) names a node's allocations the reader
+// committed and the view may not hold yet (the leader's own); an
+// allocation arriving meanwhile counts once.
+func (s *Store) NodeChecks(ids []string, extra func(node string) []*api.Allocation) []NodeCheck {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]NodeCheck, len(ids))
+	for i, id := range ids {
+		c := &out[i]
+		c.Node, c.PlanIndex = s.nodes[id], s.nodePlan[id]
+		if p := s.nodeUse[id]; p != nil {
+			c.Usage = *p
+		}
+		if extra == nil {
+			continue
+		}
+		for _, a := range extra(id) {
+			if _, ok := s.allocs[a.ID]; !ok && !a.Terminal() {
+				c.Usage.Add(a, 1)
+			}
+		}
 	}
 	return out
 }

@@ -96,6 +96,9 @@ type Result struct {
 	Steps, Placed int
 	// Done is true when every step, the evaluation's included, committed.
 	Done bool
+	// NodeRevs are the plan revisions the committed steps left on the
+	// nodes they placed on: the next plan's guards for those nodes.
+	NodeRevs map[string]int64
 }
 
 // Partial reports whether some, but not all, of a plan was committed.
@@ -132,7 +135,7 @@ func (ap *Applier) Apply(ctx context.Context, p *Plan) (Result, error) {
 	for n, r := range p.Guards {
 		guards[n] = r
 	}
-	var res Result
+	res := Result{NodeRevs: map[string]int64{}}
 	for i, st := range steps {
 		c := &state.PlanCommit{Fence: p.Fence, Place: st.Place, Update: st.Update, NodeGuards: map[string]int64{}}
 		for _, a := range c.Place {
@@ -149,7 +152,7 @@ func (ap *Applier) Apply(ctx context.Context, p *Plan) (Result, error) {
 			return res, err
 		}
 		for n := range c.NodeGuards {
-			guards[n] = rev
+			guards[n], res.NodeRevs[n] = rev, rev
 		}
 		res.Rev, res.Steps, res.Placed = rev, res.Steps+1, res.Placed+len(c.Place)
 	}

@@ -173,6 +173,28 @@ func TestLastStepCarriesTheEvaluationAndGuardsFollowEachStep(t *testing.T) {
 			t.Errorf("step %d: guard of n1 %d, want %d", i, c.NodeGuards["n1"], want)
 		}
 	}
+	if len(res.NodeRevs) != 1 || res.NodeRevs["n1"] != 3 {
+		t.Errorf("NodeRevs %v, want n1 at the last step's revision 3", res.NodeRevs)
+	}
+}
+
+// A plan cut short leaves the next plan's guards of what committed only.
+func TestNodeRevsNameOnlyCommittedSteps(t *testing.T) {
+	p := &Plan{Eval: &api.Evaluation{ID: "e1"}, Guards: map[string]int64{"n1": 7, "n2": 7}}
+	for i := range 60 {
+		p.Place = append(p.Place, place("web", "web", i, "n1"))
+	}
+	for i := 60; i < 120; i++ {
+		p.Place = append(p.Place, place("web", "web", i, "n2"))
+	}
+	fs := &fakeStore{failAt: 2}
+	res, err := (&Applier{Store: fs, Limits: External}).Apply(context.Background(), p)
+	if err == nil || !res.Partial() {
+		t.Fatalf("result %+v, err %v: want a partial commit", res, err)
+	}
+	if len(res.NodeRevs) != 1 || res.NodeRevs["n1"] != 1 {
+		t.Fatalf("NodeRevs %v, want only n1, at revision 1", res.NodeRevs)
+	}
 }
 
 // Property: whatever the plan and whichever transaction fails, no gang and

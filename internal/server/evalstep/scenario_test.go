@@ -42,13 +42,22 @@ import (
 //	depose / elect                     this leader loses / a leader holds the fence
 //	run                                pick, step and apply until nothing is ready, as the worker does
 //	allocs / evals                     print the state
+//
+// Every scenario runs twice: with a view that walks each node's
+// allocations in the re-check, and with one that also sums them as the
+// leader's does (evalstep.UsageView); both must print the same.
 func TestScenarios(t *testing.T) {
-	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
-		w := newWorld()
-		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
-			return w.do(t, d)
+	for _, sums := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sums=%v", sums), func(t *testing.T) {
+			datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+				w := newWorld()
+				w.sums = sums
+				datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+					return w.do(t, d)
+				})
+			})
 		})
-	})
+	}
 }
 
 type world struct {
@@ -63,6 +72,7 @@ type world struct {
 	deploys  map[string]*api.Deployment
 	nodePlan map[string]int64
 	deposed  bool
+	sums     bool // the view sums each node's usage (usageWorld)
 	q        *broker.Queue
 	sched    scheduler.Scheduler
 	last     *evalstep.Decision
@@ -329,6 +339,9 @@ func classify(err error) evalstep.Class {
 func (w *world) input(e *api.Evaluation) *evalstep.Input {
 	job := w.jobs[e.Job]
 	snap := &evalstep.Snapshot{Job: job, Nodes: map[string]*api.Node{}, Versions: map[uint64]*api.Job{}, Cluster: w, CapacityIndex: w.capIndex}
+	if w.sums {
+		snap.Cluster = usageWorld{w}
+	}
 	for _, a := range w.sortedAllocs() {
 		if a.Job == e.Job {
 			snap.Allocs = append(snap.Allocs, a)
@@ -371,6 +384,23 @@ func (w *world) NodeAllocsUnsorted(id string) []*api.Allocation {
 	for _, a := range w.sortedAllocs() {
 		if a.NodeID == id {
 			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// usageWorld is the world as a view that sums each node's usage, as the
+// leader's store does.
+type usageWorld struct{ *world }
+
+func (u usageWorld) NodeChecks(ids []string) []state.NodeCheck {
+	out := make([]state.NodeCheck, len(ids))
+	for i, id := range ids {
+		out[i].Node, out[i].PlanIndex = u.nodes[id], u.nodePlan[id]
+		for _, a := range u.NodeAllocsUnsorted(id) {
+			if !a.Terminal() {
+				out[i].Usage.Add(a, 1)
+			}
 		}
 	}
 	return out

@@ -10,6 +10,7 @@ import (
 	"github.com/gantryhq/gantry/internal/lifecycle"
 	"github.com/gantryhq/gantry/internal/reconcile"
 	"github.com/gantryhq/gantry/internal/scheduler"
+	"github.com/gantryhq/gantry/internal/state"
 )
 
 // View is the read-only part of the cluster a step looks at beyond the
@@ -23,6 +24,16 @@ type View interface {
 	NodeAllocsUnsorted(id string) []*api.Allocation
 	NodePlanIndex(id string) int64
 	Alloc(id string) (*api.Allocation, bool)
+}
+
+// UsageView is a View that also sums what each node's live allocations
+// take as they change (the leader's view of the store), and reads many
+// nodes at once. The re-check then adds a plan's placements to the sum
+// instead of walking every allocation of every node the plan touches,
+// wherever nothing on the node holds a host port or a GPU and the plan
+// stops nothing there.
+type UsageView interface {
+	NodeChecks(ids []string) []state.NodeCheck
 }
 
 // Scheduler places the replicas a request asks for. The server backs it
@@ -319,13 +330,43 @@ func recheck(v View, p *Planned) (map[string]int64, error) {
 	for _, u := range p.Preempt {
 		stopping[u.ID] = true
 	}
+	stopsOn := map[string]bool{}
+	for _, u := range p.Updates {
+		if stopping[u.ID] {
+			stopsOn[u.NodeID] = true
+		}
+	}
+	for _, u := range p.Preempt {
+		stopsOn[u.NodeID] = true
+	}
 	nodes := make([]string, 0, len(byNode))
 	for id := range byNode {
 		nodes = append(nodes, id)
 	}
 	sort.Strings(nodes)
+	var checks []state.NodeCheck
+	if uv, ok := v.(UsageView); ok {
+		checks = uv.NodeChecks(nodes)
+	}
 	guards := make(map[string]int64, len(nodes))
-	for _, id := range nodes {
+	for i, id := range nodes {
+		if checks != nil && !stopsOn[id] {
+			c := checks[i]
+			if c.Node == nil {
+				return nil, fmt.Errorf("node %s vanished", id)
+			}
+			use := c.Usage
+			for _, a := range byNode[id] {
+				use.Add(a, 1)
+			}
+			if use.Itemized == 0 {
+				guards[id] = c.PlanIndex
+				if err := scheduler.FitUsage(c.Node, use); err != nil {
+					return nil, err
+				}
+				continue
+			}
+		}
 		guards[id] = v.NodePlanIndex(id)
 		n, ok := v.Node(id)
 		if !ok {

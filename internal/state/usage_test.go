@@ -1,0 +1,78 @@
+package state
+
+import (
+	"context"
+	"testing"
+
+	"github.com/gantryhq/gantry/internal/api"
+)
+
+// The view's summed usage of a node (NodeChecks) follows its allocations as they are
+// placed, finish, move and go, and counts the extra allocations it does
+// not hold yet (the leader's own, unseen) once.
+func TestNodeUsageFollowsAllocations(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	mk := func(id, node string, cpu int, ports bool) *api.Allocation {
+		r := &api.AllocatedResources{CPU: cpu, Memory: cpu / 10, Disk: 1}
+		if ports {
+			r.Ports = []api.AllocatedPort{{Name: "http", Host: 20000}}
+		}
+		return &api.Allocation{ID: id, Namespace: "default", Job: "j", Group: "g", NodeID: node,
+			DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocPending, Resources: map[string]*api.AllocatedResources{"t": r}}
+	}
+	commit := func(c *PlanCommit) {
+		t.Helper()
+		rev, err := s.ApplyPlan(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitIndex(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(node string, extra []*api.Allocation, u api.Usage) {
+		t.Helper()
+		got := s.NodeChecks([]string{node}, func(n string) []*api.Allocation {
+			if n != node {
+				t.Errorf("extra asked for %s, want %s", n, node)
+			}
+			return extra
+		})
+		if len(got) != 1 || got[0].Usage != u {
+			t.Errorf("NodeChecks(%s) = %+v, want usage %+v", node, got, u)
+		}
+	}
+	a, b, c := mk("a", "n1", 100, false), mk("b", "n1", 200, true), mk("c", "n2", 400, false)
+	commit(&PlanCommit{Place: []*api.Allocation{a, b, c}})
+	want("n1", nil, api.Usage{CPU: 300, Memory: 30, Disk: 2, Itemized: 1})
+	want("n2", nil, api.Usage{CPU: 400, Memory: 40, Disk: 1})
+	want("n3", nil, api.Usage{})
+	if c := s.NodeChecks([]string{"n3"}, nil); c[0].Node != nil || c[0].PlanIndex != 0 {
+		t.Errorf("an unknown node reads as %+v, want no record and no plan", c[0])
+	}
+
+	// An extra the view holds counts once; one it lacks is added.
+	d := mk("d", "n2", 50, false)
+	want("n2", []*api.Allocation{c, d}, api.Usage{CPU: 450, Memory: 45, Disk: 2})
+
+	// b finishes: its room (and its port) is free; a moves to n2.
+	bDone, _ := s.Alloc("b")
+	bc := *bDone
+	bc.ClientStatus = api.AllocComplete
+	aCur, _ := s.Alloc("a")
+	am := *aCur
+	am.NodeID = "n2"
+	commit(&PlanCommit{Update: []*api.Allocation{&bc, &am}})
+	want("n1", nil, api.Usage{})
+	want("n2", nil, api.Usage{CPU: 500, Memory: 50, Disk: 2})
+
+	// c is deleted.
+	if err := s.DeleteAllocs(ctx, lead(t, s, "s1").Fence, []string{"c"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want("n2", nil, api.Usage{CPU: 100, Memory: 10, Disk: 1})
+}
