@@ -27,6 +27,7 @@
 #   NODES=1000 JOBS=100 TASKS=1000 bench/scale.sh
 #   ROUNDS=3 NODES=10000 JOBS=100 TASKS=1000 bench/scale.sh --out scale-100k
 #   SERVER_GOMEMLIMIT=10GiB LOAD_GOMEMLIMIT=12GiB bench/scale.sh   # soft memory limits (Go) for the two processes
+#   SERVER_GOGC=200 LOAD_GOGC=200 bench/scale.sh                    # Go's collector target for each (100 by default)
 #   SERVER_PPROF_ADDR=127.0.0.1:6060 LOAD_PPROF_ADDR=127.0.0.1:6061 bench/scale.sh   # Go's profiles of the (first) server and the load tool, e.g.
 #       go tool pprof -top bin/gantry 'http://127.0.0.1:6060/debug/pprof/profile?seconds=60'
 #   GANTRY_BIN=bin/gantry bench/scale.sh  # use a binary built beforehand (no Go toolchain needed)

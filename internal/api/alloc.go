@@ -226,3 +226,51 @@ func (u *Usage) Add(a *Allocation, sign int) {
 		u.Itemized += sign
 	}
 }
+
+// ProgressHash summarizes what a deployment's progress depends on of one
+// allocation: its ID, job version, desired and client status and health.
+// A job's allocations sign as their count plus the sum of their hashes
+// (deploywatch.Signature), which the store keeps per job as allocations
+// change. Two different allocations share a hash with a chance of about
+// 2^-64.
+func (a *Allocation) ProgressHash() uint64 {
+	h := uint64(fnvOffset)
+	h = fnvString(h, a.ID)
+	h = fnvUint(h, a.JobVersion)
+	h = fnvString(h, a.DesiredStatus)
+	h = fnvString(h, a.ClientStatus)
+	h = fnvString(h, a.Health)
+	return mix(h)
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnvString folds s and a separator into FNV-1a hash h.
+func fnvString(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
+	}
+	return (h ^ 0xff) * fnvPrime // no string holds 0xff: "ab","c" and "a","bc" differ
+}
+
+// fnvUint folds v's 8 bytes into FNV-1a hash h.
+func fnvUint(h, v uint64) uint64 {
+	for i := 0; i < 8; i++ {
+		h = (h ^ (v & 0xff)) * fnvPrime
+		v >>= 8
+	}
+	return h
+}
+
+// mix spreads h's bits (SplitMix64's finalizer) so that a sum of hashes
+// does not cancel out in its low bits.
+func mix(h uint64) uint64 {
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	return h ^ h>>31
+}

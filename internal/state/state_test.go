@@ -683,59 +683,6 @@ func TestHeartbeatRecordKeepsCapacityIndex(t *testing.T) {
 	}
 }
 
-// TestJobAllocsIndex: a job's allocation index moves when one of its
-// allocations is placed, reported on or removed, not when another job's
-// do, and is never below the revision of the last full load.
-func TestJobAllocsIndex(t *testing.T) {
-	s := openTest(t, 0)
-	ctx := context.Background()
-	caught := func() { t.Helper(); syncView(t, s) }
-	place := func(id, job string) {
-		t.Helper()
-		a := &api.Allocation{ID: id, Namespace: "default", Job: job, NodeID: "n1", DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocPending}
-		if _, err := s.ApplyPlan(ctx, &PlanCommit{Place: []*api.Allocation{a}}); err != nil {
-			t.Fatal(err)
-		}
-		caught()
-	}
-	step := func(what string, moved bool, do func()) {
-		t.Helper()
-		before := s.JobAllocsIndex("default", "web")
-		do()
-		after := s.JobAllocsIndex("default", "web")
-		if moved && after <= before {
-			t.Errorf("%s: web's index stayed at %d", what, before)
-		}
-		if !moved && after != before {
-			t.Errorf("%s: web's index moved from %d to %d", what, before, after)
-		}
-	}
-	step("a placement of web", true, func() { place("a1", "web") })
-	step("a placement of db", false, func() { place("b1", "db") })
-	step("a report on web's allocation", true, func() {
-		up := []api.AllocUpdate{{ID: "a1", ClientStatus: api.AllocRunning}}
-		if err := s.UpdateAllocsFromClient(ctx, "n1", up, time.Now(), func(*api.Allocation) *api.Evaluation { return nil }); err != nil {
-			t.Fatal(err)
-		}
-		caught()
-	})
-	step("the removal of web's allocation", true, func() {
-		if err := s.DeleteAllocs(ctx, lead(t, s, "s1").Fence, []string{"a1"}); err != nil {
-			t.Fatal(err)
-		}
-		caught()
-	})
-	step("a full load", true, func() {
-		place("b2", "db")
-		if err := s.load(ctx); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if got := s.JobAllocsIndex("default", "never"); got != s.loadRev {
-		t.Errorf("a job without allocations: index %d, want the load's revision %d", got, s.loadRev)
-	}
-}
-
 // TestEvalsByJob: a job's evaluations are listed from its own index, in
 // revision order, follow updates and deletions, and survive a full load;
 // an empty job lists every evaluation.

@@ -48,15 +48,13 @@ type Store struct {
 	leases       map[string]int64 // node id → lease holding its heartbeat key
 	allocsByNode map[string]map[string]*api.Allocation
 	allocsByJob  map[string]map[string]*api.Allocation
-	nodeUse      map[string]*api.Usage // node id → what its live allocations take, summed (NodeUsage)
+	nodeUse      map[string]*api.Usage // node id → what its live allocations take, summed (NodeChecks)
+	jobSig       map[string]*jobSig    // job key → its allocations' signature, summed (JobSignature)
 	nodeIndex    map[string]int64      // node id → last revision the servers changed one of its allocations
 	// allocDesired is, per node, the last revision the servers changed
 	// each of its allocations: one small map per node, read for every
 	// allocation of a node on each of its agent's answers.
 	allocDesired map[string]map[string]int64
-	// jobAllocs is the last revision at which one of a job's
-	// allocations changed or left it, by job key (JobAllocsIndex).
-	jobAllocs map[string]int64
 	// nodeRemoved is the last revision at which an allocation left a node
 	// (deleted, or moved to another), and loadRev the revision this view
 	// was last loaded whole at: what came before it is unknown.
@@ -133,9 +131,9 @@ func (s *Store) reset() {
 	s.allocsByNode = map[string]map[string]*api.Allocation{}
 	s.allocsByJob = map[string]map[string]*api.Allocation{}
 	s.nodeUse = map[string]*api.Usage{}
+	s.jobSig = map[string]*jobSig{}
 	s.nodeIndex = map[string]int64{}
 	s.allocDesired = map[string]map[string]int64{}
-	s.jobAllocs = map[string]int64{}
 	s.nodeRemoved = map[string]int64{}
 	s.shapes = shapes{}
 	if s.nodeWait == nil {
@@ -310,9 +308,9 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool, pre *api.Allocati
 			if !old.Terminal() {
 				s.useLocked(old.NodeID).Add(old, -1)
 			}
+			s.signLocked(old, -1)
 			delete(s.allocsByNode[old.NodeID], old.ID)
 			delete(s.allocsByJob[old.JobKey()], old.ID)
-			s.jobAllocs[old.JobKey()] = kv.ModRevision
 		}
 		if deleted {
 			delete(s.allocs, rest)
@@ -337,9 +335,9 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool, pre *api.Allocati
 		if !a.Terminal() {
 			s.useLocked(a.NodeID).Add(a, 1)
 		}
+		s.signLocked(a, 1)
 		index(s.allocsByNode, a.NodeID)[a.ID] = a
 		index(s.allocsByJob, a.JobKey())[a.ID] = a
-		s.jobAllocs[a.JobKey()] = kv.ModRevision
 		if old == nil || desiredChanged(old, a) {
 			// Only what the servers decide wakes the node's agent; its
 			// own reports do not.
@@ -611,17 +609,6 @@ func (s *Store) AllocsUnsorted(f AllocFilter) []*api.Allocation {
 	return out
 }
 
-// JobAllocsIndex is a revision at or after the last change to any of the
-// job's allocations (one added, changed, moved or removed): while it
-// stays the same, so does every allocation of the job, and a reader may
-// keep what it derived from them. It is never below the revision this
-// view was last loaded whole at.
-func (s *Store) JobAllocsIndex(namespace, job string) int64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return max(s.jobAllocs[api.JobKey(namespace, job)], s.loadRev)
-}
-
 // AllocFilter selects allocations; empty fields match everything.
 type AllocFilter struct {
 	Namespace string
@@ -748,6 +735,41 @@ func (s *Store) useLocked(node string) *api.Usage {
 		s.nodeUse[node] = u
 	}
 	return u
+}
+
+// jobSig is a job's allocations' signature, kept as they change: their
+// count and the sum of their progress hashes.
+type jobSig struct {
+	n   int
+	sum uint64
+}
+
+// signLocked counts a in (sign 1) or out (-1) of its job's signature.
+func (s *Store) signLocked(a *api.Allocation, sign int) {
+	k := a.JobKey()
+	js := s.jobSig[k]
+	if js == nil {
+		js = &jobSig{}
+		s.jobSig[k] = js
+	}
+	js.n += sign
+	js.sum += uint64(sign) * a.ProgressHash()
+	if js.n == 0 {
+		delete(s.jobSig, k)
+	}
+}
+
+// JobSignature is the signature of the job's allocations, what a
+// deployment's progress depends on (deploywatch.Signature of them, kept
+// as they change instead of computed from them): 0 when it has none.
+func (s *Store) JobSignature(namespace, job string) uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	js := s.jobSig[api.JobKey(namespace, job)]
+	if js == nil {
+		return 0
+	}
+	return uint64(js.n) + js.sum
 }
 
 // NodeCheck is what the leader's plan re-check reads of one node.

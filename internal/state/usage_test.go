@@ -76,3 +76,74 @@ func TestNodeUsageFollowsAllocations(t *testing.T) {
 	}
 	want("n2", nil, api.Usage{CPU: 100, Memory: 10, Disk: 1})
 }
+
+// The signature the store keeps per job is always what summing its
+// allocations gives (deploywatch.Signature: count plus progress hashes),
+// through placements, reports, moves and deletions.
+func TestJobSignatureFollowsAllocations(t *testing.T) {
+	s := openTest(t, 0)
+	ctx := context.Background()
+	summed := func(job string) uint64 {
+		as := s.Allocs(AllocFilter{Namespace: "default", Job: job})
+		sum := uint64(len(as))
+		for _, a := range as {
+			sum += a.ProgressHash()
+		}
+		return sum
+	}
+	check := func(what string) {
+		t.Helper()
+		if _, err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, job := range []string{"j", "k", "none"} {
+			if got, want := s.JobSignature("default", job), summed(job); got != want {
+				t.Errorf("%s: JobSignature(%s) = %x, want %x", what, job, got, want)
+			}
+		}
+	}
+	mk := func(id, job string) *api.Allocation {
+		return &api.Allocation{ID: id, Namespace: "default", Job: job, Group: "g", NodeID: "n1",
+			DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocPending}
+	}
+	if _, err := s.ApplyPlan(ctx, &PlanCommit{Place: []*api.Allocation{mk("a", "j"), mk("b", "j"), mk("c", "k")}}); err != nil {
+		t.Fatal(err)
+	}
+	check("placed")
+	if s.JobSignature("default", "j") == 0 {
+		t.Fatal("a job with allocations signs 0")
+	}
+	before := s.JobSignature("default", "j")
+	cur, _ := s.Alloc("a")
+	up := *cur
+	up.ClientStatus, up.Health = api.AllocRunning, api.HealthHealthy
+	if _, err := s.ApplyPlan(ctx, &PlanCommit{Update: []*api.Allocation{&up}}); err != nil {
+		t.Fatal(err)
+	}
+	check("reported running")
+	if s.JobSignature("default", "j") == before {
+		t.Error("a report of health left the signature as it was")
+	}
+	before = s.JobSignature("default", "j")
+	if _, err := s.ApplyPlan(ctx, &PlanCommit{Place: []*api.Allocation{mk("d", "k")}}); err != nil {
+		t.Fatal(err)
+	}
+	check("another job's placement")
+	if s.JobSignature("default", "j") != before {
+		t.Error("another job's placement changed the signature")
+	}
+	if err := s.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("a full load")
+	if s.JobSignature("default", "j") != before {
+		t.Error("a full load changed the signature")
+	}
+	if err := s.DeleteAllocs(ctx, lead(t, s, "s1").Fence, []string{"a", "b", "c", "d"}); err != nil {
+		t.Fatal(err)
+	}
+	check("deleted")
+	if s.JobSignature("default", "j") != 0 {
+		t.Error("a job without allocations does not sign 0")
+	}
+}

@@ -122,7 +122,7 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 		protocol = "long-polls, a request per report and per heartbeat (--scale-long-poll)"
 	}
 	rec.Note("agent protocol: %s", protocol)
-	rec.Note("%d simulated nodes, %d jobs × %d allocations, %d round(s); the load tool shares the machine's cores with the server(s); soft memory limits from SERVER_GOMEMLIMIT and LOAD_GOMEMLIMIT when set", nodes, jobs, tasks, rounds)
+	rec.Note("%d simulated nodes, %d jobs × %d allocations, %d round(s); the load tool shares the machine's cores with the server(s); soft memory limits from SERVER_GOMEMLIMIT and LOAD_GOMEMLIMIT, collector targets from SERVER_GOGC and LOAD_GOGC, when set", nodes, jobs, tasks, rounds)
 	return nil
 }
 
@@ -473,13 +473,21 @@ func procPeakRSS(c *cluster) float64 {
 	return 0
 }
 
-// memLimitEnv passes the soft memory limit named by variable (a Go
-// GOMEMLIMIT value such as 10GiB) to a process the suite starts.
+// memLimitEnv passes Go's memory settings for a process the suite
+// starts, from the variables named for it: variable (SERVER_GOMEMLIMIT,
+// LOAD_GOMEMLIMIT: a soft memory limit such as 10GiB) and the same with
+// GOGC for GOMEMLIMIT (SERVER_GOGC, LOAD_GOGC: the collector's target,
+// 100 by default; higher trades memory, up to the limit, for less time
+// collecting garbage).
 func memLimitEnv(variable string) []string {
+	var out []string
 	if v := os.Getenv(variable); v != "" {
-		return []string{"GOMEMLIMIT=" + v}
+		out = append(out, "GOMEMLIMIT="+v)
 	}
-	return nil
+	if v := os.Getenv(strings.Replace(variable, "GOMEMLIMIT", "GOGC", 1)); v != "" {
+		out = append(out, "GOGC="+v)
+	}
+	return out
 }
 
 // pprofEnv serves a process's Go profiles on the address in variable

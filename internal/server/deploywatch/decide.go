@@ -109,55 +109,18 @@ func hasDueEval(evals []*api.Evaluation, now time.Time) bool {
 }
 
 // Signature summarizes what a deployment's progress depends on: each
-// allocation's ID, job version, desired and client status and health. It
-// is the same for the same allocations in any order, and allocates
-// nothing: at a million allocations a formatted string of them, sorted,
-// was much of the leader's CPU. Two different sets share a signature
-// with a chance of about 2^-64.
+// allocation's ID, job version, desired and client status and health
+// (api.Allocation.ProgressHash). It is the same for the same allocations
+// in any order: the count plus the sum of their hashes, which the store
+// keeps per job as allocations change (state.Store.JobSignature), so that
+// no round reads a job's allocations. Two different sets share a
+// signature with a chance of about 2^-64.
 func Signature(allocs []*api.Allocation) uint64 {
 	sum := uint64(len(allocs))
 	for _, a := range allocs {
-		h := uint64(fnvOffset)
-		h = fnvString(h, a.ID)
-		h = fnvUint(h, a.JobVersion)
-		h = fnvString(h, a.DesiredStatus)
-		h = fnvString(h, a.ClientStatus)
-		h = fnvString(h, a.Health)
-		sum += mix(h)
+		sum += a.ProgressHash()
 	}
 	return sum
-}
-
-const (
-	fnvOffset = 14695981039346656037
-	fnvPrime  = 1099511628211
-)
-
-// fnvString folds s and a separator into FNV-1a hash h.
-func fnvString(h uint64, s string) uint64 {
-	for i := 0; i < len(s); i++ {
-		h = (h ^ uint64(s[i])) * fnvPrime
-	}
-	return (h ^ 0xff) * fnvPrime // no string holds 0xff: "ab","c" and "a","bc" differ
-}
-
-// fnvUint folds v's 8 bytes into FNV-1a hash h.
-func fnvUint(h, v uint64) uint64 {
-	for i := 0; i < 8; i++ {
-		h = (h ^ (v & 0xff)) * fnvPrime
-		v >>= 8
-	}
-	return h
-}
-
-// mix spreads h's bits (SplitMix64's finalizer) so that the sum of the
-// allocations' hashes does not cancel out in their low bits.
-func mix(h uint64) uint64 {
-	h ^= h >> 30
-	h *= 0xbf58476d1ce4e5b9
-	h ^= h >> 27
-	h *= 0x94d049bb133111eb
-	return h ^ h>>31
 }
 
 // KeepPerJob bounds the finished deployments kept per job (the newest

@@ -153,17 +153,13 @@ func TestOld(t *testing.T) {
 }
 
 // fakeStore holds one job with its versions, deployments, allocations
-// and evaluations: the watcher's Reader. A test that changes allocs
-// moves allocsIndex, as the store's JobAllocsIndex moves; allocReads
-// counts the reads of allocs.
+// and evaluations: the watcher's Reader.
 type fakeStore struct {
-	job         *api.Job
-	versions    map[uint64]*api.Job
-	deps        []*api.Deployment
-	allocs      []*api.Allocation
-	allocsIndex int64
-	allocReads  int
-	evals       []*api.Evaluation
+	job      *api.Job
+	versions map[uint64]*api.Job
+	deps     []*api.Deployment
+	allocs   []*api.Allocation
+	evals    []*api.Evaluation
 }
 
 func (f *fakeStore) Changed() <-chan struct{} { return make(chan struct{}) }
@@ -177,12 +173,8 @@ func (f *fakeStore) OpenDeployments() []*api.Deployment {
 	return out
 }
 func (f *fakeStore) Deployments(_, _ string) []*api.Deployment { return f.deps }
-func (f *fakeStore) AllocsUnsorted(state.AllocFilter) []*api.Allocation {
-	f.allocReads++
-	return f.allocs
-}
-func (f *fakeStore) JobAllocsIndex(_, _ string) int64    { return f.allocsIndex }
-func (f *fakeStore) Evals(_, _ string) []*api.Evaluation { return f.evals }
+func (f *fakeStore) JobSignature(_, _ string) uint64           { return Signature(f.allocs) }
+func (f *fakeStore) Evals(_, _ string) []*api.Evaluation       { return f.evals }
 func (f *fakeStore) Job(_, name string) (*api.Job, bool) {
 	return f.job, f.job != nil && f.job.Name == name
 }
@@ -289,15 +281,7 @@ func TestWatcherRound(t *testing.T) {
 	if len(f.evals) != 1 {
 		t.Fatalf("same allocations: %d evaluations, want still 1", len(f.evals))
 	}
-	if f.allocReads != 1 {
-		t.Errorf("two rounds read the unchanged allocations %d times, want once", f.allocReads)
-	}
-	f.allocsIndex++ // a report that changed nothing the deployment depends on
-	round("allocations written, the same")
-	if len(f.evals) != 1 || f.allocReads != 2 {
-		t.Fatalf("allocations written, the same: %d evaluations after %d reads, want still 1 after 2", len(f.evals), f.allocReads)
-	}
-	f.allocs, f.allocsIndex = []*api.Allocation{{ID: "a1", ClientStatus: api.AllocRunning, Health: api.HealthHealthy}}, f.allocsIndex+1
+	f.allocs = []*api.Allocation{{ID: "a1", ClientStatus: api.AllocRunning, Health: api.HealthHealthy}}
 	round("allocations changed")
 	if len(f.evals) != 2 {
 		t.Fatalf("allocations changed: %d evaluations, want 2", len(f.evals))

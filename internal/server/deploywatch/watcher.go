@@ -12,16 +12,15 @@ import (
 )
 
 // Reader is what the watcher reads: Changed to wait on between rounds,
-// the open deployments and, for their jobs, the allocations (and the
-// index that says whether they changed), evaluations and spec that Watch
+// the open deployments and, for their jobs, the Signature of their
+// allocations (kept by the store as they change), evaluations and spec that Watch
 // decides on, every deployment for the garbage collection, and the
 // version a rollback registers again. *state.Store is one.
 type Reader interface {
 	Changed() <-chan struct{}
 	OpenDeployments() []*api.Deployment
 	Deployments(namespace, job string) []*api.Deployment
-	AllocsUnsorted(f state.AllocFilter) []*api.Allocation
-	JobAllocsIndex(namespace, job string) int64
+	JobSignature(namespace, job string) uint64
 	Evals(namespace, job string) []*api.Evaluation
 	Job(namespace, name string) (*api.Job, bool)
 	JobVersion(ctx context.Context, namespace, name string, v uint64) (*api.Job, error)
@@ -39,13 +38,6 @@ type Writer interface {
 	RegisterJobFenced(ctx context.Context, fence *state.Fence, job *api.Job, eval *api.Evaluation, now time.Time) (*state.RegisterResult, error)
 }
 
-// signed is a job's allocation Signature as of the store's
-// JobAllocsIndex.
-type signed struct {
-	index int64
-	sig   uint64
-}
-
 // gcEvery is how often old deployments are deleted.
 const gcEvery = time.Minute
 
@@ -58,7 +50,6 @@ type Watcher struct {
 	newEval func(namespace, job, trigger string) *api.Evaluation
 	log     *slog.Logger
 	seen    map[string]uint64 // deployment → allocation signature last evaluated
-	sigs    map[string]signed // job key → its allocations' signature, last round
 	nextGC  time.Time
 }
 
@@ -86,32 +77,6 @@ func (w *Watcher) Run(ctx context.Context, wait func(ctx context.Context, change
 	return nil
 }
 
-// signatures returns this round's Signature reader. A job whose
-// allocations did not change since the last round (the store's
-// JobAllocsIndex is the same) keeps the signature it had, so a round
-// reads only the allocations of the jobs that changed: rounds run on
-// every change to the store, and with hundreds of deployments open at a
-// million allocations, signing every job's allocations each round was a
-// quarter of the leader's CPU. Jobs no round asks for are forgotten.
-func (w *Watcher) signatures() func(ns, job string) uint64 {
-	last := w.sigs
-	w.sigs = make(map[string]signed, len(last))
-	return func(ns, job string) uint64 {
-		key := api.JobKey(ns, job)
-		idx := w.reads.JobAllocsIndex(ns, job)
-		if s, ok := w.sigs[key]; ok && s.index == idx {
-			return s.sig
-		}
-		if s, ok := last[key]; ok && s.index == idx {
-			w.sigs[key] = s
-			return s.sig
-		}
-		sig := Signature(w.reads.AllocsUnsorted(state.AllocFilter{Namespace: ns, Job: job}))
-		w.sigs[key] = signed{index: idx, sig: sig}
-		return sig
-	}
-}
-
 // Round deletes old deployments once a minute, then carries out Watch's
 // decision. It returns only state.ErrNotLeader; other failures are logged
 // and retried next round.
@@ -134,7 +99,7 @@ func (w *Watcher) Round(ctx context.Context, now time.Time) error {
 
 func (w *Watcher) watch(ctx context.Context, now time.Time) error {
 	d := Watch(w.reads.OpenDeployments(), w.seen, Reads{
-		Signature: w.signatures(),
+		Signature: w.reads.JobSignature,
 		Evals:     w.reads.Evals,
 		Job:       w.reads.Job,
 	}, now)
