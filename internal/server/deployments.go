@@ -38,8 +38,7 @@ func (s *Server) stableVersion(namespace, name string, below uint64) *uint64 {
 // while leading: it asks for an evaluation of a job whose running
 // deployment's allocations changed (health, status), rolls back failed
 // deployments that ask for it, and deletes old finished deployments.
-// Rounds run on every change of the store, when a deployment the last
-// round deferred (deploywatch.EvalEvery) is due, and at least every 5 seconds;
+// Rounds run on every change of the store and at least every 5 seconds;
 // a change after a quiet spell is looked at once (a deployment's last
 // healthy replica is what `job run` waits for), and rounds come at most
 // every watcherPause.
@@ -49,14 +48,10 @@ func (s *Server) deploymentLoop(ctx context.Context, fence *state.Fence) error {
 	return w.Run(ctx, func(ctx context.Context, changed <-chan struct{}) {
 		roundEnd := time.Now()
 		took := roundEnd.Sub(roundStart) // the round that just ran
-		wake := 5 * time.Second
-		if next := w.Next(); !next.IsZero() {
-			wake = min(wake, max(time.Until(next), 0))
-		}
 		select {
 		case <-ctx.Done():
 		case <-changed:
-		case <-time.After(wake):
+		case <-time.After(5 * time.Second):
 		}
 		sleep(ctx, watcherWait(took, time.Since(roundEnd)))
 		roundStart = time.Now()

@@ -56,33 +56,13 @@ type Decision struct {
 	Revert   []Revert
 	// Forget lists the deployments seen earlier that no longer run.
 	Forget []string
-	// Next is when a deployment whose allocations changed within EvalEvery
-	// of its last evaluation may be evaluated (zero: none waits).
-	Next time.Time
 }
-
-// Seen is what the watcher last asked an evaluation of a deployment for:
-// its allocations' Signature, and when.
-type Seen struct {
-	Signature uint64
-	At        time.Time
-}
-
-// EvalEvery is the least time between two evaluations the watcher asks
-// for one deployment. Its allocations report in waves (placed, running,
-// healthy), hundreds a second for a large job; an evaluation for each
-// wave recorded the same progress again and again (most of a million-
-// allocation run's evaluations). The first change after a quiet spell is
-// evaluated at once; later ones wait out the rest of the interval.
-const EvalEvery = time.Second
 
 // Watch decides a round: an evaluation for every running deployment
 // whose allocations' signature changed since seen (deployment → the
-// signature last evaluated, and when) unless its job has an evaluation
-// due now or the last one was asked for less than EvalEvery ago (then
-// Next says when); a revert for every failed deployment with
-// auto_revert not yet handled.
-func Watch(open []*api.Deployment, seen map[string]Seen, r Reads, now time.Time) Decision {
+// signature last evaluated) unless its job has an evaluation due now; a
+// revert for every failed deployment with auto_revert not yet handled.
+func Watch(open []*api.Deployment, seen map[string]uint64, r Reads, now time.Time) Decision {
 	var out Decision
 	live := map[string]bool{}
 	for _, d := range open {
@@ -90,14 +70,7 @@ func Watch(open []*api.Deployment, seen map[string]Seen, r Reads, now time.Time)
 		case d.Active():
 			live[d.ID] = true
 			sig := r.Signature(d.Namespace, d.Job)
-			last, ok := seen[d.ID]
-			if last.Signature == sig || hasDueEval(r.Evals(d.Namespace, d.Job), now) {
-				continue
-			}
-			if due := last.At.Add(EvalEvery); ok && now.Before(due) {
-				if out.Next.IsZero() || due.Before(out.Next) {
-					out.Next = due
-				}
+			if seen[d.ID] == sig || hasDueEval(r.Evals(d.Namespace, d.Job), now) {
 				continue
 			}
 			p := api.DefaultPriority

@@ -56,55 +56,45 @@ func TestWatch(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		open     []*api.Deployment
-		seen     map[string]Seen
-		next     time.Time
+		seen     map[string]uint64
 		evaluate []evalWant
 		revert   []Revert
 		forget   []string
 	}{
-		{name: "nothing open", seen: map[string]Seen{}},
+		{name: "nothing open", seen: map[string]uint64{}},
 		{name: "new running deployment: evaluate at the job's priority",
-			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]Seen{},
+			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]uint64{},
 			evaluate: []evalWant{{"d1", 70}}},
 		{name: "job gone: the default priority",
-			open: []*api.Deployment{dep("d1", "gone", api.DeploymentRunning, 3)}, seen: map[string]Seen{},
+			open: []*api.Deployment{dep("d1", "gone", api.DeploymentRunning, 3)}, seen: map[string]uint64{},
 			evaluate: []evalWant{{"d1", api.DefaultPriority}}},
 		{name: "allocations unchanged since the last evaluation",
-			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]Seen{"d1": {Signature: sig}}},
+			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]uint64{"d1": sig}},
 		{name: "allocations changed",
-			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]Seen{"d1": {Signature: sig + 1}},
+			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]uint64{"d1": sig + 1},
 			evaluate: []evalWant{{"d1", 70}}},
-		{name: "allocations changed again within EvalEvery of the last evaluation: deferred until it passed",
-			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3), dep("d2", "web", api.DeploymentRunning, 3)},
-			seen: map[string]Seen{"d1": {Signature: sig + 1, At: now.Add(-EvalEvery / 4)}, "d2": {Signature: sig + 1, At: now.Add(-EvalEvery / 2)}},
-			next: now.Add(EvalEvery / 2)},
-		{name: "allocations changed EvalEvery after the last evaluation",
-			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]Seen{"d1": {Signature: sig + 1, At: now.Add(-EvalEvery)}},
-			evaluate: []evalWant{{"d1", 70}}},
-		{name: "unchanged within EvalEvery: nothing waits",
-			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]Seen{"d1": {Signature: sig, At: now}}},
 		{name: "an evaluation due now already",
-			open: []*api.Deployment{dep("d1", "due", api.DeploymentRunning, 3)}, seen: map[string]Seen{}},
+			open: []*api.Deployment{dep("d1", "due", api.DeploymentRunning, 3)}, seen: map[string]uint64{}},
 		{name: "an evaluation due later does not count",
-			open: []*api.Deployment{dep("d1", "later", api.DeploymentRunning, 3)}, seen: map[string]Seen{},
+			open: []*api.Deployment{dep("d1", "later", api.DeploymentRunning, 3)}, seen: map[string]uint64{},
 			evaluate: []evalWant{{"d1", api.DefaultPriority}}},
 		{name: "finished deployments are forgotten",
-			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]Seen{"d1": {Signature: sig}, "d0": {Signature: sig}},
+			open: []*api.Deployment{dep("d1", "web", api.DeploymentRunning, 3)}, seen: map[string]uint64{"d1": sig, "d0": sig},
 			forget: []string{"d0"}},
 		{name: "failed with auto_revert, job unchanged: revert",
-			open: []*api.Deployment{failedRevert("f", "web", 3)}, seen: map[string]Seen{},
+			open: []*api.Deployment{failedRevert("f", "web", 3)}, seen: map[string]uint64{},
 			revert: []Revert{{Version: 3}}},
 		{name: "failed with auto_revert, job changed since: noted only",
-			open: []*api.Deployment{failedRevert("f", "moved", 3)}, seen: map[string]Seen{},
+			open: []*api.Deployment{failedRevert("f", "moved", 3)}, seen: map[string]uint64{},
 			revert: []Revert{{Version: 5, Skip: "; not rolled back: the job was stopped or changed meanwhile"}}},
 		{name: "failed with auto_revert, job stopped: noted only",
-			open: []*api.Deployment{failedRevert("f", "stopped", 3)}, seen: map[string]Seen{},
+			open: []*api.Deployment{failedRevert("f", "stopped", 3)}, seen: map[string]uint64{},
 			revert: []Revert{{Version: 3, Skip: "; not rolled back: the job was stopped or changed meanwhile"}}},
 		{name: "failed with auto_revert, job gone: noted as version 0",
-			open: []*api.Deployment{failedRevert("f", "gone", 3)}, seen: map[string]Seen{},
+			open: []*api.Deployment{failedRevert("f", "gone", 3)}, seen: map[string]uint64{},
 			revert: []Revert{{Version: 0, Skip: "; not rolled back: the job was stopped or changed meanwhile"}}},
 		{name: "already reverted, or no auto_revert: nothing",
-			open: []*api.Deployment{reverted, noRevert}, seen: map[string]Seen{}},
+			open: []*api.Deployment{reverted, noRevert}, seen: map[string]uint64{}},
 	} {
 		d := Watch(tc.open, tc.seen, r, now)
 		var ev []evalWant
@@ -127,9 +117,6 @@ func TestWatch(t *testing.T) {
 		sort.Strings(d.Forget)
 		if !slices.Equal(d.Forget, tc.forget) {
 			t.Errorf("%s: forget %v, want %v", tc.name, d.Forget, tc.forget)
-		}
-		if !d.Next.Equal(tc.next) {
-			t.Errorf("%s: next %v, want %v", tc.name, d.Next, tc.next)
 		}
 	}
 }
@@ -295,14 +282,9 @@ func TestWatcherRound(t *testing.T) {
 		t.Fatalf("same allocations: %d evaluations, want still 1", len(f.evals))
 	}
 	f.allocs = []*api.Allocation{{ID: "a1", ClientStatus: api.AllocRunning, Health: api.HealthHealthy}}
-	round("allocations changed within EvalEvery")
-	if want := clock.Add(EvalEvery); len(f.evals) != 1 || !w.Next().Equal(want) {
-		t.Fatalf("allocations changed within EvalEvery: %d evaluations, next round due %v; want still 1, due %v", len(f.evals), w.Next(), want)
-	}
-	clock = clock.Add(EvalEvery)
-	round("allocations changed, EvalEvery later")
-	if len(f.evals) != 2 || !w.Next().IsZero() {
-		t.Fatalf("allocations changed, EvalEvery later: %d evaluations, next %v; want 2, none waiting", len(f.evals), w.Next())
+	round("allocations changed")
+	if len(f.evals) != 2 {
+		t.Fatalf("allocations changed: %d evaluations, want 2", len(f.evals))
 	}
 
 	f.deps[0].Status, f.deps[0].RevertTo, f.deps[0].StatusDescription = api.DeploymentFailed, u64(0), "failed: progress deadline"

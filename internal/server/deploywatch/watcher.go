@@ -49,8 +49,7 @@ type Watcher struct {
 	now     func() time.Time
 	newEval func(namespace, job, trigger string) *api.Evaluation
 	log     *slog.Logger
-	seen    map[string]Seen // deployment → allocation signature last evaluated, and when
-	next    time.Time       // when a deferred deployment is due (Decision.Next)
+	seen    map[string]uint64 // deployment → allocation signature last evaluated
 	nextGC  time.Time
 }
 
@@ -61,7 +60,7 @@ type Watcher struct {
 func New(reads Reader, writes Writer, fence *state.Fence, now func() time.Time,
 	newEval func(namespace, job, trigger string) *api.Evaluation, log *slog.Logger) *Watcher {
 	return &Watcher{reads: reads, writes: writes, fence: fence, now: now, newEval: newEval, log: log,
-		seen: map[string]Seen{}, nextGC: now().Add(gcEvery)}
+		seen: map[string]uint64{}, nextGC: now().Add(gcEvery)}
 }
 
 // Run calls Round, then wait, until ctx ends; wait returns once changed
@@ -77,10 +76,6 @@ func (w *Watcher) Run(ctx context.Context, wait func(ctx context.Context, change
 	}
 	return nil
 }
-
-// Next is when the last round deferred a deployment to (Decision.Next;
-// zero: none): the caller's wait should end by then.
-func (w *Watcher) Next() time.Time { return w.next }
 
 // Round deletes old deployments once a minute, then carries out Watch's
 // decision. It returns only state.ErrNotLeader; other failures are logged
@@ -108,7 +103,6 @@ func (w *Watcher) watch(ctx context.Context, now time.Time) error {
 		Evals:     w.reads.Evals,
 		Job:       w.reads.Job,
 	}, now)
-	w.next = d.Next
 	for _, rv := range d.Revert {
 		if err := w.revert(ctx, rv); err != nil {
 			return err
@@ -127,7 +121,7 @@ func (w *Watcher) watch(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("create evaluations for %d deployments: %w", len(evals), err)
 	}
 	for _, ev := range d.Evaluate {
-		w.seen[ev.Deployment.ID] = Seen{Signature: ev.Signature, At: now}
+		w.seen[ev.Deployment.ID] = ev.Signature
 	}
 	return nil
 }
