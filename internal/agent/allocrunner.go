@@ -58,7 +58,7 @@ func (r *allocRunner) dir() string { return filepath.Join(r.a.allocDir, r.alloc.
 func (r *allocRunner) run(ctx context.Context) {
 	al := r.current()
 	log := r.a.log.With("alloc", al.ShortID(), "job", al.JobKey(), "group", al.Group)
-	job, err := r.a.jobs.get(ctx, al.Namespace, al.Job, al.JobVersion)
+	job, err := r.a.jobs.get(ctx, al)
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Error("cannot load the allocation's job", "err", err)

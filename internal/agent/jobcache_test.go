@@ -1,8 +1,13 @@
 package agent
 
 import (
+	"context"
 	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
 )
@@ -52,5 +57,105 @@ func TestJobShareKeepsOneCopy(t *testing.T) {
 	var none *JobShare
 	if j := spec("nginx"); none.canonical("default/web@1", j) != j {
 		t.Fatal("without a share the agent does not keep what it fetched")
+	}
+}
+
+// TestJobShareFetchesARegistrationOnce: agents that want the same
+// registration at once wait for one fetch and share its copy; a held
+// registration is taken without a fetch; a registration the servers no
+// longer hold under that version (purged, registered again) is not
+// shared; a fetch that ended with its agent's context is made again by
+// an agent still waiting.
+func TestJobShareFetchesARegistrationOnce(t *testing.T) {
+	submitted := time.Date(2026, 12, 8, 1, 2, 3, 456, time.UTC)
+	al := &api.Allocation{Namespace: "default", Job: "web", JobVersion: 1, JobSubmitTime: submitted}
+	key := jobCacheKey(al)
+	if key != "default/web@1#"+strconv.FormatInt(submitted.UnixNano(), 10) {
+		t.Fatalf("key %q does not name the registration", key)
+	}
+
+	s := NewJobShare()
+	var fetches atomic.Int32
+	release := make(chan struct{})
+	fetch := func(context.Context) (*api.Job, error) {
+		fetches.Add(1)
+		<-release
+		return &api.Job{Name: "web", Namespace: "default", Version: 1, SubmitTime: submitted}, nil
+	}
+	const agents = 8
+	got := make([]*api.Job, agents)
+	var wg sync.WaitGroup
+	for i := range agents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j, err := s.load(context.Background(), key, submitted, fetch)
+			if err != nil {
+				t.Errorf("agent %d: %v", i, err)
+			}
+			got[i] = j
+		}()
+	}
+	for fetches.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // let the others find the fetch in flight
+	close(release)
+	wg.Wait()
+	if n := fetches.Load(); n != 1 {
+		t.Fatalf("%d agents wanting one registration made %d fetches, want 1", agents, n)
+	}
+	for i, j := range got {
+		if j != got[0] {
+			t.Fatalf("agent %d holds its own copy", i)
+		}
+	}
+	if j, _ := s.load(context.Background(), key, submitted, func(context.Context) (*api.Job, error) {
+		t.Fatal("a held registration was fetched again")
+		return nil, nil
+	}); j != got[0] {
+		t.Fatal("the held registration was not returned")
+	}
+
+	// The servers now hold another registration under version 1.
+	later := submitted.Add(time.Second)
+	other := &api.Allocation{Namespace: "default", Job: "web", JobVersion: 1, JobSubmitTime: later}
+	newer := &api.Job{Name: "web", Namespace: "default", Version: 1, SubmitTime: submitted.Add(2 * time.Second)}
+	for range 2 {
+		j, err := s.load(context.Background(), jobCacheKey(other), later, func(context.Context) (*api.Job, error) { return newer, nil })
+		if err != nil || j != newer {
+			t.Fatalf("load = %v, %v; want what the servers answered", j, err)
+		}
+	}
+	if s.jobs[jobCacheKey(other)].Value() != nil {
+		t.Fatal("a job of another registration was held under this one")
+	}
+
+	// The fetching agent's context ends; a waiting agent fetches itself.
+	third := &api.Allocation{Namespace: "default", Job: "batch", JobVersion: 0, JobSubmitTime: submitted}
+	started := make(chan struct{})
+	cctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		_, _ = s.load(cctx, jobCacheKey(third), submitted, func(ctx context.Context) (*api.Job, error) {
+			close(started)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+	}()
+	<-started
+	done := make(chan *api.Job)
+	go func() {
+		j, err := s.load(context.Background(), jobCacheKey(third), submitted, func(context.Context) (*api.Job, error) {
+			return &api.Job{Name: "batch", SubmitTime: submitted}, nil
+		})
+		if err != nil {
+			t.Errorf("waiting agent: %v", err)
+		}
+		done <- j
+	}()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if j := <-done; j == nil || j.Name != "batch" {
+		t.Fatalf("the waiting agent got %v after the fetching agent's context ended", j)
 	}
 }

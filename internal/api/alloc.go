@@ -34,12 +34,17 @@ type Allocation struct {
 	Namespace  string `json:"namespace"`
 	Job        string `json:"job"`
 	JobVersion uint64 `json:"job_version"`
-	Group      string `json:"group"`
-	Index      int    `json:"index"` // replica number within the group
-	Priority   int    `json:"priority"`
-	NodeID     string `json:"node_id"`
-	NodeName   string `json:"node_name"`
-	EvalID     string `json:"eval_id"`
+	// JobSubmitTime is the SubmitTime of the job version the allocation
+	// runs: with Namespace, Job and JobVersion it names one registration,
+	// even where a job was purged and registered again under the same
+	// version number. Zero on allocations placed before it was recorded.
+	JobSubmitTime time.Time `json:"job_submit_time,omitzero"`
+	Group         string    `json:"group"`
+	Index         int       `json:"index"` // replica number within the group
+	Priority      int       `json:"priority"`
+	NodeID        string    `json:"node_id"`
+	NodeName      string    `json:"node_name"`
+	EvalID        string    `json:"eval_id"`
 
 	Resources map[string]*AllocatedResources `json:"resources"` // by task name
 

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gantryhq/gantry/internal/api"
 	"github.com/gantryhq/gantry/internal/scheduler"
@@ -115,6 +116,25 @@ func TestRegretMeasured(t *testing.T) {
 			}
 		case len(p.Regret) != 1 || p.Regret[0].Fraction() <= 0 || p.Regret[0].Fraction() > 1 || p.Regret[0].Apart:
 			t.Fatalf("sample 2 chose %s; regret %+v", p.Placed[0].NodeName, p.Regret)
+		}
+	}
+}
+
+// TestPlacementsNameTheirRegistration: every placement records the
+// version and the submit time of the job it runs, which agents use to
+// tell two registrations under one version number apart.
+func TestPlacementsNameTheirRegistration(t *testing.T) {
+	h := New(scheduler.Config{})
+	h.AddNodes(Nodes(2, "a", CPU(4000), Memory(8192))...)
+	job := Job("web", Group("g", 3, Task("t", 500, 256)))
+	job.Version, job.SubmitTime = 4, time.Date(2026, 12, 8, 1, 2, 3, 4, time.UTC)
+	p := mustRun(t, h, job)
+	if len(p.Placed) != 3 {
+		t.Fatalf("placed %d, want 3", len(p.Placed))
+	}
+	for _, a := range p.Placed {
+		if a.JobVersion != job.Version || !a.JobSubmitTime.Equal(job.SubmitTime) {
+			t.Fatalf("placement runs version %d submitted %v, want %d submitted %v", a.JobVersion, a.JobSubmitTime, job.Version, job.SubmitTime)
 		}
 	}
 }

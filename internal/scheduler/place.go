@@ -1166,7 +1166,7 @@ func (p *planner) keep() {
 func (p *planner) commit(g *groupPlan, n *NodeState, pl Placement) {
 	job := p.job
 	a := &api.Allocation{
-		Namespace: job.Namespace, Job: job.Name, JobVersion: job.Version,
+		Namespace: job.Namespace, Job: job.Name, JobVersion: job.Version, JobSubmitTime: job.SubmitTime,
 		Group: g.group.Name, Index: pl.Index, Priority: job.Priority,
 		NodeID: n.node.ID, NodeName: n.node.Name,
 		Resources: make(map[string]*api.AllocatedResources, len(g.group.Tasks)),

@@ -149,6 +149,7 @@ func (r *Runner) placeOnce(ctx context.Context, fence *state.Fence, m api.Defrag
 		}
 	}
 	a.ID, a.Namespace, a.Job, a.JobVersion, a.Priority = uuid.NewString(), old.Namespace, old.Job, job.Version, job.Priority
+	a.JobSubmitTime = job.SubmitTime
 	a.DesiredStatus, a.ClientStatus, a.CreateTime, a.ModifyTime = api.AllocDesiredRun, api.AllocPending, now, now
 	a.PreviousAlloc = old.ID
 	a.Move = fmt.Sprintf("from %s GPU %v to %s GPU %v: %s", m.FromNode, m.FromGPUs, m.ToNode, m.ToGPUs, m.Reason)

@@ -203,7 +203,7 @@ func PlanJob(in *Input) (*Planned, error) {
 	}
 	for _, a := range res.InPlace {
 		c := copyAlloc(a)
-		c.JobVersion, c.ModifyTime = job.Version, now
+		c.JobVersion, c.JobSubmitTime, c.ModifyTime = job.Version, job.SubmitTime, now
 		p.Updates = append(p.Updates, c)
 	}
 	if len(res.Place) == 0 {

@@ -134,7 +134,7 @@ func toPB(a *api.Allocation) *pb.Allocation {
 		PreviousAlloc: str(a.PreviousAlloc), DeploymentId: str(a.DeploymentID), Canary: a.Canary,
 		Reschedules: int64(a.Reschedules), Move: str(a.Move),
 		CreateTime: toTime(a.CreateTime), ModifyTime: toTime(a.ModifyTime), ModifyIndex: a.ModifyIndex,
-		ResourcesEmpty: a.Resources != nil && len(a.Resources) == 0,
+		ResourcesEmpty: a.Resources != nil && len(a.Resources) == 0, JobSubmitTime: toTime(a.JobSubmitTime),
 	}
 	if len(a.Resources) > 0 {
 		m.Resources = make([]*pb.TaskResources, 0, len(a.Resources))
@@ -194,6 +194,7 @@ func taskStateToPB(task string, s *api.TaskState) *pb.TaskState {
 
 func fromPB(m *pb.Allocation, a *api.Allocation) {
 	a.ID, a.Namespace, a.Job, a.JobVersion, a.Group = m.Id, m.Namespace, m.Job, m.JobVersion, m.Group
+	a.JobSubmitTime = fromTime(m.JobSubmitTime)
 	a.Index, a.Priority = int(m.Index), int(m.Priority)
 	a.NodeID, a.NodeName, a.EvalID = m.NodeId, m.NodeName, m.EvalId
 	a.DesiredStatus, a.DesiredReason = m.DesiredStatus, m.DesiredReason

@@ -32,7 +32,8 @@ func genAlloc(t *rapid.T) *api.Allocation {
 	i := func(label string) int { return rapid.Int().Draw(t, label) }
 	a := &api.Allocation{
 		ID: s("id"), Namespace: s("namespace"), Job: s("job"), JobVersion: rapid.Uint64().Draw(t, "job_version"),
-		Group: s("group"), Index: i("index"), Priority: i("priority"), NodeID: s("node_id"), NodeName: s("node_name"),
+		JobSubmitTime: genTime(t, "job_submit_time"),
+		Group:         s("group"), Index: i("index"), Priority: i("priority"), NodeID: s("node_id"), NodeName: s("node_name"),
 		EvalID: s("eval_id"), DesiredStatus: s("desired_status"), DesiredReason: s("desired_reason"),
 		ClientStatus: s("client_status"), ClientReason: s("client_reason"), Health: s("health"),
 		PreviousAlloc: s("previous_alloc"), DeploymentID: s("deployment_id"), Canary: rapid.Bool().Draw(t, "canary"),

@@ -114,8 +114,10 @@ type Allocation struct {
 	ModifyIndex   int64        `protobuf:"varint,25,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
 	// The api map was present but empty (JSON {} rather than null).
 	ResourcesEmpty bool `protobuf:"varint,26,opt,name=resources_empty,json=resourcesEmpty,proto3" json:"resources_empty,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The SubmitTime of the job version the allocation runs.
+	JobSubmitTime *Time `protobuf:"bytes,27,opt,name=job_submit_time,json=jobSubmitTime,proto3" json:"job_submit_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Allocation) Reset() {
@@ -328,6 +330,13 @@ func (x *Allocation) GetResourcesEmpty() bool {
 		return x.ResourcesEmpty
 	}
 	return false
+}
+
+func (x *Allocation) GetJobSubmitTime() *Time {
+	if x != nil {
+		return x.JobSubmitTime
+	}
+	return nil
 }
 
 type TaskResources struct {
@@ -861,7 +870,7 @@ const file_allocation_proto_rawDesc = "" +
 	"\x10allocation.proto\x12\x0fgantry.state.v1\"6\n" +
 	"\x04Time\x12\x18\n" +
 	"\aseconds\x18\x01 \x01(\x03R\aseconds\x12\x14\n" +
-	"\x05nanos\x18\x02 \x01(\x05R\x05nanos\"\x85\a\n" +
+	"\x05nanos\x18\x02 \x01(\x05R\x05nanos\"\xc4\a\n" +
 	"\n" +
 	"Allocation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
@@ -894,7 +903,8 @@ const file_allocation_proto_rawDesc = "" +
 	"\vmodify_time\x18\x18 \x01(\v2\x15.gantry.state.v1.TimeR\n" +
 	"modifyTime\x12!\n" +
 	"\fmodify_index\x18\x19 \x01(\x03R\vmodifyIndex\x12'\n" +
-	"\x0fresources_empty\x18\x1a \x01(\bR\x0eresourcesEmpty\"\xb6\x01\n" +
+	"\x0fresources_empty\x18\x1a \x01(\bR\x0eresourcesEmpty\x12=\n" +
+	"\x0fjob_submit_time\x18\x1b \x01(\v2\x15.gantry.state.v1.TimeR\rjobSubmitTime\"\xb6\x01\n" +
 	"\rTaskResources\x12\x12\n" +
 	"\x04task\x18\x01 \x01(\tR\x04task\x12\x10\n" +
 	"\x03cpu\x18\x02 \x01(\x12R\x03cpu\x12\x16\n" +
@@ -968,19 +978,20 @@ var file_allocation_proto_depIdxs = []int32{
 	7,  // 1: gantry.state.v1.Allocation.task_states:type_name -> gantry.state.v1.TaskState
 	0,  // 2: gantry.state.v1.Allocation.create_time:type_name -> gantry.state.v1.Time
 	0,  // 3: gantry.state.v1.Allocation.modify_time:type_name -> gantry.state.v1.Time
-	3,  // 4: gantry.state.v1.TaskResources.ports:type_name -> gantry.state.v1.Port
-	4,  // 5: gantry.state.v1.TaskResources.gpu:type_name -> gantry.state.v1.GPU
-	5,  // 6: gantry.state.v1.GPU.mig:type_name -> gantry.state.v1.MIG
-	6,  // 7: gantry.state.v1.GPU.share:type_name -> gantry.state.v1.Share
-	0,  // 8: gantry.state.v1.TaskState.started_at:type_name -> gantry.state.v1.Time
-	0,  // 9: gantry.state.v1.TaskState.finished_at:type_name -> gantry.state.v1.Time
-	8,  // 10: gantry.state.v1.TaskState.events:type_name -> gantry.state.v1.TaskEvent
-	0,  // 11: gantry.state.v1.TaskEvent.time:type_name -> gantry.state.v1.Time
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	0,  // 4: gantry.state.v1.Allocation.job_submit_time:type_name -> gantry.state.v1.Time
+	3,  // 5: gantry.state.v1.TaskResources.ports:type_name -> gantry.state.v1.Port
+	4,  // 6: gantry.state.v1.TaskResources.gpu:type_name -> gantry.state.v1.GPU
+	5,  // 7: gantry.state.v1.GPU.mig:type_name -> gantry.state.v1.MIG
+	6,  // 8: gantry.state.v1.GPU.share:type_name -> gantry.state.v1.Share
+	0,  // 9: gantry.state.v1.TaskState.started_at:type_name -> gantry.state.v1.Time
+	0,  // 10: gantry.state.v1.TaskState.finished_at:type_name -> gantry.state.v1.Time
+	8,  // 11: gantry.state.v1.TaskState.events:type_name -> gantry.state.v1.TaskEvent
+	0,  // 12: gantry.state.v1.TaskEvent.time:type_name -> gantry.state.v1.Time
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_allocation_proto_init() }
