@@ -243,7 +243,8 @@ func (s *Server) handleJobList(w http.ResponseWriter, r *http.Request) error {
 }
 
 // summarize derives a job's status and per-group counts from its
-// allocations.
+// allocations, as the store counts them (state.Store.JobCounts): a job
+// list costs its jobs' groups, not their allocations.
 func (s *Server) summarize(j *api.Job) *api.JobSummary {
 	sum := &api.JobSummary{Job: j, Groups: map[string]*api.GroupSummary{}}
 	for _, g := range j.Groups {
@@ -254,31 +255,13 @@ func (s *Server) summarize(j *api.Job) *api.JobSummary {
 			g.Desired = 0
 		}
 	}
-	live, done := 0, 0
-	for _, a := range s.store.AllocsUnsorted(state.AllocFilter{Namespace: j.Namespace, Job: j.Name}) {
-		if !a.ClientTerminal() {
-			live++
-		}
-		g := sum.Groups[a.Group]
-		if g == nil || a.DesiredStatus != api.AllocDesiredRun {
-			continue
-		}
-		switch a.ClientStatus {
-		case api.AllocPending:
-			g.Pending++
-		case api.AllocRunning:
-			g.Running++
-		case api.AllocComplete:
-			g.Complete++
-			done++
-		case api.AllocFailed:
-			g.Failed++
-		case api.AllocLost:
-			g.Lost++
-		}
-		if a.Health == api.HealthHealthy && a.ClientStatus == api.AllocRunning {
-			g.Healthy++
-		}
+	counts := s.store.JobCounts(j.Namespace, j.Name)
+	live, done := counts.Live, 0
+	for name, g := range sum.Groups {
+		c := counts.Groups[name]
+		c.Desired = g.Desired
+		*g = c
+		done += c.Complete
 	}
 	switch {
 	case live > 0:

@@ -49,7 +49,7 @@ type Store struct {
 	allocsByNode map[string]map[string]*api.Allocation
 	allocsByJob  map[string]map[string]*api.Allocation
 	nodeUse      map[string]*api.Usage // node id → what its live allocations take, summed (NodeChecks)
-	jobSig       map[string]*jobSig    // job key → its allocations' signature, summed (JobSignature)
+	jobTally     map[string]*jobTally  // job key → its allocations' signature and counts (JobSignature, JobCounts)
 	nodeIndex    map[string]int64      // node id → last revision the servers changed one of its allocations
 	// allocDesired is, per node, the last revision the servers changed
 	// each of its allocations: one small map per node, read for every
@@ -131,7 +131,7 @@ func (s *Store) reset() {
 	s.allocsByNode = map[string]map[string]*api.Allocation{}
 	s.allocsByJob = map[string]map[string]*api.Allocation{}
 	s.nodeUse = map[string]*api.Usage{}
-	s.jobSig = map[string]*jobSig{}
+	s.jobTally = map[string]*jobTally{}
 	s.nodeIndex = map[string]int64{}
 	s.allocDesired = map[string]map[string]int64{}
 	s.nodeRemoved = map[string]int64{}
@@ -308,7 +308,7 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool, pre *api.Allocati
 			if !old.Terminal() {
 				s.useLocked(old.NodeID).Add(old, -1)
 			}
-			s.signLocked(old, -1)
+			s.tallyLocked(old, -1)
 			delete(s.allocsByNode[old.NodeID], old.ID)
 			delete(s.allocsByJob[old.JobKey()], old.ID)
 		}
@@ -335,7 +335,7 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool, pre *api.Allocati
 		if !a.Terminal() {
 			s.useLocked(a.NodeID).Add(a, 1)
 		}
-		s.signLocked(a, 1)
+		s.tallyLocked(a, 1)
 		index(s.allocsByNode, a.NodeID)[a.ID] = a
 		index(s.allocsByJob, a.JobKey())[a.ID] = a
 		if old == nil || desiredChanged(old, a) {
@@ -737,25 +737,55 @@ func (s *Store) useLocked(node string) *api.Usage {
 	return u
 }
 
-// jobSig is a job's allocations' signature, kept as they change: their
-// count and the sum of their progress hashes.
-type jobSig struct {
-	n   int
-	sum uint64
+// jobTally is what the store keeps per job as its allocations change:
+// their count and the sum of their progress hashes (the signature), and
+// the counts a job's summary shows.
+type jobTally struct {
+	n    int
+	sum  uint64
+	live int
+	// groups counts the allocations desired running, by group; Desired
+	// is not used.
+	groups map[string]*api.GroupSummary
 }
 
-// signLocked counts a in (sign 1) or out (-1) of its job's signature.
-func (s *Store) signLocked(a *api.Allocation, sign int) {
+// tallyLocked counts a in (sign 1) or out (-1) of its job's tally.
+func (s *Store) tallyLocked(a *api.Allocation, sign int) {
 	k := a.JobKey()
-	js := s.jobSig[k]
-	if js == nil {
-		js = &jobSig{}
-		s.jobSig[k] = js
+	t := s.jobTally[k]
+	if t == nil {
+		t = &jobTally{groups: map[string]*api.GroupSummary{}}
+		s.jobTally[k] = t
 	}
-	js.n += sign
-	js.sum += uint64(sign) * a.ProgressHash()
-	if js.n == 0 {
-		delete(s.jobSig, k)
+	t.n += sign
+	t.sum += uint64(sign) * a.ProgressHash()
+	if !a.ClientTerminal() {
+		t.live += sign
+	}
+	if a.DesiredStatus == api.AllocDesiredRun {
+		g := t.groups[a.Group]
+		if g == nil {
+			g = &api.GroupSummary{}
+			t.groups[a.Group] = g
+		}
+		switch a.ClientStatus {
+		case api.AllocPending:
+			g.Pending += sign
+		case api.AllocRunning:
+			g.Running += sign
+		case api.AllocComplete:
+			g.Complete += sign
+		case api.AllocFailed:
+			g.Failed += sign
+		case api.AllocLost:
+			g.Lost += sign
+		}
+		if a.Health == api.HealthHealthy && a.ClientStatus == api.AllocRunning {
+			g.Healthy += sign
+		}
+	}
+	if t.n == 0 {
+		delete(s.jobTally, k)
 	}
 }
 
@@ -765,11 +795,36 @@ func (s *Store) signLocked(a *api.Allocation, sign int) {
 func (s *Store) JobSignature(namespace, job string) uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	js := s.jobSig[api.JobKey(namespace, job)]
-	if js == nil {
+	t := s.jobTally[api.JobKey(namespace, job)]
+	if t == nil {
 		return 0
 	}
-	return uint64(js.n) + js.sum
+	return uint64(t.n) + t.sum
+}
+
+// JobCounts is a job's allocations counted, as the store keeps them.
+type JobCounts struct {
+	// Live counts those not client-terminal.
+	Live int
+	// Groups counts those desired running, by group, by client status
+	// and health (Desired is left 0).
+	Groups map[string]api.GroupSummary
+}
+
+// JobCounts counts the job's allocations without reading them: what a
+// job's summary shows, at the cost of its number of groups.
+func (s *Store) JobCounts(namespace, job string) JobCounts {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t := s.jobTally[api.JobKey(namespace, job)]
+	if t == nil {
+		return JobCounts{}
+	}
+	out := JobCounts{Live: t.live, Groups: make(map[string]api.GroupSummary, len(t.groups))}
+	for name, g := range t.groups {
+		out.Groups[name] = *g
+	}
+	return out
 }
 
 // NodeCheck is what the leader's plan re-check reads of one node.

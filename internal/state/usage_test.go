@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"reflect"
 	"testing"
 
 	"github.com/gantryhq/gantry/internal/api"
@@ -79,7 +80,8 @@ func TestNodeUsageFollowsAllocations(t *testing.T) {
 
 // The signature the store keeps per job is always what summing its
 // allocations gives (deploywatch.Signature: count plus progress hashes),
-// through placements, reports, moves and deletions.
+// and its counts what counting them gives, through placements, reports,
+// stops, moves, a full load and deletions.
 func TestJobSignatureFollowsAllocations(t *testing.T) {
 	s := openTest(t, 0)
 	ctx := context.Background()
@@ -91,6 +93,38 @@ func TestJobSignatureFollowsAllocations(t *testing.T) {
 		}
 		return sum
 	}
+	counted := func(job string) JobCounts {
+		var c JobCounts
+		for _, a := range s.Allocs(AllocFilter{Namespace: "default", Job: job}) {
+			if c.Groups == nil {
+				c.Groups = map[string]api.GroupSummary{}
+			}
+			if !a.ClientTerminal() {
+				c.Live++
+			}
+			if a.DesiredStatus != api.AllocDesiredRun {
+				continue
+			}
+			g := c.Groups[a.Group]
+			switch a.ClientStatus {
+			case api.AllocPending:
+				g.Pending++
+			case api.AllocRunning:
+				g.Running++
+			case api.AllocComplete:
+				g.Complete++
+			case api.AllocFailed:
+				g.Failed++
+			case api.AllocLost:
+				g.Lost++
+			}
+			if a.Health == api.HealthHealthy && a.ClientStatus == api.AllocRunning {
+				g.Healthy++
+			}
+			c.Groups[a.Group] = g
+		}
+		return c
+	}
 	check := func(what string) {
 		t.Helper()
 		if _, err := s.Sync(ctx); err != nil {
@@ -99,6 +133,19 @@ func TestJobSignatureFollowsAllocations(t *testing.T) {
 		for _, job := range []string{"j", "k", "none"} {
 			if got, want := s.JobSignature("default", job), summed(job); got != want {
 				t.Errorf("%s: JobSignature(%s) = %x, want %x", what, job, got, want)
+			}
+			got, want := s.JobCounts("default", job), counted(job)
+			for name, g := range got.Groups { // a group whose allocations all stopped counts nothing
+				if g == (api.GroupSummary{}) && want.Groups[name] == (api.GroupSummary{}) {
+					delete(got.Groups, name)
+					delete(want.Groups, name)
+				}
+			}
+			if len(got.Groups) == 0 && len(want.Groups) == 0 {
+				got.Groups, want.Groups = nil, nil
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: JobCounts(%s) = %+v, want %+v", what, job, got, want)
 			}
 		}
 	}
@@ -121,6 +168,9 @@ func TestJobSignatureFollowsAllocations(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("reported running")
+	if c := s.JobCounts("default", "j"); c.Live != 2 || c.Groups["g"].Running != 1 || c.Groups["g"].Healthy != 1 || c.Groups["g"].Pending != 1 {
+		t.Errorf("after one of two reported running and healthy: %+v", c)
+	}
 	if s.JobSignature("default", "j") == before {
 		t.Error("a report of health left the signature as it was")
 	}
@@ -129,6 +179,17 @@ func TestJobSignatureFollowsAllocations(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("another job's placement")
+	cur, _ = s.Alloc("b")
+	done := *cur
+	done.ClientStatus = api.AllocFailed
+	cur, _ = s.Alloc("c")
+	stop := *cur
+	stop.DesiredStatus = api.AllocDesiredStop
+	if _, err := s.ApplyPlan(ctx, &PlanCommit{Update: []*api.Allocation{&done, &stop}}); err != nil {
+		t.Fatal(err)
+	}
+	check("one failed, one stopped")
+	before = s.JobSignature("default", "j")
 	if s.JobSignature("default", "j") != before {
 		t.Error("another job's placement changed the signature")
 	}
