@@ -520,17 +520,51 @@ func (a *Agent) migReapLoop(ctx context.Context) {
 // decided them: each answer carries only what changed after index, plus
 // every ID when one may have left.
 type allocWatch struct {
-	index  int64
-	known  map[string]*api.Allocation
+	index int64
+	known map[string]*api.Allocation
+	// ended holds the known allocations the node is not to run
+	// (tasklife.WantOf is not WantRun): every sync looks at them again,
+	// as it looks at the ones that changed.
+	ended  map[string]*api.Allocation
 	first  bool // no consistent answer yet: orphans wait
 	warned bool
+}
+
+// newAllocWatch is a watch that knows no allocation yet.
+func newAllocWatch() *allocWatch {
+	return &allocWatch{known: map[string]*api.Allocation{}, ended: map[string]*api.Allocation{}, first: true}
+}
+
+// put records an allocation as the servers now hold it.
+func (w *allocWatch) put(al *api.Allocation) {
+	w.known[al.ID] = al
+	if tasklife.WantOf(al) == tasklife.WantRun {
+		delete(w.ended, al.ID)
+	} else {
+		w.ended[al.ID] = al
+	}
+}
+
+// drop forgets an allocation the servers no longer hold for the node.
+func (w *allocWatch) drop(id string) {
+	delete(w.known, id)
+	delete(w.ended, id)
+}
+
+// all lists the known allocations, in no order.
+func (w *allocWatch) all() []*api.Allocation {
+	out := make([]*api.Allocation, 0, len(w.known))
+	for _, al := range w.known {
+		out = append(out, al)
+	}
+	return out
 }
 
 // watchLoop follows the node's allocations: over the node stream when
 // the agent speaks it and the servers serve it, else with blocking
 // queries (long-polls).
 func (a *Agent) watchLoop(ctx context.Context) {
-	w := &allocWatch{known: map[string]*api.Allocation{}, first: true}
+	w := newAllocWatch()
 	if a.stream != nil {
 		if a.streamWatch(ctx, w) {
 			return
@@ -589,8 +623,9 @@ func (a *Agent) apply(ctx context.Context, w *allocWatch, resp *api.NodeAllocsRe
 	}
 	w.index = resp.Index
 	for _, al := range resp.Allocs {
-		w.known[al.ID] = al
+		w.put(al)
 	}
+	var gone []string
 	if resp.IDs != nil {
 		keep := make(map[string]bool, len(resp.IDs))
 		for _, id := range resp.IDs {
@@ -598,13 +633,10 @@ func (a *Agent) apply(ctx context.Context, w *allocWatch, resp *api.NodeAllocsRe
 		}
 		for id := range w.known {
 			if !keep[id] {
-				delete(w.known, id)
+				w.drop(id)
+				gone = append(gone, id)
 			}
 		}
-	}
-	all := make([]*api.Allocation, 0, len(w.known))
-	for _, al := range w.known {
-		all = append(all, al)
 	}
 	// Orphans are removed on the first consistent answer only (see
 	// api.NodeAllocsResponse.Consistent); until then what was found
@@ -614,9 +646,58 @@ func (a *Agent) apply(ctx context.Context, w *allocWatch, resp *api.NodeAllocsRe
 		w.warned = true
 		a.log.Info("the servers' answer may lag: tasks of the earlier run that it omits are kept until an answer reflects the latest state")
 	}
-	a.sync(ctx, all, orphans)
+	if w.first || a.adopting() {
+		a.sync(ctx, w.all(), orphans)
+	} else {
+		a.syncChanged(ctx, w, resp.Allocs, gone)
+	}
 	if orphans {
 		w.first = false
+	}
+}
+
+// adopting reports whether tasks found at start still wait for a
+// decision (tasklife.PlanAdoption), which only a sync of every
+// allocation makes.
+func (a *Agent) adopting() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.recovered) > 0
+}
+
+// syncChanged is sync for an answer once nothing found at start waits
+// for a decision: it looks only at the allocations that changed, the
+// ones the node is not to run and the ones the servers no longer hold,
+// which is what sync would change. An allocation that did not change
+// and runs has a runner that already holds it.
+func (a *Agent) syncChanged(ctx context.Context, w *allocWatch, changed []*api.Allocation, gone []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var done map[string]bool
+	if len(w.ended) > 0 {
+		done = make(map[string]bool, len(changed))
+	}
+	for _, al := range changed {
+		if done != nil {
+			done[al.ID] = true
+		}
+		a.syncAllocLocked(ctx, al, nil)
+	}
+	for id, al := range w.ended {
+		if !done[id] {
+			a.syncAllocLocked(ctx, al, nil)
+		}
+	}
+	removed := false
+	for _, id := range gone {
+		if r := a.runners[id]; r != nil {
+			delete(a.runners, id)
+			removed = true
+			go r.destroy(context.WithoutCancel(ctx))
+		}
+	}
+	if removed {
+		a.jobs.retain(w.all())
 	}
 }
 
@@ -628,9 +709,13 @@ func (a *Agent) apply(ctx context.Context, w *allocWatch, resp *api.NodeAllocsRe
 func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, removeOrphans bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	held := make(map[string]tasklife.Want, len(allocs))
-	for _, al := range allocs {
-		held[al.ID] = tasklife.WantOf(al)
+	handles := a.recoveredList()
+	var held map[string]tasklife.Want
+	if len(handles) > 0 {
+		held = make(map[string]tasklife.Want, len(allocs))
+		for _, al := range allocs {
+			held[al.ID] = tasklife.WantOf(al)
+		}
 	}
 	// handed: the tasks found at start that go to a new runner (adopted,
 	// restarted, kept for logs, and the duplicates its runner removes
@@ -638,7 +723,6 @@ func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, removeOrphan
 	handed := map[string]map[string][]*driver.Handle{}
 	left := map[string]map[string][]*driver.Handle{}
 	var remove []*driver.Handle
-	handles := a.recoveredList()
 	found := make([]tasklife.Found, len(handles))
 	for i, h := range handles {
 		found[i] = foundOf(h)
@@ -660,33 +744,10 @@ func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, removeOrphan
 	a.recovered = left
 	a.destroyHandles(ctx, remove)
 
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(allocs))
 	for _, al := range allocs {
 		seen[al.ID] = true
-		if r := a.runners[al.ID]; r != nil {
-			r.update(al)
-			continue
-		}
-		switch tasklife.WantOf(al) {
-		case tasklife.WantRun:
-			r := newAllocRunner(a, al, handed[al.ID])
-			a.runners[al.ID] = r
-			go r.run(ctx)
-		case tasklife.WantStop:
-			// Stopped before it ran here (its tasks found at start are
-			// removed above).
-			if lifecycle.ClientAllowed(lifecycle.Of(al), api.AllocComplete) {
-				a.updates.push(api.AllocUpdate{ID: al.ID, ClientStatus: api.AllocComplete, ClientReason: "stopped before it ran on this node", TaskStates: al.TaskStates})
-			}
-		default:
-			// Finished before this agent started: a runner keeps what is
-			// left for its logs, and runs nothing.
-			if len(handed[al.ID]) > 0 {
-				r := newAllocRunner(a, al, handed[al.ID])
-				a.runners[al.ID] = r
-				go r.run(ctx)
-			}
-		}
+		a.syncAllocLocked(ctx, al, handed[al.ID])
 	}
 	removed := false
 	for id, r := range a.runners {
@@ -698,6 +759,38 @@ func (a *Agent) sync(ctx context.Context, allocs []*api.Allocation, removeOrphan
 	}
 	if removed {
 		a.jobs.retain(allocs)
+	}
+}
+
+// syncAllocLocked brings one allocation's runner in line: the runner
+// gets the allocation as the servers now hold it, or a runner starts for
+// one to run (or one that finished and had tasks found at start, handed
+// here, to keep for their logs); one stopped before it ran is reported
+// complete. a.mu is held.
+func (a *Agent) syncAllocLocked(ctx context.Context, al *api.Allocation, handed map[string][]*driver.Handle) {
+	if r := a.runners[al.ID]; r != nil {
+		r.update(al)
+		return
+	}
+	switch tasklife.WantOf(al) {
+	case tasklife.WantRun:
+		r := newAllocRunner(a, al, handed)
+		a.runners[al.ID] = r
+		go r.run(ctx)
+	case tasklife.WantStop:
+		// Stopped before it ran here (its tasks found at start are
+		// removed by sync).
+		if lifecycle.ClientAllowed(lifecycle.Of(al), api.AllocComplete) {
+			a.updates.push(api.AllocUpdate{ID: al.ID, ClientStatus: api.AllocComplete, ClientReason: "stopped before it ran on this node", TaskStates: al.TaskStates})
+		}
+	default:
+		// Finished before this agent started: a runner keeps what is
+		// left for its logs, and runs nothing.
+		if len(handed) > 0 {
+			r := newAllocRunner(a, al, handed)
+			a.runners[al.ID] = r
+			go r.run(ctx)
+		}
 	}
 }
 
