@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -89,24 +90,27 @@ func (s *Server) readJob(w http.ResponseWriter, r *http.Request) (*submitted, []
 func (s *Server) validationCluster() *validate.Cluster {
 	eng, _ := s.sched.(*scheduler.Engine)
 	c := &validate.Cluster{Queues: s.store.Queues(), Jobs: s.store.Jobs(""), Engine: eng}
-	c.Nodes, c.Ideal = s.shapeCache.get(s.store, eng)
+	c.Nodes, c.Ideal, c.QueueView = s.shapeCache.get(s.store, eng, c.Queues)
 	return c
 }
 
-// shapeCache keeps the nodes and their ideal shape between changes of
-// capacity, so that registering a job on a large cluster does not rebuild
-// the shape of every node each time.
+// shapeCache keeps the nodes, their ideal shape and the queue view of
+// their capacity between changes of capacity (and, for the queue view,
+// of the queues), so that registering a job on a large cluster does not
+// rebuild the shape of every node each time.
 type shapeCache struct {
 	mu     sync.Mutex
 	index  int64
 	nodes  []*api.Node
 	ideal  *scheduler.Ideal
 	engine *scheduler.Engine
+	queues []*api.Queue // as read: the store replaces a queue's value when it changes
+	view   *scheduler.Queues
 }
 
-func (c *shapeCache) get(st *state.Store, eng *scheduler.Engine) ([]*api.Node, *scheduler.Ideal) {
+func (c *shapeCache) get(st *state.Store, eng *scheduler.Engine, queues []*api.Queue) ([]*api.Node, *scheduler.Ideal, *scheduler.Queues) {
 	if eng == nil {
-		return st.Nodes(), nil
+		return st.Nodes(), nil, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -116,8 +120,13 @@ func (c *shapeCache) get(st *state.Store, eng *scheduler.Engine) ([]*api.Node, *
 		// next call rebuild, never keeps a stale shape.
 		c.nodes, c.index, c.engine = st.Nodes(), idx, eng
 		c.ideal = eng.NewIdeal(c.nodes)
+		c.view = nil
 	}
-	return c.nodes, c.ideal
+	if c.view == nil || !slices.Equal(queues, c.queues) {
+		c.queues = queues
+		c.view = scheduler.NewQueues(&scheduler.Snapshot{Nodes: c.nodes, Queues: queues})
+	}
+	return c.nodes, c.ideal, c.view
 }
 
 // shape runs package validate's checks against the cluster's shape.

@@ -103,6 +103,36 @@ func TestValidateAgainstTheCluster(t *testing.T) {
 		t.Fatalf("validate of a good job: %+v", vr)
 	}
 
+	// The queue view is kept with the shape; a queue limit set since
+	// changes the answer at once, and lifting it changes it back.
+	if _, err := s.store.PutQueue(ctx, &api.Queue{Name: "small", Weight: 1, Namespaces: []string{"default"},
+		Limit: &api.QueueLimits{CPU: 5, Memory: 4096}}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(s.store.Queues()) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the queue never showed in the store")
+		}
+	}
+	vr = api.ValidateResponse{}
+	post(t, base+"/v1/validate/job", secret, good, &vr)
+	if vr.Valid || len(vr.Placement) != 1 || !strings.Contains(vr.Placement[0].Message, "more than the 5 that queue small") {
+		t.Fatalf("validate of a job over its queue's limit: %+v", vr)
+	}
+	if _, err := s.store.DeleteQueue(ctx, "small"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(s.store.Queues()) != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the queue never left the store")
+		}
+	}
+	vr = api.ValidateResponse{}
+	post(t, base+"/v1/validate/job", secret, good, &vr)
+	if !vr.Valid {
+		t.Fatalf("validate after the queue was deleted: %+v", vr)
+	}
+
 	// The cluster's shape is kept between questions; a node that joins
 	// changes the answer at once.
 	big := schedtest.Node("n2")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -553,8 +554,24 @@ func (s *Store) Jobs(namespace string) []*api.Job {
 		}
 	}
 	s.mu.RUnlock()
-	sort.Slice(out, func(a, b int) bool { return out[a].Key() < out[b].Key() })
+	sortJobs(out)
 	return out
+}
+
+// sortJobs sorts jobs by key (namespace/name), building each key once.
+func sortJobs(jobs []*api.Job) {
+	type keyed struct {
+		key string
+		job *api.Job
+	}
+	ks := make([]keyed, len(jobs))
+	for i, j := range jobs {
+		ks[i] = keyed{j.Key(), j}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	for i := range ks {
+		jobs[i] = ks[i].job
+	}
 }
 
 // Alloc returns an allocation by ID.

@@ -64,6 +64,10 @@ type Cluster struct {
 	// Ideal, when set, is Engine's prepared shape of Nodes, kept by a
 	// caller that asks about many jobs between changes of the nodes.
 	Ideal *scheduler.Ideal
+	// QueueView, when set, is scheduler.NewQueues of Nodes and Queues
+	// (no allocations), kept by such a caller between changes of the
+	// nodes or the queues; it is only read.
+	QueueView *scheduler.Queues
 }
 
 // Job checks a job that jobspec accepted (Canonicalize and Validate, or
@@ -243,7 +247,10 @@ func (v *checker) cluster(c *Cluster) {
 		// rejects has nothing more to learn here.
 		return
 	}
-	queues := scheduler.NewQueues(&scheduler.Snapshot{Nodes: c.Nodes, Queues: c.Queues})
+	queues := c.QueueView
+	if queues == nil {
+		queues = scheduler.NewQueues(&scheduler.Snapshot{Nodes: c.Nodes, Queues: c.Queues})
+	}
 	for i, gf := range groups {
 		g := v.job.Groups[i]
 		v.queue(c, queues, i, g, gf)
