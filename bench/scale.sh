@@ -5,10 +5,12 @@
 # (real agents, null driver, all in one process, their identities under
 # /dev/shm) and JOBS jobs of TASKS allocations, through the real API, store
 # and agent protocol. The report (report.json, report.md, index.html in
-# --out) gives allocations per second, the time until all ran, the
-# server's CPU seconds, peak RSS and etcd size, and the load tool's CPU
-# seconds, peak RSS (also per allocation), live memory (heap and stacks)
-# per simulated node and per running allocation, and goroutines. Every run
+# --out) gives allocations per second placed and running, the time until
+# all were placed and until all ran, the server's CPU seconds (also per
+# 1,000 allocations), peak RSS (also per allocation) and etcd size, and
+# the load tool's CPU seconds, peak RSS (also per allocation), live
+# memory (heap and stacks) per simulated node and per running allocation,
+# and goroutines. Every run
 # ends with an exact-count check read back from the store (a consistent
 # read per job): every job present, each slot held by exactly one running
 # allocation; the suite fails when it does not hold.
@@ -24,6 +26,7 @@
 # allocation reported running).
 #
 #   bench/scale.sh                       # 10,000 nodes, 1,000 jobs x 1,000 tasks
+#   ROUNDS=3 SERVER_GOMEMLIMIT=10GiB LOAD_GOMEMLIMIT=10GiB bench/scale.sh   # the README's million, median of 3
 #   NODES=1000 JOBS=100 TASKS=1000 bench/scale.sh
 #   ROUNDS=3 NODES=10000 JOBS=100 TASKS=1000 bench/scale.sh --out scale-100k
 #   SERVER_GOMEMLIMIT=10GiB LOAD_GOMEMLIMIT=12GiB bench/scale.sh   # soft memory limits (Go) for the two processes

@@ -117,8 +117,8 @@ func TestLoadtestLeaderKilled(t *testing.T) {
 			t.Errorf("the report's notes do not say %q:\n%s", want, notes)
 		}
 	}
-	for _, name := range []string{"scale/all-running", "scale/server-cpu", "scale/server-peak-rss", "scale/etcd-db",
-		"scale/server-s1-cpu", "scale/server-s2-cpu", "scale/server-s3-cpu", "scale/server-s1-peak-rss", "scale/server-s2-peak-rss", "scale/server-s3-peak-rss"} {
+	for _, name := range []string{"scale/all-running", "scale/all-placed", "scale/placed-per-s", "scale/server-cpu", "scale/server-peak-rss",
+		"scale/server-cpu-per-1000-allocs", "scale/server-peak-rss-per-alloc", "scale/etcd-db", "scale/server-s1-cpu", "scale/server-s2-cpu", "scale/server-s3-cpu", "scale/server-s1-peak-rss", "scale/server-s2-peak-rss", "scale/server-s3-peak-rss"} {
 		if f, ok := rep.Figure(name); !ok || f.Summary.N != 1 {
 			t.Errorf("figure %s: %+v, want one sample", name, f)
 		}

@@ -44,7 +44,7 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 	if err != nil {
 		return err
 	}
-	var rate, running, srvCPU, srvRSS, loadCPU, loadRSS, etcd []float64
+	var rate, running, placed, placedRate, srvCPU, srvRSS, srvCPUPer1000, srvRSSPerAlloc, loadCPU, loadRSS, etcd []float64
 	var slowed []int
 	var perNode, perAlloc, rssPerAlloc, goroutines []float64
 	perCPU, perRSS := make([][]float64, servers), make([][]float64, servers)
@@ -60,6 +60,10 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 		}
 		rate, running, loadCPU = append(rate, res.AllocsPerSec), append(running, res.RunningTime.Seconds()), append(loadCPU, res.LoadCPU)
 		loadRSS = append(loadRSS, float64(res.LoadPeakRSS))
+		if res.PlacedTime > 0 {
+			placed = append(placed, res.PlacedTime.Seconds())
+			placedRate = append(placedRate, float64(res.Allocations)/res.PlacedTime.Seconds())
+		}
 		perNode, perAlloc = append(perNode, res.NodeBytes/1024), append(perAlloc, res.AllocBytes/1024)
 		rssPerAlloc, goroutines = append(rssPerAlloc, res.PeakRSSPerAlloc/1024), append(goroutines, float64(res.Goroutines))
 		if len(res.ServerCPU) > 0 {
@@ -69,6 +73,10 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 				perCPU[i], perRSS[i] = append(perCPU[i], res.ServerCPU[i]), append(perRSS[i], res.ServerRSS[i])
 			}
 			srvCPU, srvRSS, etcd = append(srvCPU, cpu), append(srvRSS, rss), append(etcd, res.EtcdMiB)
+			if res.Allocations > 0 {
+				srvCPUPer1000 = append(srvCPUPer1000, cpu/float64(res.Allocations)*1000)
+				srvRSSPerAlloc = append(srvRSSPerAlloc, rss*1024/float64(res.Allocations))
+			}
 			leaders = append(leaders, fmt.Sprintf("s%d", res.Leader+1))
 		}
 		slowed = append(slowed, res.SlowedSubmissions)
@@ -88,6 +96,10 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 	}
 	rec.Add(report.NewFigure("scale/allocations-per-s", "allocations/s", report.HigherIsBetter, rate))
 	rec.Add(report.NewFigure("scale/all-running", "s", report.LowerIsBetter, running))
+	if len(placed) > 0 {
+		rec.Add(report.NewFigure("scale/placed-per-s", "allocations/s", report.HigherIsBetter, placedRate))
+		rec.Add(report.NewFigure("scale/all-placed", "s", report.LowerIsBetter, placed))
+	}
 	rec.Add(report.NewFigure("scale/load-tool-cpu", "s", report.LowerIsBetter, loadCPU))
 	rec.Add(report.NewFigure("scale/load-tool-peak-rss", "MiB", report.LowerIsBetter, loadRSS))
 	rec.Add(report.NewFigure("scale/load-tool-peak-rss-per-alloc", "KiB", report.LowerIsBetter, rssPerAlloc))
@@ -97,6 +109,8 @@ func runScale(ctx context.Context, env *Env, rec *Recorder) error {
 	if len(srvCPU) > 0 {
 		rec.Add(report.NewFigure("scale/server-cpu", "s", report.LowerIsBetter, srvCPU))
 		rec.Add(report.NewFigure("scale/server-peak-rss", "MiB", report.LowerIsBetter, srvRSS))
+		rec.Add(report.NewFigure("scale/server-cpu-per-1000-allocs", "s", report.LowerIsBetter, srvCPUPer1000))
+		rec.Add(report.NewFigure("scale/server-peak-rss-per-alloc", "KiB", report.LowerIsBetter, srvRSSPerAlloc))
 		rec.Add(report.NewFigure("scale/etcd-db", "MiB", report.LowerIsBetter, etcd))
 		if servers > 1 {
 			for i := range servers {
